@@ -1,0 +1,107 @@
+//! The registry of typed actions runbook steps name, one module per AWS concern.
+//!
+//! An action has two halves. Planning is pure: given a discovered (or projected)
+//! resource and the step's rendered arguments it returns the changes, each with the
+//! exact call, the before and the intended after, and the state the resource will be
+//! in afterwards. Applying talks to AWS: read the resource's current state (for the
+//! stale-plan check and the read-back), make one change's call, and probe it with
+//! `DryRun`. The engine never sees an SDK type.
+
+pub mod security_group;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::aws::RegionClients;
+use crate::error::Result;
+use crate::inventory::{Resource, ResourceKind};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+
+/// An argument an action accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgSpec {
+    /// Name in `args:`.
+    pub name: &'static str,
+    /// Type the rendered value must have.
+    pub kind: ParamType,
+    /// Whether the step must give it.
+    pub required: bool,
+    /// What it means.
+    pub description: &'static str,
+}
+
+/// One change as an action plans it; the planner adds ids and step context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeDraft {
+    /// Create, update, delete, replace.
+    pub kind: ChangeKind,
+    /// One line for people.
+    pub summary: String,
+    /// State before.
+    pub before: Value,
+    /// Intended state after.
+    pub after: Value,
+    /// The call.
+    pub call: ApiCall,
+}
+
+/// What an action would do to one resource.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActionPlan {
+    /// Changes in order; empty when the resource is already compliant.
+    pub changes: Vec<ChangeDraft>,
+    /// Set when the action will not change the resource, with the reason.
+    pub blocked: Option<(BlockReason, String)>,
+    /// The resource as it will be after the changes, for later steps and runbooks.
+    pub projected: Option<Resource>,
+}
+
+/// What applying a change returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// AWS request ids of the calls made.
+    pub request_ids: Vec<String>,
+    /// Outputs later steps may use.
+    pub outputs: serde_json::Map<String, Value>,
+}
+
+/// A typed action.
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// Registry name, e.g. `ec2:restrict-egress`.
+    fn name(&self) -> &'static str;
+    /// One line for `harden list`.
+    fn description(&self) -> &'static str;
+    /// The kind of resource it acts on (its step's `for_each` must discover it).
+    fn resource_kind(&self) -> ResourceKind;
+    /// Arguments it takes.
+    fn args(&self) -> &'static [ArgSpec];
+    /// Outputs it can export.
+    fn outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Plans the changes to `target` for rendered `args`. Pure: no AWS calls.
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
+    /// Reads the resource's current state in the shape of a change's before/after.
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
+    /// Makes the change's call. `current` is the state just read, which matched the
+    /// change's before; values the plan could not know are resolved from it.
+    async fn apply(&self, clients: &RegionClients, change: &Change, current: &Value)
+    -> Result<Applied>;
+    /// Probes the change's call with `DryRun=true`; never changes anything.
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
+}
+
+/// Every registered action.
+pub fn registry() -> &'static [&'static dyn Action] {
+    &[
+        &security_group::RestrictEgress,
+        &security_group::CloseGroup,
+    ]
+}
+
+/// The action with this name.
+pub fn find(name: &str) -> Option<&'static dyn Action> {
+    registry().iter().copied().find(|a| a.name() == name)
+}

@@ -1,0 +1,934 @@
+//! EC2 security groups: discovery, the egress-restriction and group-closing actions,
+//! and the calls they make.
+//!
+//! Rules are always revoked by security-group rule id, never by re-describing the
+//! permission: that is exact, and it is what works on every emulator (moto answers
+//! success and removes nothing when an all-traffic IPv6 rule is revoked by
+//! IpPermissions). Every change is read back by rule listing afterwards.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroupRuleRequest,
+    SecurityGroupRuleUpdate, UserIdGroupPair,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Action, ActionPlan, Applied, ArgSpec, ChangeDraft};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::inventory::{
+    Peer, Resource, ResourceKind, Rule, RuleKey, SecurityGroup, SecurityGroupRules, sort_rules,
+};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// The largest page EC2's describe calls accept.
+const MAX_PAGE: i32 = 1000;
+/// EC2 accepts at most this many values in one filter.
+const MAX_FILTER_VALUES: usize = 200;
+/// Description given to an allowed rule that names none, so the rule says who made it.
+pub const DEFAULT_RULE_DESCRIPTION: &str = "allowed by harden";
+
+/// An entry of an allow-list argument, as runbooks write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedRule {
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `-1`/`all`.
+    pub protocol: String,
+    /// First port; required for tcp and udp.
+    #[serde(default)]
+    pub from_port: Option<i32>,
+    /// Last port; required for tcp and udp.
+    #[serde(default)]
+    pub to_port: Option<i32>,
+    /// IPv4 destination.
+    #[serde(default)]
+    pub cidr: Option<String>,
+    /// IPv6 destination.
+    #[serde(default)]
+    pub ipv6_cidr: Option<String>,
+    /// Prefix-list destination.
+    #[serde(default)]
+    pub prefix_list_id: Option<String>,
+    /// Rule description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl AllowedRule {
+    fn to_rule(&self, field: &str) -> std::result::Result<Rule, String> {
+        let peers: Vec<Peer> = [
+            self.cidr.clone().map(Peer::Cidr),
+            self.ipv6_cidr.clone().map(Peer::Ipv6Cidr),
+            self.prefix_list_id.clone().map(Peer::PrefixListId),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [peer] = <[Peer; 1]>::try_from(peers).map_err(|found| {
+            format!(
+                "{field}: expected exactly one of cidr, ipv6_cidr, prefix_list_id, found {}",
+                found.len()
+            )
+        })?;
+        let rule = Rule::new(
+            None,
+            &self.protocol,
+            self.from_port,
+            self.to_port,
+            peer,
+            Some(
+                self.description
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_RULE_DESCRIPTION.into()),
+            ),
+        );
+        if matches!(rule.protocol.as_str(), "tcp" | "udp")
+            && (rule.from_port.is_none() || rule.to_port.is_none())
+        {
+            return Err(format!(
+                "{field}: protocol {} needs from_port and to_port",
+                rule.protocol
+            ));
+        }
+        Ok(rule)
+    }
+}
+
+/// Parses an allow-list argument, naming the entry at fault.
+pub fn parse_allowed(name: &str, value: &Value) -> std::result::Result<Vec<Rule>, String> {
+    let entries: Vec<AllowedRule> = serde_json::from_value(value.clone())
+        .map_err(|e| format!("argument {name}: expected a list of rules ({e})"))?;
+    let mut seen = BTreeSet::new();
+    let mut rules = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let rule = entry.to_rule(&format!("argument {name}[{index}]"))?;
+        if seen.insert(rule.key()) {
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
+
+fn group(target: &Resource) -> &SecurityGroup {
+    match target {
+        Resource::SecurityGroup(g) => g,
+    }
+}
+
+fn state(rules: &SecurityGroupRules) -> Value {
+    serde_json::to_value(rules).unwrap_or_default()
+}
+
+fn describe_rules(rules: &[Rule]) -> String {
+    rules
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Restricts a group's egress to an allow-list.
+pub struct RestrictEgress;
+
+static RESTRICT_ARGS: &[ArgSpec] = &[ArgSpec {
+    name: "allowed",
+    kind: ParamType::List,
+    required: true,
+    description: "egress rules to the internet that stay allowed: {protocol, from_port, to_port, cidr | ipv6_cidr | prefix_list_id, description}",
+}];
+
+#[async_trait]
+impl Action for RestrictEgress {
+    fn name(&self) -> &'static str {
+        "ec2:restrict-egress"
+    }
+
+    fn description(&self) -> &'static str {
+        "replace egress rules to 0.0.0.0/0 or ::/0 outside an allow-list: authorize missing allowed rules first, rewrite open rules in place where one can become an allowed rule, then revoke the rest by rule id"
+    }
+
+    fn resource_kind(&self) -> ResourceKind {
+        ResourceKind::SecurityGroup
+    }
+
+    fn args(&self) -> &'static [ArgSpec] {
+        RESTRICT_ARGS
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let original = group(target);
+        let allowed = parse_allowed("allowed", args.get("allowed").unwrap_or(&Value::Null))?;
+        let allowed_keys: BTreeSet<RuleKey> = allowed.iter().map(Rule::key).collect();
+        let open: Vec<Rule> = original
+            .egress
+            .iter()
+            .filter(|r| r.is_open() && !allowed_keys.contains(&r.key()))
+            .cloned()
+            .collect();
+        if open.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        let present: BTreeSet<RuleKey> = original.egress.iter().map(Rule::key).collect();
+        let mut missing: Vec<Rule> = allowed
+            .into_iter()
+            .filter(|r| !present.contains(&r.key()))
+            .collect();
+
+        // Pair each open rule with a missing allowed rule, same address family first:
+        // ModifySecurityGroupRules turns one into the other atomically.
+        let mut rewrites: Vec<(Rule, Rule)> = Vec::new();
+        let mut revokes: Vec<Rule> = Vec::new();
+        for old in open {
+            let same_family = |r: &Rule| {
+                std::mem::discriminant(&r.peer) == std::mem::discriminant(&old.peer)
+            };
+            let pick = missing
+                .iter()
+                .position(same_family)
+                .or(if missing.is_empty() { None } else { Some(0) });
+            match pick {
+                Some(index) => {
+                    let mut new = missing.remove(index);
+                    new.rule_id = old.rule_id.clone();
+                    rewrites.push((old, new));
+                }
+                None => revokes.push(old),
+            }
+        }
+
+        let group_id = original.id.clone();
+        let mut current = original.clone();
+        let mut changes = Vec::new();
+        // Authorize first, so traffic the allow-list permits never loses its path while
+        // open rules are rewritten or revoked.
+        if !missing.is_empty() {
+            let before = current.rules_state();
+            current.egress.extend(missing.iter().cloned());
+            sort_rules(&mut current.egress);
+            changes.push(ChangeDraft {
+                kind: ChangeKind::Create,
+                summary: format!("authorize egress {}", describe_rules(&missing)),
+                before: state(&before),
+                after: state(&current.rules_state()),
+                call: ApiCall {
+                    service: "ec2".into(),
+                    operation: "AuthorizeSecurityGroupEgress".into(),
+                    input: json!({
+                        "GroupId": group_id,
+                        "IpPermissions": missing.iter().map(permission_input).collect::<Vec<_>>(),
+                    }),
+                },
+            });
+        }
+        if !rewrites.is_empty() {
+            let before = current.rules_state();
+            for (old, new) in &rewrites {
+                current.egress.retain(|r| r.key() != old.key());
+                current.egress.push(new.clone());
+            }
+            sort_rules(&mut current.egress);
+            changes.push(ChangeDraft {
+                kind: ChangeKind::Update,
+                summary: format!(
+                    "rewrite egress {}",
+                    rewrites
+                        .iter()
+                        .map(|(old, new)| format!("{old} -> {}", Rule { rule_id: None, ..new.clone() }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                before: state(&before),
+                after: state(&current.rules_state()),
+                call: ApiCall {
+                    service: "ec2".into(),
+                    operation: "ModifySecurityGroupRules".into(),
+                    input: json!({
+                        "GroupId": group_id,
+                        "SecurityGroupRules": rewrites.iter().map(|(old, new)| json!({
+                            "SecurityGroupRuleId": old.rule_id.as_deref().unwrap_or(KNOWN_AFTER_APPLY),
+                            "SecurityGroupRule": rule_request_input(new),
+                        })).collect::<Vec<_>>(),
+                    }),
+                },
+            });
+        }
+        if !revokes.is_empty() {
+            changes.push(revoke_change(&mut current, Direction::Egress, &revokes));
+        }
+        Ok(ActionPlan {
+            changes,
+            blocked: None,
+            projected: Some(Resource::SecurityGroup(current)),
+        })
+    }
+
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_rules(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied> {
+        apply_call(clients, change, current, false).await
+    }
+
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
+        probe_call(clients, change).await
+    }
+}
+
+/// Removes every rule from a group (a VPC's default group, for EC2.2 / CIS 5.4).
+pub struct CloseGroup;
+
+static CLOSE_ARGS: &[ArgSpec] = &[ArgSpec {
+    name: "close_in_use",
+    kind: ParamType::Bool,
+    required: false,
+    description: "also close a group network interfaces still use (default false: such a group is blocked and reported)",
+}];
+
+#[async_trait]
+impl Action for CloseGroup {
+    fn name(&self) -> &'static str {
+        "ec2:close-security-group"
+    }
+
+    fn description(&self) -> &'static str {
+        "revoke every inbound and outbound rule of a security group, by rule id; a group in use by network interfaces is blocked unless close_in_use is true"
+    }
+
+    fn resource_kind(&self) -> ResourceKind {
+        ResourceKind::SecurityGroup
+    }
+
+    fn args(&self) -> &'static [ArgSpec] {
+        CLOSE_ARGS
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let original = group(target);
+        let close_in_use = match args.get("close_in_use") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "argument close_in_use: expected true or false, found {other}"
+                ));
+            }
+        };
+        if original.ingress.is_empty() && original.egress.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        if original.interface_count > 0 && !close_in_use {
+            let n = original.interface_count;
+            return Ok(ActionPlan {
+                changes: Vec::new(),
+                blocked: Some((
+                    BlockReason::InUse,
+                    format!(
+                        "in use by {n} network interface{}; closing it would cut their traffic (set close_in_use: true to close it anyway)",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                )),
+                projected: None,
+            });
+        }
+        let mut current = original.clone();
+        let mut changes = Vec::new();
+        if !original.ingress.is_empty() {
+            changes.push(revoke_change(
+                &mut current,
+                Direction::Ingress,
+                &original.ingress,
+            ));
+        }
+        if !original.egress.is_empty() {
+            changes.push(revoke_change(&mut current, Direction::Egress, &original.egress));
+        }
+        Ok(ActionPlan {
+            changes,
+            blocked: None,
+            projected: Some(Resource::SecurityGroup(current)),
+        })
+    }
+
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_rules(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied> {
+        apply_call(clients, change, current, false).await
+    }
+
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
+        probe_call(clients, change).await
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+fn revoke_change(current: &mut SecurityGroup, direction: Direction, rules: &[Rule]) -> ChangeDraft {
+    let before = current.rules_state();
+    let keys: BTreeSet<RuleKey> = rules.iter().map(Rule::key).collect();
+    let (list, operation, word) = match direction {
+        Direction::Ingress => (
+            &mut current.ingress,
+            "RevokeSecurityGroupIngress",
+            "ingress",
+        ),
+        Direction::Egress => (&mut current.egress, "RevokeSecurityGroupEgress", "egress"),
+    };
+    list.retain(|r| !keys.contains(&r.key()));
+    ChangeDraft {
+        kind: ChangeKind::Delete,
+        summary: format!("revoke {word} {}", describe_rules(rules)),
+        before: state(&before),
+        after: state(&current.rules_state()),
+        call: ApiCall {
+            service: "ec2".into(),
+            operation: operation.into(),
+            input: json!({
+                "GroupId": current.id,
+                "SecurityGroupRuleIds": rules
+                    .iter()
+                    .map(|r| r.rule_id.as_deref().unwrap_or(KNOWN_AFTER_APPLY))
+                    .collect::<Vec<_>>(),
+            }),
+        },
+    }
+}
+
+// ---- Call inputs, in AWS's own field names so the plan shows what is sent. ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PeerInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr_ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix_list_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PermissionInput {
+    ip_protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ip_ranges: Vec<PeerInput>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ipv6_ranges: Vec<PeerInput>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    prefix_list_ids: Vec<PeerInput>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    user_id_group_pairs: Vec<PeerInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RuleRequestInput {
+    ip_protocol: String,
+    from_port: i32,
+    to_port: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr_ipv4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr_ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix_list_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    referenced_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RuleUpdateInput {
+    security_group_rule_id: String,
+    security_group_rule: RuleRequestInput,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CallInput {
+    group_id: String,
+    #[serde(default)]
+    ip_permissions: Vec<PermissionInput>,
+    #[serde(default)]
+    security_group_rules: Vec<RuleUpdateInput>,
+    #[serde(default)]
+    security_group_rule_ids: Vec<String>,
+}
+
+fn permission_input(rule: &Rule) -> Value {
+    let peer = PeerInput {
+        cidr_ip: None,
+        cidr_ipv6: None,
+        prefix_list_id: None,
+        group_id: None,
+        description: rule.description.clone(),
+    };
+    let mut permission = PermissionInput {
+        ip_protocol: rule.protocol.clone(),
+        from_port: rule.from_port,
+        to_port: rule.to_port,
+        ip_ranges: Vec::new(),
+        ipv6_ranges: Vec::new(),
+        prefix_list_ids: Vec::new(),
+        user_id_group_pairs: Vec::new(),
+    };
+    match &rule.peer {
+        Peer::Cidr(c) => permission.ip_ranges.push(PeerInput {
+            cidr_ip: Some(c.clone()),
+            ..peer
+        }),
+        Peer::Ipv6Cidr(c) => permission.ipv6_ranges.push(PeerInput {
+            cidr_ipv6: Some(c.clone()),
+            ..peer
+        }),
+        Peer::PrefixListId(p) => permission.prefix_list_ids.push(PeerInput {
+            prefix_list_id: Some(p.clone()),
+            ..peer
+        }),
+        Peer::GroupId(g) => permission.user_id_group_pairs.push(PeerInput {
+            group_id: Some(g.clone()),
+            ..peer
+        }),
+    }
+    serde_json::to_value(permission).unwrap_or_default()
+}
+
+fn rule_request_input(rule: &Rule) -> Value {
+    let mut request = RuleRequestInput {
+        ip_protocol: rule.protocol.clone(),
+        from_port: rule.from_port.unwrap_or(-1),
+        to_port: rule.to_port.unwrap_or(-1),
+        cidr_ipv4: None,
+        cidr_ipv6: None,
+        prefix_list_id: None,
+        referenced_group_id: None,
+        description: rule.description.clone(),
+    };
+    match &rule.peer {
+        Peer::Cidr(c) => request.cidr_ipv4 = Some(c.clone()),
+        Peer::Ipv6Cidr(c) => request.cidr_ipv6 = Some(c.clone()),
+        Peer::PrefixListId(p) => request.prefix_list_id = Some(p.clone()),
+        Peer::GroupId(g) => request.referenced_group_id = Some(g.clone()),
+    }
+    serde_json::to_value(request).unwrap_or_default()
+}
+
+fn sdk_permission(input: &PermissionInput) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol(&input.ip_protocol)
+        .set_from_port(input.from_port)
+        .set_to_port(input.to_port)
+        .set_ip_ranges(non_empty(input.ip_ranges.iter().map(|p| {
+            IpRange::builder()
+                .set_cidr_ip(p.cidr_ip.clone())
+                .set_description(p.description.clone())
+                .build()
+        })))
+        .set_ipv6_ranges(non_empty(input.ipv6_ranges.iter().map(|p| {
+            Ipv6Range::builder()
+                .set_cidr_ipv6(p.cidr_ipv6.clone())
+                .set_description(p.description.clone())
+                .build()
+        })))
+        .set_prefix_list_ids(non_empty(input.prefix_list_ids.iter().map(|p| {
+            PrefixListId::builder()
+                .set_prefix_list_id(p.prefix_list_id.clone())
+                .set_description(p.description.clone())
+                .build()
+        })))
+        .set_user_id_group_pairs(non_empty(input.user_id_group_pairs.iter().map(|p| {
+            UserIdGroupPair::builder()
+                .set_group_id(p.group_id.clone())
+                .set_description(p.description.clone())
+                .build()
+        })))
+        .build()
+}
+
+fn sdk_rule_update(input: &RuleUpdateInput) -> SecurityGroupRuleUpdate {
+    let r = &input.security_group_rule;
+    SecurityGroupRuleUpdate::builder()
+        .security_group_rule_id(&input.security_group_rule_id)
+        .security_group_rule(
+            SecurityGroupRuleRequest::builder()
+                .ip_protocol(&r.ip_protocol)
+                .from_port(r.from_port)
+                .to_port(r.to_port)
+                .set_cidr_ipv4(r.cidr_ipv4.clone())
+                .set_cidr_ipv6(r.cidr_ipv6.clone())
+                .set_prefix_list_id(r.prefix_list_id.clone())
+                .set_referenced_group_id(r.referenced_group_id.clone())
+                .set_description(r.description.clone())
+                .build(),
+        )
+        .build()
+}
+
+fn non_empty<T>(items: impl Iterator<Item = T>) -> Option<Vec<T>> {
+    let items: Vec<T> = items.collect();
+    (!items.is_empty()).then_some(items)
+}
+
+fn parse_input(change: &Change) -> Result<CallInput> {
+    serde_json::from_value(change.call.input.clone()).map_err(|e| {
+        Error::Usage(format!(
+            "change {}: input of {} does not parse: {e}",
+            change.id, change.call.operation
+        ))
+    })
+}
+
+/// Rule ids a revoke must send. Ids the plan knew are taken as they are; an id the
+/// plan could not know (a rule an earlier change creates) is found in the state just
+/// read by the rule's identity.
+fn revoke_ids(change: &Change, input: &CallInput, current: &Value) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = input
+        .security_group_rule_ids
+        .iter()
+        .filter(|id| *id != KNOWN_AFTER_APPLY)
+        .cloned()
+        .collect();
+    if ids.len() == input.security_group_rule_ids.len() {
+        return Ok(ids);
+    }
+    let parse = |v: &Value| -> Result<SecurityGroupRules> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| Error::Internal(format!("change {}: state does not parse: {e}", change.id)))
+    };
+    let (before, after, now) = (parse(&change.before)?, parse(&change.after)?, parse(current)?);
+    let egress = change.call.operation == "RevokeSecurityGroupEgress";
+    let pick = |s: &SecurityGroupRules| if egress { s.egress.clone() } else { s.ingress.clone() };
+    let kept: BTreeSet<RuleKey> = pick(&after).iter().map(Rule::key).collect();
+    let removed: Vec<RuleKey> = pick(&before)
+        .iter()
+        .filter(|r| r.rule_id.is_none() && !kept.contains(&r.key()))
+        .map(Rule::key)
+        .collect();
+    let by_key: HashMap<RuleKey, String> = pick(&now)
+        .into_iter()
+        .filter_map(|r| r.rule_id.clone().map(|id| (r.key(), id)))
+        .collect();
+    for key in removed {
+        let id = by_key.get(&key).ok_or_else(|| Error::StalePlan {
+            resource: format!("ec2:security-group {}", input.group_id),
+            detail: format!("rule {} {:?} {:?} {} is gone", key.0, key.1, key.2, key.3),
+        })?;
+        ids.push(id.clone());
+    }
+    Ok(ids)
+}
+
+async fn apply_call(
+    clients: &RegionClients,
+    change: &Change,
+    current: &Value,
+    dry_run: bool,
+) -> Result<Applied> {
+    let input = parse_input(change)?;
+    let ec2 = &clients.ec2;
+    let operation = change.call.operation.as_str();
+    let request_id = match operation {
+        "AuthorizeSecurityGroupEgress" => {
+            let out = ec2
+                .authorize_security_group_egress()
+                .group_id(&input.group_id)
+                .set_ip_permissions(Some(input.ip_permissions.iter().map(sdk_permission).collect()))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            if out.r#return() == Some(false) {
+                return Err(refused(operation, out.meta_request_id()));
+            }
+            out.meta_request_id().map(str::to_string)
+        }
+        "ModifySecurityGroupRules" => {
+            let out = ec2
+                .modify_security_group_rules()
+                .group_id(&input.group_id)
+                .set_security_group_rules(Some(
+                    input.security_group_rules.iter().map(sdk_rule_update).collect(),
+                ))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            if out.r#return() == Some(false) {
+                return Err(refused(operation, out.meta_request_id()));
+            }
+            out.meta_request_id().map(str::to_string)
+        }
+        "RevokeSecurityGroupEgress" => {
+            let ids = revoke_ids(change, &input, current)?;
+            let out = ec2
+                .revoke_security_group_egress()
+                .group_id(&input.group_id)
+                .set_security_group_rule_ids(Some(ids))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
+                return Err(refused(operation, out.meta_request_id()));
+            }
+            out.meta_request_id().map(str::to_string)
+        }
+        "RevokeSecurityGroupIngress" => {
+            let ids = revoke_ids(change, &input, current)?;
+            let out = ec2
+                .revoke_security_group_ingress()
+                .group_id(&input.group_id)
+                .set_security_group_rule_ids(Some(ids))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
+                return Err(refused(operation, out.meta_request_id()));
+            }
+            out.meta_request_id().map(str::to_string)
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "change {}: operation {other} is not one a security-group action makes",
+                change.id
+            )));
+        }
+    };
+    Ok(Applied {
+        request_ids: request_id.into_iter().collect(),
+        outputs: serde_json::Map::new(),
+    })
+}
+
+trait MetaRequestId {
+    fn meta_request_id(&self) -> Option<&str>;
+}
+
+impl<T: aws_sdk_ec2::operation::RequestId> MetaRequestId for T {
+    fn meta_request_id(&self) -> Option<&str> {
+        self.request_id()
+    }
+}
+
+fn refused(operation: &str, request_id: Option<&str>) -> Error {
+    Error::Aws(crate::error::AwsFailure {
+        operation: operation.to_string(),
+        code: "ReturnedFalse".into(),
+        message: "the service answered without error but reported the change as not made".into(),
+        request_id: request_id.map(str::to_string),
+    })
+}
+
+async fn probe_call(clients: &RegionClients, change: &Change) -> Probe {
+    if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
+        return Probe::NotProbed {
+            reason: "its input depends on an earlier change".into(),
+        };
+    }
+    match apply_call(clients, change, &change.before, true).await {
+        // A dry run never succeeds: AWS answers DryRunOperation when it would have.
+        Ok(_) => Probe::Failed {
+            code: "NoDryRunAnswer".into(),
+            message: "the call returned success under DryRun; it may have been made".into(),
+        },
+        Err(Error::Aws(f)) if f.code == "DryRunOperation" => Probe::WouldSucceed,
+        Err(Error::Aws(f)) if f.code == "UnauthorizedOperation" => {
+            Probe::Unauthorized { message: f.message }
+        }
+        Err(Error::Aws(f)) => Probe::Failed {
+            code: f.code,
+            message: f.message,
+        },
+        Err(other) => Probe::Failed {
+            code: "Error".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+// ---- Discovery and reads ----
+
+fn sdk_rule(rule: &aws_sdk_ec2::types::SecurityGroupRule) -> Option<Rule> {
+    let peer = if let Some(c) = rule.cidr_ipv4() {
+        Peer::Cidr(c.to_string())
+    } else if let Some(c) = rule.cidr_ipv6() {
+        Peer::Ipv6Cidr(c.to_string())
+    } else if let Some(p) = rule.prefix_list_id() {
+        Peer::PrefixListId(p.to_string())
+    } else {
+        Peer::GroupId(rule.referenced_group_info()?.group_id()?.to_string())
+    };
+    Some(Rule::new(
+        rule.security_group_rule_id().map(str::to_string),
+        rule.ip_protocol().unwrap_or("-1"),
+        rule.from_port(),
+        rule.to_port(),
+        peer,
+        rule.description().map(str::to_string),
+    ))
+}
+
+fn filter(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
+/// Lists rules, filtered to `group_ids` when there are few enough to filter by.
+async fn list_rules(
+    clients: &RegionClients,
+    group_ids: &[String],
+) -> Result<HashMap<String, (Vec<Rule>, Vec<Rule>)>> {
+    let mut request = clients
+        .ec2
+        .describe_security_group_rules()
+        .max_results(MAX_PAGE);
+    if group_ids.len() <= MAX_FILTER_VALUES {
+        request = request.filters(filter("group-id", group_ids.to_vec()));
+    }
+    let mut pages = request.into_paginator().send();
+    let mut rules: HashMap<String, (Vec<Rule>, Vec<Rule>)> = HashMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroupRules", &e)))?;
+        for sdk in page.security_group_rules() {
+            let (Some(group_id), Some(rule)) = (sdk.group_id(), sdk_rule(sdk)) else {
+                continue;
+            };
+            let entry = rules.entry(group_id.to_string()).or_default();
+            if sdk.is_egress() == Some(true) {
+                entry.1.push(rule);
+            } else {
+                entry.0.push(rule);
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// Counts the network interfaces using each group.
+async fn interface_counts(
+    clients: &RegionClients,
+    group_ids: &[String],
+) -> Result<HashMap<String, usize>> {
+    let mut request = clients
+        .ec2
+        .describe_network_interfaces()
+        .max_results(MAX_PAGE);
+    if group_ids.len() <= MAX_FILTER_VALUES {
+        request = request.filters(filter("group-id", group_ids.to_vec()));
+    }
+    let mut pages = request.into_paginator().send();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeNetworkInterfaces", &e)))?;
+        for interface in page.network_interfaces() {
+            for g in interface.groups() {
+                if let Some(id) = g.group_id() {
+                    *counts.entry(id.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Discovers security groups matching `filters`, with their rules (by rule id) and
+/// how many network interfaces use them: three paginated list calls per region,
+/// whatever the number of groups.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    let mut request = clients
+        .ec2
+        .describe_security_groups()
+        .max_results(MAX_PAGE);
+    for (name, values) in filters {
+        request = request.filters(filter(name, values.clone()));
+    }
+    let mut pages = request.into_paginator().send();
+    let mut groups = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroups", &e)))?;
+        for g in page.security_groups() {
+            let Some(id) = g.group_id() else { continue };
+            groups.push(SecurityGroup {
+                id: id.to_string(),
+                name: g.group_name().unwrap_or_default().to_string(),
+                description: g.description().unwrap_or_default().to_string(),
+                vpc_id: g.vpc_id().map(str::to_string),
+                owner_id: g.owner_id().unwrap_or_default().to_string(),
+                tags: g
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                    .collect(),
+                interface_count: 0,
+                ingress: Vec::new(),
+                egress: Vec::new(),
+            });
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+    let (mut rules, counts) =
+        tokio::try_join!(list_rules(clients, &ids), interface_counts(clients, &ids))?;
+    Ok(groups
+        .into_iter()
+        .map(|mut g| {
+            if let Some((mut ingress, mut egress)) = rules.remove(&g.id) {
+                sort_rules(&mut ingress);
+                sort_rules(&mut egress);
+                g.ingress = ingress;
+                g.egress = egress;
+            }
+            g.interface_count = counts.get(&g.id).copied().unwrap_or(0);
+            Resource::SecurityGroup(g)
+        })
+        .collect())
+}
+
+/// Reads one group's rules: the state changes compare and verify.
+pub async fn read_rules(clients: &RegionClients, group_id: &str) -> Result<SecurityGroupRules> {
+    let mut rules = list_rules(clients, &[group_id.to_string()]).await?;
+    let (mut ingress, mut egress) = rules.remove(group_id).unwrap_or_default();
+    sort_rules(&mut ingress);
+    sort_rules(&mut egress);
+    Ok(SecurityGroupRules { ingress, egress })
+}

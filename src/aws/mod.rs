@@ -1,0 +1,188 @@
+//! Building SDK clients: credentials and region from the SDK's own chains, endpoint
+//! overrides for emulators, the adaptive retry mode so throttling is absorbed, and the
+//! caller identity every plan and audit record names. Nothing outside [`crate::actions`]
+//! and this module touches an SDK type.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::RequestId;
+
+use crate::error::{AwsFailure, Error, Result};
+
+/// The endpoint `--localstack` uses when no `--endpoint-url` is given.
+pub const LOCALSTACK_ENDPOINT: &str = "http://127.0.0.1:4566";
+
+/// How to reach AWS, from the global flags.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Endpoint override for every service (an emulator).
+    pub endpoint_url: Option<String>,
+    /// Named profile.
+    pub profile: Option<String>,
+    /// `--localstack`: LocalStack's endpoint and test credentials when none are set.
+    pub localstack: bool,
+}
+
+/// Who is calling, from STS GetCallerIdentity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallerIdentity {
+    /// The account id.
+    pub account_id: String,
+    /// The principal's ARN (never credentials).
+    pub arn: String,
+    /// `aws`, `aws-cn`, `aws-us-gov`, from the ARN.
+    pub partition: String,
+}
+
+/// Loaded SDK configuration plus the region fallback.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    config: SdkConfig,
+}
+
+/// Clients for one region.
+#[derive(Debug, Clone)]
+pub struct RegionClients {
+    /// The region.
+    pub region: String,
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+}
+
+impl Aws {
+    /// Loads credentials, region and endpoint from the SDK's chains and the flags.
+    pub async fn connect(connection: &Connection) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if std::env::var_os("AWS_RETRY_MODE").is_none() {
+            let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(6);
+            loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(attempts));
+        }
+        if let Some(profile) = &connection.profile {
+            loader = loader.profile_name(profile);
+        }
+        let endpoint = connection.endpoint_url.clone().or_else(|| {
+            connection
+                .localstack
+                .then(|| LOCALSTACK_ENDPOINT.to_string())
+        });
+        if let Some(url) = &endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        if connection.localstack {
+            let configured = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+                || std::env::var_os("AWS_PROFILE").is_some()
+                || connection.profile.is_some();
+            if !configured {
+                loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "test", "test", None, None, "localstack",
+                ));
+            }
+        }
+        let mut config = loader.load().await;
+        if config.region().is_none() && connection.localstack {
+            config = config.into_builder().region(Region::new("us-east-1")).build();
+        }
+        Self { config }
+    }
+
+    /// The region from the SDK's chain, if any.
+    pub fn default_region(&self) -> Option<String> {
+        self.config.region().map(|r| r.to_string())
+    }
+
+    /// Clients bound to `region`.
+    pub fn region(&self, region: &str) -> RegionClients {
+        let config = self
+            .config
+            .clone()
+            .into_builder()
+            .region(Region::new(region.to_string()))
+            .build();
+        RegionClients {
+            region: region.to_string(),
+            ec2: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+
+    /// Asks STS who is calling.
+    pub async fn caller_identity(&self, region: &str) -> Result<CallerIdentity> {
+        let config = self
+            .config
+            .clone()
+            .into_builder()
+            .region(Region::new(region.to_string()))
+            .build();
+        let sts = aws_sdk_sts::Client::new(&config);
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("GetCallerIdentity", &e)))?;
+        let arn = out.arn().unwrap_or_default().to_string();
+        let partition = arn.split(':').nth(1).unwrap_or("aws").to_string();
+        Ok(CallerIdentity {
+            account_id: out.account().unwrap_or_default().to_string(),
+            arn,
+            partition: if partition.is_empty() {
+                "aws".into()
+            } else {
+                partition
+            },
+        })
+    }
+}
+
+/// Describes a failed SDK call: the service's code and message when it answered, the
+/// transport problem when it did not.
+pub fn failure<E, R>(operation: &str, error: &SdkError<E, R>) -> AwsFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+    SdkError<E, R>: RequestId,
+{
+    let (code, message) = match error {
+        SdkError::ServiceError(service) => (
+            service.err().code().unwrap_or("Unknown").to_string(),
+            service
+                .err()
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| service.err().to_string()),
+        ),
+        SdkError::DispatchFailure(_) => (
+            "EndpointUnreachable".to_string(),
+            format!(
+                "could not reach the endpoint: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(error)
+            )
+            .replace('\n', " "),
+        ),
+        SdkError::TimeoutError(_) => (
+            "Timeout".to_string(),
+            "the call timed out".to_string(),
+        ),
+        other => (
+            other.code().unwrap_or("ResponseError").to_string(),
+            aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+        ),
+    };
+    AwsFailure {
+        operation: operation.to_string(),
+        code,
+        message,
+        request_id: error.request_id().map(str::to_string),
+    }
+}

@@ -1,0 +1,146 @@
+//! Command-line arguments. Only parsing and shape checks happen here; meaning is
+//! resolved in [`super::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::runbook::params::Assignment;
+
+/// Hardens AWS accounts with declarative YAML remediation runbooks.
+#[derive(Debug, Parser)]
+#[command(name = "harden", version, about, long_about = None)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Send every AWS call to this endpoint (an emulator). AWS_ENDPOINT_URL also works.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Named AWS profile.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Where the audit log and run journals live.
+    #[arg(long, global = true, default_value = ".harden", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Review against a local LocalStack: http://127.0.0.1:4566 unless --endpoint-url says
+    /// otherwise, test credentials when none are configured.
+    #[arg(long, global = true)]
+    pub localstack: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// Versioned JSON (docs/plan-format.md, docs/audit-format.md).
+    Json,
+}
+
+/// Selecting runbooks and their inputs.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// Runbook files or folders of runbooks.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// KEY=VALUE for every selected runbook declaring KEY, or RUNBOOK_ID.KEY=VALUE.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<Assignment>,
+    /// Region to act on; repeat for several, or `all` for every enabled region.
+    /// Default: the SDK's region chain.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+}
+
+/// `plan` and `dry-run` options.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// What to plan.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Save the plan for `harden apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 2 when changes are pending, 0 when none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Probes made at once (dry-run).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// `apply` options.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// What to apply (omit with --plan).
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Apply a plan saved with `plan --out`, exactly.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "params", "regions"])]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Resources changed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbooks without contacting AWS.
+    Validate {
+        /// Runbook files or folders.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what apply would change; read-only.
+    Plan(PlanArgs),
+    /// Plan, then probe every EC2 call with DryRun=true; never changes anything.
+    DryRun(PlanArgs),
+    /// Change the account, step by step, verifying every change.
+    Apply(ApplyArgs),
+    /// Inspect the audit log.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the JSON Schema of the runbook format.
+    Schema,
+    /// List runbooks with their controls and parameters, and the actions they can use.
+    List {
+        /// A runbook file or folder (default: runbooks/).
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first bad line.
+    Verify,
+    /// Show records.
+    Show {
+        /// Only this run.
+        #[arg(long = "run", value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}

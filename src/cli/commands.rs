@@ -1,0 +1,391 @@
+//! One function per subcommand.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use comfy_table::Table;
+
+use super::Status;
+use super::args::{ApplyArgs, AuditCommand, Cli, Command, Format, GlobalArgs, PlanArgs, Selection};
+use crate::audit::{self, AuditLog, Entry, Outcome, Summary};
+use crate::aws::{Aws, CallerIdentity, Connection};
+use crate::error::{Error, Result};
+use crate::execute::journal::Journal;
+use crate::execute::{self, ApplyOptions};
+use crate::plan::{self, Plan, PlanRequest, Probe, render};
+use crate::runbook::{self, LoadedRunbook, params, validate::validate};
+use crate::{actions, inventory};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Status> {
+    let global = cli.global;
+    match cli.command {
+        Command::Validate { paths } => validate_command(&paths),
+        Command::Plan(args) => plan_command(&global, args, false).await,
+        Command::DryRun(args) => plan_command(&global, args, true).await,
+        Command::Apply(args) => apply_command(&global, args).await,
+        Command::Audit { command } => audit_command(&global, command),
+        Command::Schema => {
+            let schema = schemars::schema_for!(runbook::Runbook);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).map_err(|e| Error::Internal(e.to_string()))?
+            );
+            Ok(Status::Success)
+        }
+        Command::List { path } => list_command(path),
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
+    if paths.is_empty() {
+        return Err(Error::Usage("name at least one runbook file or folder".into()));
+    }
+    validate(runbook::load_paths(paths)?)
+}
+
+fn validate_command(paths: &[PathBuf]) -> Result<Status> {
+    let runbooks = load(paths)?;
+    for r in &runbooks {
+        println!("ok  {}  {}", r.id(), r.path.display());
+    }
+    println!("{} runbook(s) valid.", runbooks.len());
+    Ok(Status::Success)
+}
+
+fn connection(global: &GlobalArgs) -> Connection {
+    Connection {
+        endpoint_url: global.endpoint_url.clone(),
+        profile: global.profile.clone(),
+        localstack: global.localstack,
+    }
+}
+
+/// Everything planning needs, resolved from the flags.
+struct Resolved {
+    runbooks: Vec<LoadedRunbook>,
+    params: params::ResolvedParams,
+    aws: Aws,
+    identity: CallerIdentity,
+    regions: Vec<String>,
+}
+
+async fn resolve(global: &GlobalArgs, selection: &Selection) -> Result<Resolved> {
+    // Everything the user typed is checked before anything is contacted.
+    let runbooks = load(&selection.paths)?;
+    let params = params::resolve(&runbooks, &selection.params)?;
+    let aws = Aws::connect(&connection(global)).await;
+    let fallback = aws.default_region();
+    let first = selection
+        .regions
+        .iter()
+        .find(|r| *r != "all")
+        .cloned()
+        .or(fallback)
+        .ok_or_else(|| {
+            Error::Usage("no region: pass --region REGION or set AWS_REGION".into())
+        })?;
+    let identity = aws.caller_identity(&first).await?;
+    let regions = regions(&aws, &selection.regions, &first).await?;
+    Ok(Resolved {
+        runbooks,
+        params,
+        aws,
+        identity,
+        regions,
+    })
+}
+
+async fn regions(aws: &Aws, requested: &[String], first: &str) -> Result<Vec<String>> {
+    if requested.is_empty() {
+        return Ok(vec![first.to_string()]);
+    }
+    let mut regions = Vec::new();
+    for region in requested {
+        if region == "all" {
+            let clients = aws.region(first);
+            let out = clients
+                .ec2
+                .describe_regions()
+                .send()
+                .await
+                .map_err(|e| Error::Aws(crate::aws::failure("DescribeRegions", &e)))?;
+            regions.extend(out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)));
+        } else {
+            regions.push(region.clone());
+        }
+    }
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
+}
+
+fn new_run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &unique[unique.len() - 8..])
+}
+
+fn summary(plan: &Plan) -> Summary {
+    Summary {
+        runbooks: plan.runbooks.iter().map(|r| (r.id.clone(), r.digest.clone())).collect(),
+        regions: plan.regions.clone(),
+        changes: plan.pending(),
+        blocked: plan.blocked.len(),
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+        unauthorized: plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.probe, Some(Probe::Unauthorized { .. })))
+            .count(),
+    }
+}
+
+async fn make_plan(resolved: &Resolved) -> Result<Plan> {
+    plan::plan(
+        &resolved.aws,
+        PlanRequest {
+            runbooks: &resolved.runbooks,
+            params: &resolved.params,
+            regions: &resolved.regions,
+            identity: &resolved.identity,
+        },
+    )
+    .await
+}
+
+async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Result<Status> {
+    let resolved = resolve(global, &args.selection).await?;
+    let mut plan = make_plan(&resolved).await?;
+    if dry_run {
+        plan::planner::probe(&resolved.aws, &mut plan, args.concurrency).await;
+    }
+    let run_id = new_run_id();
+    let entry = if dry_run {
+        Entry::DryRun(summary(&plan))
+    } else {
+        Entry::Plan(summary(&plan))
+    };
+    AuditLog::open(&global.state_dir)?.append(
+        &run_id,
+        &resolved.identity.account_id,
+        &resolved.identity.arn,
+        entry,
+    )?;
+    match args.format {
+        Format::Text => print!("{}", render::text(&plan)),
+        Format::Json => println!("{}", render::json(&plan)),
+    }
+    if let Some(out) = &args.out {
+        plan.save(out)?;
+        if args.format == Format::Text {
+            println!("Saved the plan to {}; apply it exactly with: harden apply --plan {}", out.display(), out.display());
+        }
+    }
+    let failed_probes = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.probe, Some(Probe::Unauthorized { .. } | Probe::Failed { .. })))
+        .count();
+    if failed_probes > 0 {
+        eprintln!("error: {failed_probes} change(s) would fail (see dry-run lines above)");
+        return Ok(Status::Failure);
+    }
+    Ok(if args.detailed_exitcode && plan.pending() > 0 {
+        Status::ChangesPending
+    } else {
+        Status::Success
+    })
+}
+
+fn confirm(plan: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to apply without confirmation: no terminal to ask on; pass --yes to apply non-interactively".into(),
+        ));
+    }
+    print!(
+        "\nApply {} change(s) to account {}? Only 'yes' is accepted: ",
+        plan.pending(),
+        plan.account_id
+    );
+    std::io::stdout().flush().map_err(|e| Error::io("stdout", e))?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("stdin", e))?;
+    Ok(answer.trim() == "yes")
+}
+
+async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
+    let (aws, identity, plan) = match &args.plan {
+        Some(path) => {
+            let plan = Plan::load(path)?;
+            let aws = Aws::connect(&connection(global)).await;
+            let region = plan
+                .regions
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::Usage(format!("{}: the plan names no region", path.display())))?;
+            let identity = aws.caller_identity(&region).await?;
+            (aws, identity, plan)
+        }
+        None => {
+            let resolved = resolve(global, &args.selection).await?;
+            let plan = make_plan(&resolved).await?;
+            (resolved.aws, resolved.identity, plan)
+        }
+    };
+    print!("{}", render::text(&plan));
+    if plan.pending() == 0 {
+        println!("Nothing to apply.");
+        return Ok(Status::Success);
+    }
+    if !args.yes && !confirm(&plan)? {
+        println!("Apply cancelled; nothing was changed.");
+        return Ok(Status::Failure);
+    }
+    let run_id = new_run_id();
+    let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let journal = Journal::create(&global.state_dir, &run_id, &plan)?;
+    let report = execute::apply(
+        &aws,
+        &plan,
+        &identity,
+        &audit,
+        &journal,
+        &ApplyOptions {
+            concurrency: args.concurrency,
+            run_id: run_id.clone(),
+        },
+    )
+    .await?;
+    let mut summary = summary(&plan);
+    summary.succeeded = report.succeeded();
+    summary.failed = report.failed();
+    summary.skipped = report.skipped();
+    audit
+        .lock()
+        .map_err(|_| Error::Internal("audit lock poisoned".into()))?
+        .append(&run_id, &identity.account_id, &identity.arn, Entry::Apply(summary))?;
+    println!("\nApply {run_id}:");
+    for (id, outcome) in &report.outcomes {
+        match outcome {
+            Outcome::Succeeded => println!("  ok       {id}"),
+            Outcome::Failed { code, message } => println!("  FAILED   {id}: {code}: {message}"),
+            Outcome::Skipped { reason } => println!("  skipped  {id}: {reason}"),
+        }
+    }
+    println!(
+        "{} succeeded, {} failed, {} not attempted. Journal: {}",
+        report.succeeded(),
+        report.failed(),
+        report.skipped(),
+        journal.dir().display()
+    );
+    if report.failed() > 0 {
+        eprintln!("error: apply failed; the changes listed as ok were made and verified, the rest were not");
+        return Ok(Status::Failure);
+    }
+    Ok(Status::Success)
+}
+
+fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
+    match command {
+        AuditCommand::Verify => {
+            let count = audit::verify(&global.state_dir)?;
+            println!(
+                "{}: {count} record(s), hash chain intact.",
+                audit::log_path(&global.state_dir).display()
+            );
+            Ok(Status::Success)
+        }
+        AuditCommand::Show { run, format } => {
+            let records: Vec<_> = audit::read(&global.state_dir)?
+                .into_iter()
+                .filter(|r| run.as_deref().is_none_or(|id| r.run_id == id))
+                .collect();
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).map_err(|e| Error::Internal(e.to_string()))?
+                );
+                return Ok(Status::Success);
+            }
+            let mut table = Table::new();
+            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            table.set_header(["#", "time", "run", "what", "target", "outcome"]);
+            for r in &records {
+                let (what, target, outcome) = match &r.entry {
+                    Entry::Plan(s) | Entry::DryRun(s) => (
+                        if matches!(r.entry, Entry::Plan(_)) { "plan" } else { "dry-run" }.to_string(),
+                        s.runbooks.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+                        format!("{} pending, {} blocked", s.changes, s.blocked),
+                    ),
+                    Entry::Apply(s) => (
+                        "apply".to_string(),
+                        s.runbooks.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+                        format!("{} ok, {} failed, {} skipped", s.succeeded, s.failed, s.skipped),
+                    ),
+                    Entry::Change(c) => (
+                        format!("{} {}", c.call.operation, c.step),
+                        format!("{} ({})", c.resource.id, c.region),
+                        match &c.outcome {
+                            Outcome::Succeeded => "succeeded".to_string(),
+                            Outcome::Failed { code, .. } => format!("FAILED {code}"),
+                            Outcome::Skipped { .. } => "skipped".to_string(),
+                        },
+                    ),
+                };
+                table.add_row([
+                    r.seq.to_string(),
+                    r.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                    r.run_id.clone(),
+                    what,
+                    target,
+                    outcome,
+                ]);
+            }
+            println!("{table}");
+            Ok(Status::Success)
+        }
+    }
+}
+
+fn list_command(path: Option<PathBuf>) -> Result<Status> {
+    let path = path.unwrap_or_else(|| PathBuf::from("runbooks"));
+    if Path::new(&path).exists() {
+        for r in load(std::slice::from_ref(&path))? {
+            let rb = &r.runbook;
+            println!("{}  {}", rb.id.value, rb.title);
+            println!("  file: {}", r.path.display());
+            for c in &rb.controls {
+                match &c.note {
+                    Some(note) => println!("  control: {} {} ({note})", c.framework, c.id),
+                    None => println!("  control: {} {}", c.framework, c.id),
+                }
+            }
+            for (name, spec) in &rb.parameters {
+                let default = spec
+                    .default
+                    .as_ref()
+                    .map(|d| format!(" = {}", d.value))
+                    .unwrap_or_else(|| " (required)".into());
+                println!("  param: {name}: {}{default}  {}", spec.kind.value.name(), spec.description);
+            }
+            println!();
+        }
+    }
+    println!("actions:");
+    for a in actions::registry() {
+        println!("  {}  (on {}) {}", a.name(), a.resource_kind(), a.description());
+    }
+    println!("resource kinds:");
+    for k in inventory::ResourceKind::ALL {
+        println!("  {}  filters: {}", k.name(), k.filters().join(", "));
+    }
+    Ok(Status::Success)
+}

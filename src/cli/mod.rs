@@ -1,0 +1,80 @@
+//! The command line: arguments are parsed here ([`args`]), each subcommand is one
+//! function in [`commands`], and errors become exit codes in one place ([`main`]).
+//! Exit codes: 0 success (and no changes, with `--detailed-exitcode`), 1 error,
+//! 2 success with changes pending (`--detailed-exitcode`).
+
+pub mod args;
+pub mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::error::Error;
+pub use args::Cli;
+
+/// Exit statuses of the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success; no changes pending.
+    Success,
+    /// An error; nothing more was changed.
+    Failure,
+    /// Success with changes pending (`--detailed-exitcode`).
+    ChangesPending,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Success => ExitCode::SUCCESS,
+            Status::Failure => ExitCode::from(1),
+            Status::ChangesPending => ExitCode::from(2),
+        }
+    }
+}
+
+/// Runs the binary: parse, execute, print the error once, map it to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(status) => status.into(),
+        Err(error) => {
+            report(&error);
+            Status::Failure.into()
+        }
+    }
+}
+
+/// Prints an error, one `error:` line per problem.
+pub fn report(error: &Error) {
+    match error {
+        Error::Invalid(problems) => {
+            for problem in &problems.0 {
+                eprintln!("error: {problem}");
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+}

@@ -1,0 +1,40 @@
+//! Discovery: read-only list calls that fill the inventory. Each distinct query (kind
+//! plus rendered filters) runs once per region per plan, whatever the number of
+//! runbooks asking for it; queries run concurrently, and so do regions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::future::try_join_all;
+
+use crate::actions::security_group;
+use crate::aws::RegionClients;
+use crate::error::Result;
+use crate::inventory::{Resource, ResourceKind};
+
+/// One list query: a resource kind and server-side filters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Query {
+    /// What to list.
+    pub kind: ResourceKind,
+    /// Filter name to accepted values.
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// Runs one query.
+pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>> {
+    match query.kind {
+        ResourceKind::SecurityGroup => security_group::discover(clients, &query.filters).await,
+    }
+}
+
+/// Runs each distinct query once, concurrently.
+pub async fn run_all(
+    clients: &RegionClients,
+    queries: &[Query],
+) -> Result<HashMap<Query, Vec<Resource>>> {
+    let mut distinct: Vec<&Query> = queries.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let results = try_join_all(distinct.iter().map(|q| run(clients, q))).await?;
+    Ok(distinct.into_iter().cloned().zip(results).collect())
+}

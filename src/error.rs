@@ -1,0 +1,177 @@
+//! Typed errors of the library. Every user-facing problem says what was expected and
+//! where: a runbook problem names `file:line:column`, a flag names the flag, an AWS
+//! failure names the operation and the service's error code.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A place in a runbook file, 1-based, as editors count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceLocation {
+    /// The file as the user named it.
+    pub file: PathBuf,
+    /// 1-based line; 0 when the parser could not tell.
+    pub line: u64,
+    /// 1-based column; 0 when the parser could not tell.
+    pub column: u64,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+        }
+    }
+}
+
+/// One problem found while loading or validating input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where it is, when it comes from a file.
+    pub location: Option<SourceLocation>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Every problem of one validation pass, reported together rather than one at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records a problem at `location`.
+    pub fn push(&mut self, location: Option<SourceLocation>, message: impl Into<String>) {
+        self.0.push(Problem {
+            location,
+            message: message.into(),
+        });
+    }
+
+    /// `Ok(())` when nothing was found, the collected problems otherwise.
+    pub fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self))
+        }
+    }
+
+    /// True when no problem was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A failed AWS call, with what the service said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AwsFailure {
+    /// The API operation, e.g. `RevokeSecurityGroupEgress`.
+    pub operation: String,
+    /// The service's error code, e.g. `UnauthorizedOperation`, or a transport class
+    /// such as `DispatchFailure` when no answer came back.
+    pub code: String,
+    /// The service's message, or the transport error.
+    pub message: String,
+    /// The request id, when the service answered.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}: {}", self.operation, self.code, self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Runbooks, parameters or plan files that do not hold up; nothing was contacted.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// A command-line value that does not parse, naming the flag.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An AWS call failed.
+    #[error("{0}")]
+    Aws(AwsFailure),
+    /// A saved plan no longer matches the account: the resource changed since planning.
+    #[error("stale plan: {resource} changed since the plan was made ({detail}); plan again")]
+    StalePlan {
+        /// The drifted resource.
+        resource: String,
+        /// What differs.
+        detail: String,
+    },
+    /// A change was made but reading it back did not show the intended state.
+    #[error("verification failed for {resource}: {detail}")]
+    Verification {
+        /// The resource read back.
+        resource: String,
+        /// What differs.
+        detail: String,
+    },
+    /// The audit log does not verify.
+    #[error("audit log {path} line {line}: {detail}")]
+    AuditBroken {
+        /// The log.
+        path: PathBuf,
+        /// First bad line, 1-based.
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A template failed to render.
+    #[error("{0}")]
+    Template(String),
+    /// An internal invariant broke; a bug in harden.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

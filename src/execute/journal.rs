@@ -1,0 +1,108 @@
+//! The run journal: `STATE_DIR/runs/RUN_ID/` holds the plan being applied and one JSON
+//! line per phase of each change (started, succeeded, failed, skipped), synced to disk
+//! before the call and after it. A run killed mid-way leaves a journal that says which
+//! change was in flight, which is what resuming needs: a change with `started` and no
+//! end is re-read and compared with both its before and its after.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// A phase of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// About to call.
+    Started,
+    /// Made and verified.
+    Succeeded,
+    /// Failed (not made, or not verified).
+    Failed,
+    /// Not attempted.
+    Skipped,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// When.
+    pub time: jiff::Timestamp,
+    /// Plan change id.
+    pub change_id: String,
+    /// Phase.
+    pub phase: Phase,
+    /// Error or reason, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The journal of one run.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Journal {
+    /// Creates `runs/RUN_ID/` with the plan and an empty journal.
+    pub fn create(state_dir: &Path, run_id: &str, plan: &Plan) -> Result<Self> {
+        let dir = state_dir.join("runs").join(run_id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        plan.save(&dir.join("plan.json"))?;
+        let path = dir.join("journal.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self {
+            dir,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends an entry and syncs it before returning.
+    pub fn record(&self, change_id: &str, phase: Phase, detail: Option<String>) -> Result<()> {
+        let entry = JournalEntry {
+            time: jiff::Timestamp::now(),
+            change_id: change_id.to_string(),
+            phase,
+            detail,
+        };
+        let line = serde_json::to_string(&entry)
+            .map_err(|e| Error::Internal(format!("journal entry does not serialize: {e}")))?;
+        let path = self.dir.join("journal.jsonl");
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| Error::Internal("journal lock poisoned".into()))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Reads a run's journal.
+    pub fn read(state_dir: &Path, run_id: &str) -> Result<Vec<JournalEntry>> {
+        let path = state_dir.join("runs").join(run_id).join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).map_err(|e| {
+                    Error::Internal(format!("{}: journal line does not parse: {e}", path.display()))
+                })
+            })
+            .collect()
+    }
+}

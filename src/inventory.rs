@@ -1,0 +1,394 @@
+//! The account as harden sees it: plain data, free of SDK types, so planning is a pure
+//! function of it and its tests need no network. [`crate::discovery`] fills it from
+//! list calls; the planner projects each planned change onto it so later steps and
+//! runbooks are planned on the state the earlier ones leave.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// The tag that exempts a resource from every runbook.
+pub const EXEMPT_TAG: &str = "harden:exempt";
+
+/// Kinds of resources runbooks can discover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResourceKind {
+    /// An EC2 (VPC) security group.
+    #[serde(rename = "ec2:security-group")]
+    SecurityGroup,
+}
+
+impl ResourceKind {
+    /// Every kind, for `harden list` and validation messages.
+    pub const ALL: &'static [ResourceKind] = &[ResourceKind::SecurityGroup];
+
+    /// The name used in runbooks, e.g. `ec2:security-group`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::SecurityGroup => "ec2:security-group",
+        }
+    }
+
+    /// Parses a runbook's `resource:` value.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Server-side filters the list call accepts for this kind.
+    pub fn filters(self) -> &'static [&'static str] {
+        match self {
+            ResourceKind::SecurityGroup => &[
+                "group-id",
+                "group-name",
+                "vpc-id",
+                "tag-key",
+                "description",
+                "owner-id",
+            ],
+        }
+    }
+
+    /// A resource of this kind with every field set, so validation can render
+    /// templates that use `item` in strict mode.
+    pub fn sample(self) -> serde_json::Value {
+        match self {
+            ResourceKind::SecurityGroup => serde_json::to_value(SecurityGroup {
+                id: "sg-00000000000000000".into(),
+                name: "sample".into(),
+                description: "sample".into(),
+                vpc_id: Some("vpc-00000000000000000".into()),
+                owner_id: "000000000000".into(),
+                tags: BTreeMap::new(),
+                interface_count: 0,
+                ingress: Vec::new(),
+                egress: Vec::new(),
+            })
+            .map(|mut v| {
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("is_default".into(), serde_json::Value::Bool(false));
+                    map.insert("exempt".into(), serde_json::Value::Bool(false));
+                }
+                v
+            })
+            .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The destination (egress) or source (ingress) of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// An IPv4 range.
+    Cidr(String),
+    /// An IPv6 range.
+    Ipv6Cidr(String),
+    /// A managed prefix list.
+    PrefixListId(String),
+    /// Another security group.
+    GroupId(String),
+}
+
+impl Peer {
+    /// True for `0.0.0.0/0` and `::/0`: the whole internet.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Peer::Cidr(c) if c == "0.0.0.0/0")
+            || matches!(self, Peer::Ipv6Cidr(c) if c == "::/0")
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Cidr(c) | Peer::Ipv6Cidr(c) => f.write_str(c),
+            Peer::PrefixListId(p) => f.write_str(p),
+            Peer::GroupId(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+/// One security-group rule. Two rules are the same rule when protocol, ports and peer
+/// agree ([`Rule::key`]); the description is carried but not part of identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The rule id; `None` for a rule that only exists after apply.
+    #[serde(serialize_with = "ser_rule_id", deserialize_with = "de_rule_id")]
+    pub rule_id: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `-1` (all) or a protocol number.
+    pub protocol: String,
+    /// First port (or ICMP type); `None` for all protocols.
+    pub from_port: Option<i32>,
+    /// Last port (or ICMP code); `None` for all protocols.
+    pub to_port: Option<i32>,
+    /// Where traffic goes (egress) or comes from (ingress).
+    pub peer: Peer,
+    /// The rule's description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Identity of a rule: protocol, ports and peer, normalised.
+pub type RuleKey = (String, Option<i32>, Option<i32>, Peer);
+
+impl Rule {
+    /// Builds a rule, normalising protocol names and the ports of all-protocol rules.
+    pub fn new(
+        rule_id: Option<String>,
+        protocol: &str,
+        from_port: Option<i32>,
+        to_port: Option<i32>,
+        peer: Peer,
+        description: Option<String>,
+    ) -> Self {
+        let protocol = normalize_protocol(protocol);
+        let (from_port, to_port) = if protocol == "-1" {
+            (None, None)
+        } else {
+            (from_port, to_port)
+        };
+        Self {
+            rule_id,
+            protocol,
+            from_port,
+            to_port,
+            peer,
+            description: description.filter(|d| !d.is_empty()),
+        }
+    }
+
+    /// Identity of the rule.
+    pub fn key(&self) -> RuleKey {
+        (
+            self.protocol.clone(),
+            self.from_port,
+            self.to_port,
+            self.peer.clone(),
+        )
+    }
+
+    /// True for a rule to or from the whole internet.
+    pub fn is_open(&self) -> bool {
+        self.peer.is_open()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = if self.protocol == "-1" {
+            "all"
+        } else {
+            self.protocol.as_str()
+        };
+        match (self.from_port, self.to_port) {
+            (Some(a), Some(b)) if a == b => write!(f, "{protocol} {a} {}", self.peer)?,
+            (Some(a), Some(b)) => write!(f, "{protocol} {a}-{b} {}", self.peer)?,
+            _ => write!(f, "{protocol} {}", self.peer)?,
+        }
+        if let Some(id) = &self.rule_id {
+            write!(f, " ({id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase names for the protocols AWS may answer with numbers; `-1` for all.
+pub fn normalize_protocol(protocol: &str) -> String {
+    match protocol.trim().to_ascii_lowercase().as_str() {
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        "58" => "icmpv6".into(),
+        "all" | "-1" => "-1".into(),
+        other => other.into(),
+    }
+}
+
+fn ser_rule_id<S: Serializer>(id: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(id.as_deref().unwrap_or(KNOWN_AFTER_APPLY))
+}
+
+fn de_rule_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(d)?;
+    Ok((id != KNOWN_AFTER_APPLY).then_some(id))
+}
+
+/// Sorts rules by identity so two reads of the same state compare equal.
+pub fn sort_rules(rules: &mut [Rule]) {
+    rules.sort_by(|a, b| {
+        (a.key(), &a.description, &a.rule_id).cmp(&(b.key(), &b.description, &b.rule_id))
+    });
+}
+
+/// A security group with its rules and how many network interfaces use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// `sg-...`.
+    pub id: String,
+    /// Group name; a VPC's default group is named `default`.
+    pub name: String,
+    /// Group description.
+    pub description: String,
+    /// The VPC, when the group belongs to one.
+    pub vpc_id: Option<String>,
+    /// Owning account.
+    pub owner_id: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Network interfaces that use the group.
+    pub interface_count: usize,
+    /// Inbound rules, sorted.
+    pub ingress: Vec<Rule>,
+    /// Outbound rules, sorted.
+    pub egress: Vec<Rule>,
+}
+
+impl SecurityGroup {
+    /// True for the default group of a VPC.
+    pub fn is_default(&self) -> bool {
+        self.name == "default"
+    }
+
+    /// The part of the group changes act on, as recorded in a change's before/after.
+    pub fn rules_state(&self) -> SecurityGroupRules {
+        SecurityGroupRules {
+            ingress: self.ingress.clone(),
+            egress: self.egress.clone(),
+        }
+    }
+}
+
+/// The rules of a group: the state a security-group change reads, compares and verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupRules {
+    /// Inbound rules, sorted.
+    pub ingress: Vec<Rule>,
+    /// Outbound rules, sorted.
+    pub egress: Vec<Rule>,
+}
+
+/// A discovered resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// A security group.
+    SecurityGroup(SecurityGroup),
+}
+
+impl Resource {
+    /// Its kind.
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Resource::SecurityGroup(_) => ResourceKind::SecurityGroup,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        match self {
+            Resource::SecurityGroup(g) => &g.id,
+        }
+    }
+
+    /// Its tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        match self {
+            Resource::SecurityGroup(g) => &g.tags,
+        }
+    }
+
+    /// True when tagged `harden:exempt` = `true`.
+    pub fn is_exempt(&self) -> bool {
+        self.tags()
+            .get(EXEMPT_TAG)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// The resource as templates see it (`item`).
+    pub fn to_template_value(&self) -> serde_json::Value {
+        let mut value = match self {
+            Resource::SecurityGroup(g) => serde_json::to_value(g).unwrap_or_default(),
+        };
+        if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
+            map.insert("is_default".into(), g.is_default().into());
+        }
+        if let Some(map) = value.as_object_mut() {
+            map.insert("exempt".into(), self.is_exempt().into());
+        }
+        value
+    }
+}
+
+/// What harden knows of one region of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionInventory {
+    /// Security groups by id (those the discoveries asked for).
+    pub security_groups: BTreeMap<String, SecurityGroup>,
+}
+
+impl RegionInventory {
+    /// The resource with this kind and id.
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Option<Resource> {
+        match kind {
+            ResourceKind::SecurityGroup => self
+                .security_groups
+                .get(id)
+                .cloned()
+                .map(Resource::SecurityGroup),
+        }
+    }
+
+    /// Replaces a resource with its projected state.
+    pub fn put(&mut self, resource: Resource) {
+        match resource {
+            Resource::SecurityGroup(g) => {
+                self.security_groups.insert(g.id.clone(), g);
+            }
+        }
+    }
+
+    /// Adds resources read by discovery, keeping any projected state already there
+    /// (a later runbook must see what earlier runbooks will leave).
+    pub fn merge_discovered(&mut self, resources: Vec<Resource>) {
+        for resource in resources {
+            match resource {
+                Resource::SecurityGroup(g) => {
+                    self.security_groups.entry(g.id.clone()).or_insert(g);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_and_all_traffic_ports_normalise() {
+        let a = Rule::new(None, "-1", Some(-1), Some(-1), Peer::Cidr("0.0.0.0/0".into()), None);
+        let b = Rule::new(None, "all", None, None, Peer::Cidr("0.0.0.0/0".into()), None);
+        assert_eq!(a.key(), b.key());
+        let t = Rule::new(None, "6", Some(443), Some(443), Peer::Cidr("10.0.0.0/8".into()), None);
+        assert_eq!(t.protocol, "tcp");
+        assert!(!t.is_open());
+        assert!(a.is_open());
+        assert!(Peer::Ipv6Cidr("::/0".into()).is_open());
+    }
+
+    #[test]
+    fn unknown_rule_ids_round_trip_as_known_after_apply() {
+        let rule = Rule::new(None, "tcp", Some(443), Some(443), Peer::Cidr("0.0.0.0/0".into()), None);
+        let json = serde_json::to_value(&rule).expect("serializes");
+        assert_eq!(json["rule_id"], KNOWN_AFTER_APPLY);
+        let back: Rule = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, rule);
+    }
+}

@@ -1,0 +1,325 @@
+//! Plans: what apply would change, as data. The [`planner`] computes a plan from
+//! runbooks and the inventory; [`render`] shows it to people (Terraform-style) or as
+//! versioned JSON. Nothing here renders or calls AWS; fields exist because apply needs
+//! them or a reviewer does, never only for display.
+
+pub mod planner;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Problems, Result};
+use crate::inventory::ResourceKind;
+use crate::runbook::model::{Control, OnFailure};
+use crate::template::KNOWN_AFTER_APPLY;
+
+pub use planner::{PlanRequest, plan};
+
+/// Version of the saved-plan and `--format json` schema (docs/plan-format.md).
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// A complete plan for one account: every change apply would make, and every change it
+/// will not make with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The harden that made it.
+    pub harden_version: String,
+    /// When discovery ran.
+    pub created_at: jiff::Timestamp,
+    /// The account planned.
+    pub account_id: String,
+    /// The principal that planned (its ARN).
+    pub principal: String,
+    /// Regions planned.
+    pub regions: Vec<String>,
+    /// Runbooks in the order they are applied.
+    pub runbooks: Vec<PlannedRunbook>,
+    /// Changes in apply order.
+    pub changes: Vec<Change>,
+    /// Changes that will not be made, with the reason.
+    pub blocked: Vec<Blocked>,
+    /// Set by dry-run: services whose calls have no dry-run, so were not probed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unprobed_services: Vec<String>,
+}
+
+impl Plan {
+    /// Changes apply would make (blocked ones are not changes).
+    pub fn pending(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::NoOp)
+            .count()
+    }
+
+    /// Reads a saved plan, checking its format version.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+            let mut problems = Problems::default();
+            problems.push(
+                Some(crate::error::SourceLocation {
+                    file: path.to_path_buf(),
+                    line: e.line() as u64,
+                    column: e.column() as u64,
+                }),
+                format!("not a harden plan file: {e}"),
+            );
+            Error::Invalid(problems)
+        })?;
+        if plan.format_version != PLAN_FORMAT_VERSION {
+            return Err(Error::Usage(format!(
+                "{}: plan format version {} is not supported (expected {PLAN_FORMAT_VERSION}); plan again with this harden",
+                path.display(),
+                plan.format_version
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Writes the plan as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Internal(format!("plan does not serialize: {e}")))?;
+        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    }
+}
+
+/// A runbook as it was planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRunbook {
+    /// Runbook id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The file.
+    pub path: String,
+    /// SHA-256 of the file.
+    pub digest: String,
+    /// Controls it satisfies.
+    pub controls: Vec<Control>,
+    /// Parameter values used.
+    pub parameters: BTreeMap<String, Value>,
+    /// Resources found compliant (no change needed), per region.
+    pub compliant: BTreeMap<String, usize>,
+}
+
+/// The kind of a change, as Terraform names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A new resource or rule (`+`).
+    Create,
+    /// Modified in place (`~`).
+    Update,
+    /// Removed (`-`).
+    Delete,
+    /// Removed and created anew (`-/+`).
+    Replace,
+    /// Nothing to do.
+    NoOp,
+}
+
+impl ChangeKind {
+    /// Terraform's symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "+",
+            ChangeKind::Update => "~",
+            ChangeKind::Delete => "-",
+            ChangeKind::Replace => "-/+",
+            ChangeKind::NoOp => " ",
+        }
+    }
+}
+
+/// Which resource a change or block concerns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// Kind.
+    pub kind: ResourceKind,
+    /// Id.
+    pub id: String,
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
+}
+
+/// The API call a change makes, with its rendered input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiCall {
+    /// Service, e.g. `ec2`.
+    pub service: String,
+    /// Operation, e.g. `RevokeSecurityGroupEgress`.
+    pub operation: String,
+    /// The input as sent (AWS field names); unknown values read `(known after apply)`.
+    pub input: Value,
+}
+
+/// What a dry-run probe of a change found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Probe {
+    /// `DryRunOperation`: the call would succeed.
+    WouldSucceed,
+    /// `UnauthorizedOperation`: the caller may not make the call.
+    Unauthorized {
+        /// The service's message.
+        message: String,
+    },
+    /// Another error answered the probe.
+    Failed {
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The service has no dry-run; not probed.
+    NotSupported,
+    /// Depends on a value only known after an earlier change; not probed.
+    NotProbed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One change apply would make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Stable id within the plan: `runbook/region/step/resource#n`.
+    pub id: String,
+    /// Runbook id.
+    pub runbook: String,
+    /// Region.
+    pub region: String,
+    /// Step id.
+    pub step: String,
+    /// Action name.
+    pub action: String,
+    /// The resource changed.
+    pub resource: ResourceRef,
+    /// Create, update, delete, replace.
+    pub kind: ChangeKind,
+    /// One line for people.
+    pub summary: String,
+    /// The resource's state before this change (the stale-plan check compares it).
+    pub before: Value,
+    /// The intended state after it (the read-back must match it).
+    pub after: Value,
+    /// The call.
+    pub call: ApiCall,
+    /// What a failure does to the rest of the apply.
+    pub on_failure: OnFailure,
+    /// Dry-run result, when the plan was made by `harden dry-run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+}
+
+/// Why a change is not made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockReason {
+    /// Tagged `harden:exempt` = `true`.
+    Exempt,
+    /// Named in an exclusion parameter.
+    Excluded,
+    /// A resource still in use (an in-use default security group).
+    InUse,
+    /// The change needs downtime the parameters do not allow.
+    NeedsDowntime,
+}
+
+/// A change that will not be made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// Runbook id.
+    pub runbook: String,
+    /// Region.
+    pub region: String,
+    /// Step id.
+    pub step: String,
+    /// The resource.
+    pub resource: ResourceRef,
+    /// Why.
+    pub reason: BlockReason,
+    /// Detail for people, e.g. "used by 2 network interfaces; set close_in_use: true".
+    pub detail: String,
+}
+
+/// Compares an expected state with a read one; `(known after apply)` in the expected
+/// state matches any value. Returns the first difference as `path: expected X, found Y`.
+pub fn state_matches(expected: &Value, actual: &Value) -> std::result::Result<(), String> {
+    fn walk(path: &str, expected: &Value, actual: &Value) -> std::result::Result<(), String> {
+        match (expected, actual) {
+            (Value::String(e), _) if e == KNOWN_AFTER_APPLY => Ok(()),
+            (Value::Object(e), Value::Object(a)) => {
+                for (key, ev) in e {
+                    let av = a.get(key).unwrap_or(&Value::Null);
+                    walk(&format!("{path}.{key}"), ev, av)?;
+                }
+                for key in a.keys().filter(|k| !e.contains_key(*k)) {
+                    if !a[key].is_null() {
+                        return Err(format!("{path}.{key}: not expected, found {}", a[key]));
+                    }
+                }
+                Ok(())
+            }
+            (Value::Array(e), Value::Array(a)) => {
+                if e.len() != a.len() {
+                    return Err(format!(
+                        "{path}: expected {} entries, found {}: {}",
+                        e.len(),
+                        a.len(),
+                        Value::Array(a.clone())
+                    ));
+                }
+                for (index, (ev, av)) in e.iter().zip(a).enumerate() {
+                    walk(&format!("{path}[{index}]"), ev, av)?;
+                }
+                Ok(())
+            }
+            (e, a) if e == a => Ok(()),
+            (e, a) => Err(format!("{path}: expected {e}, found {a}")),
+        }
+    }
+    walk("", expected, actual).map_err(|m| m.trim_start_matches('.').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn known_after_apply_matches_anything() {
+        let expected = json!({"egress": [{"rule_id": KNOWN_AFTER_APPLY, "protocol": "tcp"}]});
+        let actual = json!({"egress": [{"rule_id": "sgr-1", "protocol": "tcp"}]});
+        assert_eq!(state_matches(&expected, &actual), Ok(()));
+    }
+
+    #[test]
+    fn differences_name_the_path() {
+        let expected = json!({"egress": [{"rule_id": "sgr-1", "protocol": "tcp"}]});
+        let actual = json!({"egress": [{"rule_id": "sgr-1", "protocol": "udp"}]});
+        assert_eq!(
+            state_matches(&expected, &actual),
+            Err("egress[0].protocol: expected \"tcp\", found \"udp\"".to_string())
+        );
+        let shorter = json!({"egress": []});
+        assert!(
+            state_matches(&expected, &shorter)
+                .expect_err("length differs")
+                .starts_with("egress: expected 1 entries, found 0")
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Computing a plan. Discovery runs first (read-only, every region concurrently); then,
+//! per region, runbooks are planned in order on one inventory that each planned change
+//! is projected onto, so a later step or runbook sees the state the earlier ones leave.
+//! That is what makes runbooks that touch the same resources compose.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::try_join_all;
+use futures::stream::{self, StreamExt};
+use serde_json::{Map, Value, json};
+
+use super::{Blocked, BlockReason, Change, Plan, PlannedRunbook, ResourceRef, PLAN_FORMAT_VERSION};
+use crate::actions;
+use crate::aws::{Aws, CallerIdentity};
+use crate::discovery::{self, Query};
+use crate::error::{Error, Problems, Result};
+use crate::inventory::{RegionInventory, ResourceKind};
+use crate::runbook::LoadedRunbook;
+use crate::runbook::params::ResolvedParams;
+use crate::template::{KNOWN_AFTER_APPLY, Renderer};
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    /// Validated runbooks in apply order.
+    pub runbooks: &'a [LoadedRunbook],
+    /// Their parameter values.
+    pub params: &'a ResolvedParams,
+    /// Regions to plan.
+    pub regions: &'a [String],
+    /// Who is planning.
+    pub identity: &'a CallerIdentity,
+}
+
+/// The template context of a runbook in a region, before `item` and `steps`.
+fn base_context(runbook: &LoadedRunbook, params: &ResolvedParams, region: &str, identity: &CallerIdentity) -> Value {
+    json!({
+        "params": params.get(runbook.id()).cloned().unwrap_or_default(),
+        "account_id": identity.account_id,
+        "region": region,
+        "partition": identity.partition,
+        "runbook": {"id": runbook.id()},
+    })
+}
+
+fn render_error(runbook: &LoadedRunbook, location: &serde_saphyr::Location, message: String) -> Error {
+    let mut problems = Problems::default();
+    problems.push(Some(runbook.at(location)), message);
+    Error::Invalid(problems)
+}
+
+/// Renders a discover entry's filters into a query.
+fn query_for(
+    renderer: &Renderer,
+    runbook: &LoadedRunbook,
+    name: &str,
+    context: &Value,
+) -> Result<Query> {
+    let spec = &runbook.runbook.discover[name];
+    let kind = ResourceKind::from_name(&spec.resource.value).ok_or_else(|| {
+        render_error(runbook, &spec.resource.referenced, format!("unknown resource kind {}", spec.resource.value))
+    })?;
+    let mut filters = BTreeMap::new();
+    for (filter, value) in &spec.filters {
+        let rendered = renderer
+            .render_value(&value.value, context)
+            .map_err(|m| render_error(runbook, &value.referenced, format!("discover.{name}.filters.{filter}: {m}")))?;
+        filters.insert(filter.clone(), string_list(&rendered).map_err(|m| {
+            render_error(runbook, &value.referenced, format!("discover.{name}.filters.{filter}: {m}"))
+        })?);
+    }
+    Ok(Query { kind, filters })
+}
+
+fn string_list(value: &Value) -> std::result::Result<Vec<String>, String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(format!("expected strings, found {other}")),
+            })
+            .collect(),
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Null => Ok(Vec::new()),
+        other => Err(format!("expected a string or a list of strings, found {other}")),
+    }
+}
+
+/// Plans every runbook in every region.
+pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
+    let created_at = jiff::Timestamp::now();
+    let per_region = try_join_all(request.regions.iter().map(|region| plan_region(aws, &request, region))).await?;
+    let mut changes = Vec::new();
+    let mut blocked = Vec::new();
+    let mut compliant: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (region, region_plan) in request.regions.iter().zip(per_region) {
+        changes.extend(region_plan.changes);
+        blocked.extend(region_plan.blocked);
+        for (runbook, count) in region_plan.compliant {
+            compliant.entry(runbook).or_default().insert(region.clone(), count);
+        }
+    }
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        harden_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at,
+        account_id: request.identity.account_id.clone(),
+        principal: request.identity.arn.clone(),
+        regions: request.regions.to_vec(),
+        runbooks: request
+            .runbooks
+            .iter()
+            .map(|r| PlannedRunbook {
+                id: r.id().to_string(),
+                title: r.runbook.title.clone(),
+                path: r.path.display().to_string(),
+                digest: r.digest.clone(),
+                controls: r.runbook.controls.clone(),
+                parameters: request.params.get(r.id()).cloned().unwrap_or_default(),
+                compliant: compliant.remove(r.id()).unwrap_or_default(),
+            })
+            .collect(),
+        changes,
+        blocked,
+        unprobed_services: Vec::new(),
+    })
+}
+
+/// The plan of one region.
+#[derive(Debug, Default)]
+pub struct RegionPlan {
+    /// Changes in apply order.
+    pub changes: Vec<Change>,
+    /// Blocked changes.
+    pub blocked: Vec<Blocked>,
+    /// Compliant resources per runbook.
+    pub compliant: BTreeMap<String, usize>,
+}
+
+async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Result<RegionPlan> {
+    let renderer = Renderer::new();
+    let clients = aws.region(region);
+    // Render every query first so discovery can run once, concurrently.
+    let mut queries: BTreeMap<(String, String), Query> = BTreeMap::new();
+    for runbook in request.runbooks {
+        let context = base_context(runbook, request.params, region, request.identity);
+        for name in runbook.runbook.discover.keys() {
+            let query = query_for(&renderer, runbook, name, &context)?;
+            queries.insert((runbook.id().to_string(), name.clone()), query);
+        }
+    }
+    let all: Vec<Query> = queries.values().cloned().collect();
+    let found = discovery::run_all(&clients, &all).await?;
+    let mut inventory = RegionInventory::default();
+    let mut members: BTreeMap<(String, String), Vec<(ResourceKind, String)>> = BTreeMap::new();
+    for (key, query) in &queries {
+        let resources = found.get(query).cloned().unwrap_or_default();
+        members.insert(key.clone(), resources.iter().map(|r| (r.kind(), r.id().to_string())).collect());
+        inventory.merge_discovered(resources);
+    }
+    plan_on_inventory(request, region, &mut inventory, &members, &renderer)
+}
+
+/// Plans every runbook of a region on `inventory`, projecting each change onto it.
+/// Pure: no AWS call, so unit tests drive it directly.
+pub fn plan_on_inventory(
+    request: &PlanRequest<'_>,
+    region: &str,
+    inventory: &mut RegionInventory,
+    members: &BTreeMap<(String, String), Vec<(ResourceKind, String)>>,
+    renderer: &Renderer,
+) -> Result<RegionPlan> {
+    let mut out = RegionPlan::default();
+    for runbook in request.runbooks {
+        let rid = runbook.id().to_string();
+        let mut context = base_context(runbook, request.params, region, request.identity);
+        let mut discovered = Map::new();
+        let mut excluded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, spec) in &runbook.runbook.discover {
+            let list = members.get(&(rid.clone(), name.clone())).cloned().unwrap_or_default();
+            discovered.insert(
+                name.clone(),
+                Value::Array(list.iter().filter_map(|(k, id)| inventory.get(*k, id)).map(|r| r.to_template_value()).collect()),
+            );
+            if let Some(exclude) = &spec.exclude_ids {
+                let rendered = renderer
+                    .render_value(&exclude.value, &context)
+                    .map_err(|m| render_error(runbook, &exclude.referenced, format!("discover.{name}.exclude_ids: {m}")))?;
+                let ids = string_list(&rendered).map_err(|m| {
+                    render_error(runbook, &exclude.referenced, format!("discover.{name}.exclude_ids: {m}"))
+                })?;
+                excluded.insert(name.clone(), ids.into_iter().collect());
+            }
+        }
+        context["discovered"] = Value::Object(discovered);
+        context["steps"] = json!({});
+        let mut targets: BTreeSet<String> = BTreeSet::new();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for step in &runbook.runbook.steps {
+            let sid = step.id.value.clone();
+            let action = actions::find(&step.action.value).ok_or_else(|| {
+                render_error(runbook, &step.action.referenced, format!("unknown action {}", step.action.value))
+            })?;
+            let Some(for_each) = &step.for_each else {
+                return Err(render_error(runbook, &step.action.referenced, format!("step {sid}: for_each is required")));
+            };
+            let items = members.get(&(rid.clone(), for_each.value.clone())).cloned().unwrap_or_default();
+            let no_exclusions = BTreeSet::new();
+            let step_excluded = excluded.get(&for_each.value).unwrap_or(&no_exclusions);
+            for (kind, id) in items {
+                // The projected state: what earlier steps and runbooks will leave.
+                let Some(target) = inventory.get(kind, &id) else { continue };
+                targets.insert(id.clone());
+                let mut item_context = context.clone();
+                item_context["item"] = target.to_template_value();
+                if let Some(condition) = &step.condition {
+                    let keep = renderer
+                        .render_condition(&condition.value, &item_context)
+                        .map_err(|m| render_error(runbook, &condition.referenced, format!("step {sid} when: {m}")))?;
+                    if !keep {
+                        continue;
+                    }
+                }
+                let mut args = Map::new();
+                for (name, value) in &step.args {
+                    let rendered = renderer
+                        .render_value(&value.value, &item_context)
+                        .map_err(|m| render_error(runbook, &value.referenced, format!("step {sid} argument {name}: {m}")))?;
+                    args.insert(name.clone(), rendered);
+                }
+                let planned = action
+                    .plan(&target, &Value::Object(args))
+                    .map_err(|m| render_error(runbook, &step.action.referenced, format!("step {sid} on {id}: {m}")))?;
+                if planned.changes.is_empty() && planned.blocked.is_none() {
+                    continue;
+                }
+                touched.insert(id.clone());
+                let resource = ResourceRef { kind, id: id.clone() };
+                let block = |reason: BlockReason, detail: String| Blocked {
+                    runbook: rid.clone(),
+                    region: region.to_string(),
+                    step: sid.clone(),
+                    resource: resource.clone(),
+                    reason,
+                    detail,
+                };
+                if target.is_exempt() {
+                    push_block(&mut out.blocked, block(BlockReason::Exempt, format!("tagged {}=true", crate::inventory::EXEMPT_TAG)));
+                    continue;
+                }
+                if step_excluded.contains(&id) {
+                    push_block(&mut out.blocked, block(BlockReason::Excluded, format!("listed in discover.{}.exclude_ids", for_each.value)));
+                    continue;
+                }
+                if let Some((reason, detail)) = planned.blocked {
+                    push_block(&mut out.blocked, block(reason, detail));
+                    continue;
+                }
+                for (n, draft) in planned.changes.into_iter().enumerate() {
+                    out.changes.push(Change {
+                        id: format!("{rid}/{region}/{sid}/{id}#{}", n + 1),
+                        runbook: rid.clone(),
+                        region: region.to_string(),
+                        step: sid.clone(),
+                        action: action.name().to_string(),
+                        resource: resource.clone(),
+                        kind: draft.kind,
+                        summary: draft.summary,
+                        before: draft.before,
+                        after: draft.after,
+                        call: draft.call,
+                        on_failure: step.on_failure,
+                        probe: None,
+                    });
+                }
+                if let Some(projected) = planned.projected {
+                    inventory.put(projected);
+                }
+            }
+            let outputs: Map<String, Value> = step
+                .outputs
+                .iter()
+                .map(|o| (o.value.clone(), Value::String(KNOWN_AFTER_APPLY.into())))
+                .collect();
+            context["steps"][&sid] = json!({ "outputs": outputs });
+        }
+        out.compliant.insert(rid, targets.difference(&touched).count());
+    }
+    Ok(out)
+}
+
+/// A resource blocked by several steps of one runbook is listed once.
+fn push_block(blocked: &mut Vec<Blocked>, entry: Blocked) {
+    if !blocked
+        .iter()
+        .any(|b| b.runbook == entry.runbook && b.region == entry.region && b.resource == entry.resource)
+    {
+        blocked.push(entry);
+    }
+}
+
+/// Probes every change of a plan with `DryRun=true`, concurrently under a bound.
+/// Nothing is changed.
+pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
+    let probes: Vec<_> = stream::iter(plan.changes.iter().map(|change| {
+        let clients = aws.region(&change.region);
+        async move {
+            match actions::find(&change.action) {
+                Some(action) => action.probe(&clients, change).await,
+                None => crate::plan::Probe::Failed {
+                    code: "UnknownAction".into(),
+                    message: format!("action {} is not in this harden", change.action),
+                },
+            }
+        }
+    }))
+    .buffered(concurrency.max(1))
+    .collect()
+    .await;
+    for (change, result) in plan.changes.iter_mut().zip(probes) {
+        change.probe = Some(result);
+    }
+    // Every service harden changes today (EC2) supports DryRun.
+    plan.unprobed_services = Vec::new();
+}

@@ -1,0 +1,167 @@
+//! Showing a plan to people, Terraform-style (`+` create, `~` update, `-` delete,
+//! `-/+` replace), with a summary line per runbook and one for the plan.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{ChangeKind, Plan, Probe};
+
+/// Counts of changes by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// `+`.
+    pub create: usize,
+    /// `~`.
+    pub update: usize,
+    /// `-`.
+    pub delete: usize,
+    /// `-/+`.
+    pub replace: usize,
+    /// Blocked.
+    pub blocked: usize,
+}
+
+impl Counts {
+    fn add(&mut self, kind: ChangeKind) {
+        match kind {
+            ChangeKind::Create => self.create += 1,
+            ChangeKind::Update => self.update += 1,
+            ChangeKind::Delete => self.delete += 1,
+            ChangeKind::Replace => self.replace += 1,
+            ChangeKind::NoOp => {}
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.create + self.update + self.delete + self.replace
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!(
+            "{} to create, {} to update, {} to delete",
+            self.create, self.update, self.delete
+        );
+        if self.replace > 0 {
+            let _ = write!(text, ", {} to replace", self.replace);
+        }
+        if self.blocked > 0 {
+            let _ = write!(text, ", {} blocked", self.blocked);
+        }
+        text
+    }
+}
+
+fn probe_text(probe: &Probe) -> String {
+    match probe {
+        Probe::WouldSucceed => "dry-run: would succeed (DryRunOperation)".into(),
+        Probe::Unauthorized { message } => format!("dry-run: UNAUTHORIZED: {message}"),
+        Probe::Failed { code, message } => format!("dry-run: would fail: {code}: {message}"),
+        Probe::NotSupported => "dry-run: not probed (the service has no dry-run)".into(),
+        Probe::NotProbed { reason } => format!("dry-run: not probed ({reason})"),
+    }
+}
+
+/// Renders the plan for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "harden plan for account {} in {} (as {})",
+        plan.account_id,
+        plan.regions.join(", "),
+        plan.principal
+    );
+    let mut totals = Counts::default();
+    for runbook in &plan.runbooks {
+        let controls = runbook
+            .controls
+            .iter()
+            .map(|c| format!("{} {}", c.framework, c.id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out);
+        let _ = write!(out, "runbook {}: {}", runbook.id, runbook.title);
+        if !controls.is_empty() {
+            let _ = write!(out, " [{controls}]");
+        }
+        let _ = writeln!(out);
+        let mut counts = Counts::default();
+        let mut by_resource: BTreeMap<(&str, &str), Vec<&super::Change>> = BTreeMap::new();
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        for change in plan.changes.iter().filter(|c| c.runbook == runbook.id) {
+            let key = (change.region.as_str(), change.resource.id.as_str());
+            if !by_resource.contains_key(&key) {
+                order.push(key);
+            }
+            by_resource.entry(key).or_default().push(change);
+            counts.add(change.kind);
+        }
+        for key in order {
+            let changes = &by_resource[&key];
+            let first = changes[0];
+            let symbol = if changes.iter().all(|c| c.kind == first.kind) {
+                first.kind.symbol()
+            } else {
+                ChangeKind::Update.symbol()
+            };
+            let _ = writeln!(out, "  {symbol} {} ({})", first.resource, first.region);
+            for change in changes {
+                let _ = writeln!(
+                    out,
+                    "      {} {}  [step {}]",
+                    change.kind.symbol(),
+                    change.summary,
+                    change.step
+                );
+                let _ = writeln!(
+                    out,
+                    "        {}:{} {}",
+                    change.call.service, change.call.operation, change.call.input
+                );
+                if let Some(probe) = &change.probe {
+                    let _ = writeln!(out, "        {}", probe_text(probe));
+                }
+            }
+        }
+        for blocked in plan.blocked.iter().filter(|b| b.runbook == runbook.id) {
+            counts.blocked += 1;
+            let _ = writeln!(
+                out,
+                "  ! {} ({}) blocked, {:?}: {}",
+                blocked.resource,
+                blocked.region,
+                blocked.reason,
+                blocked.detail
+            );
+        }
+        let compliant: usize = runbook.compliant.values().sum();
+        let _ = writeln!(
+            out,
+            "  {}: {}; {} compliant.",
+            runbook.id,
+            counts.describe(),
+            compliant
+        );
+        totals.create += counts.create;
+        totals.update += counts.update;
+        totals.delete += counts.delete;
+        totals.replace += counts.replace;
+        totals.blocked += counts.blocked;
+    }
+    let _ = writeln!(out);
+    if totals.total() == 0 {
+        let _ = write!(out, "No changes. The account matches the runbooks");
+        if totals.blocked > 0 {
+            let _ = write!(out, " except {} blocked change(s) shown above", totals.blocked);
+        }
+        let _ = writeln!(out, ".");
+    } else {
+        let _ = writeln!(out, "Plan: {}.", totals.describe());
+    }
+    out
+}
+
+/// Renders the plan as its versioned JSON document (the saved-plan format).
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

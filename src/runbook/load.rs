@@ -1,0 +1,122 @@
+//! Reading runbook files. A path is a file or a folder of `*.yaml`/`*.yml` files
+//! (not recursive, sorted by name). Parse errors carry the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::model::Runbook;
+use crate::error::{Error, Problems, Result, SourceLocation};
+
+/// A parsed runbook with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedRunbook {
+    /// The parsed document.
+    pub runbook: Runbook,
+    /// The file, as found from the user's path.
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes, hex; recorded in plans and audit records.
+    pub digest: String,
+}
+
+impl LoadedRunbook {
+    /// The runbook's id.
+    pub fn id(&self) -> &str {
+        &self.runbook.id.value
+    }
+
+    /// A location inside this runbook's file.
+    pub fn at(&self, location: &serde_saphyr::Location) -> SourceLocation {
+        source_location(&self.path, location)
+    }
+}
+
+/// Converts a parser location into ours.
+pub fn source_location(path: &Path, location: &serde_saphyr::Location) -> SourceLocation {
+    SourceLocation {
+        file: path.to_path_buf(),
+        line: location.line(),
+        column: location.column(),
+    }
+}
+
+/// Expands files and folders into the runbook files they name, in a stable order.
+pub fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: folder holds no runbook (*.yaml or *.yml)",
+                    path.display()
+                )));
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Parses one runbook from text; `path` is only used for messages.
+pub fn parse_runbook(path: &Path, text: &str) -> Result<LoadedRunbook> {
+    let runbook: Runbook = serde_saphyr::from_str(text).map_err(|error| {
+        let location = error
+            .location()
+            .map(|l| source_location(path, &l))
+            .or_else(|| {
+                Some(SourceLocation {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                })
+            });
+        let mut problems = Problems::default();
+        problems.push(location, parse_message(&error));
+        Error::Invalid(problems)
+    })?;
+    Ok(LoadedRunbook {
+        runbook,
+        path: path.to_path_buf(),
+        digest: hex::encode(Sha256::digest(text.as_bytes())),
+    })
+}
+
+/// The parser's message without the location it also prints, since ours leads.
+fn parse_message(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    // serde-saphyr appends " at line L, column C"; the location is already in front.
+    let trimmed = match text.rfind(" at line ") {
+        Some(index) => &text[..index],
+        None => text.as_str(),
+    };
+    format!("invalid runbook: {}", trimmed.trim())
+}
+
+/// Loads every runbook the paths name, reporting the problems of all files together.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
+    let files = runbook_files(paths)?;
+    let mut loaded = Vec::new();
+    let mut problems = Problems::default();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        match parse_runbook(&file, &text) {
+            Ok(runbook) => loaded.push(runbook),
+            Err(Error::Invalid(found)) => problems.0.extend(found.0),
+            Err(other) => return Err(other),
+        }
+    }
+    problems.into_result()?;
+    Ok(loaded)
+}

@@ -1,0 +1,199 @@
+//! Parameter values: `--param KEY=VALUE` sets KEY in every selected runbook that
+//! declares it, `--param RUNBOOK_ID.KEY=VALUE` in that runbook only. Values are parsed
+//! as YAML scalars or lists, then checked against the declared type, allowed values and
+//! pattern. A key no selected runbook declares is an error.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::load::LoadedRunbook;
+use super::model::{ParamType, ParameterSpec};
+use crate::error::{Problems, Result};
+
+/// One `--param` flag, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The runbook it is scoped to, for `RUNBOOK_ID.KEY=VALUE`.
+    pub runbook: Option<String>,
+    /// The parameter.
+    pub key: String,
+    /// The value as typed.
+    pub raw: String,
+}
+
+impl std::str::FromStr for Assignment {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let (name, raw) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--param {text}: expected KEY=VALUE or RUNBOOK_ID.KEY=VALUE"))?;
+        let name = name.trim();
+        let (runbook, key) = match name.split_once('.') {
+            Some((runbook, key)) => (Some(runbook.to_string()), key.to_string()),
+            None => (None, name.to_string()),
+        };
+        if key.is_empty() || runbook.as_deref() == Some("") {
+            return Err(format!("--param {text}: expected KEY=VALUE or RUNBOOK_ID.KEY=VALUE"));
+        }
+        Ok(Self {
+            runbook,
+            key,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+/// Parameter values by runbook id, then by name.
+pub type ResolvedParams = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// Checks a value against a declaration, coercing a YAML-typed value where the
+/// declared type says otherwise (a string parameter given `123` gets `"123"`).
+pub fn check_value(spec: &ParameterSpec, raw: Option<&str>, value: Value) -> std::result::Result<Value, String> {
+    let kind = spec.kind.value;
+    let value = match (kind, value) {
+        (ParamType::String, Value::String(s)) => Value::String(s),
+        (ParamType::String, other @ (Value::Number(_) | Value::Bool(_))) => {
+            Value::String(raw.map(str::to_string).unwrap_or_else(|| other.to_string()))
+        }
+        (ParamType::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => Value::Number(n),
+        (ParamType::Bool, Value::Bool(b)) => Value::Bool(b),
+        (ParamType::List, Value::Array(items)) => Value::Array(items),
+        (ParamType::List, Value::Null) => Value::Array(Vec::new()),
+        (ParamType::Map, Value::Object(map)) => Value::Object(map),
+        (kind, other) => {
+            return Err(format!("expected a {}, found {}", kind.name(), describe(&other)));
+        }
+    };
+    if let Some(allowed) = &spec.allowed
+        && !allowed.contains(&value)
+    {
+        return Err(format!(
+            "{value} is not one of the allowed values {}",
+            Value::Array(allowed.clone())
+        ));
+    }
+    if let (Some(pattern), Value::String(s)) = (&spec.pattern, &value) {
+        let re = Regex::new(&format!("^(?:{})$", pattern.value))
+            .map_err(|e| format!("pattern {} does not compile: {e}", pattern.value))?;
+        if !re.is_match(s) {
+            return Err(format!("\"{s}\" does not match the pattern {}", pattern.value));
+        }
+    }
+    Ok(value)
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("the bool {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a map".into(),
+    }
+}
+
+/// Parses a `--param` value as YAML.
+fn parse_raw(raw: &str) -> std::result::Result<Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(Value::String(String::new()));
+    }
+    serde_saphyr::from_str::<Value>(raw).map_err(|e| format!("value does not parse as YAML: {e}"))
+}
+
+/// Resolves the values of every selected runbook's parameters.
+pub fn resolve(runbooks: &[LoadedRunbook], assignments: &[Assignment]) -> Result<ResolvedParams> {
+    let mut problems = Problems::default();
+    let mut resolved = ResolvedParams::new();
+    for assignment in assignments {
+        let targets: Vec<&LoadedRunbook> = runbooks
+            .iter()
+            .filter(|r| assignment.runbook.as_deref().is_none_or(|id| id == r.id()))
+            .collect();
+        let flag = format!(
+            "--param {}{}",
+            assignment
+                .runbook
+                .as_ref()
+                .map(|r| format!("{r}."))
+                .unwrap_or_default(),
+            assignment.key
+        );
+        if let Some(id) = &assignment.runbook
+            && targets.is_empty()
+        {
+            problems.push(None, format!("{flag}: no selected runbook has the id {id}"));
+            continue;
+        }
+        if !targets
+            .iter()
+            .any(|r| r.runbook.parameters.contains_key(&assignment.key))
+        {
+            problems.push(
+                None,
+                format!(
+                    "{flag}: no selected runbook declares the parameter {} (declared: {})",
+                    assignment.key,
+                    declared_names(&targets)
+                ),
+            );
+        }
+    }
+    for runbook in runbooks {
+        let mut values = BTreeMap::new();
+        for (name, spec) in &runbook.runbook.parameters {
+            // A scoped assignment wins over a global one, whatever the order given.
+            let given = assignments
+                .iter()
+                .filter(|a| &a.key == name)
+                .filter(|a| a.runbook.as_deref().is_none_or(|id| id == runbook.id()))
+                .max_by_key(|a| a.runbook.is_some());
+            let value = match given {
+                Some(a) => parse_raw(&a.raw).and_then(|v| check_value(spec, Some(&a.raw), v)),
+                None => match &spec.default {
+                    Some(default) => check_value(spec, None, default.value.clone()),
+                    None => {
+                        problems.push(
+                            Some(runbook.at(&spec.kind.referenced)),
+                            format!(
+                                "runbook {} needs the parameter {name} ({}): pass --param {name}=VALUE",
+                                runbook.id(),
+                                spec.kind.value.name()
+                            ),
+                        );
+                        continue;
+                    }
+                },
+            };
+            match value {
+                Ok(v) => {
+                    values.insert(name.clone(), v);
+                }
+                Err(message) => problems.push(
+                    given.is_none().then(|| runbook.at(&spec.kind.referenced)),
+                    format!("parameter {name} of runbook {}: {message}", runbook.id()),
+                ),
+            }
+        }
+        resolved.insert(runbook.id().to_string(), values);
+    }
+    problems.into_result()?;
+    Ok(resolved)
+}
+
+fn declared_names(runbooks: &[&LoadedRunbook]) -> String {
+    let mut names: Vec<&str> = runbooks
+        .iter()
+        .flat_map(|r| r.runbook.parameters.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}

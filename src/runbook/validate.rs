@@ -1,0 +1,387 @@
+//! Checking a set of runbooks before anything is contacted: structure the parser cannot
+//! see (unknown actions, arguments, parameters, resource kinds, step references) and
+//! every template, rendered in strict mode against a context of the right shape.
+//! Every problem is collected and reported with its location, not just the first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use super::load::LoadedRunbook;
+use super::model::{ParamType, Runbook};
+use super::params::check_value;
+use crate::actions;
+use crate::error::{Problems, Result, SourceLocation};
+use crate::inventory::ResourceKind;
+use crate::template::{KNOWN_AFTER_APPLY, Renderer, step_references};
+
+/// Checks every runbook and returns them in apply order (`after:` respected, otherwise
+/// the order given).
+pub fn validate(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
+    let mut problems = Problems::default();
+    let renderer = Renderer::new();
+    let mut seen: HashMap<String, SourceLocation> = HashMap::new();
+    for loaded in &runbooks {
+        let id = &loaded.runbook.id;
+        let here = loaded.at(&id.referenced);
+        if let Some(first) = seen.get(&id.value) {
+            problems.push(
+                Some(here.clone()),
+                format!("runbook id {} is already used by {first}", id.value),
+            );
+        } else {
+            seen.insert(id.value.clone(), here);
+        }
+        validate_one(loaded, &renderer, &mut problems);
+    }
+    problems.into_result()?;
+    order(runbooks)
+}
+
+fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Problems) {
+    let runbook: &Runbook = &loaded.runbook;
+    let at = |l: &serde_saphyr::Location| Some(loaded.at(l));
+    if runbook.version.value != 1 {
+        problems.push(
+            at(&runbook.version.referenced),
+            format!("version {} is not supported: expected 1", runbook.version.value),
+        );
+    }
+    let id_pattern = Regex::new("^[a-z0-9][a-z0-9-]*$").expect("static regex is valid");
+    if !id_pattern.is_match(&runbook.id.value) {
+        problems.push(
+            at(&runbook.id.referenced),
+            format!(
+                "runbook id \"{}\": expected lowercase letters, digits and dashes",
+                runbook.id.value
+            ),
+        );
+    }
+
+    // Parameters: names and defaults.
+    let name_pattern = Regex::new("^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex is valid");
+    let mut params = Map::new();
+    for (name, spec) in &runbook.parameters {
+        if !name_pattern.is_match(name) {
+            problems.push(
+                at(&spec.kind.referenced),
+                format!("parameter name \"{name}\": expected letters, digits and underscores"),
+            );
+        }
+        if let Some(pattern) = &spec.pattern {
+            if spec.kind.value != ParamType::String {
+                problems.push(
+                    at(&pattern.referenced),
+                    format!("parameter {name}: pattern applies to string parameters only"),
+                );
+            } else if let Err(e) = Regex::new(&pattern.value) {
+                problems.push(
+                    at(&pattern.referenced),
+                    format!("parameter {name}: pattern does not compile: {e}"),
+                );
+            }
+        }
+        let sample = match &spec.default {
+            Some(default) => match check_value(spec, None, default.value.clone()) {
+                Ok(v) => v,
+                Err(message) => {
+                    problems.push(
+                        at(&default.referenced),
+                        format!("default of parameter {name}: {message}"),
+                    );
+                    continue;
+                }
+            },
+            None => sample_value(spec.kind.value),
+        };
+        params.insert(name.clone(), sample);
+    }
+
+    // Discoveries.
+    let base = json!({
+        "params": Value::Object(params),
+        "account_id": "000000000000",
+        "region": "us-east-1",
+        "partition": "aws",
+        "runbook": {"id": runbook.id.value},
+    });
+    let mut discovered = Map::new();
+    let mut kinds: BTreeMap<&str, ResourceKind> = BTreeMap::new();
+    for (name, spec) in &runbook.discover {
+        discovered.insert(name.clone(), Value::Array(Vec::new()));
+        let Some(kind) = ResourceKind::from_name(&spec.resource.value) else {
+            problems.push(
+                at(&spec.resource.referenced),
+                format!(
+                    "discover.{name}: unknown resource kind \"{}\": expected one of {}",
+                    spec.resource.value,
+                    ResourceKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        };
+        kinds.insert(name.as_str(), kind);
+        for (filter, value) in &spec.filters {
+            if !kind.filters().contains(&filter.as_str()) && !filter.starts_with("tag:") {
+                problems.push(
+                    at(&value.referenced),
+                    format!(
+                        "discover.{name}: unknown filter \"{filter}\" for {kind}: expected tag:KEY or one of {}",
+                        kind.filters().join(", ")
+                    ),
+                );
+            }
+            check_template(renderer, &value.value, &base, problems, at(&value.referenced), &format!("discover.{name}.filters.{filter}"));
+        }
+        if let Some(exclude) = &spec.exclude_ids {
+            check_template(renderer, &exclude.value, &base, problems, at(&exclude.referenced), &format!("discover.{name}.exclude_ids"));
+        }
+    }
+
+    // Steps, in order: a template may name only earlier steps' outputs.
+    let mut context = base;
+    context["discovered"] = Value::Object(discovered);
+    context["steps"] = json!({});
+    let mut step_ids: BTreeSet<&str> = BTreeSet::new();
+    let all_step_ids: BTreeSet<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
+    if runbook.steps.is_empty() {
+        problems.push(at(&runbook.id.referenced), "a runbook needs at least one step");
+    }
+    for step in &runbook.steps {
+        let sid = step.id.value.as_str();
+        if !Regex::new("^[a-z0-9_-]+$").expect("static regex is valid").is_match(sid) {
+            problems.push(
+                at(&step.id.referenced),
+                format!("step id \"{sid}\": expected lowercase letters, digits, _ and -"),
+            );
+        }
+        if !step_ids.insert(sid) {
+            problems.push(at(&step.id.referenced), format!("duplicate step id \"{sid}\""));
+        }
+        let Some(action) = actions::find(&step.action.value) else {
+            problems.push(
+                at(&step.action.referenced),
+                format!(
+                    "step {sid}: unknown action \"{}\": expected one of {}",
+                    step.action.value,
+                    actions::registry().iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        };
+        let mut step_context = context.clone();
+        match &step.for_each {
+            None => problems.push(
+                at(&step.action.referenced),
+                format!(
+                    "step {sid}: action {} acts on each discovered {}: add for_each naming a discover entry",
+                    action.name(),
+                    action.resource_kind()
+                ),
+            ),
+            Some(for_each) => match kinds.get(for_each.value.as_str()) {
+                None if runbook.discover.contains_key(&for_each.value) => {}
+                None => problems.push(
+                    at(&for_each.referenced),
+                    format!(
+                        "step {sid}: for_each names \"{}\", which is not a discover entry (expected one of: {})",
+                        for_each.value,
+                        runbook.discover.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(kind) if *kind != action.resource_kind() => problems.push(
+                    at(&for_each.referenced),
+                    format!(
+                        "step {sid}: action {} acts on {}, but discover.{} finds {}",
+                        action.name(),
+                        action.resource_kind(),
+                        for_each.value,
+                        kind
+                    ),
+                ),
+                Some(kind) => {
+                    step_context["item"] = kind.sample();
+                }
+            },
+        }
+        // Arguments the action knows, with the required ones present.
+        for (name, value) in &step.args {
+            match action.args().iter().find(|a| a.name == name) {
+                None => problems.push(
+                    at(&value.referenced),
+                    format!(
+                        "step {sid}: action {} has no argument \"{name}\": expected {}",
+                        action.name(),
+                        action.args().iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(spec) => {
+                    check_references(&value.value, sid, &step_ids, &all_step_ids, runbook, problems, at(&value.referenced));
+                    if let Some(rendered) = check_template(renderer, &value.value, &step_context, problems, at(&value.referenced), &format!("step {sid} argument {name}"))
+                        && !rendered.to_string().contains(KNOWN_AFTER_APPLY)
+                        && let Err(message) = type_matches(spec.kind, &rendered)
+                    {
+                        problems.push(
+                            at(&value.referenced),
+                            format!("step {sid} argument {name}: {message}"),
+                        );
+                    }
+                }
+            }
+        }
+        for spec in action.args().iter().filter(|a| a.required) {
+            if !step.args.contains_key(spec.name) {
+                problems.push(
+                    at(&step.action.referenced),
+                    format!(
+                        "step {sid}: action {} needs the argument {} ({})",
+                        action.name(),
+                        spec.name,
+                        spec.description
+                    ),
+                );
+            }
+        }
+        if let Some(condition) = &step.condition {
+            let value = Value::String(condition.value.clone());
+            check_references(&value, sid, &step_ids, &all_step_ids, runbook, problems, at(&condition.referenced));
+            check_template(renderer, &value, &step_context, problems, at(&condition.referenced), &format!("step {sid} when"));
+        }
+        let mut outputs = Map::new();
+        for output in &step.outputs {
+            if !action.outputs().contains(&output.value.as_str()) {
+                problems.push(
+                    at(&output.referenced),
+                    format!(
+                        "step {sid}: action {} has no output \"{}\" (it has: {})",
+                        action.name(),
+                        output.value,
+                        if action.outputs().is_empty() { "none".to_string() } else { action.outputs().join(", ") }
+                    ),
+                );
+            }
+            outputs.insert(output.value.clone(), Value::String(KNOWN_AFTER_APPLY.into()));
+        }
+        context["steps"][sid] = json!({ "outputs": outputs });
+    }
+}
+
+/// A `steps.X` reference must name an earlier step of the same runbook.
+fn check_references(
+    value: &Value,
+    sid: &str,
+    earlier: &BTreeSet<&str>,
+    all: &BTreeSet<&str>,
+    runbook: &Runbook,
+    problems: &mut Problems,
+    location: Option<SourceLocation>,
+) {
+    let mut texts = Vec::new();
+    collect_strings(value, &mut texts);
+    for text in texts {
+        for (target, _) in step_references(text) {
+            if target == sid {
+                problems.push(location.clone(), format!("step {sid} refers to its own outputs (steps.{target})"));
+            } else if all.contains(target.as_str()) && !earlier.contains(target.as_str()) {
+                problems.push(
+                    location.clone(),
+                    format!("step {sid} refers to steps.{target}, a later step: a step can use only the outputs of steps before it"),
+                );
+            } else if !all.contains(target.as_str()) {
+                problems.push(
+                    location.clone(),
+                    format!("step {sid} refers to steps.{target}, but runbook {} has no such step", runbook.id.value),
+                );
+            }
+        }
+    }
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+fn check_template(
+    renderer: &Renderer,
+    value: &Value,
+    context: &Value,
+    problems: &mut Problems,
+    location: Option<SourceLocation>,
+    what: &str,
+) -> Option<Value> {
+    match renderer.render_value(value, context) {
+        Ok(rendered) => Some(rendered),
+        Err(message) => {
+            problems.push(location, format!("{what}: {message}"));
+            None
+        }
+    }
+}
+
+fn type_matches(kind: ParamType, value: &Value) -> std::result::Result<(), String> {
+    let ok = match kind {
+        ParamType::String => value.is_string(),
+        ParamType::Int => value.is_i64() || value.is_u64(),
+        ParamType::Bool => value.is_boolean(),
+        ParamType::List => value.is_array(),
+        ParamType::Map => value.is_object(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expected a {}, found {value}", kind.name()))
+    }
+}
+
+fn sample_value(kind: ParamType) -> Value {
+    match kind {
+        ParamType::String => Value::String("sample".into()),
+        ParamType::Int => json!(0),
+        ParamType::Bool => Value::Bool(false),
+        ParamType::List => json!([]),
+        ParamType::Map => json!({}),
+    }
+}
+
+/// Orders runbooks so each comes after the ones its `after:` names (when selected),
+/// keeping the given order otherwise. A cycle is an error.
+fn order(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
+    let ids: Vec<String> = runbooks.iter().map(|r| r.id().to_string()).collect();
+    let mut placed: Vec<bool> = vec![false; runbooks.len()];
+    let mut order = Vec::new();
+    while order.len() < runbooks.len() {
+        let next = (0..runbooks.len()).find(|&i| {
+            !placed[i]
+                && runbooks[i].runbook.after.iter().all(|dep| {
+                    ids.iter()
+                        .position(|id| *id == dep.value)
+                        .is_none_or(|j| placed[j])
+                })
+        });
+        match next {
+            Some(i) => {
+                placed[i] = true;
+                order.push(i);
+            }
+            None => {
+                let mut problems = Problems::default();
+                for (i, r) in runbooks.iter().enumerate().filter(|(i, _)| !placed[*i]) {
+                    let location = r.runbook.after.first().map(|a| r.at(&a.referenced));
+                    problems.push(
+                        location,
+                        format!("runbook {} is part of an `after:` cycle", ids[i]),
+                    );
+                }
+                return Err(crate::Error::Invalid(problems));
+            }
+        }
+    }
+    let mut slots: Vec<Option<LoadedRunbook>> = runbooks.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
