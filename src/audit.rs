@@ -186,13 +186,14 @@ impl AuditLog {
                 }
                 match last {
                     Some(line) => {
-                        let record: Record = serde_json::from_str(&line).map_err(|e| {
-                            Error::AuditBroken {
+                        let record: Record =
+                            serde_json::from_str(&line).map_err(|e| Error::AuditBroken {
                                 path: path.clone(),
                                 line: 0,
-                                detail: format!("last record does not parse ({e}); run `harden audit verify`"),
-                            }
-                        })?;
+                                detail: format!(
+                                    "last record does not parse ({e}); run `harden audit verify`"
+                                ),
+                            })?;
                         (record.seq, record.hash)
                     }
                     None => (0, GENESIS.to_string()),
@@ -216,7 +217,13 @@ impl AuditLog {
     }
 
     /// Appends one record and syncs it.
-    pub fn append(&mut self, run_id: &str, account_id: &str, principal: &str, entry: Entry) -> Result<Record> {
+    pub fn append(
+        &mut self,
+        run_id: &str,
+        account_id: &str,
+        principal: &str,
+        entry: Entry,
+    ) -> Result<Record> {
         let mut record = Record {
             v: AUDIT_FORMAT_VERSION,
             seq: self.seq + 1,
@@ -311,8 +318,8 @@ pub fn verify(state_dir: &Path) -> Result<u64> {
         if line.trim().is_empty() {
             return Err(broken(number, "empty line inside the log".into()));
         }
-        let mut value: Value = serde_json::from_str(line)
-            .map_err(|e| broken(number, format!("not JSON: {e}")))?;
+        let mut value: Value =
+            serde_json::from_str(line).map_err(|e| broken(number, format!("not JSON: {e}")))?;
         let map = value
             .as_object_mut()
             .ok_or_else(|| broken(number, "not a JSON object".into()))?;
@@ -329,11 +336,17 @@ pub fn verify(state_dir: &Path) -> Result<u64> {
         }
         let seq = map.get("seq").and_then(Value::as_u64).unwrap_or_default();
         if seq != count + 1 {
-            return Err(broken(number, format!("sequence number {seq}, expected {}", count + 1)));
+            return Err(broken(
+                number,
+                format!("sequence number {seq}, expected {}", count + 1),
+            ));
         }
         let computed = hash_of(&prev, &value.to_string());
         if computed != stated {
-            return Err(broken(number, "its content does not match its hash: the record was edited".into()));
+            return Err(broken(
+                number,
+                "its content does not match its hash: the record was edited".into(),
+            ));
         }
         prev = stated;
         count += 1;
@@ -379,8 +392,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = AuditLog::open(dir.path()).expect("opens");
         for i in 0..n {
-            log.append(&format!("run-{i}"), "123456789012", "arn:aws:iam::123456789012:user/a", summary())
-                .expect("appends");
+            log.append(
+                &format!("run-{i}"),
+                "123456789012",
+                "arn:aws:iam::123456789012:user/a",
+                summary(),
+            )
+            .expect("appends");
         }
         dir
     }

@@ -373,10 +373,31 @@ mod tests {
 
     #[test]
     fn protocols_and_all_traffic_ports_normalise() {
-        let a = Rule::new(None, "-1", Some(-1), Some(-1), Peer::Cidr("0.0.0.0/0".into()), None);
-        let b = Rule::new(None, "all", None, None, Peer::Cidr("0.0.0.0/0".into()), None);
+        let a = Rule::new(
+            None,
+            "-1",
+            Some(-1),
+            Some(-1),
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
+        let b = Rule::new(
+            None,
+            "all",
+            None,
+            None,
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
         assert_eq!(a.key(), b.key());
-        let t = Rule::new(None, "6", Some(443), Some(443), Peer::Cidr("10.0.0.0/8".into()), None);
+        let t = Rule::new(
+            None,
+            "6",
+            Some(443),
+            Some(443),
+            Peer::Cidr("10.0.0.0/8".into()),
+            None,
+        );
         assert_eq!(t.protocol, "tcp");
         assert!(!t.is_open());
         assert!(a.is_open());
@@ -385,7 +406,14 @@ mod tests {
 
     #[test]
     fn unknown_rule_ids_round_trip_as_known_after_apply() {
-        let rule = Rule::new(None, "tcp", Some(443), Some(443), Peer::Cidr("0.0.0.0/0".into()), None);
+        let rule = Rule::new(
+            None,
+            "tcp",
+            Some(443),
+            Some(443),
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
         let json = serde_json::to_value(&rule).expect("serializes");
         assert_eq!(json["rule_id"], KNOWN_AFTER_APPLY);
         let back: Rule = serde_json::from_value(json).expect("deserializes");

@@ -84,9 +84,10 @@ impl Renderer {
 
     /// Renders a condition; false, null, 0, "", "false" and empty collections are false.
     pub fn render_condition(&self, template: &str, context: &Value) -> Result<bool, String> {
-        Ok(truthy(
-            &self.render_value(&Value::String(template.to_string()), context)?,
-        ))
+        Ok(truthy(&self.render_value(
+            &Value::String(template.to_string()),
+            context,
+        )?))
     }
 }
 
@@ -107,11 +108,12 @@ pub fn truthy(value: &Value) -> bool {
 
 /// Looks up a dotted path (`params.allowed_egress`, `item.tags.Name`).
 pub fn lookup<'a>(context: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(context, |value, segment| match value {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
+    path.split('.')
+        .try_fold(context, |value, segment| match value {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
 }
 
 /// Every `steps.<id>[.outputs.<name>]` reference a template makes, for validation.
@@ -164,7 +166,10 @@ mod tests {
     fn unknown_variable_is_an_error_not_an_empty_string() {
         let r = Renderer::new();
         let whole = r.render_value(&json!("{{params.nope}}"), &context());
-        assert_eq!(whole, Err("variable \"params.nope\" does not exist".to_string()));
+        assert_eq!(
+            whole,
+            Err("variable \"params.nope\" does not exist".to_string())
+        );
         let mixed = r
             .render_value(&json!("x-{{params.nope}}"), &context())
             .expect_err("strict mode");

@@ -87,18 +87,19 @@ pub trait Action: Send + Sync {
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
     /// Makes the change's call. `current` is the state just read, which matched the
     /// change's before; values the plan could not know are resolved from it.
-    async fn apply(&self, clients: &RegionClients, change: &Change, current: &Value)
-    -> Result<Applied>;
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied>;
     /// Probes the change's call with `DryRun=true`; never changes anything.
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
 }
 
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
-    &[
-        &security_group::RestrictEgress,
-        &security_group::CloseGroup,
-    ]
+    &[&security_group::RestrictEgress, &security_group::CloseGroup]
 }
 
 /// The action with this name.

@@ -184,9 +184,8 @@ impl Action for RestrictEgress {
         let mut rewrites: Vec<(Rule, Rule)> = Vec::new();
         let mut revokes: Vec<Rule> = Vec::new();
         for old in open {
-            let same_family = |r: &Rule| {
-                std::mem::discriminant(&r.peer) == std::mem::discriminant(&old.peer)
-            };
+            let same_family =
+                |r: &Rule| std::mem::discriminant(&r.peer) == std::mem::discriminant(&old.peer);
             let pick = missing
                 .iter()
                 .position(same_family)
@@ -351,7 +350,11 @@ impl Action for CloseGroup {
             ));
         }
         if !original.egress.is_empty() {
-            changes.push(revoke_change(&mut current, Direction::Egress, &original.egress));
+            changes.push(revoke_change(
+                &mut current,
+                Direction::Egress,
+                &original.egress,
+            ));
         }
         Ok(ActionPlan {
             changes,
@@ -624,12 +627,23 @@ fn revoke_ids(change: &Change, input: &CallInput, current: &Value) -> Result<Vec
         return Ok(ids);
     }
     let parse = |v: &Value| -> Result<SecurityGroupRules> {
-        serde_json::from_value(v.clone())
-            .map_err(|e| Error::Internal(format!("change {}: state does not parse: {e}", change.id)))
+        serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Internal(format!("change {}: state does not parse: {e}", change.id))
+        })
     };
-    let (before, after, now) = (parse(&change.before)?, parse(&change.after)?, parse(current)?);
+    let (before, after, now) = (
+        parse(&change.before)?,
+        parse(&change.after)?,
+        parse(current)?,
+    );
     let egress = change.call.operation == "RevokeSecurityGroupEgress";
-    let pick = |s: &SecurityGroupRules| if egress { s.egress.clone() } else { s.ingress.clone() };
+    let pick = |s: &SecurityGroupRules| {
+        if egress {
+            s.egress.clone()
+        } else {
+            s.ingress.clone()
+        }
+    };
     let kept: BTreeSet<RuleKey> = pick(&after).iter().map(Rule::key).collect();
     let removed: Vec<RuleKey> = pick(&before)
         .iter()
@@ -664,7 +678,9 @@ async fn apply_call(
             let out = ec2
                 .authorize_security_group_egress()
                 .group_id(&input.group_id)
-                .set_ip_permissions(Some(input.ip_permissions.iter().map(sdk_permission).collect()))
+                .set_ip_permissions(Some(
+                    input.ip_permissions.iter().map(sdk_permission).collect(),
+                ))
                 .dry_run(dry_run)
                 .send()
                 .await
@@ -679,7 +695,11 @@ async fn apply_call(
                 .modify_security_group_rules()
                 .group_id(&input.group_id)
                 .set_security_group_rules(Some(
-                    input.security_group_rules.iter().map(sdk_rule_update).collect(),
+                    input
+                        .security_group_rules
+                        .iter()
+                        .map(sdk_rule_update)
+                        .collect(),
                 ))
                 .dry_run(dry_run)
                 .send()
@@ -873,10 +893,7 @@ pub async fn discover(
     clients: &RegionClients,
     filters: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<Resource>> {
-    let mut request = clients
-        .ec2
-        .describe_security_groups()
-        .max_results(MAX_PAGE);
+    let mut request = clients.ec2.describe_security_groups().max_results(MAX_PAGE);
     for (name, values) in filters {
         request = request.filters(filter(name, values.clone()));
     }
@@ -895,7 +912,12 @@ pub async fn discover(
                 tags: g
                     .tags()
                     .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        ))
+                    })
                     .collect(),
                 interface_count: 0,
                 ingress: Vec::new(),

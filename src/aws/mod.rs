@@ -56,13 +56,12 @@ pub struct RegionClients {
 impl Aws {
     /// Loads credentials, region and endpoint from the SDK's chains and the flags.
     pub async fn connect(connection: &Connection) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
-                    .build(),
-            );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
         if std::env::var_os("AWS_RETRY_MODE").is_none() {
             let attempts = std::env::var("AWS_MAX_ATTEMPTS")
                 .ok()
@@ -81,21 +80,31 @@ impl Aws {
         if let Some(url) = &endpoint {
             loader = loader.endpoint_url(url);
         }
+        if connection.localstack
+            && std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            && connection.profile.is_none()
+        {
+            // LocalStack answers in any region; skip the instance-metadata probe.
+            loader = loader.region(Region::new("us-east-1"));
+        }
         if connection.localstack {
             let configured = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
                 || std::env::var_os("AWS_PROFILE").is_some()
                 || connection.profile.is_some();
             if !configured {
                 loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                    "test", "test", None, None, "localstack",
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "localstack",
                 ));
             }
         }
-        let mut config = loader.load().await;
-        if config.region().is_none() && connection.localstack {
-            config = config.into_builder().region(Region::new("us-east-1")).build();
+        Self {
+            config: loader.load().await,
         }
-        Self { config }
     }
 
     /// The region from the SDK's chain, if any.
@@ -170,10 +179,7 @@ where
             )
             .replace('\n', " "),
         ),
-        SdkError::TimeoutError(_) => (
-            "Timeout".to_string(),
-            "the call timed out".to_string(),
-        ),
+        SdkError::TimeoutError(_) => ("Timeout".to_string(), "the call timed out".to_string()),
         other => (
             other.code().unwrap_or("ResponseError").to_string(),
             aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),

@@ -30,7 +30,8 @@ pub async fn run(cli: Cli) -> Result<Status> {
             let schema = schemars::schema_for!(runbook::Runbook);
             println!(
                 "{}",
-                serde_json::to_string_pretty(&schema).map_err(|e| Error::Internal(e.to_string()))?
+                serde_json::to_string_pretty(&schema)
+                    .map_err(|e| Error::Internal(e.to_string()))?
             );
             Ok(Status::Success)
         }
@@ -40,7 +41,9 @@ pub async fn run(cli: Cli) -> Result<Status> {
 
 fn load(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
     if paths.is_empty() {
-        return Err(Error::Usage("name at least one runbook file or folder".into()));
+        return Err(Error::Usage(
+            "name at least one runbook file or folder".into(),
+        ));
     }
     validate(runbook::load_paths(paths)?)
 }
@@ -83,9 +86,7 @@ async fn resolve(global: &GlobalArgs, selection: &Selection) -> Result<Resolved>
         .find(|r| *r != "all")
         .cloned()
         .or(fallback)
-        .ok_or_else(|| {
-            Error::Usage("no region: pass --region REGION or set AWS_REGION".into())
-        })?;
+        .ok_or_else(|| Error::Usage("no region: pass --region REGION or set AWS_REGION".into()))?;
     let identity = aws.caller_identity(&first).await?;
     let regions = regions(&aws, &selection.regions, &first).await?;
     Ok(Resolved {
@@ -111,7 +112,11 @@ async fn regions(aws: &Aws, requested: &[String], first: &str) -> Result<Vec<Str
                 .send()
                 .await
                 .map_err(|e| Error::Aws(crate::aws::failure("DescribeRegions", &e)))?;
-            regions.extend(out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)));
+            regions.extend(
+                out.regions()
+                    .iter()
+                    .filter_map(|r| r.region_name().map(str::to_string)),
+            );
         } else {
             regions.push(region.clone());
         }
@@ -124,12 +129,20 @@ async fn regions(aws: &Aws, requested: &[String], first: &str) -> Result<Vec<Str
 fn new_run_id() -> String {
     let now = jiff::Timestamp::now();
     let unique = uuid::Uuid::now_v7().simple().to_string();
-    format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &unique[unique.len() - 8..])
+    format!(
+        "{}-{}",
+        now.strftime("%Y%m%dT%H%M%SZ"),
+        &unique[unique.len() - 8..]
+    )
 }
 
 fn summary(plan: &Plan) -> Summary {
     Summary {
-        runbooks: plan.runbooks.iter().map(|r| (r.id.clone(), r.digest.clone())).collect(),
+        runbooks: plan
+            .runbooks
+            .iter()
+            .map(|r| (r.id.clone(), r.digest.clone()))
+            .collect(),
         regions: plan.regions.clone(),
         changes: plan.pending(),
         blocked: plan.blocked.len(),
@@ -182,13 +195,22 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     if let Some(out) = &args.out {
         plan.save(out)?;
         if args.format == Format::Text {
-            println!("Saved the plan to {}; apply it exactly with: harden apply --plan {}", out.display(), out.display());
+            println!(
+                "Saved the plan to {}; apply it exactly with: harden apply --plan {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     let failed_probes = plan
         .changes
         .iter()
-        .filter(|c| matches!(c.probe, Some(Probe::Unauthorized { .. } | Probe::Failed { .. })))
+        .filter(|c| {
+            matches!(
+                c.probe,
+                Some(Probe::Unauthorized { .. } | Probe::Failed { .. })
+            )
+        })
         .count();
     if failed_probes > 0 {
         eprintln!("error: {failed_probes} change(s) would fail (see dry-run lines above)");
@@ -212,7 +234,9 @@ fn confirm(plan: &Plan) -> Result<bool> {
         plan.pending(),
         plan.account_id
     );
-    std::io::stdout().flush().map_err(|e| Error::io("stdout", e))?;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::io("stdout", e))?;
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -225,11 +249,9 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         Some(path) => {
             let plan = Plan::load(path)?;
             let aws = Aws::connect(&connection(global)).await;
-            let region = plan
-                .regions
-                .first()
-                .cloned()
-                .ok_or_else(|| Error::Usage(format!("{}: the plan names no region", path.display())))?;
+            let region = plan.regions.first().cloned().ok_or_else(|| {
+                Error::Usage(format!("{}: the plan names no region", path.display()))
+            })?;
             let identity = aws.caller_identity(&region).await?;
             (aws, identity, plan)
         }
@@ -270,7 +292,12 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     audit
         .lock()
         .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-        .append(&run_id, &identity.account_id, &identity.arn, Entry::Apply(summary))?;
+        .append(
+            &run_id,
+            &identity.account_id,
+            &identity.arn,
+            Entry::Apply(summary),
+        )?;
     println!("\nApply {run_id}:");
     for (id, outcome) in &report.outcomes {
         match outcome {
@@ -287,7 +314,9 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         journal.dir().display()
     );
     if report.failed() > 0 {
-        eprintln!("error: apply failed; the changes listed as ok were made and verified, the rest were not");
+        eprintln!(
+            "error: apply failed; the changes listed as ok were made and verified, the rest were not"
+        );
         return Ok(Status::Failure);
     }
     Ok(Status::Success)
@@ -311,7 +340,8 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
             if format == Format::Json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&records).map_err(|e| Error::Internal(e.to_string()))?
+                    serde_json::to_string_pretty(&records)
+                        .map_err(|e| Error::Internal(e.to_string()))?
                 );
                 return Ok(Status::Success);
             }
@@ -321,14 +351,30 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
             for r in &records {
                 let (what, target, outcome) = match &r.entry {
                     Entry::Plan(s) | Entry::DryRun(s) => (
-                        if matches!(r.entry, Entry::Plan(_)) { "plan" } else { "dry-run" }.to_string(),
-                        s.runbooks.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+                        if matches!(r.entry, Entry::Plan(_)) {
+                            "plan"
+                        } else {
+                            "dry-run"
+                        }
+                        .to_string(),
+                        s.runbooks
+                            .iter()
+                            .map(|(id, _)| id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         format!("{} pending, {} blocked", s.changes, s.blocked),
                     ),
                     Entry::Apply(s) => (
                         "apply".to_string(),
-                        s.runbooks.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
-                        format!("{} ok, {} failed, {} skipped", s.succeeded, s.failed, s.skipped),
+                        s.runbooks
+                            .iter()
+                            .map(|(id, _)| id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        format!(
+                            "{} ok, {} failed, {} skipped",
+                            s.succeeded, s.failed, s.skipped
+                        ),
                     ),
                     Entry::Change(c) => (
                         format!("{} {}", c.call.operation, c.step),
@@ -374,14 +420,23 @@ fn list_command(path: Option<PathBuf>) -> Result<Status> {
                     .as_ref()
                     .map(|d| format!(" = {}", d.value))
                     .unwrap_or_else(|| " (required)".into());
-                println!("  param: {name}: {}{default}  {}", spec.kind.value.name(), spec.description);
+                println!(
+                    "  param: {name}: {}{default}  {}",
+                    spec.kind.value.name(),
+                    spec.description
+                );
             }
             println!();
         }
     }
     println!("actions:");
     for a in actions::registry() {
-        println!("  {}  (on {}) {}", a.name(), a.resource_kind(), a.description());
+        println!(
+            "  {}  (on {}) {}",
+            a.name(),
+            a.resource_kind(),
+            a.description()
+        );
     }
     println!("resource kinds:");
     for k in inventory::ResourceKind::ALL {

@@ -100,7 +100,10 @@ impl Journal {
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 serde_json::from_str(l).map_err(|e| {
-                    Error::Internal(format!("{}: journal line does not parse: {e}", path.display()))
+                    Error::Internal(format!(
+                        "{}: journal line does not parse: {e}",
+                        path.display()
+                    ))
                 })
             })
             .collect()

@@ -103,10 +103,11 @@ pub async fn apply(
         });
         chains[chain].push(index);
     }
-    let results: Vec<Vec<(usize, Outcome)>> = stream::iter(chains.into_iter().map(|chain| run.chain(chain)))
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
+    let results: Vec<Vec<(usize, Outcome)>> =
+        stream::iter(chains.into_iter().map(|chain| run.chain(chain)))
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
     let mut outcomes: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
     outcomes.sort_by_key(|(index, _)| *index);
     Ok(ApplyReport {
@@ -130,7 +131,9 @@ impl Run<'_> {
                 } else {
                     "not attempted: apply stopped after a failure"
                 };
-                let outcome = Outcome::Skipped { reason: reason.into() };
+                let outcome = Outcome::Skipped {
+                    reason: reason.into(),
+                };
                 self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
                 outcomes.push((index, outcome));
                 continue;
@@ -153,17 +156,42 @@ impl Run<'_> {
     async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>) {
         let started = Instant::now();
         if let Err(e) = self.journal.record(&change.id, Phase::Started, None) {
-            return self.fail(change, Value::Null, Value::Null, "JournalError", e.to_string(), Vec::new(), started);
+            return self.fail(
+                change,
+                Value::Null,
+                Value::Null,
+                "JournalError",
+                e.to_string(),
+                Vec::new(),
+                started,
+            );
         }
         let Some(action) = actions::find(&change.action) else {
-            return self.fail(change, Value::Null, Value::Null, "UnknownAction", format!("action {} is not in this harden", change.action), Vec::new(), started);
+            return self.fail(
+                change,
+                Value::Null,
+                Value::Null,
+                "UnknownAction",
+                format!("action {} is not in this harden", change.action),
+                Vec::new(),
+                started,
+            );
         };
         let clients = self.aws.region(&change.region);
         let current = match known {
             Some(state) => state,
             None => match action.read(&clients, &change.resource.id).await {
                 Ok(state) => state,
-                Err(e) => return self.fail_with(change, Value::Null, Value::Null, &e, Vec::new(), started),
+                Err(e) => {
+                    return self.fail_with(
+                        change,
+                        Value::Null,
+                        Value::Null,
+                        &e,
+                        Vec::new(),
+                        started,
+                    );
+                }
             },
         };
         if let Err(detail) = state_matches(&change.before, &current) {
@@ -177,13 +205,25 @@ impl Run<'_> {
             Ok(applied) => applied,
             Err(e) => {
                 // The call failed; read what is there now so the record tells the truth.
-                let after = action.read(&clients, &change.resource.id).await.unwrap_or(Value::Null);
+                let after = action
+                    .read(&clients, &change.resource.id)
+                    .await
+                    .unwrap_or(Value::Null);
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
             }
         };
         let after = match action.read(&clients, &change.resource.id).await {
             Ok(state) => state,
-            Err(e) => return self.fail_with(change, current, Value::Null, &e, applied.request_ids, started),
+            Err(e) => {
+                return self.fail_with(
+                    change,
+                    current,
+                    Value::Null,
+                    &e,
+                    applied.request_ids,
+                    started,
+                );
+            }
         };
         if let Err(detail) = state_matches(&change.after, &after) {
             let error = Error::Verification {
@@ -193,7 +233,14 @@ impl Run<'_> {
             return self.fail_with(change, current, after, &error, applied.request_ids, started);
         }
         let outcome = Outcome::Succeeded;
-        self.finish(change, current, after.clone(), &outcome, applied.request_ids, elapsed(started));
+        self.finish(
+            change,
+            current,
+            after.clone(),
+            &outcome,
+            applied.request_ids,
+            elapsed(started),
+        );
         (outcome, Some(after))
     }
 
@@ -216,7 +263,15 @@ impl Run<'_> {
             Error::Verification { .. } => "VerificationFailed".to_string(),
             _ => "Error".to_string(),
         };
-        self.fail(change, before, after, &code, error.to_string(), request_ids, started)
+        self.fail(
+            change,
+            before,
+            after,
+            &code,
+            error.to_string(),
+            request_ids,
+            started,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -234,7 +289,14 @@ impl Run<'_> {
             code: code.to_string(),
             message,
         };
-        self.finish(change, before, after, &outcome, request_ids, elapsed(started));
+        self.finish(
+            change,
+            before,
+            after,
+            &outcome,
+            request_ids,
+            elapsed(started),
+        );
         (outcome, None)
     }
 
@@ -251,7 +313,9 @@ impl Run<'_> {
     ) {
         let (phase, detail) = match outcome {
             Outcome::Succeeded => (Phase::Succeeded, None),
-            Outcome::Failed { code, message } => (Phase::Failed, Some(format!("{code}: {message}"))),
+            Outcome::Failed { code, message } => {
+                (Phase::Failed, Some(format!("{code}: {message}")))
+            }
             Outcome::Skipped { reason } => (Phase::Skipped, Some(reason.clone())),
         };
         let digest = self

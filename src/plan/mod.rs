@@ -239,6 +239,26 @@ pub enum BlockReason {
     NeedsDowntime,
 }
 
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlockReason::Exempt => "exempt",
+            BlockReason::Excluded => "excluded",
+            BlockReason::InUse => "in use",
+            BlockReason::NeedsDowntime => "needs downtime",
+        })
+    }
+}
+
+impl BlockReason {
+    /// Safety blocks protect a resource's users; a resource one runbook leaves alone for
+    /// such a reason is left alone by every later runbook of the same plan, so that no
+    /// runbook half-changes what another declined to touch.
+    pub fn protects_resource(&self) -> bool {
+        matches!(self, BlockReason::InUse | BlockReason::NeedsDowntime)
+    }
+}
+
 /// A change that will not be made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {

@@ -9,7 +9,7 @@ use futures::future::try_join_all;
 use futures::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
 
-use super::{Blocked, BlockReason, Change, Plan, PlannedRunbook, ResourceRef, PLAN_FORMAT_VERSION};
+use super::{BlockReason, Blocked, Change, PLAN_FORMAT_VERSION, Plan, PlannedRunbook, ResourceRef};
 use crate::actions;
 use crate::aws::{Aws, CallerIdentity};
 use crate::discovery::{self, Query};
@@ -33,7 +33,12 @@ pub struct PlanRequest<'a> {
 }
 
 /// The template context of a runbook in a region, before `item` and `steps`.
-fn base_context(runbook: &LoadedRunbook, params: &ResolvedParams, region: &str, identity: &CallerIdentity) -> Value {
+fn base_context(
+    runbook: &LoadedRunbook,
+    params: &ResolvedParams,
+    region: &str,
+    identity: &CallerIdentity,
+) -> Value {
     json!({
         "params": params.get(runbook.id()).cloned().unwrap_or_default(),
         "account_id": identity.account_id,
@@ -43,7 +48,11 @@ fn base_context(runbook: &LoadedRunbook, params: &ResolvedParams, region: &str, 
     })
 }
 
-fn render_error(runbook: &LoadedRunbook, location: &serde_saphyr::Location, message: String) -> Error {
+fn render_error(
+    runbook: &LoadedRunbook,
+    location: &serde_saphyr::Location,
+    message: String,
+) -> Error {
     let mut problems = Problems::default();
     problems.push(Some(runbook.at(location)), message);
     Error::Invalid(problems)
@@ -58,16 +67,31 @@ fn query_for(
 ) -> Result<Query> {
     let spec = &runbook.runbook.discover[name];
     let kind = ResourceKind::from_name(&spec.resource.value).ok_or_else(|| {
-        render_error(runbook, &spec.resource.referenced, format!("unknown resource kind {}", spec.resource.value))
+        render_error(
+            runbook,
+            &spec.resource.referenced,
+            format!("unknown resource kind {}", spec.resource.value),
+        )
     })?;
     let mut filters = BTreeMap::new();
     for (filter, value) in &spec.filters {
-        let rendered = renderer
-            .render_value(&value.value, context)
-            .map_err(|m| render_error(runbook, &value.referenced, format!("discover.{name}.filters.{filter}: {m}")))?;
-        filters.insert(filter.clone(), string_list(&rendered).map_err(|m| {
-            render_error(runbook, &value.referenced, format!("discover.{name}.filters.{filter}: {m}"))
-        })?);
+        let rendered = renderer.render_value(&value.value, context).map_err(|m| {
+            render_error(
+                runbook,
+                &value.referenced,
+                format!("discover.{name}.filters.{filter}: {m}"),
+            )
+        })?;
+        filters.insert(
+            filter.clone(),
+            string_list(&rendered).map_err(|m| {
+                render_error(
+                    runbook,
+                    &value.referenced,
+                    format!("discover.{name}.filters.{filter}: {m}"),
+                )
+            })?,
+        );
     }
     Ok(Query { kind, filters })
 }
@@ -84,14 +108,22 @@ fn string_list(value: &Value) -> std::result::Result<Vec<String>, String> {
             .collect(),
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Null => Ok(Vec::new()),
-        other => Err(format!("expected a string or a list of strings, found {other}")),
+        other => Err(format!(
+            "expected a string or a list of strings, found {other}"
+        )),
     }
 }
 
 /// Plans every runbook in every region.
 pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
     let created_at = jiff::Timestamp::now();
-    let per_region = try_join_all(request.regions.iter().map(|region| plan_region(aws, &request, region))).await?;
+    let per_region = try_join_all(
+        request
+            .regions
+            .iter()
+            .map(|region| plan_region(aws, &request, region)),
+    )
+    .await?;
     let mut changes = Vec::new();
     let mut blocked = Vec::new();
     let mut compliant: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
@@ -99,7 +131,10 @@ pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
         changes.extend(region_plan.changes);
         blocked.extend(region_plan.blocked);
         for (runbook, count) in region_plan.compliant {
-            compliant.entry(runbook).or_default().insert(region.clone(), count);
+            compliant
+                .entry(runbook)
+                .or_default()
+                .insert(region.clone(), count);
         }
     }
     Ok(Plan {
@@ -157,7 +192,13 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
     let mut members: BTreeMap<(String, String), Vec<(ResourceKind, String)>> = BTreeMap::new();
     for (key, query) in &queries {
         let resources = found.get(query).cloned().unwrap_or_default();
-        members.insert(key.clone(), resources.iter().map(|r| (r.kind(), r.id().to_string())).collect());
+        members.insert(
+            key.clone(),
+            resources
+                .iter()
+                .map(|r| (r.kind(), r.id().to_string()))
+                .collect(),
+        );
         inventory.merge_discovered(resources);
     }
     plan_on_inventory(request, region, &mut inventory, &members, &renderer)
@@ -173,23 +214,43 @@ pub fn plan_on_inventory(
     renderer: &Renderer,
 ) -> Result<RegionPlan> {
     let mut out = RegionPlan::default();
+    // Resources an earlier runbook left alone to protect their users, with why.
+    let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
         let mut context = base_context(runbook, request.params, region, request.identity);
         let mut discovered = Map::new();
         let mut excluded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (name, spec) in &runbook.runbook.discover {
-            let list = members.get(&(rid.clone(), name.clone())).cloned().unwrap_or_default();
+            let list = members
+                .get(&(rid.clone(), name.clone()))
+                .cloned()
+                .unwrap_or_default();
             discovered.insert(
                 name.clone(),
-                Value::Array(list.iter().filter_map(|(k, id)| inventory.get(*k, id)).map(|r| r.to_template_value()).collect()),
+                Value::Array(
+                    list.iter()
+                        .filter_map(|(k, id)| inventory.get(*k, id))
+                        .map(|r| r.to_template_value())
+                        .collect(),
+                ),
             );
             if let Some(exclude) = &spec.exclude_ids {
                 let rendered = renderer
                     .render_value(&exclude.value, &context)
-                    .map_err(|m| render_error(runbook, &exclude.referenced, format!("discover.{name}.exclude_ids: {m}")))?;
+                    .map_err(|m| {
+                        render_error(
+                            runbook,
+                            &exclude.referenced,
+                            format!("discover.{name}.exclude_ids: {m}"),
+                        )
+                    })?;
                 let ids = string_list(&rendered).map_err(|m| {
-                    render_error(runbook, &exclude.referenced, format!("discover.{name}.exclude_ids: {m}"))
+                    render_error(
+                        runbook,
+                        &exclude.referenced,
+                        format!("discover.{name}.exclude_ids: {m}"),
+                    )
                 })?;
                 excluded.insert(name.clone(), ids.into_iter().collect());
             }
@@ -201,43 +262,76 @@ pub fn plan_on_inventory(
         for step in &runbook.runbook.steps {
             let sid = step.id.value.clone();
             let action = actions::find(&step.action.value).ok_or_else(|| {
-                render_error(runbook, &step.action.referenced, format!("unknown action {}", step.action.value))
+                render_error(
+                    runbook,
+                    &step.action.referenced,
+                    format!("unknown action {}", step.action.value),
+                )
             })?;
             let Some(for_each) = &step.for_each else {
-                return Err(render_error(runbook, &step.action.referenced, format!("step {sid}: for_each is required")));
+                return Err(render_error(
+                    runbook,
+                    &step.action.referenced,
+                    format!("step {sid}: for_each is required"),
+                ));
             };
-            let items = members.get(&(rid.clone(), for_each.value.clone())).cloned().unwrap_or_default();
+            let items = members
+                .get(&(rid.clone(), for_each.value.clone()))
+                .cloned()
+                .unwrap_or_default();
             let no_exclusions = BTreeSet::new();
             let step_excluded = excluded.get(&for_each.value).unwrap_or(&no_exclusions);
             for (kind, id) in items {
                 // The projected state: what earlier steps and runbooks will leave.
-                let Some(target) = inventory.get(kind, &id) else { continue };
+                let Some(target) = inventory.get(kind, &id) else {
+                    continue;
+                };
                 targets.insert(id.clone());
                 let mut item_context = context.clone();
                 item_context["item"] = target.to_template_value();
                 if let Some(condition) = &step.condition {
                     let keep = renderer
                         .render_condition(&condition.value, &item_context)
-                        .map_err(|m| render_error(runbook, &condition.referenced, format!("step {sid} when: {m}")))?;
+                        .map_err(|m| {
+                            render_error(
+                                runbook,
+                                &condition.referenced,
+                                format!("step {sid} when: {m}"),
+                            )
+                        })?;
                     if !keep {
                         continue;
                     }
                 }
                 let mut args = Map::new();
                 for (name, value) in &step.args {
-                    let rendered = renderer
-                        .render_value(&value.value, &item_context)
-                        .map_err(|m| render_error(runbook, &value.referenced, format!("step {sid} argument {name}: {m}")))?;
+                    let rendered =
+                        renderer
+                            .render_value(&value.value, &item_context)
+                            .map_err(|m| {
+                                render_error(
+                                    runbook,
+                                    &value.referenced,
+                                    format!("step {sid} argument {name}: {m}"),
+                                )
+                            })?;
                     args.insert(name.clone(), rendered);
                 }
-                let planned = action
-                    .plan(&target, &Value::Object(args))
-                    .map_err(|m| render_error(runbook, &step.action.referenced, format!("step {sid} on {id}: {m}")))?;
+                let planned = action.plan(&target, &Value::Object(args)).map_err(|m| {
+                    render_error(
+                        runbook,
+                        &step.action.referenced,
+                        format!("step {sid} on {id}: {m}"),
+                    )
+                })?;
                 if planned.changes.is_empty() && planned.blocked.is_none() {
                     continue;
                 }
                 touched.insert(id.clone());
-                let resource = ResourceRef { kind, id: id.clone() };
+                let resource = ResourceRef {
+                    kind,
+                    id: id.clone(),
+                };
                 let block = |reason: BlockReason, detail: String| Blocked {
                     runbook: rid.clone(),
                     region: region.to_string(),
@@ -247,14 +341,39 @@ pub fn plan_on_inventory(
                     detail,
                 };
                 if target.is_exempt() {
-                    push_block(&mut out.blocked, block(BlockReason::Exempt, format!("tagged {}=true", crate::inventory::EXEMPT_TAG)));
+                    push_block(
+                        &mut out.blocked,
+                        block(
+                            BlockReason::Exempt,
+                            format!("tagged {}=true", crate::inventory::EXEMPT_TAG),
+                        ),
+                    );
                     continue;
                 }
                 if step_excluded.contains(&id) {
-                    push_block(&mut out.blocked, block(BlockReason::Excluded, format!("listed in discover.{}.exclude_ids", for_each.value)));
+                    push_block(
+                        &mut out.blocked,
+                        block(
+                            BlockReason::Excluded,
+                            format!("listed in discover.{}.exclude_ids", for_each.value),
+                        ),
+                    );
+                    continue;
+                }
+                if let Some((reason, detail)) = protected.get(&id) {
+                    push_block(&mut out.blocked, block(reason.clone(), detail.clone()));
                     continue;
                 }
                 if let Some((reason, detail)) = planned.blocked {
+                    if reason.protects_resource() {
+                        protected.insert(
+                            id.clone(),
+                            (
+                                reason.clone(),
+                                format!("runbook {rid} leaves it alone: {detail}"),
+                            ),
+                        );
+                    }
                     push_block(&mut out.blocked, block(reason, detail));
                     continue;
                 }
@@ -286,17 +405,17 @@ pub fn plan_on_inventory(
                 .collect();
             context["steps"][&sid] = json!({ "outputs": outputs });
         }
-        out.compliant.insert(rid, targets.difference(&touched).count());
+        out.compliant
+            .insert(rid, targets.difference(&touched).count());
     }
     Ok(out)
 }
 
 /// A resource blocked by several steps of one runbook is listed once.
 fn push_block(blocked: &mut Vec<Blocked>, entry: Blocked) {
-    if !blocked
-        .iter()
-        .any(|b| b.runbook == entry.runbook && b.region == entry.region && b.resource == entry.resource)
-    {
+    if !blocked.iter().any(|b| {
+        b.runbook == entry.runbook && b.region == entry.region && b.resource == entry.resource
+    }) {
         blocked.push(entry);
     }
 }

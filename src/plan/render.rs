@@ -127,11 +127,8 @@ pub fn text(plan: &Plan) -> String {
             counts.blocked += 1;
             let _ = writeln!(
                 out,
-                "  ! {} ({}) blocked, {:?}: {}",
-                blocked.resource,
-                blocked.region,
-                blocked.reason,
-                blocked.detail
+                "  ! {} ({}) blocked, {}: {}",
+                blocked.resource, blocked.region, blocked.reason, blocked.detail
             );
         }
         let compliant: usize = runbook.compliant.values().sum();
@@ -152,7 +149,11 @@ pub fn text(plan: &Plan) -> String {
     if totals.total() == 0 {
         let _ = write!(out, "No changes. The account matches the runbooks");
         if totals.blocked > 0 {
-            let _ = write!(out, " except {} blocked change(s) shown above", totals.blocked);
+            let _ = write!(
+                out,
+                " except {} blocked change(s) shown above",
+                totals.blocked
+            );
         }
         let _ = writeln!(out, ".");
     } else {

@@ -83,7 +83,7 @@ pub fn parse_runbook(path: &Path, text: &str) -> Result<LoadedRunbook> {
                 })
             });
         let mut problems = Problems::default();
-        problems.push(location, parse_message(&error));
+        problems.push(location, parse_message(&error, text));
         Error::Invalid(problems)
     })?;
     Ok(LoadedRunbook {
@@ -93,15 +93,34 @@ pub fn parse_runbook(path: &Path, text: &str) -> Result<LoadedRunbook> {
     })
 }
 
-/// The parser's message without the location it also prints, since ours leads.
-fn parse_message(error: &serde_saphyr::Error) -> String {
-    let text = error.to_string();
-    // serde-saphyr appends " at line L, column C"; the location is already in front.
-    let trimmed = match text.rfind(" at line ") {
-        Some(index) => &text[..index],
-        None => text.as_str(),
-    };
-    format!("invalid runbook: {}", trimmed.trim())
+/// The parser's message, without the location it also prints (ours leads) or advice
+/// about its own options, followed by the offending line with a caret.
+fn parse_message(error: &serde_saphyr::Error, text: &str) -> String {
+    let full = error.to_string();
+    let first = full.lines().next().unwrap_or_default();
+    let mut message = first.trim_start_matches("error: ");
+    if let Some(rest) = message.strip_prefix("line ")
+        && let Some((_, tail)) = rest.split_once(": ")
+    {
+        message = tail;
+    }
+    let message = message
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(message);
+    let mut out = format!("invalid runbook: {message}");
+    if let Some(location) = error.location()
+        && location.line() > 0
+        && let Some(line) = text.lines().nth((location.line() - 1) as usize)
+    {
+        let number = location.line().to_string();
+        let pad = " ".repeat(number.len());
+        let caret = " ".repeat(location.column().saturating_sub(1) as usize);
+        out.push_str(&format!(
+            "\n {pad} |\n {number} | {line}\n {pad} | {caret}^"
+        ));
+    }
+    out
 }
 
 /// Loads every runbook the paths name, reporting the problems of all files together.

@@ -36,7 +36,9 @@ impl std::str::FromStr for Assignment {
             None => (None, name.to_string()),
         };
         if key.is_empty() || runbook.as_deref() == Some("") {
-            return Err(format!("--param {text}: expected KEY=VALUE or RUNBOOK_ID.KEY=VALUE"));
+            return Err(format!(
+                "--param {text}: expected KEY=VALUE or RUNBOOK_ID.KEY=VALUE"
+            ));
         }
         Ok(Self {
             runbook,
@@ -51,7 +53,11 @@ pub type ResolvedParams = BTreeMap<String, BTreeMap<String, Value>>;
 
 /// Checks a value against a declaration, coercing a YAML-typed value where the
 /// declared type says otherwise (a string parameter given `123` gets `"123"`).
-pub fn check_value(spec: &ParameterSpec, raw: Option<&str>, value: Value) -> std::result::Result<Value, String> {
+pub fn check_value(
+    spec: &ParameterSpec,
+    raw: Option<&str>,
+    value: Value,
+) -> std::result::Result<Value, String> {
     let kind = spec.kind.value;
     let value = match (kind, value) {
         (ParamType::String, Value::String(s)) => Value::String(s),
@@ -64,7 +70,11 @@ pub fn check_value(spec: &ParameterSpec, raw: Option<&str>, value: Value) -> std
         (ParamType::List, Value::Null) => Value::Array(Vec::new()),
         (ParamType::Map, Value::Object(map)) => Value::Object(map),
         (kind, other) => {
-            return Err(format!("expected a {}, found {}", kind.name(), describe(&other)));
+            return Err(format!(
+                "expected a {}, found {}",
+                kind.name(),
+                describe(&other)
+            ));
         }
     };
     if let Some(allowed) = &spec.allowed
@@ -79,7 +89,10 @@ pub fn check_value(spec: &ParameterSpec, raw: Option<&str>, value: Value) -> std
         let re = Regex::new(&format!("^(?:{})$", pattern.value))
             .map_err(|e| format!("pattern {} does not compile: {e}", pattern.value))?;
         if !re.is_match(s) {
-            return Err(format!("\"{s}\" does not match the pattern {}", pattern.value));
+            return Err(format!(
+                "\"{s}\" does not match the pattern {}",
+                pattern.value
+            ));
         }
     }
     Ok(value)

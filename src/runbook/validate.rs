@@ -4,6 +4,7 @@
 //! Every problem is collected and reported with its location, not just the first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value, json};
@@ -15,6 +16,13 @@ use crate::actions;
 use crate::error::{Problems, Result, SourceLocation};
 use crate::inventory::ResourceKind;
 use crate::template::{KNOWN_AFTER_APPLY, Renderer, step_references};
+
+static RUNBOOK_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]*$").expect("static regex is valid"));
+static STEP_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[a-z0-9_-]+$").expect("static regex is valid"));
+static PARAM_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex is valid"));
 
 /// Checks every runbook and returns them in apply order (`after:` respected, otherwise
 /// the order given).
@@ -45,11 +53,13 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
     if runbook.version.value != 1 {
         problems.push(
             at(&runbook.version.referenced),
-            format!("version {} is not supported: expected 1", runbook.version.value),
+            format!(
+                "version {} is not supported: expected 1",
+                runbook.version.value
+            ),
         );
     }
-    let id_pattern = Regex::new("^[a-z0-9][a-z0-9-]*$").expect("static regex is valid");
-    if !id_pattern.is_match(&runbook.id.value) {
+    if !RUNBOOK_ID.is_match(&runbook.id.value) {
         problems.push(
             at(&runbook.id.referenced),
             format!(
@@ -60,10 +70,9 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
     }
 
     // Parameters: names and defaults.
-    let name_pattern = Regex::new("^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex is valid");
     let mut params = Map::new();
     for (name, spec) in &runbook.parameters {
-        if !name_pattern.is_match(name) {
+        if !PARAM_NAME.is_match(name) {
             problems.push(
                 at(&spec.kind.referenced),
                 format!("parameter name \"{name}\": expected letters, digits and underscores"),
@@ -116,7 +125,11 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 format!(
                     "discover.{name}: unknown resource kind \"{}\": expected one of {}",
                     spec.resource.value,
-                    ResourceKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                    ResourceKind::ALL
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             continue;
@@ -132,10 +145,24 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                     ),
                 );
             }
-            check_template(renderer, &value.value, &base, problems, at(&value.referenced), &format!("discover.{name}.filters.{filter}"));
+            check_template(
+                renderer,
+                &value.value,
+                &base,
+                problems,
+                at(&value.referenced),
+                &format!("discover.{name}.filters.{filter}"),
+            );
         }
         if let Some(exclude) = &spec.exclude_ids {
-            check_template(renderer, &exclude.value, &base, problems, at(&exclude.referenced), &format!("discover.{name}.exclude_ids"));
+            check_template(
+                renderer,
+                &exclude.value,
+                &base,
+                problems,
+                at(&exclude.referenced),
+                &format!("discover.{name}.exclude_ids"),
+            );
         }
     }
 
@@ -146,18 +173,24 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
     let mut step_ids: BTreeSet<&str> = BTreeSet::new();
     let all_step_ids: BTreeSet<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
     if runbook.steps.is_empty() {
-        problems.push(at(&runbook.id.referenced), "a runbook needs at least one step");
+        problems.push(
+            at(&runbook.id.referenced),
+            "a runbook needs at least one step",
+        );
     }
     for step in &runbook.steps {
         let sid = step.id.value.as_str();
-        if !Regex::new("^[a-z0-9_-]+$").expect("static regex is valid").is_match(sid) {
+        if !STEP_ID.is_match(sid) {
             problems.push(
                 at(&step.id.referenced),
                 format!("step id \"{sid}\": expected lowercase letters, digits, _ and -"),
             );
         }
         if !step_ids.insert(sid) {
-            problems.push(at(&step.id.referenced), format!("duplicate step id \"{sid}\""));
+            problems.push(
+                at(&step.id.referenced),
+                format!("duplicate step id \"{sid}\""),
+            );
         }
         let Some(action) = actions::find(&step.action.value) else {
             problems.push(
@@ -165,7 +198,11 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 format!(
                     "step {sid}: unknown action \"{}\": expected one of {}",
                     step.action.value,
-                    actions::registry().iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                    actions::registry()
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             continue;
@@ -213,13 +250,32 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                     format!(
                         "step {sid}: action {} has no argument \"{name}\": expected {}",
                         action.name(),
-                        action.args().iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                        action
+                            .args()
+                            .iter()
+                            .map(|a| a.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
                 Some(spec) => {
-                    check_references(&value.value, sid, &step_ids, &all_step_ids, runbook, problems, at(&value.referenced));
-                    if let Some(rendered) = check_template(renderer, &value.value, &step_context, problems, at(&value.referenced), &format!("step {sid} argument {name}"))
-                        && !rendered.to_string().contains(KNOWN_AFTER_APPLY)
+                    check_references(
+                        &value.value,
+                        sid,
+                        &step_ids,
+                        &all_step_ids,
+                        runbook,
+                        problems,
+                        at(&value.referenced),
+                    );
+                    if let Some(rendered) = check_template(
+                        renderer,
+                        &value.value,
+                        &step_context,
+                        problems,
+                        at(&value.referenced),
+                        &format!("step {sid} argument {name}"),
+                    ) && !rendered.to_string().contains(KNOWN_AFTER_APPLY)
                         && let Err(message) = type_matches(spec.kind, &rendered)
                     {
                         problems.push(
@@ -245,8 +301,23 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         }
         if let Some(condition) = &step.condition {
             let value = Value::String(condition.value.clone());
-            check_references(&value, sid, &step_ids, &all_step_ids, runbook, problems, at(&condition.referenced));
-            check_template(renderer, &value, &step_context, problems, at(&condition.referenced), &format!("step {sid} when"));
+            check_references(
+                &value,
+                sid,
+                &step_ids,
+                &all_step_ids,
+                runbook,
+                problems,
+                at(&condition.referenced),
+            );
+            check_template(
+                renderer,
+                &value,
+                &step_context,
+                problems,
+                at(&condition.referenced),
+                &format!("step {sid} when"),
+            );
         }
         let mut outputs = Map::new();
         for output in &step.outputs {
@@ -257,11 +328,18 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                         "step {sid}: action {} has no output \"{}\" (it has: {})",
                         action.name(),
                         output.value,
-                        if action.outputs().is_empty() { "none".to_string() } else { action.outputs().join(", ") }
+                        if action.outputs().is_empty() {
+                            "none".to_string()
+                        } else {
+                            action.outputs().join(", ")
+                        }
                     ),
                 );
             }
-            outputs.insert(output.value.clone(), Value::String(KNOWN_AFTER_APPLY.into()));
+            outputs.insert(
+                output.value.clone(),
+                Value::String(KNOWN_AFTER_APPLY.into()),
+            );
         }
         context["steps"][sid] = json!({ "outputs": outputs });
     }
@@ -282,7 +360,10 @@ fn check_references(
     for text in texts {
         for (target, _) in step_references(text) {
             if target == sid {
-                problems.push(location.clone(), format!("step {sid} refers to its own outputs (steps.{target})"));
+                problems.push(
+                    location.clone(),
+                    format!("step {sid} refers to its own outputs (steps.{target})"),
+                );
             } else if all.contains(target.as_str()) && !earlier.contains(target.as_str()) {
                 problems.push(
                     location.clone(),
@@ -291,7 +372,10 @@ fn check_references(
             } else if !all.contains(target.as_str()) {
                 problems.push(
                     location.clone(),
-                    format!("step {sid} refers to steps.{target}, but runbook {} has no such step", runbook.id.value),
+                    format!(
+                        "step {sid} refers to steps.{target}, but runbook {} has no such step",
+                        runbook.id.value
+                    ),
                 );
             }
         }

@@ -1,0 +1,61 @@
+# harden: build, test and demo from nothing. Everything the suite needs (the Python
+# venvs of the emulators, pinned) is installed here.
+
+PYTHON      ?= python3
+PYTHON313   ?= $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.13*/bin/python3.13 2>/dev/null | tail -1 || command -v python3.13)
+CARGO       ?= cargo
+MOTO_VENV   := .venv-moto
+LS_VENV     := .venv-localstack
+LS_VERSION  := 2026.3.0
+
+.PHONY: all build test lint unit demo bench emulators moto localstack clean
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+## The Python emulators, each in its own venv with pinned versions.
+emulators: moto localstack
+moto: $(MOTO_VENV)/.installed
+localstack: $(LS_VENV)/.installed
+
+$(MOTO_VENV)/.installed: localstack/requirements-moto.txt
+	rm -rf $(MOTO_VENV)
+	$(PYTHON) -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check -r localstack/requirements-moto.txt
+	touch $@
+
+# LocalStack host mode needs Python 3.13 and the release's own pinned runtime requirements.
+$(LS_VENV)/.installed: localstack/requirements-localstack-runtime.txt
+	@test -n "$(PYTHON313)" || { echo "LocalStack needs Python 3.13: set PYTHON313=/path/to/python3.13" >&2; exit 1; }
+	rm -rf $(LS_VENV)
+	$(PYTHON313) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check -r localstack/requirements-localstack-runtime.txt
+	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps localstack-core==$(LS_VERSION)
+	touch $@
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## The whole suite: lint, unit tests, and integration tests against moto and LocalStack,
+## which the tests start and stop themselves on free ports of 127.0.0.1.
+test: emulators lint
+	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server \
+	HARDEN_LOCALSTACK_PYTHON=$(CURDIR)/$(LS_VENV)/bin/python \
+	$(CARGO) test --locked --all-targets
+
+unit:
+	$(CARGO) test --locked --lib
+
+## Seeds a deliberately non-compliant account in moto, then plans, applies and audits it.
+demo: moto build
+	bash localstack/demo.sh
+
+bench: moto
+	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server $(CARGO) bench --locked
+
+clean:
+	rm -rf $(MOTO_VENV) $(LS_VENV) .harden-emulators .harden-demo
+	$(CARGO) clean

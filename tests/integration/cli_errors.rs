@@ -1,0 +1,229 @@
+//! Bad input: a clear message naming the file, line and column or the flag, exit 1,
+//! and nothing contacted or changed.
+
+use std::path::Path;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+use crate::support::run;
+
+fn harden(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("harden").expect("binary");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        // Nothing listens here: any AWS call would fail loudly.
+        .arg("--endpoint-url")
+        .arg("http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1");
+    cmd
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write runbook");
+    path
+}
+
+const GOOD_HEAD: &str =
+    "version: 1\nid: t\ntitle: T\ndiscover:\n  groups:\n    resource: ec2:security-group\n";
+
+#[test]
+fn malformed_yaml_names_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "version: 1\nid: t\ntitle: \"unclosed\nsteps: []\n",
+    );
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("validate").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("error: {}:3:", file.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("state").exists(), "nothing written");
+}
+
+#[test]
+fn duplicate_keys_are_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "dup.yaml",
+        "version: 1\nid: t\nid: u\ntitle: T\nsteps: []\n",
+    );
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("validate").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(&format!("{}:3:", file.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn unknown_action_and_bad_templates_are_all_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{GOOD_HEAD}steps:\n  - id: a\n    action: ec2:nope\n    for_each: groups\n  - id: b\n    action: ec2:restrict-egress\n    for_each: groups\n    args:\n      allowed: \"{{{{params.missing}}}}\"\n  - id: b\n    action: ec2:close-security-group\n    for_each: groups\n    args:\n      close_in_use: \"{{{{steps.c.outputs.x}}}}\"\n  - id: c\n    action: ec2:close-security-group\n    for_each: groups\n"
+    );
+    let file = write(dir.path(), "many.yaml", &text);
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("validate").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    let f = file.display().to_string();
+    for expected in [
+        format!("error: {f}:9:13: step a: unknown action \"ec2:nope\""),
+        format!(
+            "error: {f}:15:16: step b argument allowed: variable \"params.missing\" does not exist"
+        ),
+        format!("error: {f}:16:9: duplicate step id \"b\""),
+        format!("error: {f}:20:21: step b refers to steps.c, a later step"),
+    ] {
+        assert!(
+            out.stderr.contains(&expected),
+            "missing {expected:?} in:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn missing_required_parameter_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{GOOD_HEAD}parameters:\n  allowed:\n    type: list\nsteps:\n  - id: a\n    action: ec2:restrict-egress\n    for_each: groups\n    args:\n      allowed: \"{{{{params.allowed}}}}\"\n"
+    );
+    let file = write(dir.path(), "req.yaml", &text);
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("plan").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("runbook t needs the parameter allowed (list): pass --param allowed=VALUE"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("127.0.0.1:9"),
+        "nothing contacted: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_params_are_refused_before_anything_is_contacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (param, message) in [
+        (
+            "close_in_use=maybe",
+            "parameter close_in_use of runbook close-default-security-groups: expected a bool, found the string \"maybe\"",
+        ),
+        (
+            "nonsense=1",
+            "--param nonsense: no selected runbook declares the parameter nonsense",
+        ),
+        (
+            "noequals",
+            "--param noequals: expected KEY=VALUE or RUNBOOK_ID.KEY=VALUE",
+        ),
+        (
+            "other-runbook.close_in_use=true",
+            "--param other-runbook.close_in_use: no selected runbook has the id other-runbook",
+        ),
+    ] {
+        let out = run({
+            let mut c = harden(dir.path());
+            c.args([
+                "plan",
+                "runbooks/close-default-security-groups.yaml",
+                "--param",
+                param,
+            ]);
+            c
+        });
+        assert_eq!(out.code, 1, "{param}");
+        assert!(out.stderr.contains(message), "{param}: {}", out.stderr);
+        assert!(!dir.path().join("state").exists(), "nothing written");
+    }
+}
+
+#[test]
+fn unreachable_endpoint_fails_clearly_without_a_success_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run({
+        let mut c = harden(dir.path());
+        c.args(["apply", "runbooks/", "--yes"]);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("EndpointUnreachable"), "{}", out.stderr);
+    let log = dir.path().join("state/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("succeeded"),
+        "no record claims success: {text}"
+    );
+}
+
+#[test]
+fn malformed_plan_file_names_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, "{\"format_version\": 1, \"oops\": ").expect("write");
+    let out = run({
+        let mut c = harden(dir.path());
+        c.args(["apply", "--plan"]).arg(&plan);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(&format!("{}:1:", plan.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn schema_and_list_describe_the_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("schema");
+        c
+    });
+    assert_eq!(out.code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).expect("schema is JSON");
+    assert!(schema["properties"]["steps"].is_object(), "{}", out.stdout);
+    let out = run({
+        let mut c = harden(dir.path());
+        c.args(["list", "runbooks/"]);
+        c
+    });
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout.contains("close-default-security-groups")
+            && out.stdout.contains("control: AWS FSBP EC2.2")
+    );
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `harden` binary and the real AWS SDK against real
+//! emulators (moto server and LocalStack in host mode) that the tests start on free
+//! ports of 127.0.0.1 and stop when done. One binary, one module per concern.
+
+mod cli_errors;
+mod security_groups;
+mod support;

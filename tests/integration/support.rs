@@ -1,0 +1,208 @@
+//! Starting emulators, seeding them with the SDK, and running the binary.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// Which emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Moto,
+    LocalStack,
+}
+
+/// A running emulator; stopped (its whole process group) when dropped.
+pub(crate) struct Emulator {
+    pub(crate) kind: Kind,
+    pub(crate) endpoint: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn http_ok(port: u16, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().expect("address"),
+        Duration::from_millis(500),
+    ) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+impl Emulator {
+    pub(crate) fn start(kind: Kind) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
+        let mut command = match kind {
+            Kind::Moto => {
+                let server = std::env::var_os("HARDEN_MOTO_SERVER")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root().join(".venv-moto/bin/moto_server"));
+                assert!(
+                    server.exists(),
+                    "moto is not installed at {}: run `make emulators` (or set HARDEN_MOTO_SERVER)",
+                    server.display()
+                );
+                let mut c = Command::new(server);
+                c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                c
+            }
+            Kind::LocalStack => {
+                let python = std::env::var_os("HARDEN_LOCALSTACK_PYTHON")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root().join(".venv-localstack/bin/python"));
+                assert!(
+                    python.exists(),
+                    "LocalStack is not installed at {}: run `make emulators` (or set HARDEN_LOCALSTACK_PYTHON)",
+                    python.display()
+                );
+                let mut c = Command::new(python);
+                c.args(["-m", "localstack.runtime.main"])
+                    .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+                    .env("SERVICES", "ec2,sts,s3,config,iam,kms,logs")
+                    .env("LOCALSTACK_DATA_DIR", dir.path());
+                c
+            }
+        };
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
+        let child = command
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("emulator starts");
+        let health = match kind {
+            Kind::Moto => "/moto-api/",
+            Kind::LocalStack => "/_localstack/health",
+        };
+        let emulator = Self {
+            kind,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !http_ok(port, health) {
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} did not become healthy on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        emulator
+    }
+
+    /// The account id the emulator answers with.
+    pub(crate) fn account(&self) -> &'static str {
+        match self.kind {
+            Kind::Moto => "123456789012",
+            Kind::LocalStack => "000000000000",
+        }
+    }
+
+    /// An EC2 client for `region`.
+    pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
+    /// The binary, pointed at this emulator with a state dir of its own.
+    pub(crate) fn harden(&self, state_dir: &Path) -> Command {
+        let mut cmd = Command::cargo_bin("harden").expect("binary is built");
+        cmd.arg("--endpoint-url")
+            .arg(&self.endpoint)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_MAX_ATTEMPTS", "2")
+            .env("NO_COLOR", "1")
+            .current_dir(root())
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // The emulator leads its own process group: end the whole group.
+        let pid = self.child.id() as i32;
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Output of one run of the binary.
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs a command to completion.
+pub(crate) fn run(mut cmd: Command) -> Run {
+    let out = cmd.output().expect("binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A runtime for SDK calls made by the tests themselves.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
