@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make demo`: start moto, seed a non-compliant account, plan, dry-run, apply, show
+# that a second plan is empty, show and verify the audit trail, stop moto.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port="${HARDEN_DEMO_PORT:-5077}"
+state=".harden-demo"
+endpoint="http://127.0.0.1:$port"
+rm -rf "$state"
+
+localstack/emulator.sh start moto "$port" >/dev/null
+trap 'localstack/emulator.sh stop moto "$port"' EXIT
+localstack/emulator.sh wait moto "$port"
+
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_ENDPOINT_URL
+.venv-moto/bin/python localstack/seed_demo.py "$endpoint"
+
+harden() { target/debug/harden --endpoint-url "$endpoint" --state-dir "$state" "$@"; }
+say() { printf '\n\033[1m$ harden %s\033[0m\n' "$*"; }
+
+say plan runbooks/
+harden plan runbooks/
+say dry-run runbooks/
+harden dry-run runbooks/ | tail -n 3
+say apply runbooks/ --yes
+harden apply runbooks/ --yes
+say plan runbooks/ --detailed-exitcode
+harden plan runbooks/ --detailed-exitcode
+say audit show
+harden audit show
+say audit verify
+harden audit verify
+printf '\nThe demo state (audit log, run journals) is in %s/.\n' "$state"
