@@ -38,10 +38,13 @@ pub struct CallerIdentity {
     pub partition: String,
 }
 
-/// Loaded SDK configuration plus the region fallback.
+/// Loaded SDK configuration, from which per-region clients are made.
 #[derive(Debug, Clone)]
 pub struct Aws {
     config: SdkConfig,
+    /// A fixed EC2 client used for every region: how unit tests put mocked responses
+    /// (aws-smithy-mocks) behind the engine for states no emulator shows.
+    ec2: Option<aws_sdk_ec2::Client>,
 }
 
 /// Clients for one region.
@@ -104,6 +107,15 @@ impl Aws {
         }
         Self {
             config: loader.load().await,
+            ec2: None,
+        }
+    }
+
+    /// Uses `ec2` for every region, whatever its own configuration (tests with mocks).
+    pub fn with_ec2_client(ec2: aws_sdk_ec2::Client) -> Self {
+        Self {
+            config: SdkConfig::builder().build(),
+            ec2: Some(ec2),
         }
     }
 
@@ -122,7 +134,10 @@ impl Aws {
             .build();
         RegionClients {
             region: region.to_string(),
-            ec2: aws_sdk_ec2::Client::new(&config),
+            ec2: self
+                .ec2
+                .clone()
+                .unwrap_or_else(|| aws_sdk_ec2::Client::new(&config)),
         }
     }
 

@@ -363,3 +363,262 @@ impl Run<'_> {
 fn elapsed(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Apply paths the emulators cannot show, with mocked EC2 responses: a call that
+    //! answers success but changes nothing, throttling, a refused call, a stale plan.
+
+    use aws_sdk_ec2::Client;
+    use aws_sdk_ec2::operation::describe_security_group_rules::DescribeSecurityGroupRulesOutput;
+    use aws_sdk_ec2::operation::revoke_security_group_egress::RevokeSecurityGroupEgressOutput;
+    use aws_sdk_ec2::types::SecurityGroupRule;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use serde_json::json;
+
+    use super::*;
+    use crate::inventory::ResourceKind;
+    use crate::plan::{ApiCall, ChangeKind, PlannedRunbook, ResourceRef};
+
+    fn open_rule(group: &str, id: &str) -> SecurityGroupRule {
+        SecurityGroupRule::builder()
+            .security_group_rule_id(id)
+            .group_id(group)
+            .is_egress(true)
+            .ip_protocol("-1")
+            .from_port(-1)
+            .to_port(-1)
+            .cidr_ipv4("0.0.0.0/0")
+            .build()
+    }
+
+    fn rule_state(id: Option<&str>) -> Value {
+        match id {
+            Some(id) => json!({"ingress": [], "egress": [{
+                "rule_id": id, "protocol": "-1", "from_port": null, "to_port": null,
+                "peer": {"cidr": "0.0.0.0/0"}, "description": null}]}),
+            None => json!({"ingress": [], "egress": []}),
+        }
+    }
+
+    fn revoke(group: &str, rule: &str) -> Change {
+        Change {
+            id: format!("t/us-east-1/close/{group}#1"),
+            runbook: "t".into(),
+            region: "us-east-1".into(),
+            step: "close".into(),
+            action: "ec2:close-security-group".into(),
+            resource: ResourceRef {
+                kind: ResourceKind::SecurityGroup,
+                id: group.into(),
+            },
+            kind: ChangeKind::Delete,
+            summary: "revoke".into(),
+            before: rule_state(Some(rule)),
+            after: rule_state(None),
+            call: ApiCall {
+                service: "ec2".into(),
+                operation: "RevokeSecurityGroupEgress".into(),
+                input: json!({"GroupId": group, "SecurityGroupRuleIds": [rule]}),
+            },
+            on_failure: OnFailure::Stop,
+            probe: None,
+        }
+    }
+
+    fn plan_of(changes: Vec<Change>) -> Plan {
+        Plan {
+            format_version: crate::plan::PLAN_FORMAT_VERSION,
+            harden_version: "test".into(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            account_id: "123456789012".into(),
+            principal: "arn:aws:iam::123456789012:user/t".into(),
+            regions: vec!["us-east-1".into()],
+            runbooks: vec![PlannedRunbook {
+                id: "t".into(),
+                title: "t".into(),
+                path: "t.yaml".into(),
+                digest: "d".into(),
+                controls: Vec::new(),
+                parameters: Default::default(),
+                compliant: Default::default(),
+            }],
+            changes,
+            blocked: Vec::new(),
+            unprobed_services: Vec::new(),
+        }
+    }
+
+    fn rules_output(rules: Vec<SecurityGroupRule>) -> DescribeSecurityGroupRulesOutput {
+        DescribeSecurityGroupRulesOutput::builder()
+            .set_security_group_rules(Some(rules))
+            .build()
+    }
+
+    struct Outcomes {
+        report: ApplyReport,
+        records: Vec<crate::audit::Record>,
+    }
+
+    async fn run(client: Client, plan: &Plan) -> Outcomes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aws = Aws::with_ec2_client(client);
+        let identity = CallerIdentity {
+            account_id: "123456789012".into(),
+            arn: "arn:aws:iam::123456789012:user/t".into(),
+            partition: "aws".into(),
+        };
+        let audit = Mutex::new(AuditLog::open(dir.path()).expect("audit"));
+        let journal = Journal::create(dir.path(), "run-1", plan).expect("journal");
+        let report = apply(
+            &aws,
+            plan,
+            &identity,
+            &audit,
+            &journal,
+            &ApplyOptions {
+                concurrency: 1,
+                run_id: "run-1".into(),
+            },
+        )
+        .await
+        .expect("apply runs");
+        crate::audit::verify(dir.path()).expect("the audit chain verifies");
+        Outcomes {
+            report,
+            records: crate::audit::read(dir.path()).expect("records"),
+        }
+    }
+
+    fn change_records(records: &[crate::audit::Record]) -> Vec<&ChangeRecord> {
+        records
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Change(c) => Some(c.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_call_that_answers_success_but_changes_nothing_is_a_failure() {
+        // Reads before and after both show the rule: the revoke "succeeded" in name only.
+        let describe = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
+        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
+        let plan = plan_of(vec![revoke("sg-1", "sgr-1"), revoke("sg-2", "sgr-2")]);
+        let out = run(client, &plan).await;
+
+        assert!(
+            matches!(&out.report.outcomes[0].1, Outcome::Failed { code, .. } if code == "VerificationFailed")
+        );
+        assert!(
+            matches!(&out.report.outcomes[1].1, Outcome::Skipped { .. }),
+            "apply stops at the first failure"
+        );
+        let records = change_records(&out.records);
+        assert_eq!(records.len(), 2);
+        assert!(
+            matches!(&records[0].outcome, Outcome::Failed { code, .. } if code == "VerificationFailed")
+        );
+        assert!(
+            records[0].after.to_string().contains("sgr-1"),
+            "the record shows what was read back"
+        );
+        assert_eq!(revoke_call.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_absorbed_by_retries() {
+        let throttled = || {
+            HttpResponse::new(
+                StatusCode::try_from(503).expect("status"),
+                SdkBody::from(
+                    "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r-1</RequestID></Response>",
+                ),
+            )
+        };
+        let before = mock!(Client::describe_security_group_rules)
+            .sequence()
+            .http_response(throttled)
+            .times(2)
+            .output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]))
+            .build();
+        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        });
+        let after =
+            mock!(Client::describe_security_group_rules).then_output(|| rules_output(Vec::new()));
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&before, &revoke_call, &after],
+            |conf| conf.retry_config(
+                aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(4)
+            )
+        );
+        let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
+        assert_eq!(out.report.outcomes[0].1, Outcome::Succeeded);
+        assert_eq!(
+            before.num_calls(),
+            3,
+            "two throttled attempts, then the answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_fails_with_the_service_code_and_request_id() {
+        let describe = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
+        let refused = mock!(Client::revoke_security_group_egress).then_http_response(|| {
+            // EC2 names the request in the x-amzn-requestid header as well as the body.
+            let mut response = HttpResponse::new(
+                StatusCode::try_from(403).expect("status"),
+                SdkBody::from(
+                    "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>req-42</RequestID></Response>",
+                ),
+            );
+            response.headers_mut().insert("x-amzn-requestid", "req-42");
+            response
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &refused]);
+        let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
+        let records = change_records(&out.records);
+        assert!(
+            matches!(&records[0].outcome, Outcome::Failed { code, message } if code == "UnauthorizedOperation" && message.contains("not authorized"))
+        );
+        assert_eq!(records[0].request_ids, vec!["req-42".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_change_is_refused_without_calling() {
+        // Since the plan, someone replaced the rule: its id differs.
+        let describe = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-9")]));
+        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
+        let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
+        assert!(
+            matches!(&out.report.outcomes[0].1, Outcome::Failed { code, message } if code == "StalePlan" && message.contains("sg-1"))
+        );
+        assert_eq!(
+            revoke_call.num_calls(),
+            0,
+            "nothing is called on a stale change"
+        );
+    }
+}
