@@ -954,3 +954,279 @@ pub async fn read_rules(clients: &RegionClients, group_id: &str) -> Result<Secur
     sort_rules(&mut egress);
     Ok(SecurityGroupRules { ingress, egress })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn rule(id: &str, protocol: &str, ports: Option<(i32, i32)>, peer: Peer) -> Rule {
+        Rule::new(
+            Some(id.into()),
+            protocol,
+            ports.map(|p| p.0),
+            ports.map(|p| p.1),
+            peer,
+            None,
+        )
+    }
+
+    fn group(egress: Vec<Rule>, interfaces: usize) -> Resource {
+        let mut egress = egress;
+        sort_rules(&mut egress);
+        Resource::SecurityGroup(SecurityGroup {
+            id: "sg-1".into(),
+            name: "web".into(),
+            description: "web".into(),
+            vpc_id: Some("vpc-1".into()),
+            owner_id: "123456789012".into(),
+            tags: BTreeMap::new(),
+            interface_count: interfaces,
+            ingress: Vec::new(),
+            egress,
+        })
+    }
+
+    fn https() -> Value {
+        json!([{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr": "0.0.0.0/0"}])
+    }
+
+    fn operations(plan: &ActionPlan) -> Vec<&str> {
+        plan.changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn an_open_rule_becomes_the_allowed_rule_in_place() {
+        let target = group(
+            vec![
+                rule("sgr-open", "-1", None, Peer::Cidr("0.0.0.0/0".into())),
+                rule(
+                    "sgr-db",
+                    "tcp",
+                    Some((5432, 5432)),
+                    Peer::Cidr("10.0.0.0/8".into()),
+                ),
+            ],
+            0,
+        );
+        let plan = RestrictEgress
+            .plan(&target, &json!({"allowed": https()}))
+            .expect("plans");
+        assert_eq!(operations(&plan), ["ModifySecurityGroupRules"]);
+        assert_eq!(
+            plan.changes[0].call.input,
+            json!({"GroupId": "sg-1", "SecurityGroupRules": [{
+                "SecurityGroupRuleId": "sgr-open",
+                "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                    "CidrIpv4": "0.0.0.0/0", "Description": DEFAULT_RULE_DESCRIPTION}}]})
+        );
+        let Some(Resource::SecurityGroup(after)) = plan.projected else {
+            panic!("projects the group")
+        };
+        let ids: Vec<_> = after.egress.iter().map(|r| r.rule_id.clone()).collect();
+        assert!(ids.contains(&Some("sgr-db".into())), "narrow rule kept");
+        assert!(
+            ids.contains(&Some("sgr-open".into())),
+            "rewritten rule keeps its id"
+        );
+    }
+
+    #[test]
+    fn missing_allowed_rules_are_authorized_before_open_rules_go() {
+        let target = group(
+            vec![
+                rule("sgr-4", "-1", None, Peer::Cidr("0.0.0.0/0".into())),
+                rule("sgr-6", "-1", None, Peer::Ipv6Cidr("::/0".into())),
+            ],
+            0,
+        );
+        let allowed = json!([
+            {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr": "0.0.0.0/0"},
+            {"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr": "0.0.0.0/0"},
+            {"protocol": "udp", "from_port": 123, "to_port": 123, "cidr": "10.0.0.0/8"}
+        ]);
+        let plan = RestrictEgress
+            .plan(&target, &json!({"allowed": allowed}))
+            .expect("plans");
+        // The rule no open rule can become (udp 123 to 10.0.0.0/8) is authorized first;
+        // both open rules are then rewritten in one atomic call; nothing is left to revoke.
+        assert_eq!(
+            operations(&plan),
+            ["AuthorizeSecurityGroupEgress", "ModifySecurityGroupRules"]
+        );
+        assert_eq!(
+            plan.changes[1].call.input["SecurityGroupRules"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert!(plan.changes[0].summary.contains("udp 123 10.0.0.0/8"));
+    }
+
+    #[test]
+    fn a_compliant_group_has_no_changes() {
+        let target = group(
+            vec![
+                rule(
+                    "sgr-1",
+                    "tcp",
+                    Some((443, 443)),
+                    Peer::Cidr("0.0.0.0/0".into()),
+                ),
+                rule("sgr-2", "-1", None, Peer::GroupId("sg-2".into())),
+            ],
+            0,
+        );
+        let plan = RestrictEgress
+            .plan(&target, &json!({"allowed": https()}))
+            .expect("plans");
+        assert_eq!(plan, ActionPlan::default());
+    }
+
+    #[test]
+    fn bad_allow_list_entries_are_named() {
+        let target = group(Vec::new(), 0);
+        let error = RestrictEgress
+            .plan(
+                &target,
+                &json!({"allowed": [{"protocol": "tcp", "from_port": 1, "to_port": 1}]}),
+            )
+            .expect_err("no destination");
+        assert_eq!(
+            error,
+            "argument allowed[0]: expected exactly one of cidr, ipv6_cidr, prefix_list_id, found 0"
+        );
+        let error = RestrictEgress
+            .plan(
+                &target,
+                &json!({"allowed": [{"protocol": "tcp", "cidr": "0.0.0.0/0"}]}),
+            )
+            .expect_err("no ports");
+        assert_eq!(
+            error,
+            "argument allowed[0]: protocol tcp needs from_port and to_port"
+        );
+    }
+
+    #[test]
+    fn an_in_use_group_is_blocked_unless_forced() {
+        let target = group(
+            vec![rule("sgr-1", "-1", None, Peer::Cidr("0.0.0.0/0".into()))],
+            2,
+        );
+        let plan = CloseGroup.plan(&target, &json!({})).expect("plans");
+        assert_eq!(plan.changes, Vec::new());
+        let (reason, detail) = plan.blocked.expect("blocked");
+        assert_eq!(reason, BlockReason::InUse);
+        assert!(
+            detail.starts_with("in use by 2 network interfaces"),
+            "{detail}"
+        );
+        let forced = CloseGroup
+            .plan(&target, &json!({"close_in_use": true}))
+            .expect("plans");
+        assert_eq!(operations(&forced), ["RevokeSecurityGroupEgress"]);
+        assert_eq!(
+            forced.changes[0].call.input,
+            json!({"GroupId": "sg-1", "SecurityGroupRuleIds": ["sgr-1"]})
+        );
+    }
+
+    fn any_peer() -> impl Strategy<Value = Peer> {
+        prop_oneof![
+            Just(Peer::Cidr("0.0.0.0/0".into())),
+            Just(Peer::Ipv6Cidr("::/0".into())),
+            Just(Peer::Cidr("10.0.0.0/8".into())),
+            Just(Peer::PrefixListId("pl-1".into())),
+            Just(Peer::GroupId("sg-9".into())),
+        ]
+    }
+
+    fn any_rule() -> impl Strategy<Value = (String, Option<(i32, i32)>, Peer)> {
+        (
+            prop_oneof![
+                Just("-1".to_string()),
+                Just("tcp".to_string()),
+                Just("udp".to_string())
+            ],
+            prop_oneof![
+                Just((443, 443)),
+                Just((80, 80)),
+                Just((53, 53)),
+                Just((0, 65535))
+            ],
+            any_peer(),
+        )
+            .prop_map(|(protocol, ports, peer)| {
+                let ports = (protocol != "-1").then_some(ports);
+                (protocol, ports, peer)
+            })
+    }
+
+    proptest! {
+        /// Whatever the rules and the allow-list: afterwards no open rule outside the
+        /// allow-list remains, every allowed rule exists, narrow rules keep their ids,
+        /// and authorizing comes before rewriting, which comes before revoking.
+        #[test]
+        fn restricting_egress_reaches_the_allow_list(
+            existing in proptest::collection::vec(any_rule(), 0..8),
+            allowed in proptest::collection::vec(any_rule(), 1..4),
+        ) {
+            let mut seen = BTreeSet::new();
+            let egress: Vec<Rule> = existing
+                .iter()
+                .enumerate()
+                .map(|(i, (p, ports, peer))| rule(&format!("sgr-{i}"), p, *ports, peer.clone()))
+                .filter(|r| seen.insert(r.key()))
+                .collect();
+            let allowed_json: Vec<Value> = allowed
+                .iter()
+                .map(|(p, ports, peer)| {
+                    let mut entry = json!({"protocol": p});
+                    if let Some((from, to)) = ports {
+                        entry["from_port"] = json!(from);
+                        entry["to_port"] = json!(to);
+                    }
+                    match peer {
+                        Peer::Cidr(c) => entry["cidr"] = json!(c),
+                        Peer::Ipv6Cidr(c) => entry["ipv6_cidr"] = json!(c),
+                        Peer::PrefixListId(p) => entry["prefix_list_id"] = json!(p),
+                        Peer::GroupId(_) => entry["cidr"] = json!("192.168.0.0/16"),
+                    }
+                    entry
+                })
+                .collect();
+            let target = group(egress.clone(), 0);
+            let plan = RestrictEgress.plan(&target, &json!({"allowed": allowed_json})).expect("plans");
+            let allowed_rules = parse_allowed("allowed", &Value::Array(allowed_json)).expect("parses");
+            let allowed_keys: BTreeSet<RuleKey> = allowed_rules.iter().map(Rule::key).collect();
+            let had_open = egress.iter().any(|r| r.is_open() && !allowed_keys.contains(&r.key()));
+            let Some(Resource::SecurityGroup(after)) = plan.projected.clone() else {
+                prop_assert!(!had_open, "an open group must be changed");
+                return Ok(());
+            };
+            prop_assert!(after.egress.iter().all(|r| !r.is_open() || allowed_keys.contains(&r.key())));
+            let after_keys: BTreeSet<RuleKey> = after.egress.iter().map(Rule::key).collect();
+            prop_assert!(allowed_keys.is_subset(&after_keys));
+            for narrow in egress.iter().filter(|r| !r.is_open()) {
+                prop_assert!(after.egress.iter().any(|r| r.rule_id == narrow.rule_id && r.key() == narrow.key()));
+            }
+            let rank = |op: &str| match op {
+                "AuthorizeSecurityGroupEgress" => 0,
+                "ModifySecurityGroupRules" => 1,
+                _ => 2,
+            };
+            let ranks: Vec<i32> = plan.changes.iter().map(|c| rank(&c.call.operation)).collect();
+            prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]));
+            // Each change's after is the next change's before.
+            for pair in plan.changes.windows(2) {
+                prop_assert_eq!(&pair[0].after, &pair[1].before);
+            }
+        }
+    }
+}

@@ -444,3 +444,207 @@ pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
     // Every service harden changes today (EC2) supports DryRun.
     plan.unprobed_services = Vec::new();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::inventory::{Peer, Resource, Rule, SecurityGroup, sort_rules};
+    use crate::runbook::load::parse_runbook;
+    use crate::runbook::params;
+    use crate::runbook::validate::validate;
+
+    fn shipped() -> Vec<LoadedRunbook> {
+        let read = |name: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("runbooks")
+                .join(name);
+            let text = std::fs::read_to_string(&path).expect("shipped runbook");
+            parse_runbook(Path::new(&format!("runbooks/{name}")), &text).expect("parses")
+        };
+        // Given in the "wrong" order on purpose: `after:` decides.
+        validate(vec![
+            read("restrict-sg-egress.yaml"),
+            read("close-default-security-groups.yaml"),
+        ])
+        .expect("valid")
+    }
+
+    fn group(id: &str, name: &str, egress: Vec<Rule>, interfaces: usize) -> SecurityGroup {
+        let mut egress = egress;
+        sort_rules(&mut egress);
+        SecurityGroup {
+            id: id.into(),
+            name: name.into(),
+            description: name.into(),
+            vpc_id: Some("vpc-1".into()),
+            owner_id: "123456789012".into(),
+            tags: BTreeMap::new(),
+            interface_count: interfaces,
+            ingress: Vec::new(),
+            egress,
+        }
+    }
+
+    fn open(id: &str) -> Rule {
+        Rule::new(
+            Some(id.into()),
+            "-1",
+            None,
+            None,
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        )
+    }
+
+    fn inventory() -> RegionInventory {
+        let mut inventory = RegionInventory::default();
+        for g in [
+            group("sg-default", "default", vec![open("sgr-d")], 0),
+            group("sg-default-used", "default", vec![open("sgr-u")], 3),
+            group("sg-web", "web", vec![open("sgr-w")], 1),
+        ] {
+            inventory.put(Resource::SecurityGroup(g));
+        }
+        inventory
+    }
+
+    fn members() -> BTreeMap<(String, String), Vec<(ResourceKind, String)>> {
+        let sg = |ids: &[&str]| {
+            ids.iter()
+                .map(|id| (ResourceKind::SecurityGroup, id.to_string()))
+                .collect::<Vec<_>>()
+        };
+        BTreeMap::from([
+            (
+                (
+                    "close-default-security-groups".into(),
+                    "default_groups".into(),
+                ),
+                sg(&["sg-default", "sg-default-used"]),
+            ),
+            (
+                ("restrict-sg-egress".into(), "groups".into()),
+                sg(&["sg-default", "sg-default-used", "sg-web"]),
+            ),
+        ])
+    }
+
+    fn plan_once(inventory: &mut RegionInventory) -> RegionPlan {
+        let runbooks = shipped();
+        let params = params::resolve(&runbooks, &[]).expect("defaults");
+        let identity = CallerIdentity {
+            account_id: "123456789012".into(),
+            arn: "arn:aws:iam::123456789012:user/t".into(),
+            partition: "aws".into(),
+        };
+        let regions = vec!["us-east-1".to_string()];
+        let request = PlanRequest {
+            runbooks: &runbooks,
+            params: &params,
+            regions: &regions,
+            identity: &identity,
+        };
+        plan_on_inventory(
+            &request,
+            "us-east-1",
+            inventory,
+            &members(),
+            &Renderer::new(),
+        )
+        .expect("plans")
+    }
+
+    #[test]
+    fn runbooks_compose_on_shared_default_groups_and_converge() {
+        let mut inventory = inventory();
+        let plan = plan_once(&mut inventory);
+        let summary: Vec<(String, String, String)> = plan
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.runbook.clone(),
+                    c.resource.id.clone(),
+                    c.call.operation.clone(),
+                )
+            })
+            .collect();
+        // The default group is closed once, by the runbook declared to run first; the
+        // egress runbook, planned on the state that leaves, has nothing to add to it.
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "close-default-security-groups".to_string(),
+                    "sg-default".to_string(),
+                    "RevokeSecurityGroupEgress".to_string()
+                ),
+                (
+                    "restrict-sg-egress".to_string(),
+                    "sg-web".to_string(),
+                    "ModifySecurityGroupRules".to_string()
+                ),
+            ]
+        );
+        // The in-use default group is left alone by both runbooks, with the reason.
+        let blocked: Vec<(String, String, BlockReason)> = plan
+            .blocked
+            .iter()
+            .map(|b| (b.runbook.clone(), b.resource.id.clone(), b.reason.clone()))
+            .collect();
+        assert_eq!(
+            blocked,
+            vec![
+                (
+                    "close-default-security-groups".to_string(),
+                    "sg-default-used".to_string(),
+                    BlockReason::InUse
+                ),
+                (
+                    "restrict-sg-egress".to_string(),
+                    "sg-default-used".to_string(),
+                    BlockReason::InUse
+                ),
+            ]
+        );
+        // Planning again on the projected state finds nothing left to do.
+        let again = plan_once(&mut inventory);
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+    }
+
+    #[test]
+    fn the_text_rendering_is_stable() {
+        let mut inventory = inventory();
+        let region_plan = plan_once(&mut inventory);
+        let plan = Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            harden_version: "test".into(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            account_id: "123456789012".into(),
+            principal: "arn:aws:iam::123456789012:user/t".into(),
+            regions: vec!["us-east-1".into()],
+            runbooks: shipped()
+                .iter()
+                .map(|r| PlannedRunbook {
+                    id: r.id().to_string(),
+                    title: r.runbook.title.clone(),
+                    path: r.path.display().to_string(),
+                    digest: r.digest.clone(),
+                    controls: r.runbook.controls.clone(),
+                    parameters: BTreeMap::new(),
+                    compliant: region_plan
+                        .compliant
+                        .get(r.id())
+                        .map(|n| BTreeMap::from([("us-east-1".to_string(), *n)]))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            changes: region_plan.changes,
+            blocked: region_plan.blocked,
+            unprobed_services: Vec::new(),
+        };
+        insta::assert_snapshot!(crate::plan::render::text(&plan));
+    }
+}
