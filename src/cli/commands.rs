@@ -86,6 +86,14 @@ async fn resolve(global: &GlobalArgs, selection: &Selection) -> Result<Resolved>
         .find(|r| *r != "all")
         .cloned()
         .or(fallback)
+        // `--region all` alone still needs somewhere to ask which regions are enabled.
+        .or_else(|| {
+            selection
+                .regions
+                .iter()
+                .any(|r| r == "all")
+                .then(|| "us-east-1".to_string())
+        })
         .ok_or_else(|| Error::Usage("no region: pass --region REGION or set AWS_REGION".into()))?;
     let identity = aws.caller_identity(&first).await?;
     let regions = regions(&aws, &selection.regions, &first).await?;

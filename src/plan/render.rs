@@ -145,6 +145,28 @@ pub fn text(plan: &Plan) -> String {
         totals.replace += counts.replace;
         totals.blocked += counts.blocked;
     }
+    let probed: Vec<&Probe> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.probe.as_ref())
+        .collect();
+    if !probed.is_empty() {
+        let sent = probed
+            .iter()
+            .filter(|p| !matches!(p, Probe::NotSupported | Probe::NotProbed { .. }))
+            .count();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Dry-run: {sent} of {} change(s) probed with DryRun=true; services without dry-run: {}.",
+            plan.changes.len(),
+            if plan.unprobed_services.is_empty() {
+                "none".to_string()
+            } else {
+                plan.unprobed_services.join(", ")
+            }
+        );
+    }
     let _ = writeln!(out);
     if totals.total() == 0 {
         let _ = write!(out, "No changes. The account matches the runbooks");

@@ -3,5 +3,6 @@
 //! ports of 127.0.0.1 and stop when done. One binary, one module per concern.
 
 mod cli_errors;
+mod regions_and_terminal;
 mod security_groups;
 mod support;

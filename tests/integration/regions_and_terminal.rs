@@ -1,0 +1,99 @@
+//! `--region all` across every enabled region, and the confirmation prompt of `apply`
+//! on a real terminal (a pseudo-terminal from util-linux `script`).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::{Emulator, Kind, run};
+
+#[test]
+fn region_all_plans_every_enabled_region_concurrently() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "plan",
+        "runbooks/close-default-security-groups.yaml",
+        "--region",
+        "all",
+        "--format",
+        "json",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let regions: Vec<&str> = plan["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(regions.len() > 10, "{regions:?}");
+    for expected in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
+        assert!(
+            regions.contains(&expected),
+            "{expected} missing from {regions:?}"
+        );
+    }
+    // Every region's default VPC has an open default group: one change per region.
+    let changed: std::collections::BTreeSet<&str> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["region"].as_str())
+        .collect();
+    assert_eq!(changed.len(), regions.len());
+}
+
+/// Runs `harden apply` under a pseudo-terminal, answering the prompt with `answer`.
+fn apply_answering(emulator: &Emulator, state: &std::path::Path, answer: &str) -> (i32, String) {
+    let binary = assert_cmd::cargo::cargo_bin("harden");
+    let line = format!(
+        "{} --endpoint-url {} --state-dir {} apply runbooks/close-default-security-groups.yaml --region eu-west-1",
+        binary.display(),
+        emulator.endpoint,
+        state.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("answer");
+    let out = child.wait_with_output().expect("finishes");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn apply_asks_on_a_terminal_and_only_yes_applies() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let (code, stdout) = apply_answering(&emulator, state.path(), "y");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Only 'yes' is accepted"), "{stdout}");
+    assert!(
+        stdout.contains("Apply cancelled; nothing was changed."),
+        "{stdout}"
+    );
+    assert!(!state.path().join("runs").exists(), "no run was started");
+
+    let (code, stdout) = apply_answering(&emulator, state.path(), "yes");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("1 succeeded, 0 failed, 0 not attempted"),
+        "{stdout}"
+    );
+}
