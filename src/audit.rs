@@ -5,7 +5,7 @@
 //! too. Records never hold credentials: only the caller's ARN. Format:
 //! `docs/audit-format.md`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::jsonl::JsonLines;
 use crate::plan::{ApiCall, ResourceRef};
 
 /// Version of the record format.
@@ -154,9 +155,8 @@ fn hash_of(prev: &str, record_without_hash: &str) -> String {
 /// Appends records to `STATE_DIR/audit.jsonl`, each synced to disk before returning.
 #[derive(Debug)]
 pub struct AuditLog {
-    path: PathBuf,
+    log: JsonLines,
     head_path: PathBuf,
-    file: File,
     last_hash: String,
     seq: u64,
 }
@@ -202,15 +202,9 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_string()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
         Ok(Self {
-            path,
+            log: JsonLines::open(&path)?,
             head_path: head_path(state_dir),
-            file,
             last_hash,
             seq,
         })
@@ -237,12 +231,7 @@ impl AuditLog {
         };
         let without_hash = unhashed_json(&record)?;
         record.hash = hash_of(&record.prev, &without_hash);
-        let line = serde_json::to_string(&record)
-            .map_err(|e| Error::Internal(format!("audit record does not serialize: {e}")))?;
-        self.file
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.log.append(&record)?;
         self.seq = record.seq;
         self.last_hash = record.hash.clone();
         let head = serde_json::to_string(&Head {

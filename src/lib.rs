@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod execute;
 pub mod inventory;
+pub mod jsonl;
 pub mod plan;
 pub mod runbook;
 pub mod template;

@@ -66,23 +66,10 @@ pub struct Applied {
     pub outputs: serde_json::Map<String, Value>,
 }
 
-/// A typed action.
+/// The call half of an AWS concern, shared by its actions: read a resource's state,
+/// make one change's call, probe it with `DryRun`.
 #[async_trait]
-pub trait Action: Send + Sync {
-    /// Registry name, e.g. `ec2:restrict-egress`.
-    fn name(&self) -> &'static str;
-    /// One line for `harden list`.
-    fn description(&self) -> &'static str;
-    /// The kind of resource it acts on (its step's `for_each` must discover it).
-    fn resource_kind(&self) -> ResourceKind;
-    /// Arguments it takes.
-    fn args(&self) -> &'static [ArgSpec];
-    /// Outputs it can export.
-    fn outputs(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// Plans the changes to `target` for rendered `args`. Pure: no AWS calls.
-    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
+pub trait Calls: Send + Sync {
     /// Reads the resource's current state in the shape of a change's before/after.
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
     /// Makes the change's call. `current` is the state just read, which matched the
@@ -97,6 +84,31 @@ pub trait Action: Send + Sync {
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
 }
 
+/// What an action is, for validation, `harden list` and the docs.
+#[derive(Debug)]
+pub struct ActionInfo {
+    /// Registry name, e.g. `ec2:restrict-egress`.
+    pub name: &'static str,
+    /// One line for `harden list`.
+    pub description: &'static str,
+    /// The kind of resource it acts on (its step's `for_each` must discover it).
+    pub resource_kind: ResourceKind,
+    /// Arguments it takes.
+    pub args: &'static [ArgSpec],
+    /// Outputs it can export.
+    pub outputs: &'static [&'static str],
+}
+
+/// A typed action: its plan half. Its calls are those of its AWS concern.
+pub trait Action: Send + Sync {
+    /// Name, description, resource kind, arguments, outputs.
+    fn info(&self) -> &'static ActionInfo;
+    /// Plans the changes to `target` for rendered `args`. Pure: no AWS calls.
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
+    /// The calls that read, apply and probe its changes.
+    fn calls(&self) -> &'static dyn Calls;
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
     &[&security_group::RestrictEgress, &security_group::CloseGroup]
@@ -104,5 +116,5 @@ pub fn registry() -> &'static [&'static dyn Action] {
 
 /// The action with this name.
 pub fn find(name: &str) -> Option<&'static dyn Action> {
-    registry().iter().copied().find(|a| a.name() == name)
+    registry().iter().copied().find(|a| a.info().name == name)
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroupRuleRequest,
     SecurityGroupRuleUpdate, UserIdGroupPair,
@@ -16,7 +17,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, ActionPlan, Applied, ArgSpec, ChangeDraft};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{
@@ -135,29 +136,22 @@ fn describe_rules(rules: &[Rule]) -> String {
 /// Restricts a group's egress to an allow-list.
 pub struct RestrictEgress;
 
-static RESTRICT_ARGS: &[ArgSpec] = &[ArgSpec {
-    name: "allowed",
-    kind: ParamType::List,
-    required: true,
-    description: "egress rules to the internet that stay allowed: {protocol, from_port, to_port, cidr | ipv6_cidr | prefix_list_id, description}",
-}];
+static RESTRICT: ActionInfo = ActionInfo {
+    name: "ec2:restrict-egress",
+    description: "replace egress rules to 0.0.0.0/0 or ::/0 outside an allow-list: authorize missing allowed rules first, rewrite open rules in place where one can become an allowed rule, then revoke the rest by rule id",
+    resource_kind: ResourceKind::SecurityGroup,
+    args: &[ArgSpec {
+        name: "allowed",
+        kind: ParamType::List,
+        required: true,
+        description: "egress rules to the internet that stay allowed: {protocol, from_port, to_port, cidr | ipv6_cidr | prefix_list_id, description}",
+    }],
+    outputs: &[],
+};
 
-#[async_trait]
 impl Action for RestrictEgress {
-    fn name(&self) -> &'static str {
-        "ec2:restrict-egress"
-    }
-
-    fn description(&self) -> &'static str {
-        "replace egress rules to 0.0.0.0/0 or ::/0 outside an allow-list: authorize missing allowed rules first, rewrite open rules in place where one can become an allowed rule, then revoke the rest by rule id"
-    }
-
-    fn resource_kind(&self) -> ResourceKind {
-        ResourceKind::SecurityGroup
-    }
-
-    fn args(&self) -> &'static [ArgSpec] {
-        RESTRICT_ARGS
+    fn info(&self) -> &'static ActionInfo {
+        &RESTRICT
     }
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
@@ -266,50 +260,30 @@ impl Action for RestrictEgress {
         })
     }
 
-    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_rules(clients, resource_id).await?))
-    }
-
-    async fn apply(
-        &self,
-        clients: &RegionClients,
-        change: &Change,
-        current: &Value,
-    ) -> Result<Applied> {
-        apply_call(clients, change, current, false).await
-    }
-
-    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
-        probe_call(clients, change).await
+    fn calls(&self) -> &'static dyn Calls {
+        &SecurityGroupCalls
     }
 }
 
 /// Removes every rule from a group (a VPC's default group, for EC2.2 / CIS 5.4).
 pub struct CloseGroup;
 
-static CLOSE_ARGS: &[ArgSpec] = &[ArgSpec {
-    name: "close_in_use",
-    kind: ParamType::Bool,
-    required: false,
-    description: "also close a group network interfaces still use (default false: such a group is blocked and reported)",
-}];
+static CLOSE: ActionInfo = ActionInfo {
+    name: "ec2:close-security-group",
+    description: "revoke every inbound and outbound rule of a security group, by rule id; a group in use by network interfaces is blocked unless close_in_use is true",
+    resource_kind: ResourceKind::SecurityGroup,
+    args: &[ArgSpec {
+        name: "close_in_use",
+        kind: ParamType::Bool,
+        required: false,
+        description: "also close a group network interfaces still use (default false: such a group is blocked and reported)",
+    }],
+    outputs: &[],
+};
 
-#[async_trait]
 impl Action for CloseGroup {
-    fn name(&self) -> &'static str {
-        "ec2:close-security-group"
-    }
-
-    fn description(&self) -> &'static str {
-        "revoke every inbound and outbound rule of a security group, by rule id; a group in use by network interfaces is blocked unless close_in_use is true"
-    }
-
-    fn resource_kind(&self) -> ResourceKind {
-        ResourceKind::SecurityGroup
-    }
-
-    fn args(&self) -> &'static [ArgSpec] {
-        CLOSE_ARGS
+    fn info(&self) -> &'static ActionInfo {
+        &CLOSE
     }
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
@@ -363,6 +337,16 @@ impl Action for CloseGroup {
         })
     }
 
+    fn calls(&self) -> &'static dyn Calls {
+        &SecurityGroupCalls
+    }
+}
+
+/// Reads, applies and probes security-group changes.
+pub struct SecurityGroupCalls;
+
+#[async_trait]
+impl Calls for SecurityGroupCalls {
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_rules(clients, resource_id).await?))
     }
@@ -686,9 +670,9 @@ async fn apply_call(
                 .await
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             if out.r#return() == Some(false) {
-                return Err(refused(operation, out.meta_request_id()));
+                return Err(refused(operation, out.request_id()));
             }
-            out.meta_request_id().map(str::to_string)
+            out.request_id().map(str::to_string)
         }
         "ModifySecurityGroupRules" => {
             let out = ec2
@@ -706,9 +690,9 @@ async fn apply_call(
                 .await
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             if out.r#return() == Some(false) {
-                return Err(refused(operation, out.meta_request_id()));
+                return Err(refused(operation, out.request_id()));
             }
-            out.meta_request_id().map(str::to_string)
+            out.request_id().map(str::to_string)
         }
         "RevokeSecurityGroupEgress" => {
             let ids = revoke_ids(change, &input, current)?;
@@ -721,9 +705,9 @@ async fn apply_call(
                 .await
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
-                return Err(refused(operation, out.meta_request_id()));
+                return Err(refused(operation, out.request_id()));
             }
-            out.meta_request_id().map(str::to_string)
+            out.request_id().map(str::to_string)
         }
         "RevokeSecurityGroupIngress" => {
             let ids = revoke_ids(change, &input, current)?;
@@ -736,9 +720,9 @@ async fn apply_call(
                 .await
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
-                return Err(refused(operation, out.meta_request_id()));
+                return Err(refused(operation, out.request_id()));
             }
-            out.meta_request_id().map(str::to_string)
+            out.request_id().map(str::to_string)
         }
         other => {
             return Err(Error::Usage(format!(
@@ -751,16 +735,6 @@ async fn apply_call(
         request_ids: request_id.into_iter().collect(),
         outputs: serde_json::Map::new(),
     })
-}
-
-trait MetaRequestId {
-    fn meta_request_id(&self) -> Option<&str>;
-}
-
-impl<T: aws_sdk_ec2::operation::RequestId> MetaRequestId for T {
-    fn meta_request_id(&self) -> Option<&str> {
-        self.request_id()
-    }
 }
 
 fn refused(operation: &str, request_id: Option<&str>) -> Error {

@@ -119,6 +119,14 @@ impl Aws {
         }
     }
 
+    fn config_for(&self, region: &str) -> SdkConfig {
+        self.config
+            .clone()
+            .into_builder()
+            .region(Region::new(region.to_string()))
+            .build()
+    }
+
     /// The region from the SDK's chain, if any.
     pub fn default_region(&self) -> Option<String> {
         self.config.region().map(|r| r.to_string())
@@ -126,12 +134,7 @@ impl Aws {
 
     /// Clients bound to `region`.
     pub fn region(&self, region: &str) -> RegionClients {
-        let config = self
-            .config
-            .clone()
-            .into_builder()
-            .region(Region::new(region.to_string()))
-            .build();
+        let config = self.config_for(region);
         RegionClients {
             region: region.to_string(),
             ec2: self
@@ -143,13 +146,7 @@ impl Aws {
 
     /// Asks STS who is calling.
     pub async fn caller_identity(&self, region: &str) -> Result<CallerIdentity> {
-        let config = self
-            .config
-            .clone()
-            .into_builder()
-            .region(Region::new(region.to_string()))
-            .build();
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::new(&self.config_for(region));
         let out = sts
             .get_caller_identity()
             .send()

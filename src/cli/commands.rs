@@ -441,9 +441,9 @@ fn list_command(path: Option<PathBuf>) -> Result<Status> {
     for a in actions::registry() {
         println!(
             "  {}  (on {}) {}",
-            a.name(),
-            a.resource_kind(),
-            a.description()
+            a.info().name,
+            a.info().resource_kind,
+            a.info().description
         );
     }
     println!("resource kinds:");

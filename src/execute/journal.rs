@@ -4,14 +4,13 @@
 //! change was in flight, which is what resuming needs: a change with `started` and no
 //! end is re-read and compared with both its before and its after.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::jsonl::JsonLines;
 use crate::plan::Plan;
 
 /// A phase of a change.
@@ -46,7 +45,7 @@ pub struct JournalEntry {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    file: Mutex<File>,
+    log: Mutex<JsonLines>,
 }
 
 impl Journal {
@@ -55,15 +54,10 @@ impl Journal {
         let dir = state_dir.join("runs").join(run_id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         plan.save(&dir.join("plan.json"))?;
-        let path = dir.join("journal.jsonl");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let log = JsonLines::open(&dir.join("journal.jsonl"))?;
         Ok(Self {
             dir,
-            file: Mutex::new(file),
+            log: Mutex::new(log),
         })
     }
 
@@ -80,16 +74,10 @@ impl Journal {
             phase,
             detail,
         };
-        let line = serde_json::to_string(&entry)
-            .map_err(|e| Error::Internal(format!("journal entry does not serialize: {e}")))?;
-        let path = self.dir.join("journal.jsonl");
-        let mut file = self
-            .file
+        self.log
             .lock()
-            .map_err(|_| Error::Internal("journal lock poisoned".into()))?;
-        file.write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(&path, e))
+            .map_err(|_| Error::Internal("journal lock poisoned".into()))?
+            .append(&entry)
     }
 
     /// Reads a run's journal.

@@ -177,10 +177,11 @@ impl Run<'_> {
                 started,
             );
         };
+        let calls = action.calls();
         let clients = self.aws.region(&change.region);
         let current = match known {
             Some(state) => state,
-            None => match action.read(&clients, &change.resource.id).await {
+            None => match calls.read(&clients, &change.resource.id).await {
                 Ok(state) => state,
                 Err(e) => {
                     return self.fail_with(
@@ -201,18 +202,18 @@ impl Run<'_> {
             };
             return self.fail_with(change, current, Value::Null, &error, Vec::new(), started);
         }
-        let applied = match action.apply(&clients, change, &current).await {
+        let applied = match calls.apply(&clients, change, &current).await {
             Ok(applied) => applied,
             Err(e) => {
                 // The call failed; read what is there now so the record tells the truth.
-                let after = action
+                let after = calls
                     .read(&clients, &change.resource.id)
                     .await
                     .unwrap_or(Value::Null);
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
             }
         };
-        let after = match action.read(&clients, &change.resource.id).await {
+        let after = match calls.read(&clients, &change.resource.id).await {
             Ok(state) => state,
             Err(e) => {
                 return self.fail_with(

@@ -383,7 +383,7 @@ pub fn plan_on_inventory(
                         runbook: rid.clone(),
                         region: region.to_string(),
                         step: sid.clone(),
-                        action: action.name().to_string(),
+                        action: action.info().name.to_string(),
                         resource: resource.clone(),
                         kind: draft.kind,
                         summary: draft.summary,
@@ -427,7 +427,7 @@ pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
         let clients = aws.region(&change.region);
         async move {
             match actions::find(&change.action) {
-                Some(action) => action.probe(&clients, change).await,
+                Some(action) => action.calls().probe(&clients, change).await,
                 None => crate::plan::Probe::Failed {
                     code: "UnknownAction".into(),
                     message: format!("action {} is not in this harden", change.action),

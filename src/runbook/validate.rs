@@ -200,7 +200,7 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                     step.action.value,
                     actions::registry()
                         .iter()
-                        .map(|a| a.name())
+                        .map(|a| a.info().name)
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -213,8 +213,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 at(&step.action.referenced),
                 format!(
                     "step {sid}: action {} acts on each discovered {}: add for_each naming a discover entry",
-                    action.name(),
-                    action.resource_kind()
+                    action.info().name,
+                    action.info().resource_kind
                 ),
             ),
             Some(for_each) => match kinds.get(for_each.value.as_str()) {
@@ -227,12 +227,12 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                         runbook.discover.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
                 ),
-                Some(kind) if *kind != action.resource_kind() => problems.push(
+                Some(kind) if *kind != action.info().resource_kind => problems.push(
                     at(&for_each.referenced),
                     format!(
                         "step {sid}: action {} acts on {}, but discover.{} finds {}",
-                        action.name(),
-                        action.resource_kind(),
+                        action.info().name,
+                        action.info().resource_kind,
                         for_each.value,
                         kind
                     ),
@@ -244,14 +244,15 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         }
         // Arguments the action knows, with the required ones present.
         for (name, value) in &step.args {
-            match action.args().iter().find(|a| a.name == name) {
+            match action.info().args.iter().find(|a| a.name == name) {
                 None => problems.push(
                     at(&value.referenced),
                     format!(
                         "step {sid}: action {} has no argument \"{name}\": expected {}",
-                        action.name(),
+                        action.info().name,
                         action
-                            .args()
+                            .info()
+                            .args
                             .iter()
                             .map(|a| a.name)
                             .collect::<Vec<_>>()
@@ -286,13 +287,13 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 }
             }
         }
-        for spec in action.args().iter().filter(|a| a.required) {
+        for spec in action.info().args.iter().filter(|a| a.required) {
             if !step.args.contains_key(spec.name) {
                 problems.push(
                     at(&step.action.referenced),
                     format!(
                         "step {sid}: action {} needs the argument {} ({})",
-                        action.name(),
+                        action.info().name,
                         spec.name,
                         spec.description
                     ),
@@ -321,17 +322,17 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         }
         let mut outputs = Map::new();
         for output in &step.outputs {
-            if !action.outputs().contains(&output.value.as_str()) {
+            if !action.info().outputs.contains(&output.value.as_str()) {
                 problems.push(
                     at(&output.referenced),
                     format!(
                         "step {sid}: action {} has no output \"{}\" (it has: {})",
-                        action.name(),
+                        action.info().name,
                         output.value,
-                        if action.outputs().is_empty() {
+                        if action.info().outputs.is_empty() {
                             "none".to_string()
                         } else {
-                            action.outputs().join(", ")
+                            action.info().outputs.join(", ")
                         }
                     ),
                 );

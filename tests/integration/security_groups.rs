@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, run};
+use crate::support::{Emulator, Kind, Run, block_on, run};
 
 const REGION: &str = "eu-west-1";
 
@@ -250,6 +250,13 @@ async fn snapshot(ec2: &aws_sdk_ec2::Client) -> String {
     lines.join("\n")
 }
 
+/// Runs the binary against the emulator with `args`.
+fn cli(emulator: &Emulator, state: &Path, args: &[&str]) -> Run {
+    let mut cmd = emulator.harden(state);
+    cmd.args(args);
+    run(cmd)
+}
+
 fn plan_json(emulator: &Emulator, state: &Path, extra: &[&str]) -> Value {
     let mut cmd = emulator.harden(state);
     cmd.args(["plan", "runbooks/", "--region", REGION, "--format", "json"])
@@ -368,16 +375,18 @@ fn scenario(kind: Kind) {
     assert_eq!(blocked, expected_blocked, "blocked changes");
 
     // Detailed exit code: 2 with changes pending.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args([
-        "plan",
-        "runbooks/",
-        "--region",
-        REGION,
-        "--detailed-exitcode",
-        &exclude,
-    ]);
-    let out = run(cmd);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            "runbooks/",
+            "--region",
+            REGION,
+            "--detailed-exitcode",
+            &exclude,
+        ],
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -389,9 +398,11 @@ fn scenario(kind: Kind) {
     );
 
     // Dry-run probes every change and changes nothing.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["dry-run", "runbooks/", "--region", REGION, &exclude]);
-    let out = run(cmd);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &["dry-run", "runbooks/", "--region", REGION, &exclude],
+    );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout
@@ -408,9 +419,11 @@ fn scenario(kind: Kind) {
     );
 
     // Without --yes and without a terminal to confirm on, apply refuses.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", "runbooks/", "--region", REGION, &exclude]);
-    let out = run(cmd);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &["apply", "runbooks/", "--region", REGION, &exclude],
+    );
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.stderr
@@ -425,9 +438,11 @@ fn scenario(kind: Kind) {
     );
 
     // Apply.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", "runbooks/", "--region", REGION, "--yes", &exclude]);
-    let out = run(cmd);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &["apply", "runbooks/", "--region", REGION, "--yes", &exclude],
+    );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -482,23 +497,23 @@ fn scenario(kind: Kind) {
     assert_eq!(block_on(rules(&ec2, &seeded.default_in_use)), in_use_before);
 
     // Convergence: nothing left to do.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args([
-        "plan",
-        "runbooks/",
-        "--region",
-        REGION,
-        "--detailed-exitcode",
-        &exclude,
-    ]);
-    let out = run(cmd);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            "runbooks/",
+            "--region",
+            REGION,
+            "--detailed-exitcode",
+            &exclude,
+        ],
+    );
     assert_eq!(out.code, 0, "second plan: {}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("No changes."), "{}", out.stdout);
 
     // The audit log verifies and holds the revoked rules exactly.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["audit", "verify"]);
-    let out = run(cmd);
+    let out = cli(&emulator, state.path(), &["audit", "verify"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
     let records: Vec<Value> = log
@@ -553,9 +568,7 @@ fn scenario(kind: Kind) {
         })
         .collect();
     std::fs::write(state.path().join("audit.jsonl"), tampered.join("\n") + "\n").expect("tamper");
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["audit", "verify"]);
-    let out = run(cmd);
+    let out = cli(&emulator, state.path(), &["audit", "verify"]);
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains(&format!("line {edited_line}:")),
@@ -611,9 +624,7 @@ fn stale_plan(kind: Kind) {
     // The refusal is audited as a failure, and the chain verifies.
     let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
     assert!(log.contains("\"code\":\"StalePlan\""), "{log}");
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["audit", "verify"]);
-    assert_eq!(run(cmd).code, 0);
+    assert_eq!(cli(&emulator, state.path(), &["audit", "verify"]).code, 0);
 
     // A saved plan applied while still fresh is applied exactly.
     let fresh = state.path().join("fresh.json");

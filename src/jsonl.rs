@@ -1,0 +1,52 @@
+//! Append-only JSON-lines files, each line synced to disk before `append` returns: the
+//! durability the audit log and run journals promise.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// An open JSON-lines file, appended to only.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonLines {
+    /// Opens `path` for appending, creating it if needed.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Writes `value` as one line and syncs it.
+    pub fn append<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        let mut line = serde_json::to_string(value).map_err(|e| {
+            Error::Internal(format!(
+                "{}: line does not serialize: {e}",
+                self.path.display()
+            ))
+        })?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
