@@ -22,9 +22,11 @@ pub struct Query {
 
 /// Runs one query.
 pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>> {
-    match query.kind {
-        ResourceKind::SecurityGroup => security_group::discover(clients, &query.filters).await,
-    }
+    let found = match query.kind {
+        ResourceKind::SecurityGroup => security_group::discover(clients, &query.filters).await?,
+    };
+    tracing::debug!(region = %clients.region, kind = %query.kind, filters = ?query.filters, found = found.len(), "discovered");
+    Ok(found)
 }
 
 /// Runs each distinct query once, concurrently.

@@ -155,6 +155,7 @@ impl Run<'_> {
     /// Makes one change; returns its outcome and the state read back.
     async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>) {
         let started = Instant::now();
+        tracing::info!(change = %change.id, operation = %change.call.operation, "applying");
         if let Err(e) = self.journal.record(&change.id, Phase::Started, None) {
             return self.fail(
                 change,
