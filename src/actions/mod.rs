@@ -97,6 +97,9 @@ pub struct ActionInfo {
     pub args: &'static [ArgSpec],
     /// Outputs it can export.
     pub outputs: &'static [&'static str],
+    /// Whether it waits after its calls (for a state to settle), so a step's `wait:`
+    /// bounds mean something.
+    pub waits: bool,
 }
 
 /// A typed action: its plan half. Its calls are those of its AWS concern.

@@ -147,6 +147,7 @@ static RESTRICT: ActionInfo = ActionInfo {
         description: "egress rules to the internet that stay allowed: {protocol, from_port, to_port, cidr | ipv6_cidr | prefix_list_id, description}",
     }],
     outputs: &[],
+    waits: false,
 };
 
 impl Action for RestrictEgress {
@@ -279,6 +280,7 @@ static CLOSE: ActionInfo = ActionInfo {
         description: "also close a group network interfaces still use (default false: such a group is blocked and reported)",
     }],
     outputs: &[],
+    waits: false,
 };
 
 impl Action for CloseGroup {

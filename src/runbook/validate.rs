@@ -320,6 +320,15 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 &format!("step {sid} when"),
             );
         }
+        if let (Some(_), false) = (&step.wait, action.info().waits) {
+            problems.push(
+                at(&step.action.referenced),
+                format!(
+                    "step {sid}: action {} does not wait for anything, so `wait` has no effect: remove it",
+                    action.info().name
+                ),
+            );
+        }
         let mut outputs = Map::new();
         for output in &step.outputs {
             if !action.info().outputs.contains(&output.value.as_str()) {

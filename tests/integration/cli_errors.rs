@@ -227,3 +227,33 @@ fn schema_and_list_describe_the_format() {
             && out.stdout.contains("control: AWS FSBP EC2.2")
     );
 }
+
+#[test]
+fn wait_and_outputs_an_action_does_not_have_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{GOOD_HEAD}steps:\n  - id: a\n    action: ec2:close-security-group\n    for_each: groups\n    wait: {{timeout_seconds: 5}}\n    outputs: [x]\n"
+    );
+    let file = write(dir.path(), "wait.yaml", &text);
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("validate").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    let f = file.display().to_string();
+    assert!(
+        out.stderr.contains(&format!(
+            "error: {f}:9:13: step a: action ec2:close-security-group does not wait for anything"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "error: {f}:12:15: step a: action ec2:close-security-group has no output \"x\""
+        )),
+        "{}",
+        out.stderr
+    );
+}
