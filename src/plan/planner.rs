@@ -219,22 +219,28 @@ pub fn plan_on_inventory(
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
         let mut context = base_context(runbook, request.params, region, request.identity);
+        // Every render serializes the whole context: carry the discovered lists only for
+        // runbooks whose templates use them, or planning grows with the square of the
+        // number of resources.
+        let uses_discovered = runbook_mentions(runbook, "discovered");
         let mut discovered = Map::new();
         let mut excluded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (name, spec) in &runbook.runbook.discover {
             let list = members
                 .get(&(rid.clone(), name.clone()))
-                .cloned()
+                .map(Vec::as_slice)
                 .unwrap_or_default();
-            discovered.insert(
-                name.clone(),
-                Value::Array(
-                    list.iter()
-                        .filter_map(|(k, id)| inventory.get(*k, id))
-                        .map(|r| r.to_template_value())
-                        .collect(),
-                ),
-            );
+            if uses_discovered {
+                discovered.insert(
+                    name.clone(),
+                    Value::Array(
+                        list.iter()
+                            .filter_map(|(k, id)| inventory.get(*k, id))
+                            .map(|r| r.to_template_value())
+                            .collect(),
+                    ),
+                );
+            }
             if let Some(exclude) = &spec.exclude_ids {
                 let rendered = renderer
                     .render_value(&exclude.value, &context)
@@ -287,11 +293,10 @@ pub fn plan_on_inventory(
                     continue;
                 };
                 targets.insert(id.clone());
-                let mut item_context = context.clone();
-                item_context["item"] = target.to_template_value();
+                context["item"] = target.to_template_value();
                 if let Some(condition) = &step.condition {
                     let keep = renderer
-                        .render_condition(&condition.value, &item_context)
+                        .render_condition(&condition.value, &context)
                         .map_err(|m| {
                             render_error(
                                 runbook,
@@ -305,16 +310,13 @@ pub fn plan_on_inventory(
                 }
                 let mut args = Map::new();
                 for (name, value) in &step.args {
-                    let rendered =
-                        renderer
-                            .render_value(&value.value, &item_context)
-                            .map_err(|m| {
-                                render_error(
-                                    runbook,
-                                    &value.referenced,
-                                    format!("step {sid} argument {name}: {m}"),
-                                )
-                            })?;
+                    let rendered = renderer.render_value(&value.value, &context).map_err(|m| {
+                        render_error(
+                            runbook,
+                            &value.referenced,
+                            format!("step {sid} argument {name}: {m}"),
+                        )
+                    })?;
                     args.insert(name.clone(), rendered);
                 }
                 let planned = action.plan(&target, &Value::Object(args)).map_err(|m| {
@@ -409,6 +411,25 @@ pub fn plan_on_inventory(
             .insert(rid, targets.difference(&touched).count());
     }
     Ok(out)
+}
+
+/// Whether any template of the runbook's steps mentions `word`.
+fn runbook_mentions(runbook: &LoadedRunbook, word: &str) -> bool {
+    fn in_value(value: &Value, word: &str) -> bool {
+        match value {
+            Value::String(s) => s.contains(word),
+            Value::Array(items) => items.iter().any(|i| in_value(i, word)),
+            Value::Object(map) => map.values().any(|i| in_value(i, word)),
+            _ => false,
+        }
+    }
+    runbook.runbook.steps.iter().any(|step| {
+        step.args.values().any(|a| in_value(&a.value, word))
+            || step
+                .condition
+                .as_ref()
+                .is_some_and(|c| c.value.contains(word))
+    })
 }
 
 /// A resource blocked by several steps of one runbook is listed once.
