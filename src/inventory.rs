@@ -19,16 +19,23 @@ pub enum ResourceKind {
     /// An EC2 (VPC) security group.
     #[serde(rename = "ec2:security-group")]
     SecurityGroup,
+    /// A region's EBS encryption-by-default setting (one per region; its id is the region).
+    #[serde(rename = "ec2:ebs-encryption-default")]
+    EbsEncryptionDefault,
 }
 
 impl ResourceKind {
     /// Every kind, for `harden list` and validation messages.
-    pub const ALL: &'static [ResourceKind] = &[ResourceKind::SecurityGroup];
+    pub const ALL: &'static [ResourceKind] = &[
+        ResourceKind::SecurityGroup,
+        ResourceKind::EbsEncryptionDefault,
+    ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
     pub fn name(self) -> &'static str {
         match self {
             ResourceKind::SecurityGroup => "ec2:security-group",
+            ResourceKind::EbsEncryptionDefault => "ec2:ebs-encryption-default",
         }
     }
 
@@ -48,6 +55,7 @@ impl ResourceKind {
                 "description",
                 "owner-id",
             ],
+            ResourceKind::EbsEncryptionDefault => &[],
         }
     }
 
@@ -74,6 +82,13 @@ impl ResourceKind {
                 v
             })
             .unwrap_or(serde_json::Value::Null),
+            ResourceKind::EbsEncryptionDefault => {
+                Resource::EbsEncryptionDefault(EbsEncryptionDefault {
+                    region: "us-east-1".into(),
+                    enabled: false,
+                })
+                .to_template_value()
+            }
         }
     }
 }
@@ -275,11 +290,22 @@ pub struct SecurityGroupRules {
     pub egress: Vec<Rule>,
 }
 
+/// A region's EBS encryption-by-default setting (FSBP EC2.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EbsEncryptionDefault {
+    /// The region, which is also its id.
+    pub region: String,
+    /// Whether new volumes and snapshot copies are encrypted by default.
+    pub enabled: bool,
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     /// A security group.
     SecurityGroup(SecurityGroup),
+    /// A region's EBS encryption-by-default setting.
+    EbsEncryptionDefault(EbsEncryptionDefault),
 }
 
 impl Resource {
@@ -287,6 +313,7 @@ impl Resource {
     pub fn kind(&self) -> ResourceKind {
         match self {
             Resource::SecurityGroup(_) => ResourceKind::SecurityGroup,
+            Resource::EbsEncryptionDefault(_) => ResourceKind::EbsEncryptionDefault,
         }
     }
 
@@ -294,20 +321,22 @@ impl Resource {
     pub fn id(&self) -> &str {
         match self {
             Resource::SecurityGroup(g) => &g.id,
+            Resource::EbsEncryptionDefault(e) => &e.region,
         }
     }
 
-    /// Its tags.
-    pub fn tags(&self) -> &BTreeMap<String, String> {
+    /// Its tags (a region setting has none).
+    pub fn tags(&self) -> Option<&BTreeMap<String, String>> {
         match self {
-            Resource::SecurityGroup(g) => &g.tags,
+            Resource::SecurityGroup(g) => Some(&g.tags),
+            Resource::EbsEncryptionDefault(_) => None,
         }
     }
 
     /// True when tagged `harden:exempt` = `true`.
     pub fn is_exempt(&self) -> bool {
         self.tags()
-            .get(EXEMPT_TAG)
+            .and_then(|tags| tags.get(EXEMPT_TAG))
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 
@@ -315,6 +344,7 @@ impl Resource {
     pub fn to_template_value(&self) -> serde_json::Value {
         let mut value = match self {
             Resource::SecurityGroup(g) => serde_json::to_value(g).unwrap_or_default(),
+            Resource::EbsEncryptionDefault(e) => serde_json::to_value(e).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());
@@ -329,40 +359,29 @@ impl Resource {
 /// What harden knows of one region of one account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegionInventory {
-    /// Security groups by id (those the discoveries asked for).
-    pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// Resources the discoveries asked for, by kind and id.
+    resources: BTreeMap<(ResourceKind, String), Resource>,
 }
 
 impl RegionInventory {
     /// The resource with this kind and id.
     pub fn get(&self, kind: ResourceKind, id: &str) -> Option<Resource> {
-        match kind {
-            ResourceKind::SecurityGroup => self
-                .security_groups
-                .get(id)
-                .cloned()
-                .map(Resource::SecurityGroup),
-        }
+        self.resources.get(&(kind, id.to_string())).cloned()
     }
 
     /// Replaces a resource with its projected state.
     pub fn put(&mut self, resource: Resource) {
-        match resource {
-            Resource::SecurityGroup(g) => {
-                self.security_groups.insert(g.id.clone(), g);
-            }
-        }
+        self.resources
+            .insert((resource.kind(), resource.id().to_string()), resource);
     }
 
     /// Adds resources read by discovery, keeping any projected state already there
     /// (a later runbook must see what earlier runbooks will leave).
     pub fn merge_discovered(&mut self, resources: Vec<Resource>) {
         for resource in resources {
-            match resource {
-                Resource::SecurityGroup(g) => {
-                    self.security_groups.entry(g.id.clone()).or_insert(g);
-                }
-            }
+            self.resources
+                .entry((resource.kind(), resource.id().to_string()))
+                .or_insert(resource);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! stale-plan check and the read-back), make one change's call, and probe it with
 //! `DryRun`. The engine never sees an SDK type.
 
+pub mod ebs;
 pub mod security_group;
 
 use async_trait::async_trait;
@@ -112,9 +113,36 @@ pub trait Action: Send + Sync {
     fn calls(&self) -> &'static dyn Calls;
 }
 
+/// What a call made with `DryRun=true` answered, as a probe result. EC2 never answers a
+/// dry run with success: `DryRunOperation` is its "would have succeeded".
+pub fn dry_run_answer(result: Result<Applied>) -> Probe {
+    match result {
+        Ok(_) => Probe::Failed {
+            code: "NoDryRunAnswer".into(),
+            message: "the call returned success under DryRun; it may have been made".into(),
+        },
+        Err(crate::Error::Aws(f)) if f.code == "DryRunOperation" => Probe::WouldSucceed,
+        Err(crate::Error::Aws(f)) if f.code == "UnauthorizedOperation" => {
+            Probe::Unauthorized { message: f.message }
+        }
+        Err(crate::Error::Aws(f)) => Probe::Failed {
+            code: f.code,
+            message: f.message,
+        },
+        Err(other) => Probe::Failed {
+            code: "Error".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
-    &[&security_group::RestrictEgress, &security_group::CloseGroup]
+    &[
+        &security_group::RestrictEgress,
+        &security_group::CloseGroup,
+        &ebs::EnableEncryptionByDefault,
+    ]
 }
 
 /// The action with this name.

@@ -115,9 +115,10 @@ pub fn parse_allowed(name: &str, value: &Value) -> std::result::Result<Vec<Rule>
     Ok(rules)
 }
 
-fn group(target: &Resource) -> &SecurityGroup {
+fn group(target: &Resource) -> std::result::Result<&SecurityGroup, String> {
     match target {
-        Resource::SecurityGroup(g) => g,
+        Resource::SecurityGroup(g) => Ok(g),
+        other => Err(format!("expected a security group, given {}", other.kind())),
     }
 }
 
@@ -156,7 +157,7 @@ impl Action for RestrictEgress {
     }
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
-        let original = group(target);
+        let original = group(target)?;
         let allowed = parse_allowed("allowed", args.get("allowed").unwrap_or(&Value::Null))?;
         let allowed_keys: BTreeSet<RuleKey> = allowed.iter().map(Rule::key).collect();
         let open: Vec<Rule> = original
@@ -289,7 +290,7 @@ impl Action for CloseGroup {
     }
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
-        let original = group(target);
+        let original = group(target)?;
         let close_in_use = match args.get("close_in_use") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -754,25 +755,7 @@ async fn probe_call(clients: &RegionClients, change: &Change) -> Probe {
             reason: "its input depends on an earlier change".into(),
         };
     }
-    match apply_call(clients, change, &change.before, true).await {
-        // A dry run never succeeds: AWS answers DryRunOperation when it would have.
-        Ok(_) => Probe::Failed {
-            code: "NoDryRunAnswer".into(),
-            message: "the call returned success under DryRun; it may have been made".into(),
-        },
-        Err(Error::Aws(f)) if f.code == "DryRunOperation" => Probe::WouldSucceed,
-        Err(Error::Aws(f)) if f.code == "UnauthorizedOperation" => {
-            Probe::Unauthorized { message: f.message }
-        }
-        Err(Error::Aws(f)) => Probe::Failed {
-            code: f.code,
-            message: f.message,
-        },
-        Err(other) => Probe::Failed {
-            code: "Error".into(),
-            message: other.to_string(),
-        },
-    }
+    super::dry_run_answer(apply_call(clients, change, &change.before, true).await)
 }
 
 // ---- Discovery and reads ----

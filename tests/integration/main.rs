@@ -3,6 +3,7 @@
 //! ports of 127.0.0.1 and stop when done. One binary, one module per concern.
 
 mod cli_errors;
+mod ebs;
 mod regions_and_terminal;
 mod security_groups;
 mod support;
