@@ -452,6 +452,26 @@ fn scenario(kind: Kind) {
         "{}",
         out.stdout
     );
+    // The run's own audit records: one per change plus the apply summary.
+    let run_id = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Apply ").and_then(|r| r.strip_suffix(':')))
+        .expect("the apply names its run")
+        .to_string();
+    let shown = cli(
+        &emulator,
+        state.path(),
+        &["audit", "show", "--run", &run_id, "--format", "json"],
+    );
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let shown: Vec<Value> = serde_json::from_str(&shown.stdout).expect("records JSON");
+    assert_eq!(shown.len(), expected.len() + 1);
+    assert!(shown.iter().all(|r| r["run_id"] == run_id.as_str()));
+    assert_eq!(
+        shown.last().map(|r| r["type"].clone()),
+        Some(Value::from("apply"))
+    );
 
     // web: allowed rule present, open rules gone, narrow rules kept (same ids).
     let web_after = block_on(rules(&ec2, &seeded.web));
