@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde_json::Value;
+
 use super::{ChangeKind, Plan, Probe};
 
 /// Counts of changes by kind.
@@ -61,6 +63,79 @@ fn probe_text(probe: &Probe) -> String {
     }
 }
 
+/// One compact line for a value: `key=value` pairs for objects (nested keys dotted),
+/// the value itself otherwise.
+fn compact(value: &Value) -> String {
+    fn pairs(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    pairs(&path, item, out);
+                }
+            }
+            Value::Null => {}
+            Value::String(s) if s.contains(' ') || s.is_empty() => {
+                out.push(format!("{prefix}={s:?}"))
+            }
+            Value::String(s) => out.push(format!("{prefix}={s}")),
+            other => out.push(format!("{prefix}={other}")),
+        }
+    }
+    match value {
+        Value::Object(_) => {}
+        Value::String(s) => return s.clone(),
+        other => return other.to_string(),
+    }
+    let mut out = Vec::new();
+    pairs("", value, &mut out);
+    if out.is_empty() {
+        value.to_string()
+    } else {
+        out.join(" ")
+    }
+}
+
+/// What a change does to its resource's state, Terraform-style: for each top-level
+/// field, `- ` what goes and `+ ` what comes (list entries one a line), or
+/// `~ field: before -> after` for plain values.
+pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (b, a) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut lines = Vec::new();
+    for key in keys.into_iter().filter(|k| seen.insert(*k)) {
+        let (old, new) = (
+            b.get(key).unwrap_or(&Value::Null),
+            a.get(key).unwrap_or(&Value::Null),
+        );
+        if old == new {
+            continue;
+        }
+        match (old, new) {
+            (Value::Array(old), Value::Array(new)) => {
+                for gone in old.iter().filter(|v| !new.contains(v)) {
+                    lines.push(format!("{key} - {}", compact(gone)));
+                }
+                for came in new.iter().filter(|v| !old.contains(v)) {
+                    lines.push(format!("{key} + {}", compact(came)));
+                }
+            }
+            (old, new) => lines.push(format!("{key} ~ {} -> {}", compact(old), compact(new))),
+        }
+    }
+    lines
+}
+
 /// Renders the plan for a terminal.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -113,9 +188,12 @@ pub fn text(plan: &Plan) -> String {
                     change.summary,
                     change.step
                 );
+                for line in state_diff(&change.before, &change.after) {
+                    let _ = writeln!(out, "        {line}");
+                }
                 let _ = writeln!(
                     out,
-                    "        {}:{} {}",
+                    "        call {}:{} {}",
                     change.call.service, change.call.operation, change.call.input
                 );
                 if let Some(probe) = &change.probe {
@@ -187,4 +265,35 @@ pub fn text(plan: &Plan) -> String {
 /// Renders the plan as its versioned JSON document (the saved-plan format).
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_diff_names_what_goes_and_what_comes() {
+        let before = json!({"ingress": [], "egress": [
+            {"rule_id": "sgr-1", "protocol": "-1", "peer": {"cidr": "0.0.0.0/0"}, "description": null},
+            {"rule_id": "sgr-2", "protocol": "tcp", "from_port": 5432, "to_port": 5432, "peer": {"cidr": "10.0.0.0/8"}, "description": null}]});
+        let after = json!({"ingress": [], "egress": [
+            {"rule_id": "sgr-1", "protocol": "tcp", "from_port": 443, "to_port": 443, "peer": {"cidr": "0.0.0.0/0"}, "description": "HTTPS out"},
+            {"rule_id": "sgr-2", "protocol": "tcp", "from_port": 5432, "to_port": 5432, "peer": {"cidr": "10.0.0.0/8"}, "description": null}]});
+        assert_eq!(
+            state_diff(&before, &after),
+            vec![
+                "egress - rule_id=sgr-1 protocol=-1 peer.cidr=0.0.0.0/0".to_string(),
+                "egress + rule_id=sgr-1 protocol=tcp from_port=443 to_port=443 peer.cidr=0.0.0.0/0 description=\"HTTPS out\"".to_string(),
+            ]
+        );
+        assert_eq!(
+            state_diff(
+                &json!({"region": "eu-west-1", "enabled": false}),
+                &json!({"region": "eu-west-1", "enabled": true})
+            ),
+            vec!["enabled ~ false -> true".to_string()]
+        );
+    }
 }
