@@ -2,7 +2,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use comfy_table::Table;
 
@@ -280,6 +281,15 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     }
     let run_id = new_run_id();
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    // Ctrl-C stops starting changes; those in flight finish and are recorded.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the changes in flight, starting no more");
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
     let journal = Journal::create(&global.state_dir, &run_id, &plan)?;
     let report = execute::apply(
         &aws,
@@ -290,6 +300,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         &ApplyOptions {
             concurrency: args.concurrency,
             run_id: run_id.clone(),
+            interrupted,
         },
     )
     .await?;
@@ -321,9 +332,9 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         report.skipped(),
         journal.dir().display()
     );
-    if report.failed() > 0 {
+    if report.failed() > 0 || report.skipped() > 0 {
         eprintln!(
-            "error: apply failed; the changes listed as ok were made and verified, the rest were not"
+            "error: apply did not finish; the changes listed as ok were made and verified, the rest were not"
         );
         return Ok(Status::Failure);
     }

@@ -8,8 +8,8 @@
 pub mod journal;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
@@ -30,6 +30,9 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// This run's id.
     pub run_id: String,
+    /// Set (by the Ctrl-C handler) to stop starting changes; changes in flight finish,
+    /// are read back and recorded, the rest are recorded as not attempted.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 /// The outcome of each change, in plan order.
@@ -66,6 +69,7 @@ struct Run<'a> {
     journal: &'a Journal,
     run_id: &'a str,
     stop: AtomicBool,
+    interrupted: &'a AtomicBool,
 }
 
 /// Applies `plan`. Refuses a plan made for another account.
@@ -91,6 +95,7 @@ pub async fn apply(
         journal,
         run_id: &options.run_id,
         stop: AtomicBool::new(false),
+        interrupted: &options.interrupted,
     };
     // Chains: one per resource, in order of first appearance.
     let mut chains: Vec<Vec<usize>> = Vec::new();
@@ -125,9 +130,12 @@ impl Run<'_> {
         let mut chain_failed = false;
         for index in chain {
             let change = &self.plan.changes[index];
-            if chain_failed || self.stop.load(Ordering::SeqCst) {
+            let interrupted = self.interrupted.load(Ordering::SeqCst);
+            if chain_failed || interrupted || self.stop.load(Ordering::SeqCst) {
                 let reason = if chain_failed {
                     "not attempted: an earlier change to this resource failed"
+                } else if interrupted {
+                    "not attempted: apply was interrupted"
                 } else {
                     "not attempted: apply stopped after a failure"
                 };
@@ -466,6 +474,10 @@ mod tests {
     }
 
     async fn run(client: Client, plan: &Plan) -> Outcomes {
+        run_with(client, plan, false).await
+    }
+
+    async fn run_with(client: Client, plan: &Plan, interrupted: bool) -> Outcomes {
         let dir = tempfile::tempdir().expect("tempdir");
         let aws = Aws::with_ec2_client(client);
         let identity = CallerIdentity {
@@ -484,6 +496,7 @@ mod tests {
             &ApplyOptions {
                 concurrency: 1,
                 run_id: "run-1".into(),
+                interrupted: Arc::new(AtomicBool::new(interrupted)),
             },
         )
         .await
@@ -622,5 +635,26 @@ mod tests {
             0,
             "nothing is called on a stale change"
         );
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_apply_starts_nothing_and_records_why() {
+        let describe = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
+        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
+        let out = run_with(client, &plan_of(vec![revoke("sg-1", "sgr-1")]), true).await;
+        assert_eq!(
+            out.report.outcomes[0].1,
+            Outcome::Skipped {
+                reason: "not attempted: apply was interrupted".into()
+            }
+        );
+        assert_eq!(revoke_call.num_calls(), 0);
+        assert_eq!(change_records(&out.records).len(), 1, "the skip is audited");
     }
 }
