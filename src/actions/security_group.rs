@@ -660,6 +660,23 @@ async fn apply_call(
     let input = parse_input(change)?;
     let ec2 = &clients.ec2;
     let operation = change.call.operation.as_str();
+    // Egress and ingress revokes differ only in the builder; the checks are the same.
+    macro_rules! revoke_by_rule_ids {
+        ($request:expr) => {{
+            let ids = revoke_ids(change, &input, current)?;
+            let out = $request
+                .group_id(&input.group_id)
+                .set_security_group_rule_ids(Some(ids))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
+                return Err(refused(operation, out.request_id()));
+            }
+            out.request_id().map(str::to_string)
+        }};
+    }
     let request_id = match operation {
         "AuthorizeSecurityGroupEgress" => {
             let out = ec2
@@ -697,36 +714,8 @@ async fn apply_call(
             }
             out.request_id().map(str::to_string)
         }
-        "RevokeSecurityGroupEgress" => {
-            let ids = revoke_ids(change, &input, current)?;
-            let out = ec2
-                .revoke_security_group_egress()
-                .group_id(&input.group_id)
-                .set_security_group_rule_ids(Some(ids))
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
-            if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
-                return Err(refused(operation, out.request_id()));
-            }
-            out.request_id().map(str::to_string)
-        }
-        "RevokeSecurityGroupIngress" => {
-            let ids = revoke_ids(change, &input, current)?;
-            let out = ec2
-                .revoke_security_group_ingress()
-                .group_id(&input.group_id)
-                .set_security_group_rule_ids(Some(ids))
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
-            if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
-                return Err(refused(operation, out.request_id()));
-            }
-            out.request_id().map(str::to_string)
-        }
+        "RevokeSecurityGroupEgress" => revoke_by_rule_ids!(ec2.revoke_security_group_egress()),
+        "RevokeSecurityGroupIngress" => revoke_by_rule_ids!(ec2.revoke_security_group_ingress()),
         other => {
             return Err(Error::Usage(format!(
                 "change {}: operation {other} is not one a security-group action makes",

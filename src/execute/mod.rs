@@ -462,6 +462,15 @@ mod tests {
         }
     }
 
+    /// A revoke the service answers with success (whatever it then did).
+    fn revoke_succeeds() -> aws_smithy_mocks::Rule {
+        mock!(Client::revoke_security_group_egress).then_output(|| {
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        })
+    }
+
     fn rules_output(rules: Vec<SecurityGroupRule>) -> DescribeSecurityGroupRulesOutput {
         DescribeSecurityGroupRulesOutput::builder()
             .set_security_group_rules(Some(rules))
@@ -523,11 +532,7 @@ mod tests {
         // Reads before and after both show the rule: the revoke "succeeded" in name only.
         let describe = mock!(Client::describe_security_group_rules)
             .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
-        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
-            RevokeSecurityGroupEgressOutput::builder()
-                .r#return(true)
-                .build()
-        });
+        let revoke_call = revoke_succeeds();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
         let plan = plan_of(vec![revoke("sg-1", "sgr-1"), revoke("sg-2", "sgr-2")]);
         let out = run(client, &plan).await;
@@ -567,11 +572,7 @@ mod tests {
             .times(2)
             .output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]))
             .build();
-        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
-            RevokeSecurityGroupEgressOutput::builder()
-                .r#return(true)
-                .build()
-        });
+        let revoke_call = revoke_succeeds();
         let after =
             mock!(Client::describe_security_group_rules).then_output(|| rules_output(Vec::new()));
         let client = mock_client!(
@@ -620,11 +621,7 @@ mod tests {
         // Since the plan, someone replaced the rule: its id differs.
         let describe = mock!(Client::describe_security_group_rules)
             .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-9")]));
-        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
-            RevokeSecurityGroupEgressOutput::builder()
-                .r#return(true)
-                .build()
-        });
+        let revoke_call = revoke_succeeds();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
         let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
         assert!(
@@ -641,11 +638,7 @@ mod tests {
     async fn an_interrupted_apply_starts_nothing_and_records_why() {
         let describe = mock!(Client::describe_security_group_rules)
             .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
-        let revoke_call = mock!(Client::revoke_security_group_egress).then_output(|| {
-            RevokeSecurityGroupEgressOutput::builder()
-                .r#return(true)
-                .build()
-        });
+        let revoke_call = revoke_succeeds();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
         let out = run_with(client, &plan_of(vec![revoke("sg-1", "sgr-1")]), true).await;
         assert_eq!(
