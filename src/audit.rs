@@ -77,6 +77,9 @@ pub struct ChangeRecord {
 /// Summary of a plan, dry-run or apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// SHA-256 of the plan as harden writes it (`sha256sum` of a file saved with
+    /// `plan --out` gives the same), so an apply names the exact plan it executed.
+    pub plan_digest: String,
     /// Runbook ids with their digests.
     pub runbooks: Vec<(String, String)>,
     /// Regions.
@@ -366,6 +369,7 @@ mod tests {
 
     fn summary() -> Entry {
         Entry::Plan(Summary {
+            plan_digest: "p".into(),
             runbooks: vec![("r".into(), "d".into())],
             regions: vec!["us-east-1".into()],
             changes: 1,

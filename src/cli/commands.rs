@@ -145,8 +145,9 @@ fn new_run_id() -> String {
     )
 }
 
-fn summary(plan: &Plan) -> Summary {
-    Summary {
+fn summary(plan: &Plan) -> Result<Summary> {
+    Ok(Summary {
+        plan_digest: plan.digest()?,
         runbooks: plan
             .runbooks
             .iter()
@@ -163,7 +164,7 @@ fn summary(plan: &Plan) -> Summary {
             .iter()
             .filter(|c| matches!(c.probe, Some(Probe::Unauthorized { .. })))
             .count(),
-    }
+    })
 }
 
 async fn make_plan(resolved: &Resolved) -> Result<Plan> {
@@ -187,9 +188,9 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     }
     let run_id = new_run_id();
     let entry = if dry_run {
-        Entry::DryRun(summary(&plan))
+        Entry::DryRun(summary(&plan)?)
     } else {
-        Entry::Plan(summary(&plan))
+        Entry::Plan(summary(&plan)?)
     };
     AuditLog::open(&global.state_dir)?.append(
         &run_id,
@@ -304,7 +305,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         },
     )
     .await?;
-    let mut summary = summary(&plan);
+    let mut summary = summary(&plan)?;
     summary.succeeded = report.succeeded();
     summary.failed = report.failed();
     summary.skipped = report.skipped();

@@ -84,11 +84,22 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The plan as saved: pretty JSON and a final newline.
+    pub fn to_text(&self) -> Result<String> {
+        serde_json::to_string_pretty(self)
+            .map(|text| text + "\n")
+            .map_err(|e| Error::Internal(format!("plan does not serialize: {e}")))
+    }
+
+    /// SHA-256 (hex) of [`Plan::to_text`]: what `sha256sum` says of a saved plan.
+    pub fn digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        Ok(hex::encode(Sha256::digest(self.to_text()?.as_bytes())))
+    }
+
     /// Writes the plan as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::Internal(format!("plan does not serialize: {e}")))?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        std::fs::write(path, self.to_text()?).map_err(|e| Error::io(path, e))
     }
 }
 

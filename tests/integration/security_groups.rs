@@ -667,6 +667,15 @@ fn stale_plan(kind: Kind) {
             .iter()
             .any(|r| r.0 && (r.4 == "0.0.0.0/0" && r.1 != "tcp" || r.4 == "::/0" || r.2 == 25))
     );
+    // The apply's audit summary names the exact plan file it executed.
+    use sha2::Digest;
+    let file_digest = hex::encode(sha2::Sha256::digest(
+        std::fs::read(&fresh).expect("plan file"),
+    ));
+    let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
+    let last: Value = serde_json::from_str(log.lines().last().expect("records")).expect("record");
+    assert_eq!(last["type"], "apply");
+    assert_eq!(last["plan_digest"], file_digest.as_str());
 }
 
 #[test]
