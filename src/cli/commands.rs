@@ -287,8 +287,14 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     let flag = Arc::clone(&interrupted);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the changes in flight, starting no more");
+            eprintln!(
+                "interrupted: finishing the changes in flight, starting no more (Ctrl-C again to exit at once)"
+            );
             flag.store(true, Ordering::SeqCst);
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("exiting at once; the run's journal shows any change left in flight");
+            std::process::exit(130);
         }
     });
     let journal = Journal::create(&global.state_dir, &run_id, &plan)?;
