@@ -97,3 +97,102 @@ fn apply_asks_on_a_terminal_and_only_yes_applies() {
         "{stdout}"
     );
 }
+
+/// Ctrl-C during apply: the change in flight finishes and is recorded, nothing more
+/// starts, the rest is audited as not attempted, and the exit code says it did not finish.
+#[test]
+fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
+    use std::io::{BufRead, BufReader};
+
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2("eu-west-1");
+    crate::support::block_on(async {
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.60.0.0/16")
+            .send()
+            .await
+            .expect("vpc")
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string();
+        for i in 0..150 {
+            ec2.create_security_group()
+                .group_name(format!("g{i}"))
+                .description("open egress")
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .expect("group");
+        }
+    });
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "apply",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        "eu-west-1",
+        "--yes",
+        "--concurrency",
+        "1",
+    ])
+    .env("HARDEN_LOG", "harden=info")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    // Interrupt as soon as the first change is under way.
+    for line in lines.by_ref() {
+        if line.expect("stderr line").contains("applying") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().expect("finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted: finishing the changes in flight")),
+        "{rest:?}"
+    );
+    assert!(
+        stdout.contains("not attempted: apply was interrupted"),
+        "{stdout}"
+    );
+    // 150 groups and the region's two default groups, one change each.
+    let reported = |word: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with(word))
+            .count()
+    };
+    let (succeeded, skipped) = (reported("ok "), reported("skipped "));
+    assert_eq!(succeeded + skipped, 152, "{stdout}");
+    assert!(
+        succeeded >= 1 && skipped >= 1,
+        "some but not all changes made: {stdout}"
+    );
+
+    // Every change is accounted for in the audit log, and the chain verifies.
+    let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
+    let changes = log
+        .lines()
+        .filter(|l| l.contains("\"type\":\"change\""))
+        .count();
+    assert_eq!(changes, 152);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["audit", "verify"]);
+    assert_eq!(run(cmd).code, 0);
+}
