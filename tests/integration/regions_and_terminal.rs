@@ -139,7 +139,9 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
         "1",
     ])
     .env("HARDEN_LOG", "harden=info")
-    .stdout(Stdio::piped())
+    // The plan printed first is large: stdout goes to a file so that neither pipe can
+    // fill while the test reads the other.
+    .stdout(std::fs::File::create(state.path().join("stdout.txt")).expect("stdout file"))
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("starts");
     let stderr = child.stderr.take().expect("stderr");
@@ -159,9 +161,9 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
             .success()
     );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let out = child.wait_with_output().expect("finishes");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{rest:?}");
+    let status = child.wait().expect("finishes");
+    let stdout = std::fs::read_to_string(state.path().join("stdout.txt")).expect("stdout");
+    assert_eq!(status.code(), Some(1), "{stdout}\n{rest:?}");
     assert!(
         rest.iter()
             .any(|l| l.contains("interrupted: finishing the changes in flight")),
