@@ -162,6 +162,8 @@ pub struct AuditLog {
     head_path: PathBuf,
     last_hash: String,
     seq: u64,
+    /// Held while the log is open: two writers would fork the chain.
+    _lock: File,
 }
 
 /// The log file in a state directory.
@@ -177,6 +179,7 @@ impl AuditLog {
     /// Opens (creating) the log and finds the chain's end.
     pub fn open(state_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
+        let lock = lock_state_dir(state_dir)?;
         let path = log_path(state_dir);
         let (seq, last_hash) = match File::open(&path) {
             Ok(file) => {
@@ -210,6 +213,7 @@ impl AuditLog {
             head_path: head_path(state_dir),
             last_hash,
             seq,
+            _lock: lock,
         })
     }
 
@@ -244,6 +248,20 @@ impl AuditLog {
         .map_err(|e| Error::Internal(e.to_string()))?;
         write_synced(&self.head_path, head.as_bytes())?;
         Ok(record)
+    }
+}
+
+/// Takes the state directory's lock, refusing (not waiting) when another harden holds it.
+fn lock_state_dir(state_dir: &Path) -> Result<File> {
+    let path = state_dir.join("lock");
+    let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "{}: another harden is writing to this state directory; wait for it to finish (two writers would fork the audit chain)",
+            state_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 
@@ -394,6 +412,19 @@ mod tests {
             .expect("appends");
         }
         dir
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = AuditLog::open(dir.path()).expect("opens");
+        let second = AuditLog::open(dir.path()).expect_err("locked");
+        assert!(
+            second.to_string().contains("another harden is writing"),
+            "{second}"
+        );
+        drop(first);
+        AuditLog::open(dir.path()).expect("free again");
     }
 
     #[test]
