@@ -3,6 +3,8 @@
 //! caller identity every plan and audit record names. Nothing outside [`crate::actions`]
 //! and this module touches an SDK type.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -45,6 +47,9 @@ pub struct Aws {
     /// A fixed EC2 client used for every region: how unit tests put mocked responses
     /// (aws-smithy-mocks) behind the engine for states no emulator shows.
     ec2: Option<aws_sdk_ec2::Client>,
+    /// One set of clients per region, made once: the adaptive retry mode's client-side
+    /// rate limiter lives in the client, so every call to a region must share it.
+    clients: Arc<Mutex<HashMap<String, RegionClients>>>,
 }
 
 /// Clients for one region.
@@ -108,6 +113,7 @@ impl Aws {
         Self {
             config: loader.load().await,
             ec2: None,
+            clients: Arc::default(),
         }
     }
 
@@ -116,6 +122,7 @@ impl Aws {
         Self {
             config: SdkConfig::builder().build(),
             ec2: Some(ec2),
+            clients: Arc::default(),
         }
     }
 
@@ -134,13 +141,17 @@ impl Aws {
 
     /// Clients bound to `region`.
     pub fn region(&self, region: &str) -> RegionClients {
-        let config = self.config_for(region);
-        RegionClients {
+        let make = || RegionClients {
             region: region.to_string(),
             ec2: self
                 .ec2
                 .clone()
-                .unwrap_or_else(|| aws_sdk_ec2::Client::new(&config)),
+                .unwrap_or_else(|| aws_sdk_ec2::Client::new(&self.config_for(region))),
+        };
+        match self.clients.lock() {
+            Ok(mut cache) => cache.entry(region.to_string()).or_insert_with(make).clone(),
+            // A poisoned cache only loses sharing, never correctness.
+            Err(_) => make(),
         }
     }
 
