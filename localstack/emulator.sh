@@ -27,6 +27,7 @@ health_url() {
 
 start() {
   mkdir -p "$rundir"
+  if port_open; then echo "port $port on 127.0.0.1 is already in use" >&2; exit 1; fi
   case "$kind" in
     moto)
       [ -x "$root/.venv-moto/bin/moto_server" ] || { echo "moto is not installed: run make emulators" >&2; exit 1; }
@@ -54,13 +55,17 @@ wait_healthy() {
   exit 1
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
 stop() {
   [ -f "$pidfile" ] || return 0
   local pid; pid="$(cat "$pidfile")"
-  # setsid made the emulator a process-group leader: end the whole group.
+  # setsid made the emulator a process-group leader: end the whole group, then wait
+  # until nothing of it is left and the port is free, so a restart can bind it.
   kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  for _ in $(seq 1 40); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.25; done
   kill -KILL -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do port_open || break; sleep 0.25; done
   rm -f "$pidfile"
 }
 
