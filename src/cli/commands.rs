@@ -428,8 +428,10 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
 }
 
 fn list_command(path: Option<PathBuf>) -> Result<Status> {
+    // A path the user names must exist; the default folder is optional.
+    let explicit = path.is_some();
     let path = path.unwrap_or_else(|| PathBuf::from("runbooks"));
-    if Path::new(&path).exists() {
+    if explicit || Path::new(&path).exists() {
         for r in load(std::slice::from_ref(&path))? {
             let rb = &r.runbook;
             println!("{}  {}", rb.id.value, rb.title);
