@@ -63,3 +63,27 @@ fn ebs_encryption_by_default_on_moto() {
 fn ebs_encryption_by_default_on_localstack() {
     scenario(Kind::LocalStack);
 }
+
+/// `--localstack` needs no credentials or region configured: test credentials,
+/// us-east-1, and the account id LocalStack reports.
+#[test]
+fn localstack_flag_needs_no_configuration() {
+    let emulator = Emulator::start(Kind::LocalStack);
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", state.path().join("no-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            state.path().join("no-credentials"),
+        )
+        .args(["--localstack", "plan", RUNBOOK, "--format", "json"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    assert_eq!(plan["account_id"], "000000000000");
+    assert_eq!(plan["regions"], serde_json::json!(["us-east-1"]));
+}
