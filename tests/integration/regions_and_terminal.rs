@@ -1,5 +1,9 @@
-//! `--region all` across every enabled region, and the confirmation prompt of `apply`
-//! on a real terminal (a pseudo-terminal from util-linux `script`).
+//! `--region all` across every enabled region, the confirmation prompt of `apply` on a
+//! real terminal (a pseudo-terminal from util-linux `script`), and Ctrl-C during apply.
+//!
+//! These run on moto only: they test harden's own behaviour (region fan-out, prompting,
+//! interruption), which does not change with the emulator; the security-group and EBS
+//! scenarios run on both moto and LocalStack.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
