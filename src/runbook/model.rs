@@ -72,6 +72,14 @@ pub enum ParamType {
 }
 
 impl ParamType {
+    /// The name with its article, for messages: "an int", "a list".
+    pub fn with_article(self) -> String {
+        match self {
+            ParamType::Int => "an int".into(),
+            other => format!("a {}", other.name()),
+        }
+    }
+
     /// The name used in the format and in messages.
     pub fn name(self) -> &'static str {
         match self {

@@ -210,3 +210,60 @@ fn declared_names(runbooks: &[&LoadedRunbook]) -> String {
         names.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::runbook::load::parse_runbook;
+
+    fn runbook(id: &str) -> LoadedRunbook {
+        let text = format!(
+            "version: 1\nid: {id}\ntitle: T\nparameters:\n  name:\n    type: string\n    default: d\n    pattern: \"[a-z0-9]+\"\n  count:\n    type: int\n    default: 1\n  mode:\n    type: string\n    default: safe\n    allowed: [safe, fast]\nsteps: []\n"
+        );
+        parse_runbook(Path::new("t.yaml"), &text).expect("parses")
+    }
+
+    fn assign(text: &str) -> Assignment {
+        text.parse().expect("parses")
+    }
+
+    #[test]
+    fn a_scoped_value_beats_a_global_one_whatever_the_order() {
+        let runbooks = vec![runbook("a"), runbook("b")];
+        let resolved =
+            resolve(&runbooks, &[assign("a.count=3"), assign("count=2")]).expect("resolves");
+        assert_eq!(resolved["a"]["count"], json!(3));
+        assert_eq!(resolved["b"]["count"], json!(2));
+        assert_eq!(resolved["b"]["name"], json!("d"), "defaults fill the rest");
+    }
+
+    #[test]
+    fn values_are_typed_checked_and_coerced() {
+        let runbooks = vec![runbook("a")];
+        let resolved = resolve(&runbooks, &[assign("name=123")]).expect("a number for a string");
+        assert_eq!(resolved["a"]["name"], json!("123"));
+        for (flag, message) in [
+            (
+                "count=many",
+                "parameter count of runbook a: expected an int, found the string \"many\"",
+            ),
+            (
+                "mode=slow",
+                "parameter mode of runbook a: \"slow\" is not one of the allowed values [\"safe\",\"fast\"]",
+            ),
+            (
+                "name=UPPER",
+                "parameter name of runbook a: \"UPPER\" does not match the pattern [a-z0-9]+",
+            ),
+        ] {
+            let error = resolve(&runbooks, &[assign(flag)])
+                .expect_err(flag)
+                .to_string();
+            assert_eq!(error, message, "{flag}");
+        }
+    }
+}

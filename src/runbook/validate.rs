@@ -429,7 +429,7 @@ fn type_matches(kind: ParamType, value: &Value) -> std::result::Result<(), Strin
     if ok {
         Ok(())
     } else {
-        Err(format!("expected a {}, found {value}", kind.name()))
+        Err(format!("expected {}, found {value}", kind.with_article()))
     }
 }
 
