@@ -71,8 +71,8 @@ pub fn check_value(
         (ParamType::Map, Value::Object(map)) => Value::Object(map),
         (kind, other) => {
             return Err(format!(
-                "expected a {}, found {}",
-                kind.name(),
+                "expected {}, found {}",
+                kind.with_article(),
                 describe(&other)
             ));
         }
