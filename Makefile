@@ -44,7 +44,7 @@ lint:
 test: emulators lint
 	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server \
 	HARDEN_LOCALSTACK_PYTHON=$(CURDIR)/$(LS_VENV)/bin/python \
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked
 
 unit:
 	$(CARGO) test --locked --lib
