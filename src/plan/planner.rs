@@ -124,6 +124,15 @@ pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
             .map(|region| plan_region(aws, &request, region)),
     )
     .await?;
+    Ok(assemble(&request, created_at, per_region))
+}
+
+/// Joins the regions' plans (in `request.regions` order) into one plan.
+pub fn assemble(
+    request: &PlanRequest<'_>,
+    created_at: jiff::Timestamp,
+    per_region: Vec<RegionPlan>,
+) -> Plan {
     let mut changes = Vec::new();
     let mut blocked = Vec::new();
     let mut compliant: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
@@ -137,7 +146,7 @@ pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
                 .insert(region.clone(), count);
         }
     }
-    Ok(Plan {
+    Plan {
         format_version: PLAN_FORMAT_VERSION,
         harden_version: env!("CARGO_PKG_VERSION").to_string(),
         created_at,
@@ -160,7 +169,7 @@ pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
         changes,
         blocked,
         unprobed_services: Vec::new(),
-    })
+    }
 }
 
 /// The plan of one region.
@@ -552,14 +561,18 @@ mod tests {
         ])
     }
 
-    fn plan_once(inventory: &mut RegionInventory) -> RegionPlan {
-        let runbooks = shipped();
-        let params = params::resolve(&runbooks, &[]).expect("defaults");
-        let identity = CallerIdentity {
+    fn identity() -> CallerIdentity {
+        CallerIdentity {
             account_id: "123456789012".into(),
             arn: "arn:aws:iam::123456789012:user/t".into(),
             partition: "aws".into(),
-        };
+        }
+    }
+
+    fn plan_once(inventory: &mut RegionInventory) -> RegionPlan {
+        let runbooks = shipped();
+        let params = params::resolve(&runbooks, &[]).expect("defaults");
+        let identity = identity();
         let regions = vec!["us-east-1".to_string()];
         let request = PlanRequest {
             runbooks: &runbooks,
@@ -639,33 +652,17 @@ mod tests {
     fn the_text_rendering_is_stable() {
         let mut inventory = inventory();
         let region_plan = plan_once(&mut inventory);
-        let plan = Plan {
-            format_version: PLAN_FORMAT_VERSION,
-            harden_version: "test".into(),
-            created_at: jiff::Timestamp::UNIX_EPOCH,
-            account_id: "123456789012".into(),
-            principal: "arn:aws:iam::123456789012:user/t".into(),
-            regions: vec!["us-east-1".into()],
-            runbooks: shipped()
-                .iter()
-                .map(|r| PlannedRunbook {
-                    id: r.id().to_string(),
-                    title: r.runbook.title.clone(),
-                    path: r.path.display().to_string(),
-                    digest: r.digest.clone(),
-                    controls: r.runbook.controls.clone(),
-                    parameters: BTreeMap::new(),
-                    compliant: region_plan
-                        .compliant
-                        .get(r.id())
-                        .map(|n| BTreeMap::from([("us-east-1".to_string(), *n)]))
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            changes: region_plan.changes,
-            blocked: region_plan.blocked,
-            unprobed_services: Vec::new(),
+        let runbooks = shipped();
+        let params = params::resolve(&runbooks, &[]).expect("defaults");
+        let identity = identity();
+        let regions = vec!["us-east-1".to_string()];
+        let request = PlanRequest {
+            runbooks: &runbooks,
+            params: &params,
+            regions: &regions,
+            identity: &identity,
         };
+        let plan = assemble(&request, jiff::Timestamp::UNIX_EPOCH, vec![region_plan]);
         insta::assert_snapshot!(crate::plan::render::text(&plan));
     }
 }
