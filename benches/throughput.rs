@@ -19,7 +19,7 @@ use harden::inventory::{Peer, RegionInventory, Resource, ResourceKind, Rule, Sec
 use harden::plan::planner::{PlanRequest, plan_on_inventory};
 use harden::runbook::{load_paths, params, validate::validate};
 use harden::template::Renderer;
-use support::{Emulator, Kind, block_on, run};
+use support::{Emulator, Kind, block_on, create_vpc, run};
 
 const REGION: &str = "us-east-1";
 
@@ -29,16 +29,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 async fn seed_groups(ec2: &aws_sdk_ec2::Client, n: usize) {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.50.0.0/16")
-        .send()
-        .await
-        .expect("vpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
+    let vpc = create_vpc(ec2, "10.50.0.0/16").await;
     for i in 0..n {
         let id = ec2
             .create_security_group()

@@ -111,16 +111,7 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2("eu-west-1");
     crate::support::block_on(async {
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("10.60.0.0/16")
-            .send()
-            .await
-            .expect("vpc")
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .expect("vpc id")
-            .to_string();
+        let vpc = crate::support::create_vpc(&ec2, "10.60.0.0/16").await;
         for i in 0..150 {
             ec2.create_security_group()
                 .group_name(format!("g{i}"))

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, Run, block_on, run};
+use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
 
 const REGION: &str = "eu-west-1";
 
@@ -79,19 +79,8 @@ fn tcp(port: i32, cidr: &str) -> IpPermission {
 }
 
 async fn seed(ec2: &aws_sdk_ec2::Client) -> Seeded {
-    let vpc = |cidr: &'static str| async move {
-        ec2.create_vpc()
-            .cidr_block(cidr)
-            .send()
-            .await
-            .expect("vpc")
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .expect("vpc id")
-            .to_string()
-    };
-    let vpc_a = vpc("10.10.0.0/16").await;
-    let vpc_b = vpc("10.20.0.0/16").await;
+    let vpc_a = create_vpc(ec2, "10.10.0.0/16").await;
+    let vpc_b = create_vpc(ec2, "10.20.0.0/16").await;
     let default_a = default_group(ec2, &vpc_a).await;
     let default_in_use = default_group(ec2, &vpc_b).await;
     let subnet = ec2

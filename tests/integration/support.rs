@@ -198,6 +198,19 @@ pub(crate) fn run(mut cmd: Command) -> Run {
     }
 }
 
+/// Creates a VPC and returns its id.
+pub(crate) async fn create_vpc(ec2: &aws_sdk_ec2::Client, cidr: &str) -> String {
+    ec2.create_vpc()
+        .cidr_block(cidr)
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string()
+}
+
 /// A runtime for SDK calls made by the tests themselves.
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
