@@ -109,11 +109,10 @@ pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
         before.as_object().unwrap_or(&empty),
         after.as_object().unwrap_or(&empty),
     );
-    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
-    keys.dedup();
+    // Fields of the before first, then any only the after has, each once.
     let mut seen = std::collections::BTreeSet::new();
     let mut lines = Vec::new();
-    for key in keys.into_iter().filter(|k| seen.insert(*k)) {
+    for key in b.keys().chain(a.keys()).filter(|k| seen.insert(*k)) {
         let (old, new) = (
             b.get(key).unwrap_or(&Value::Null),
             a.get(key).unwrap_or(&Value::Null),
