@@ -1,5 +1,6 @@
-//! Applying a plan. Changes to one resource form a chain kept in plan order; chains
-//! run concurrently under a bound. Each change is: journal `started`, read the resource
+//! Applying a plan. Steps run in plan order, one stage each (see [`stages`]); within a
+//! stage, changes to one resource form a chain kept in plan order and chains run
+//! concurrently under a bound. Each change is: journal `started`, read the resource
 //! (or reuse the read-back of the change before it), refuse if it no longer matches the
 //! change's before (stale plan), call, read back and compare with the intended after,
 //! then journal and audit the outcome. The first failure stops every chain from
@@ -7,7 +8,7 @@
 
 pub mod journal;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -70,6 +71,8 @@ struct Run<'a> {
     run_id: &'a str,
     stop: AtomicBool,
     interrupted: &'a AtomicBool,
+    /// Resources (region, id) a change failed on: their later changes are not attempted.
+    failed_resources: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// Applies `plan`. Refuses a plan made for another account.
@@ -96,24 +99,17 @@ pub async fn apply(
         run_id: &options.run_id,
         stop: AtomicBool::new(false),
         interrupted: &options.interrupted,
+        failed_resources: Mutex::default(),
     };
-    // Chains: one per resource, in order of first appearance.
-    let mut chains: Vec<Vec<usize>> = Vec::new();
-    let mut chain_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for (index, change) in plan.changes.iter().enumerate() {
-        let key = (change.region.as_str(), change.resource.id.as_str());
-        let chain = *chain_of.entry(key).or_insert_with(|| {
-            chains.push(Vec::new());
-            chains.len() - 1
-        });
-        chains[chain].push(index);
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    for stage in stages(plan) {
+        let results: Vec<Vec<(usize, Outcome)>> =
+            stream::iter(stage.into_iter().map(|chain| run.chain(chain)))
+                .buffer_unordered(options.concurrency.max(1))
+                .collect()
+                .await;
+        outcomes.extend(results.into_iter().flatten());
     }
-    let results: Vec<Vec<(usize, Outcome)>> =
-        stream::iter(chains.into_iter().map(|chain| run.chain(chain)))
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
-    let mut outcomes: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
     outcomes.sort_by_key(|(index, _)| *index);
     Ok(ApplyReport {
         outcomes: outcomes
@@ -123,11 +119,47 @@ pub async fn apply(
     })
 }
 
+/// Splits the plan into stages, one per step (runbook and step id, in plan order, all
+/// regions together), and each stage into chains, one per resource, in plan order.
+///
+/// A stage starts only when the one before it has ended. That is how a step may rely on
+/// what an earlier step did to *another* resource (the bucket a trail writes to exists
+/// before the trail is created) without a chain ever waiting on another while holding
+/// one of the `--concurrency` slots.
+fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
+    let mut stages: Vec<Vec<Vec<usize>>> = Vec::new();
+    let mut stage_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut chain_of: BTreeMap<(usize, &str, &str), usize> = BTreeMap::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        let stage = *stage_of
+            .entry((change.runbook.as_str(), change.step.as_str()))
+            .or_insert_with(|| {
+                stages.push(Vec::new());
+                stages.len() - 1
+            });
+        let key = (stage, change.region.as_str(), change.resource.id.as_str());
+        let chain = *chain_of.entry(key).or_insert_with(|| {
+            stages[stage].push(Vec::new());
+            stages[stage].len() - 1
+        });
+        stages[stage][chain].push(index);
+    }
+    stages
+}
+
 impl Run<'_> {
+    /// Whether a change to this change's resource failed in an earlier stage.
+    fn resource_failed(&self, index: usize) -> bool {
+        let change = &self.plan.changes[index];
+        self.failed_resources.lock().map_or(true, |failed| {
+            failed.contains(&(change.region.clone(), change.resource.id.clone()))
+        })
+    }
+
     async fn chain(&self, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut last_read: Option<Value> = None;
-        let mut chain_failed = false;
+        let mut chain_failed = chain.first().is_some_and(|&i| self.resource_failed(i));
         for index in chain {
             let change = &self.plan.changes[index];
             let interrupted = self.interrupted.load(Ordering::SeqCst);
@@ -149,6 +181,9 @@ impl Run<'_> {
             let (outcome, after) = self.one(change, last_read.take()).await;
             if let Outcome::Failed { .. } = outcome {
                 chain_failed = true;
+                if let Ok(mut failed) = self.failed_resources.lock() {
+                    failed.insert((change.region.clone(), change.resource.id.clone()));
+                }
                 if change.on_failure == OnFailure::Stop {
                     self.stop.store(true, Ordering::SeqCst);
                 }
@@ -649,5 +684,22 @@ mod tests {
         );
         assert_eq!(revoke_call.num_calls(), 0);
         assert_eq!(change_records(&out.records).len(), 1, "the skip is audited");
+    }
+
+    #[test]
+    fn each_step_is_a_stage_and_each_resource_a_chain_within_it() {
+        let step = |step: &str, group: &str, n: usize| {
+            let mut change = revoke(group, "sgr-1");
+            change.step = step.into();
+            change.id = format!("t/us-east-1/{step}/{group}#{n}");
+            change
+        };
+        let plan = plan_of(vec![
+            step("close", "sg-1", 1),
+            step("close", "sg-1", 2),
+            step("close", "sg-2", 1),
+            step("restrict", "sg-1", 1),
+        ]);
+        assert_eq!(stages(&plan), vec![vec![vec![0, 1], vec![2]], vec![vec![3]]]);
     }
 }
