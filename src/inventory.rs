@@ -22,6 +22,12 @@ pub enum ResourceKind {
     /// A region's EBS encryption-by-default setting (one per region; its id is the region).
     #[serde(rename = "ec2:ebs-encryption-default")]
     EbsEncryptionDefault,
+    /// An S3 bucket named by the runbook (a log destination); it may not exist yet.
+    #[serde(rename = "s3:bucket")]
+    Bucket,
+    /// A VPC with its flow logs.
+    #[serde(rename = "ec2:vpc")]
+    Vpc,
 }
 
 impl ResourceKind {
@@ -29,6 +35,8 @@ impl ResourceKind {
     pub const ALL: &'static [ResourceKind] = &[
         ResourceKind::SecurityGroup,
         ResourceKind::EbsEncryptionDefault,
+        ResourceKind::Bucket,
+        ResourceKind::Vpc,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -36,6 +44,8 @@ impl ResourceKind {
         match self {
             ResourceKind::SecurityGroup => "ec2:security-group",
             ResourceKind::EbsEncryptionDefault => "ec2:ebs-encryption-default",
+            ResourceKind::Bucket => "s3:bucket",
+            ResourceKind::Vpc => "ec2:vpc",
         }
     }
 
@@ -56,6 +66,9 @@ impl ResourceKind {
                 "owner-id",
             ],
             ResourceKind::EbsEncryptionDefault => &[],
+            // Buckets are looked up by name, not listed: `name` is required.
+            ResourceKind::Bucket => &["name"],
+            ResourceKind::Vpc => &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"],
         }
     }
 
@@ -89,6 +102,17 @@ impl ResourceKind {
                 })
                 .to_template_value()
             }
+            ResourceKind::Bucket => {
+                Resource::Bucket(Bucket::missing("sample", "us-east-1")).to_template_value()
+            }
+            ResourceKind::Vpc => Resource::Vpc(Vpc {
+                id: "vpc-00000000000000000".into(),
+                cidr_block: "10.0.0.0/16".into(),
+                is_default: false,
+                tags: BTreeMap::new(),
+                flow_logs: Vec::new(),
+            })
+            .to_template_value(),
         }
     }
 }
@@ -299,6 +323,134 @@ pub struct EbsEncryptionDefault {
     pub enabled: bool,
 }
 
+/// An S3 bucket a runbook names (a log destination), as far as harden cares: whether it
+/// exists and how it is protected. The whole struct is the state bucket changes compare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Bucket name, which is also its id.
+    pub name: String,
+    /// The region it is in (or will be created in).
+    pub region: String,
+    /// False when no bucket has the name yet.
+    pub exists: bool,
+    /// The bucket's public access block; `None` when none is set.
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Default encryption; `None` when none is configured.
+    pub encryption: Option<BucketEncryption>,
+    /// `Enabled` or `Suspended`; `None` when versioning was never turned on.
+    pub versioning: Option<String>,
+    /// The bucket policy as JSON; `None` when it has none.
+    pub policy: Option<serde_json::Value>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Bucket {
+    /// A bucket that does not exist yet.
+    pub fn missing(name: &str, region: &str) -> Self {
+        Self {
+            name: name.into(),
+            region: region.into(),
+            exists: false,
+            public_access_block: None,
+            encryption: None,
+            versioning: None,
+            policy: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// The four switches of S3 Block Public Access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// BlockPublicAcls.
+    pub block_public_acls: bool,
+    /// IgnorePublicAcls.
+    pub ignore_public_acls: bool,
+    /// BlockPublicPolicy.
+    pub block_public_policy: bool,
+    /// RestrictPublicBuckets.
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    /// Every switch on.
+    pub const ALL_ON: Self = Self {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+}
+
+/// A bucket's default encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    /// `AES256` or `aws:kms` (or `aws:kms:dsse`).
+    pub algorithm: String,
+    /// The KMS key, for `aws:kms`; `None` means the AWS-managed key.
+    pub kms_key_id: Option<String>,
+}
+
+/// A VPC and its flow logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    /// `vpc-...`.
+    pub id: String,
+    /// Primary IPv4 range.
+    pub cidr_block: String,
+    /// The region's default VPC.
+    pub is_default: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Flow logs on the VPC, sorted by [`sort_flow_logs`].
+    pub flow_logs: Vec<FlowLog>,
+}
+
+/// One flow log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLog {
+    /// `fl-...`; `(known after apply)` for one apply creates.
+    pub id: String,
+    /// `ACCEPT`, `REJECT` or `ALL`.
+    pub traffic_type: String,
+    /// `s3`, `cloud-watch-logs` or `kinesis-data-firehose`.
+    pub destination_type: String,
+    /// The destination ARN (or log group name).
+    pub destination: String,
+    /// `ACTIVE` once created.
+    pub status: String,
+}
+
+impl FlowLog {
+    /// True when it records `traffic_type` (ALL records everything) and is active.
+    pub fn covers(&self, traffic_type: &str) -> bool {
+        self.status == "ACTIVE" && (self.traffic_type == "ALL" || self.traffic_type == traffic_type)
+    }
+}
+
+/// Sorts flow logs by what they do before their id, so a planned flow log (id not yet
+/// known) sits where the read-back will put it.
+pub fn sort_flow_logs(logs: &mut [FlowLog]) {
+    logs.sort_by(|a, b| {
+        (
+            &a.destination,
+            &a.traffic_type,
+            &a.destination_type,
+            &a.status,
+            &a.id,
+        )
+            .cmp(&(
+                &b.destination,
+                &b.traffic_type,
+                &b.destination_type,
+                &b.status,
+                &b.id,
+            ))
+    });
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -306,6 +458,10 @@ pub enum Resource {
     SecurityGroup(SecurityGroup),
     /// A region's EBS encryption-by-default setting.
     EbsEncryptionDefault(EbsEncryptionDefault),
+    /// An S3 bucket.
+    Bucket(Bucket),
+    /// A VPC.
+    Vpc(Vpc),
 }
 
 impl Resource {
@@ -314,6 +470,8 @@ impl Resource {
         match self {
             Resource::SecurityGroup(_) => ResourceKind::SecurityGroup,
             Resource::EbsEncryptionDefault(_) => ResourceKind::EbsEncryptionDefault,
+            Resource::Bucket(_) => ResourceKind::Bucket,
+            Resource::Vpc(_) => ResourceKind::Vpc,
         }
     }
 
@@ -322,6 +480,8 @@ impl Resource {
         match self {
             Resource::SecurityGroup(g) => &g.id,
             Resource::EbsEncryptionDefault(e) => &e.region,
+            Resource::Bucket(b) => &b.name,
+            Resource::Vpc(v) => &v.id,
         }
     }
 
@@ -330,6 +490,8 @@ impl Resource {
         match self {
             Resource::SecurityGroup(g) => Some(&g.tags),
             Resource::EbsEncryptionDefault(_) => None,
+            Resource::Bucket(b) => Some(&b.tags),
+            Resource::Vpc(v) => Some(&v.tags),
         }
     }
 
@@ -345,6 +507,8 @@ impl Resource {
         let mut value = match self {
             Resource::SecurityGroup(g) => serde_json::to_value(g).unwrap_or_default(),
             Resource::EbsEncryptionDefault(e) => serde_json::to_value(e).unwrap_or_default(),
+            Resource::Bucket(b) => serde_json::to_value(b).unwrap_or_default(),
+            Resource::Vpc(v) => serde_json::to_value(v).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());

@@ -8,6 +8,8 @@
 //! `DryRun`. The engine never sees an SDK type.
 
 pub mod ebs;
+pub mod flow_logs;
+pub mod s3;
 pub mod security_group;
 
 use async_trait::async_trait;
@@ -83,6 +85,34 @@ pub trait Calls: Send + Sync {
     ) -> Result<Applied>;
     /// Probes the change's call with `DryRun=true`; never changes anything.
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
+
+    /// For calls the API takes for many resources at once (CreateFlowLogs): changes of
+    /// one step whose keys are equal may be sent as one call. `None` (the default): the
+    /// change is always its own call.
+    fn batch_key(&self, _change: &Change) -> Option<Value> {
+        None
+    }
+
+    /// The most changes one batched call may carry.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Makes the calls of `changes` (same batch key; `current` their states just read)
+    /// as one call; answers per change, in order. A resource the service refused within
+    /// a successful answer is that change's failure.
+    async fn apply_batch(
+        &self,
+        clients: &RegionClients,
+        changes: &[&Change],
+        current: &[&Value],
+    ) -> Vec<Result<Applied>> {
+        let mut results = Vec::with_capacity(changes.len());
+        for (change, state) in changes.iter().zip(current) {
+            results.push(self.apply(clients, change, state).await);
+        }
+        results
+    }
 }
 
 /// What an action is, for validation, `harden list` and the docs.
@@ -136,12 +166,26 @@ pub fn dry_run_answer(result: Result<Applied>) -> Probe {
     }
 }
 
+/// A bool argument, `default` when absent.
+pub fn arg_bool(args: &Value, name: &str, default: bool) -> std::result::Result<bool, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(other) => Err(format!(
+            "argument {name}: expected true or false, found {other}"
+        )),
+    }
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
     &[
         &security_group::RestrictEgress,
         &security_group::CloseGroup,
         &ebs::EnableEncryptionByDefault,
+        &s3::EnsureBucket,
+        &flow_logs::EnableFlowLogs,
     ]
 }
 

@@ -291,15 +291,7 @@ impl Action for CloseGroup {
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
         let original = group(target)?;
-        let close_in_use = match args.get("close_in_use") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(format!(
-                    "argument close_in_use: expected true or false, found {other}"
-                ));
-            }
-        };
+        let close_in_use = super::arg_bool(args, "close_in_use", false)?;
         if original.ingress.is_empty() && original.egress.is_empty() {
             return Ok(ActionPlan::default());
         }

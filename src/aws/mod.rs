@@ -59,6 +59,8 @@ pub struct RegionClients {
     pub region: String,
     /// EC2.
     pub ec2: aws_sdk_ec2::Client,
+    /// S3, path-style under an endpoint override (emulators have no bucket DNS).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Aws {
@@ -141,12 +143,20 @@ impl Aws {
 
     /// Clients bound to `region`.
     pub fn region(&self, region: &str) -> RegionClients {
-        let make = || RegionClients {
-            region: region.to_string(),
-            ec2: self
-                .ec2
-                .clone()
-                .unwrap_or_else(|| aws_sdk_ec2::Client::new(&self.config_for(region))),
+        let make = || {
+            let config = self.config_for(region);
+            RegionClients {
+                region: region.to_string(),
+                ec2: self
+                    .ec2
+                    .clone()
+                    .unwrap_or_else(|| aws_sdk_ec2::Client::new(&config)),
+                s3: aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&config)
+                        .force_path_style(config.endpoint_url().is_some())
+                        .build(),
+                ),
+            }
         };
         match self.clients.lock() {
             Ok(mut cache) => cache.entry(region.to_string()).or_insert_with(make).clone(),

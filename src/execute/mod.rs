@@ -61,6 +61,15 @@ impl ApplyReport {
     }
 }
 
+/// A change ready for its call: its calls, clients, the state just read (which matched
+/// its before) and when it started.
+struct Ready {
+    calls: &'static dyn actions::Calls,
+    clients: crate::aws::RegionClients,
+    current: Value,
+    started: Instant,
+}
+
 /// Shared state of one apply.
 struct Run<'a> {
     aws: &'a Aws,
@@ -103,11 +112,19 @@ pub async fn apply(
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     for stage in stages(plan) {
-        let results: Vec<Vec<(usize, Outcome)>> =
-            stream::iter(stage.into_iter().map(|chain| run.chain(chain)))
-                .buffer_unordered(options.concurrency.max(1))
-                .collect()
-                .await;
+        let units = batched(plan, stage);
+        let results: Vec<Vec<(usize, Outcome)>> = stream::iter(units.into_iter().map(|unit| {
+            let run = &run;
+            async move {
+                match unit {
+                    Unit::Chain(chain) => run.chain(chain).await,
+                    Unit::Batch(batch) => run.batch(batch).await,
+                }
+            }
+        }))
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
         outcomes.extend(results.into_iter().flatten());
     }
     outcomes.sort_by_key(|(index, _)| *index);
@@ -117,6 +134,49 @@ pub async fn apply(
             .map(|(index, outcome)| (plan.changes[index].id.clone(), outcome))
             .collect(),
     })
+}
+
+/// What one of the `--concurrency` slots works on.
+#[derive(Debug, PartialEq)]
+enum Unit {
+    /// Changes to one resource, in order.
+    Chain(Vec<usize>),
+    /// Single changes to different resources sent as one call.
+    Batch(Vec<usize>),
+}
+
+/// Groups a stage's single-change chains whose calls may go out as one (same region,
+/// action and batch key) into batches of at most the action's `max_batch`.
+fn batched(plan: &Plan, stage: Vec<Vec<usize>>) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut groups: Vec<((String, String, Value), Vec<usize>)> = Vec::new();
+    for chain in stage {
+        let key = match chain.as_slice() {
+            [index] => {
+                let change = &plan.changes[*index];
+                actions::find(&change.action)
+                    .map(|a| a.calls())
+                    .filter(|calls| calls.max_batch() > 1)
+                    .and_then(|calls| calls.batch_key(change))
+                    .map(|key| (change.region.clone(), change.action.clone(), key))
+            }
+            _ => None,
+        };
+        match key {
+            Some(key) => match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.extend(chain),
+                None => groups.push((key, chain)),
+            },
+            None => units.push(Unit::Chain(chain)),
+        }
+    }
+    for ((_, action, _), members) in groups {
+        let max = actions::find(&action).map_or(1, |a| a.calls().max_batch().max(1));
+        for part in members.chunks(max) {
+            units.push(Unit::Batch(part.to_vec()));
+        }
+    }
+    units
 }
 
 /// Splits the plan into stages, one per step (runbook and step id, in plan order, all
@@ -156,37 +216,52 @@ impl Run<'_> {
         })
     }
 
+    /// Why the change at `index` is not to be attempted, if it is not.
+    fn skip_reason(&self, index: usize, chain_failed: bool) -> Option<Outcome> {
+        let chain_failed = chain_failed || self.resource_failed(index);
+        let interrupted = self.interrupted.load(Ordering::SeqCst);
+        let reason = if chain_failed {
+            "not attempted: an earlier change to this resource failed"
+        } else if interrupted {
+            "not attempted: apply was interrupted"
+        } else if self.stop.load(Ordering::SeqCst) {
+            "not attempted: apply stopped after a failure"
+        } else {
+            return None;
+        };
+        Some(Outcome::Skipped {
+            reason: reason.into(),
+        })
+    }
+
+    /// Remembers a failed change's resource and, unless its step says continue, stops
+    /// the apply.
+    fn note_failure(&self, change: &Change, outcome: &Outcome) {
+        if let Outcome::Failed { .. } = outcome {
+            if let Ok(mut failed) = self.failed_resources.lock() {
+                failed.insert((change.region.clone(), change.resource.id.clone()));
+            }
+            if change.on_failure == OnFailure::Stop {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     async fn chain(&self, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut last_read: Option<Value> = None;
-        let mut chain_failed = chain.first().is_some_and(|&i| self.resource_failed(i));
+        let mut chain_failed = false;
         for index in chain {
             let change = &self.plan.changes[index];
-            let interrupted = self.interrupted.load(Ordering::SeqCst);
-            if chain_failed || interrupted || self.stop.load(Ordering::SeqCst) {
-                let reason = if chain_failed {
-                    "not attempted: an earlier change to this resource failed"
-                } else if interrupted {
-                    "not attempted: apply was interrupted"
-                } else {
-                    "not attempted: apply stopped after a failure"
-                };
-                let outcome = Outcome::Skipped {
-                    reason: reason.into(),
-                };
+            if let Some(outcome) = self.skip_reason(index, chain_failed) {
                 self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
                 outcomes.push((index, outcome));
                 continue;
             }
             let (outcome, after) = self.one(change, last_read.take()).await;
+            self.note_failure(change, &outcome);
             if let Outcome::Failed { .. } = outcome {
                 chain_failed = true;
-                if let Ok(mut failed) = self.failed_resources.lock() {
-                    failed.insert((change.region.clone(), change.resource.id.clone()));
-                }
-                if change.on_failure == OnFailure::Stop {
-                    self.stop.store(true, Ordering::SeqCst);
-                }
             } else {
                 last_read = after;
             }
@@ -197,10 +272,28 @@ impl Run<'_> {
 
     /// Makes one change; returns its outcome and the state read back.
     async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>) {
+        let ready = match self.prepare(change, known).await {
+            Ok(ready) => ready,
+            Err(outcome) => return outcome,
+        };
+        let result = ready
+            .calls
+            .apply(&ready.clients, change, &ready.current)
+            .await;
+        self.conclude(change, ready, result).await
+    }
+
+    /// Journals `started`, finds the action, reads the resource (unless the chain's
+    /// previous change just did) and refuses a stale change. Every refusal is recorded.
+    async fn prepare(
+        &self,
+        change: &Change,
+        known: Option<Value>,
+    ) -> std::result::Result<Ready, (Outcome, Option<Value>)> {
         let started = Instant::now();
         tracing::info!(change = %change.id, operation = %change.call.operation, "applying");
         if let Err(e) = self.journal.record(&change.id, Phase::Started, None) {
-            return self.fail(
+            return Err(self.fail(
                 change,
                 Value::Null,
                 Value::Null,
@@ -208,10 +301,10 @@ impl Run<'_> {
                 e.to_string(),
                 Vec::new(),
                 started,
-            );
+            ));
         }
         let Some(action) = actions::find(&change.action) else {
-            return self.fail(
+            return Err(self.fail(
                 change,
                 Value::Null,
                 Value::Null,
@@ -219,7 +312,7 @@ impl Run<'_> {
                 format!("action {} is not in this harden", change.action),
                 Vec::new(),
                 started,
-            );
+            ));
         };
         let calls = action.calls();
         let clients = self.aws.region(&change.region);
@@ -228,14 +321,14 @@ impl Run<'_> {
             None => match calls.read(&clients, &change.resource.id).await {
                 Ok(state) => state,
                 Err(e) => {
-                    return self.fail_with(
+                    return Err(self.fail_with(
                         change,
                         Value::Null,
                         Value::Null,
                         &e,
                         Vec::new(),
                         started,
-                    );
+                    ));
                 }
             },
         };
@@ -244,9 +337,30 @@ impl Run<'_> {
                 resource: change.resource.to_string(),
                 detail,
             };
-            return self.fail_with(change, current, Value::Null, &error, Vec::new(), started);
+            return Err(self.fail_with(change, current, Value::Null, &error, Vec::new(), started));
         }
-        let applied = match calls.apply(&clients, change, &current).await {
+        Ok(Ready {
+            calls,
+            clients,
+            current,
+            started,
+        })
+    }
+
+    /// After the call: read back, compare with the intended after, record the outcome.
+    async fn conclude(
+        &self,
+        change: &Change,
+        ready: Ready,
+        result: Result<actions::Applied>,
+    ) -> (Outcome, Option<Value>) {
+        let Ready {
+            calls,
+            clients,
+            current,
+            started,
+        } = ready;
+        let applied = match result {
             Ok(applied) => applied,
             Err(e) => {
                 // The call failed; read what is there now so the record tells the truth.
@@ -287,6 +401,49 @@ impl Run<'_> {
             elapsed(started),
         );
         (outcome, Some(after))
+    }
+
+    /// Makes several single-change chains' changes as one call (see
+    /// [`actions::Calls::apply_batch`]); each change keeps its own stale check, read-back
+    /// and record.
+    async fn batch(&self, batch: Vec<usize>) -> Vec<(usize, Outcome)> {
+        let mut outcomes = Vec::new();
+        let mut ready = Vec::new();
+        for index in batch {
+            let change = &self.plan.changes[index];
+            if let Some(outcome) = self.skip_reason(index, false) {
+                self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
+                outcomes.push((index, outcome));
+                continue;
+            }
+            match self.prepare(change, None).await {
+                Ok(r) => ready.push((index, r)),
+                Err((outcome, _)) => {
+                    self.note_failure(change, &outcome);
+                    outcomes.push((index, outcome));
+                }
+            }
+        }
+        let Some((_, lead)) = ready.first() else {
+            return outcomes;
+        };
+        let (calls, clients) = (lead.calls, lead.clients.clone());
+        let changes: Vec<&Change> = ready.iter().map(|(i, _)| &self.plan.changes[*i]).collect();
+        let states: Vec<&Value> = ready.iter().map(|(_, r)| &r.current).collect();
+        tracing::info!(operation = %changes[0].call.operation, changes = changes.len(), "applying as one call");
+        let mut results = calls.apply_batch(&clients, &changes, &states).await;
+        results.resize_with(changes.len(), || {
+            Err(Error::Internal(
+                "the batched call answered for fewer changes".into(),
+            ))
+        });
+        for ((index, r), result) in ready.into_iter().zip(results) {
+            let change = &self.plan.changes[index];
+            let (outcome, _) = self.conclude(change, r, result).await;
+            self.note_failure(change, &outcome);
+            outcomes.push((index, outcome));
+        }
+        outcomes
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -700,6 +857,132 @@ mod tests {
             step("close", "sg-2", 1),
             step("restrict", "sg-1", 1),
         ]);
-        assert_eq!(stages(&plan), vec![vec![vec![0, 1], vec![2]], vec![vec![3]]]);
+        assert_eq!(
+            stages(&plan),
+            vec![vec![vec![0, 1], vec![2]], vec![vec![3]]]
+        );
+    }
+
+    fn flow_log_change(vpc: &str) -> Change {
+        let logs = |with: bool| {
+            let log = json!({"id": crate::template::KNOWN_AFTER_APPLY, "traffic_type": "ALL",
+                "destination_type": "s3", "destination": "arn:aws:s3:::logs", "status": "ACTIVE"});
+            json!({"flow_logs": if with { vec![log] } else { Vec::new() }})
+        };
+        Change {
+            id: format!("t/us-east-1/flow/{vpc}#1"),
+            runbook: "t".into(),
+            region: "us-east-1".into(),
+            step: "flow".into(),
+            action: "ec2:enable-flow-logs".into(),
+            resource: ResourceRef {
+                kind: ResourceKind::Vpc,
+                id: vpc.into(),
+            },
+            kind: ChangeKind::Create,
+            summary: "flow log".into(),
+            before: logs(false),
+            after: logs(true),
+            call: ApiCall {
+                service: "ec2".into(),
+                operation: "CreateFlowLogs".into(),
+                input: json!({"ResourceIds": [vpc], "ResourceType": "VPC", "TrafficType": "ALL",
+                    "LogDestinationType": "s3", "LogDestination": "arn:aws:s3:::logs"}),
+            },
+            on_failure: OnFailure::Continue,
+            probe: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn flow_logs_go_out_in_one_call_and_a_vpc_listed_unsuccessful_is_that_vpcs_failure() {
+        use aws_sdk_ec2::operation::create_flow_logs::CreateFlowLogsOutput;
+        use aws_sdk_ec2::operation::describe_flow_logs::DescribeFlowLogsOutput;
+        use aws_sdk_ec2::types::{
+            FlowLog, LogDestinationType, TrafficType, UnsuccessfulItem, UnsuccessfulItemError,
+        };
+        use std::collections::BTreeSet;
+
+        // What the mocked service holds: VPCs that have a flow log.
+        let logged: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let held = logged.clone();
+        let create = mock!(Client::create_flow_logs).then_compute_output(move |input| {
+            let mut refused = Vec::new();
+            for id in input.resource_ids() {
+                if id == "vpc-2" {
+                    refused.push(
+                        UnsuccessfulItem::builder()
+                            .resource_id(id)
+                            .error(
+                                UnsuccessfulItemError::builder()
+                                    .code("InvalidParameter")
+                                    .message("LogDestination: bucket refused")
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                } else if let Ok(mut held) = held.lock() {
+                    held.insert(id.clone());
+                }
+            }
+            CreateFlowLogsOutput::builder()
+                .set_unsuccessful(Some(refused))
+                .build()
+        });
+        let held = logged.clone();
+        let describe = mock!(Client::describe_flow_logs).then_compute_output(move |input| {
+            let vpc = input
+                .filter()
+                .first()
+                .and_then(|f| f.values().first().cloned())
+                .unwrap_or_default();
+            let has = held.lock().map(|h| h.contains(&vpc)).unwrap_or(false);
+            let logs = has.then(|| {
+                FlowLog::builder()
+                    .flow_log_id(format!("fl-{vpc}"))
+                    .resource_id(&vpc)
+                    .traffic_type(TrafficType::All)
+                    .log_destination_type(LogDestinationType::S3)
+                    .log_destination("arn:aws:s3:::logs")
+                    .flow_log_status("ACTIVE")
+                    .build()
+            });
+            DescribeFlowLogsOutput::builder()
+                .set_flow_logs(Some(logs.into_iter().collect()))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&create, &describe]);
+        let plan = plan_of(vec![
+            flow_log_change("vpc-1"),
+            flow_log_change("vpc-2"),
+            flow_log_change("vpc-3"),
+        ]);
+        let out = run(client, &plan).await;
+        assert_eq!(create.num_calls(), 1, "three VPCs, one CreateFlowLogs call");
+        let outcomes: Vec<(&str, &Outcome)> = out
+            .report
+            .outcomes
+            .iter()
+            .map(|(id, o)| (id.as_str(), o))
+            .collect();
+        assert_eq!(
+            outcomes[0],
+            ("t/us-east-1/flow/vpc-1#1", &Outcome::Succeeded)
+        );
+        assert_eq!(
+            outcomes[2],
+            ("t/us-east-1/flow/vpc-3#1", &Outcome::Succeeded)
+        );
+        let Outcome::Failed { code, message } = outcomes[1].1 else {
+            panic!("vpc-2 must fail, got {:?}", outcomes[1].1)
+        };
+        assert_eq!(code, "InvalidParameter");
+        assert!(
+            message.contains("vpc-2") && message.contains("Unsuccessful"),
+            "{message}"
+        );
+        let records = change_records(&out.records);
+        assert_eq!(records.len(), 3, "each VPC has its own audit record");
+        assert!(matches!(records[1].outcome, Outcome::Failed { .. }));
     }
 }

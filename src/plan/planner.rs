@@ -32,20 +32,44 @@ pub struct PlanRequest<'a> {
     pub identity: &'a CallerIdentity,
 }
 
-/// The template context of a runbook in a region, before `item` and `steps`.
+/// The template context of a runbook in a region, before `item` and `steps`. Parameter
+/// values that are templates (defaults such as `harden-flowlogs-{{account_id}}-{{region}}`)
+/// are rendered here, against the account, region and partition only.
 fn base_context(
+    renderer: &Renderer,
     runbook: &LoadedRunbook,
     params: &ResolvedParams,
     region: &str,
     identity: &CallerIdentity,
-) -> Value {
-    json!({
-        "params": params.get(runbook.id()).cloned().unwrap_or_default(),
+) -> Result<Value> {
+    let scope = json!({
         "account_id": identity.account_id,
         "region": region,
         "partition": identity.partition,
-        "runbook": {"id": runbook.id()},
-    })
+    });
+    let mut values = Map::new();
+    for (name, value) in params.get(runbook.id()).into_iter().flatten() {
+        let rendered = renderer.render_value(value, &scope).map_err(|m| {
+            let location = runbook
+                .runbook
+                .parameters
+                .get(name)
+                .map(|spec| &spec.kind.referenced);
+            let mut problems = Problems::default();
+            problems.push(
+                location.map(|l| runbook.at(l)),
+                format!(
+                    "parameter {name}: {m} (a parameter may use account_id, region and partition)"
+                ),
+            );
+            Error::Invalid(problems)
+        })?;
+        values.insert(name.clone(), rendered);
+    }
+    let mut context = scope;
+    context["params"] = Value::Object(values);
+    context["runbook"] = json!({"id": runbook.id()});
+    Ok(context)
 }
 
 fn render_error(
@@ -189,7 +213,7 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
     // Render every query first so discovery can run once, concurrently.
     let mut queries: BTreeMap<(String, String), Query> = BTreeMap::new();
     for runbook in request.runbooks {
-        let context = base_context(runbook, request.params, region, request.identity);
+        let context = base_context(&renderer, runbook, request.params, region, request.identity)?;
         for name in runbook.runbook.discover.keys() {
             let query = query_for(&renderer, runbook, name, &context)?;
             queries.insert((runbook.id().to_string(), name.clone()), query);
@@ -227,7 +251,8 @@ pub fn plan_on_inventory(
     let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
-        let mut context = base_context(runbook, request.params, region, request.identity);
+        let mut context =
+            base_context(renderer, runbook, request.params, region, request.identity)?;
         // Every render serializes the whole context: carry the discovered lists only for
         // runbooks whose templates use them, or planning grows with the square of the
         // number of resources.
@@ -471,8 +496,16 @@ pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
     for (change, result) in plan.changes.iter_mut().zip(probes) {
         change.probe = Some(result);
     }
-    // Every service harden changes today (EC2) supports DryRun.
-    plan.unprobed_services = Vec::new();
+    // Services without a dry-run (S3): their changes are listed, not probed.
+    let mut unprobed: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.probe, Some(crate::plan::Probe::NotSupported)))
+        .map(|c| c.call.service.clone())
+        .collect();
+    unprobed.sort();
+    unprobed.dedup();
+    plan.unprobed_services = unprobed;
 }
 
 #[cfg(test)]

@@ -106,6 +106,28 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         };
         params.insert(name.clone(), sample);
     }
+    // Parameter values may be templates over the account, region and partition (bucket
+    // names derived from them); render them as the planner will.
+    let scope = json!({"account_id": "000000000000", "region": "us-east-1", "partition": "aws"});
+    for (name, value) in params.iter_mut() {
+        let location = runbook.parameters.get(name).map(|spec| {
+            spec.default
+                .as_ref()
+                .map_or(&spec.kind.referenced, |d| &d.referenced)
+        });
+        if let Some(rendered) = check_template(
+            renderer,
+            value,
+            &scope,
+            problems,
+            location.and_then(at),
+            &format!(
+                "default of parameter {name} (a parameter may use account_id, region and partition)"
+            ),
+        ) {
+            *value = rendered;
+        }
+    }
 
     // Discoveries.
     let base = json!({

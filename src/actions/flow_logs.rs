@@ -1,0 +1,530 @@
+//! VPC flow logs (FSBP EC2.6, CIS 3.7): every VPC has an active flow log recording the
+//! required traffic.
+//!
+//! Each VPC without one gets its own planned change, so the plan, the stale check and
+//! the read-back stay per VPC; apply sends the changes of one step that differ only in
+//! the VPC as one `CreateFlowLogs` call (up to [`MAX_RESOURCE_IDS`] VPCs). The service
+//! answers such a call with success and lists the VPCs it refused in `Unsuccessful`:
+//! each of those is that VPC's failure, never a success.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::types::{Filter, FlowLogsResourceType, LogDestinationType, TrafficType};
+use serde_json::{Value, json};
+
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, dry_run_answer};
+use crate::aws::{RegionClients, failure};
+use crate::error::{AwsFailure, Error, Result};
+use crate::inventory::{FlowLog, Resource, ResourceKind, Vpc, sort_flow_logs};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// The most resource ids one `CreateFlowLogs` call takes for VPCs.
+pub const MAX_RESOURCE_IDS: usize = 1000;
+
+const MAX_PAGE: i32 = 1000;
+
+/// Creates a flow log on a VPC that has no active one for the traffic type.
+pub struct EnableFlowLogs;
+
+static ENABLE: ActionInfo = ActionInfo {
+    name: "ec2:enable-flow-logs",
+    description: "create a flow log on each VPC without an active one recording the traffic type (ALL covers every type); VPCs of one step are sent in as few CreateFlowLogs calls as the API allows, and a VPC the answer lists as unsuccessful is a failure",
+    resource_kind: ResourceKind::Vpc,
+    args: &[
+        ArgSpec {
+            name: "traffic_type",
+            kind: ParamType::String,
+            required: false,
+            description: "ALL (default), ACCEPT or REJECT",
+        },
+        ArgSpec {
+            name: "destination_type",
+            kind: ParamType::String,
+            required: false,
+            description: "s3 (default) or cloud-watch-logs",
+        },
+        ArgSpec {
+            name: "destination",
+            kind: ParamType::String,
+            required: true,
+            description: "ARN of the S3 bucket (arn:aws:s3:::NAME) or of the CloudWatch Logs log group",
+        },
+        ArgSpec {
+            name: "deliver_logs_permission_arn",
+            kind: ParamType::String,
+            required: false,
+            description: "IAM role that lets flow logs write to CloudWatch Logs (required for cloud-watch-logs)",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+struct Wanted {
+    traffic_type: String,
+    destination_type: String,
+    destination: String,
+    role: Option<String>,
+}
+
+fn string_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
+    }
+}
+
+fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
+    let traffic_type = string_arg(args, "traffic_type")?.unwrap_or_else(|| "ALL".into());
+    if !["ALL", "ACCEPT", "REJECT"].contains(&traffic_type.as_str()) {
+        return Err(format!(
+            "argument traffic_type: expected ALL, ACCEPT or REJECT, found {traffic_type}"
+        ));
+    }
+    let destination_type = string_arg(args, "destination_type")?.unwrap_or_else(|| "s3".into());
+    let destination = string_arg(args, "destination")?
+        .ok_or_else(|| "argument destination: an ARN is required".to_string())?;
+    let role = string_arg(args, "deliver_logs_permission_arn")?;
+    match destination_type.as_str() {
+        "s3" if !destination.starts_with("arn:") || !destination.contains(":s3:::") => {
+            return Err(format!(
+                "argument destination: expected an S3 bucket ARN (arn:aws:s3:::NAME), found {destination}"
+            ));
+        }
+        "cloud-watch-logs" if role.is_none() => {
+            return Err(
+                "argument deliver_logs_permission_arn: required when destination_type is cloud-watch-logs"
+                    .into(),
+            );
+        }
+        "s3" | "cloud-watch-logs" => {}
+        other => {
+            return Err(format!(
+                "argument destination_type: expected s3 or cloud-watch-logs, found {other}"
+            ));
+        }
+    }
+    Ok(Wanted {
+        traffic_type,
+        destination_type,
+        destination,
+        role,
+    })
+}
+
+fn state(vpc: &Vpc) -> Value {
+    json!({ "flow_logs": vpc.flow_logs })
+}
+
+impl Action for EnableFlowLogs {
+    fn info(&self) -> &'static ActionInfo {
+        &ENABLE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Vpc(vpc) = target else {
+            return Err(format!("expected a VPC, given {}", target.kind()));
+        };
+        let wanted = wanted(args)?;
+        if vpc.flow_logs.iter().any(|f| f.covers(&wanted.traffic_type)) {
+            return Ok(ActionPlan::default());
+        }
+        let mut after = vpc.clone();
+        after.flow_logs.push(FlowLog {
+            id: KNOWN_AFTER_APPLY.into(),
+            traffic_type: wanted.traffic_type.clone(),
+            destination_type: wanted.destination_type.clone(),
+            destination: wanted.destination.clone(),
+            status: "ACTIVE".into(),
+        });
+        sort_flow_logs(&mut after.flow_logs);
+        let mut input = json!({
+            "ResourceIds": [vpc.id],
+            "ResourceType": "VPC",
+            "TrafficType": wanted.traffic_type,
+            "LogDestinationType": wanted.destination_type,
+            "LogDestination": wanted.destination,
+        });
+        if let Some(role) = &wanted.role {
+            input["DeliverLogsPermissionArn"] = json!(role);
+        }
+        Ok(ActionPlan {
+            changes: vec![ChangeDraft {
+                kind: ChangeKind::Create,
+                summary: format!(
+                    "create a flow log of {} traffic to {}",
+                    wanted.traffic_type, wanted.destination
+                ),
+                before: state(vpc),
+                after: state(&after),
+                call: ApiCall {
+                    service: "ec2".into(),
+                    operation: "CreateFlowLogs".into(),
+                    input,
+                },
+            }],
+            blocked: None,
+            projected: Some(Resource::Vpc(after)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &FlowLogCalls
+    }
+}
+
+/// Reads, applies (batched) and probes flow-log changes.
+pub struct FlowLogCalls;
+
+/// The VPC ids of a batch's changes, in order, each checked to be a CreateFlowLogs of
+/// one VPC with the same other fields as the first.
+fn batch_ids(changes: &[&Change]) -> Result<Vec<String>> {
+    let Some(first) = changes.first() else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for change in changes {
+        if change.call.operation != "CreateFlowLogs" || batch_key_of(change) != batch_key_of(first)
+        {
+            return Err(Error::Internal(format!(
+                "change {} cannot join the CreateFlowLogs call of {}",
+                change.id, first.id
+            )));
+        }
+        match change.call.input["ResourceIds"]
+            .as_array()
+            .map(Vec::as_slice)
+        {
+            Some([Value::String(id)]) => ids.push(id.clone()),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "change {}: CreateFlowLogs input must name exactly one VPC in ResourceIds",
+                    change.id
+                )));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn batch_key_of(change: &Change) -> Value {
+    let mut key = change.call.input.clone();
+    if let Some(map) = key.as_object_mut() {
+        map.remove("ResourceIds");
+    }
+    key
+}
+
+async fn create(
+    clients: &RegionClients,
+    input: &Value,
+    ids: Vec<String>,
+    dry_run: bool,
+) -> Result<aws_sdk_ec2::operation::create_flow_logs::CreateFlowLogsOutput> {
+    let text = |field: &str| input.get(field).and_then(Value::as_str).map(str::to_string);
+    clients
+        .ec2
+        .create_flow_logs()
+        .set_resource_ids(Some(ids))
+        .resource_type(FlowLogsResourceType::from(
+            text("ResourceType")
+                .unwrap_or_else(|| "VPC".into())
+                .as_str(),
+        ))
+        .set_traffic_type(text("TrafficType").map(|t| TrafficType::from(t.as_str())))
+        .set_log_destination_type(
+            text("LogDestinationType").map(|t| LogDestinationType::from(t.as_str())),
+        )
+        .set_log_destination(text("LogDestination"))
+        .set_deliver_logs_permission_arn(text("DeliverLogsPermissionArn"))
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("CreateFlowLogs", &e)))
+}
+
+#[async_trait]
+impl Calls for FlowLogCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        let mut logs = list_flow_logs(clients, Some(resource_id))
+            .await?
+            .remove(resource_id)
+            .unwrap_or_default();
+        sort_flow_logs(&mut logs);
+        Ok(json!({ "flow_logs": logs }))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied> {
+        self.apply_batch(clients, &[change], &[current])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a batch of one answered nothing".into())))
+    }
+
+    fn batch_key(&self, change: &Change) -> Option<Value> {
+        (change.call.operation == "CreateFlowLogs").then(|| batch_key_of(change))
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_RESOURCE_IDS
+    }
+
+    async fn apply_batch(
+        &self,
+        clients: &RegionClients,
+        changes: &[&Change],
+        _current: &[&Value],
+    ) -> Vec<Result<Applied>> {
+        let ids = match batch_ids(changes) {
+            Ok(ids) => ids,
+            Err(e) => return changes.iter().map(|_| Err(clone_error(&e))).collect(),
+        };
+        let out = match create(clients, &changes[0].call.input, ids.clone(), false).await {
+            Ok(out) => out,
+            Err(e) => return changes.iter().map(|_| Err(clone_error(&e))).collect(),
+        };
+        let request_id = out.request_id().map(str::to_string);
+        let refused: BTreeMap<&str, (String, String)> = out
+            .unsuccessful()
+            .iter()
+            .filter_map(|u| {
+                let error = u.error();
+                Some((
+                    u.resource_id()?,
+                    (
+                        error
+                            .and_then(|e| e.code())
+                            .unwrap_or("Unsuccessful")
+                            .to_string(),
+                        error
+                            .and_then(|e| e.message())
+                            .unwrap_or("the service listed the VPC as unsuccessful")
+                            .to_string(),
+                    ),
+                ))
+            })
+            .collect();
+        ids.iter()
+            .map(|id| match refused.get(id.as_str()) {
+                Some((code, message)) => Err(Error::Aws(AwsFailure {
+                    operation: "CreateFlowLogs".into(),
+                    code: code.clone(),
+                    message: format!(
+                        "{id}: {message} (the call answered 200; the VPC is listed in Unsuccessful)"
+                    ),
+                    request_id: request_id.clone(),
+                })),
+                None => Ok(Applied {
+                    request_ids: request_id.clone().into_iter().collect(),
+                    outputs: serde_json::Map::new(),
+                }),
+            })
+            .collect()
+    }
+
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
+        let result = match batch_ids(&[change]) {
+            Ok(ids) => create(clients, &change.call.input, ids, true)
+                .await
+                .map(|_| Applied::default()),
+            Err(e) => Err(e),
+        };
+        dry_run_answer(result)
+    }
+}
+
+/// The same error again, for each change of a batch that failed as a whole.
+fn clone_error(error: &Error) -> Error {
+    match error {
+        Error::Aws(f) => Error::Aws(f.clone()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// Flow logs of VPCs, by VPC id: of one VPC, or of every resource in the region.
+async fn list_flow_logs(
+    clients: &RegionClients,
+    vpc_id: Option<&str>,
+) -> Result<BTreeMap<String, Vec<FlowLog>>> {
+    let mut request = clients.ec2.describe_flow_logs().max_results(MAX_PAGE);
+    if let Some(id) = vpc_id {
+        request = request.filter(Filter::builder().name("resource-id").values(id).build());
+    }
+    let mut pages = request.into_paginator().send();
+    let mut logs: BTreeMap<String, Vec<FlowLog>> = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeFlowLogs", &e)))?;
+        for f in page.flow_logs() {
+            let Some(resource) = f.resource_id() else {
+                continue;
+            };
+            logs.entry(resource.to_string()).or_default().push(FlowLog {
+                id: f.flow_log_id().unwrap_or_default().to_string(),
+                traffic_type: f
+                    .traffic_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                destination_type: f
+                    .log_destination_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                destination: f
+                    .log_destination()
+                    .or(f.log_group_name())
+                    .unwrap_or_default()
+                    .to_string(),
+                status: f.flow_log_status().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    Ok(logs)
+}
+
+/// Lists VPCs (server-side filters) and every flow log of the region: two paginated
+/// calls whatever the number of VPCs.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    let mut request = clients.ec2.describe_vpcs().max_results(MAX_PAGE);
+    for (name, values) in filters {
+        request = request.filters(
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values.clone()))
+                .build(),
+        );
+    }
+    let mut pages = request.into_paginator().send();
+    let mut vpcs = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeVpcs", &e)))?;
+        for v in page.vpcs() {
+            let Some(id) = v.vpc_id() else { continue };
+            vpcs.push(Vpc {
+                id: id.to_string(),
+                cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+                is_default: v.is_default().unwrap_or(false),
+                tags: v
+                    .tags()
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect(),
+                flow_logs: Vec::new(),
+            });
+        }
+    }
+    if vpcs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut logs = list_flow_logs(clients, None).await?;
+    Ok(vpcs
+        .into_iter()
+        .map(|mut vpc| {
+            vpc.flow_logs = logs.remove(&vpc.id).unwrap_or_default();
+            sort_flow_logs(&mut vpc.flow_logs);
+            Resource::Vpc(vpc)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vpc(logs: Vec<FlowLog>) -> Resource {
+        Resource::Vpc(Vpc {
+            id: "vpc-1".into(),
+            cidr_block: "10.0.0.0/16".into(),
+            is_default: false,
+            tags: BTreeMap::new(),
+            flow_logs: logs,
+        })
+    }
+
+    fn log(traffic: &str, status: &str) -> FlowLog {
+        FlowLog {
+            id: "fl-1".into(),
+            traffic_type: traffic.into(),
+            destination_type: "s3".into(),
+            destination: "arn:aws:s3:::other".into(),
+            status: status.into(),
+        }
+    }
+
+    const ARGS: &str = r#"{"destination": "arn:aws:s3:::logs"}"#;
+
+    fn plan(target: &Resource, args: &str) -> ActionPlan {
+        EnableFlowLogs
+            .plan(target, &serde_json::from_str(args).expect("json"))
+            .expect("plans")
+    }
+
+    #[test]
+    fn an_active_flow_log_of_all_traffic_is_compliant_whatever_its_destination() {
+        assert_eq!(
+            plan(&vpc(vec![log("ALL", "ACTIVE")]), ARGS),
+            ActionPlan::default()
+        );
+        let reject_only = r#"{"destination": "arn:aws:s3:::logs", "traffic_type": "REJECT"}"#;
+        assert_eq!(
+            plan(&vpc(vec![log("REJECT", "ACTIVE")]), reject_only),
+            ActionPlan::default()
+        );
+    }
+
+    #[test]
+    fn a_vpc_whose_flow_log_records_less_or_is_not_active_gets_one() {
+        for existing in [log("REJECT", "ACTIVE"), log("ALL", "FAILED")] {
+            let planned = plan(&vpc(vec![existing.clone()]), ARGS);
+            assert_eq!(planned.changes.len(), 1);
+            let change = &planned.changes[0];
+            assert_eq!(
+                change.call.input,
+                json!({"ResourceIds": ["vpc-1"], "ResourceType": "VPC", "TrafficType": "ALL",
+                       "LogDestinationType": "s3", "LogDestination": "arn:aws:s3:::logs"})
+            );
+            assert_eq!(change.after["flow_logs"].as_array().map(Vec::len), Some(2));
+            let Some(projected) = planned.projected else {
+                panic!("projects")
+            };
+            assert_eq!(plan(&projected, ARGS), ActionPlan::default());
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_the_argument_named() {
+        for (args, expected) in [
+            (r#"{"destination": "logs"}"#, "argument destination"),
+            (
+                r#"{"destination": "arn:aws:logs:us-east-1:1:log-group:x", "destination_type": "cloud-watch-logs"}"#,
+                "deliver_logs_permission_arn",
+            ),
+            (
+                r#"{"destination": "arn:aws:s3:::logs", "traffic_type": "SOME"}"#,
+                "argument traffic_type",
+            ),
+        ] {
+            let error = EnableFlowLogs
+                .plan(&vpc(Vec::new()), &serde_json::from_str(args).expect("json"))
+                .expect_err("refused");
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}

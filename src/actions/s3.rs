@@ -1,0 +1,734 @@
+//! S3 buckets that receive logs (CloudTrail, VPC flow logs, AWS Config): created when
+//! missing, then held to Block Public Access, default encryption, versioning and a
+//! bucket policy whose statements the runbook declares.
+//!
+//! A bucket is named, not listed: discovery looks each name up and reports a missing
+//! bucket as `exists: false`, which plans a `CreateBucket`. Settings are separate calls,
+//! each its own change, each read back. An existing bucket policy is merged by `Sid`:
+//! statements the runbook declares replace those with the same `Sid`, the rest are kept.
+//! S3 has no `DryRun`: dry-run lists its changes as not probed.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::RequestId;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+};
+use serde_json::{Value, json};
+
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use crate::aws::{RegionClients, failure};
+use crate::error::{AwsFailure, Error, Result};
+use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// Creates a bucket if missing and holds it to the given protections.
+pub struct EnsureBucket;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "s3:ensure-bucket",
+    description: "create the bucket if missing (no LocationConstraint in us-east-1), then block public access, set default encryption, turn on versioning and merge the given policy statements into its policy (by Sid; other statements are kept)",
+    resource_kind: ResourceKind::Bucket,
+    args: &[
+        ArgSpec {
+            name: "block_public_access",
+            kind: ParamType::Bool,
+            required: false,
+            description: "turn on all four Block Public Access switches (default true)",
+        },
+        ArgSpec {
+            name: "encryption",
+            kind: ParamType::String,
+            required: false,
+            description: "default encryption: AES256 (default) or aws:kms; an existing bucket already encrypted with either is left alone unless kms_key_id is given",
+        },
+        ArgSpec {
+            name: "kms_key_id",
+            kind: ParamType::String,
+            required: false,
+            description: "KMS key for aws:kms; empty for the AWS-managed key",
+        },
+        ArgSpec {
+            name: "versioning",
+            kind: ParamType::Bool,
+            required: false,
+            description: "turn versioning on (default true)",
+        },
+        ArgSpec {
+            name: "policy_statements",
+            kind: ParamType::List,
+            required: false,
+            description: "IAM policy statements, each with a Sid, merged into the bucket policy",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+/// What the runbook asks of the bucket.
+struct Wanted {
+    block_public_access: bool,
+    encryption: BucketEncryption,
+    /// Whether the key was named: only then is an existing encryption replaced.
+    key_given: bool,
+    versioning: bool,
+    statements: Vec<Value>,
+}
+
+fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
+    let algorithm = match args.get("encryption") {
+        None | Some(Value::Null) => "AES256".to_string(),
+        Some(Value::String(s)) if s == "AES256" || s == "aws:kms" => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "encryption: expected AES256 or aws:kms, given {other}"
+            ));
+        }
+    };
+    let kms_key_id = match args.get("kms_key_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(format!("kms_key_id: expected a string, given {other}")),
+    };
+    if kms_key_id.is_some() && algorithm != "aws:kms" {
+        return Err("kms_key_id is given but encryption is not aws:kms".into());
+    }
+    let statements = match args.get("policy_statements") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().map(normalize_policy).collect(),
+        Some(other) => {
+            return Err(format!(
+                "policy_statements: expected a list of statements, given {other}"
+            ));
+        }
+    };
+    let mut sids = std::collections::BTreeSet::new();
+    for (index, statement) in statements.iter().enumerate() {
+        match statement.get("Sid").and_then(Value::as_str) {
+            Some(sid) if !sid.is_empty() => {
+                if !sids.insert(sid.to_string()) {
+                    return Err(format!("policy_statements: Sid {sid} is given twice"));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "policy_statements[{index}]: every statement needs a Sid, by which it is merged into an existing policy"
+                ));
+            }
+        }
+    }
+    Ok(Wanted {
+        block_public_access: arg_bool(args, "block_public_access", true)?,
+        key_given: kms_key_id.is_some(),
+        encryption: BucketEncryption {
+            algorithm,
+            kms_key_id,
+        },
+        versioning: arg_bool(args, "versioning", true)?,
+        statements,
+    })
+}
+
+/// A policy document in one canonical form, so a read-back compares equal to what was
+/// sent: lists of one become the value itself (IAM treats both alike).
+pub fn normalize_policy(value: &Value) -> Value {
+    match value {
+        Value::Array(items) if items.len() == 1 => normalize_policy(&items[0]),
+        Value::Array(items) => Value::Array(items.iter().map(normalize_policy).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), normalize_policy(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `policy` with `statements` merged in by `Sid`: same-Sid statements are replaced in
+/// place, new ones appended, everything else kept.
+fn merge_policy(policy: Option<&Value>, statements: &[Value]) -> Value {
+    let mut merged = policy
+        .cloned()
+        .unwrap_or_else(|| json!({"Version": "2012-10-17"}));
+    let mut existing: Vec<Value> = match merged.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(one) => vec![one.clone()],
+    };
+    for statement in statements {
+        let sid = statement.get("Sid");
+        match existing.iter_mut().find(|s| s.get("Sid") == sid) {
+            Some(slot) => *slot = statement.clone(),
+            None => existing.push(statement.clone()),
+        }
+    }
+    merged["Statement"] = Value::Array(existing);
+    normalize_policy(&merged)
+}
+
+fn state(bucket: &Bucket) -> Value {
+    serde_json::to_value(bucket).unwrap_or_default()
+}
+
+fn draft(
+    summary: String,
+    kind: ChangeKind,
+    before: Value,
+    after: Value,
+    operation: &str,
+    input: Value,
+) -> ChangeDraft {
+    ChangeDraft {
+        kind,
+        summary,
+        before,
+        after,
+        call: ApiCall {
+            service: "s3".into(),
+            operation: operation.into(),
+            input,
+        },
+    }
+}
+
+impl Action for EnsureBucket {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Bucket(bucket) = target else {
+            return Err(format!("expected an S3 bucket, given {}", target.kind()));
+        };
+        let wanted = wanted(args)?;
+        let name = bucket.name.clone();
+        let mut changes = Vec::new();
+        let mut current = bucket.clone();
+        // The state the previous change leaves, as apply will read it back.
+        let mut before = state(bucket);
+        if !bucket.exists {
+            current.exists = true;
+            let mut after = state(&current);
+            // New buckets' defaults differ by partition and date (AWS now blocks public
+            // access and encrypts with SSE-S3 by default); the next changes set both.
+            after["public_access_block"] = Value::String(KNOWN_AFTER_APPLY.into());
+            after["encryption"] = Value::String(KNOWN_AFTER_APPLY.into());
+            let mut input = json!({"Bucket": name});
+            // us-east-1 refuses a LocationConstraint naming itself.
+            if bucket.region != "us-east-1" {
+                input["CreateBucketConfiguration"] = json!({"LocationConstraint": bucket.region});
+            }
+            changes.push(draft(
+                format!("create bucket {name} in {}", bucket.region),
+                ChangeKind::Create,
+                before,
+                after.clone(),
+                "CreateBucket",
+                input,
+            ));
+            before = after;
+        }
+        let fresh = !bucket.exists;
+        if wanted.block_public_access
+            && (fresh || current.public_access_block != Some(PublicAccessBlock::ALL_ON))
+        {
+            current.public_access_block = Some(PublicAccessBlock::ALL_ON);
+            let mut after = before.clone();
+            after["public_access_block"] = json!(PublicAccessBlock::ALL_ON);
+            changes.push(draft(
+                format!("block all public access to bucket {name}"),
+                ChangeKind::Update,
+                before,
+                after.clone(),
+                "PutPublicAccessBlock",
+                json!({"Bucket": name, "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": true, "IgnorePublicAcls": true,
+                    "BlockPublicPolicy": true, "RestrictPublicBuckets": true}}),
+            ));
+            before = after;
+        }
+        let encryption_ok = match &current.encryption {
+            _ if fresh => false,
+            None => false,
+            Some(_) if !wanted.key_given => true,
+            Some(e) => *e == wanted.encryption,
+        };
+        if !encryption_ok {
+            current.encryption = Some(wanted.encryption.clone());
+            let mut after = before.clone();
+            after["encryption"] = json!(wanted.encryption);
+            let mut by_default = json!({"SSEAlgorithm": wanted.encryption.algorithm});
+            if let Some(key) = &wanted.encryption.kms_key_id {
+                by_default["KMSMasterKeyID"] = json!(key);
+            }
+            changes.push(draft(
+                format!(
+                    "encrypt bucket {name} by default with {}",
+                    wanted.encryption.algorithm
+                ),
+                ChangeKind::Update,
+                before,
+                after.clone(),
+                "PutBucketEncryption",
+                json!({"Bucket": name, "ServerSideEncryptionConfiguration": {"Rules": [{
+                    "ApplyServerSideEncryptionByDefault": by_default,
+                    "BucketKeyEnabled": wanted.encryption.algorithm == "aws:kms"}]}}),
+            ));
+            before = after;
+        }
+        if wanted.versioning && current.versioning.as_deref() != Some("Enabled") {
+            current.versioning = Some("Enabled".into());
+            let mut after = before.clone();
+            after["versioning"] = json!("Enabled");
+            changes.push(draft(
+                format!("turn on versioning of bucket {name}"),
+                ChangeKind::Update,
+                before,
+                after.clone(),
+                "PutBucketVersioning",
+                json!({"Bucket": name, "VersioningConfiguration": {"Status": "Enabled"}}),
+            ));
+            before = after;
+        }
+        if !wanted.statements.is_empty() {
+            let merged = merge_policy(current.policy.as_ref(), &wanted.statements);
+            if current.policy.as_ref() != Some(&merged) {
+                let sids: Vec<&str> = wanted
+                    .statements
+                    .iter()
+                    .filter_map(|s| s.get("Sid").and_then(Value::as_str))
+                    .collect();
+                let summary = if current.policy.is_some() {
+                    format!(
+                        "merge statements {} into the policy of bucket {name} (other statements kept)",
+                        sids.join(", ")
+                    )
+                } else {
+                    format!("set the policy of bucket {name}: {}", sids.join(", "))
+                };
+                current.policy = Some(merged.clone());
+                let mut after = before.clone();
+                after["policy"] = merged.clone();
+                changes.push(draft(
+                    summary,
+                    ChangeKind::Update,
+                    before,
+                    after,
+                    "PutBucketPolicy",
+                    json!({"Bucket": name, "Policy": merged}),
+                ));
+            }
+        }
+        Ok(ActionPlan {
+            changes,
+            blocked: None,
+            projected: Some(Resource::Bucket(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &BucketCalls
+    }
+}
+
+/// Reads, applies (and cannot probe) bucket changes.
+pub struct BucketCalls;
+
+fn input_str<'a>(change: &'a Change, field: &str) -> Result<&'a str> {
+    change
+        .call
+        .input
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "change {}: {} input has no string {field}",
+                change.id, change.call.operation
+            ))
+        })
+}
+
+fn request_ids(id: Option<&str>) -> Applied {
+    Applied {
+        request_ids: id.map(str::to_string).into_iter().collect(),
+        outputs: serde_json::Map::new(),
+    }
+}
+
+fn built<T, E: std::fmt::Display>(what: &str, result: std::result::Result<T, E>) -> Result<T> {
+    result.map_err(|e| Error::Internal(format!("{what} does not build: {e}")))
+}
+
+#[async_trait]
+impl Calls for BucketCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_bucket(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let s3 = &clients.s3;
+        let bucket = input_str(change, "Bucket")?;
+        let operation = change.call.operation.as_str();
+        match operation {
+            "CreateBucket" => {
+                let mut request = s3.create_bucket().bucket(bucket);
+                if let Some(location) = change
+                    .call
+                    .input
+                    .pointer("/CreateBucketConfiguration/LocationConstraint")
+                    .and_then(Value::as_str)
+                {
+                    request = request.create_bucket_configuration(
+                        CreateBucketConfiguration::builder()
+                            .location_constraint(BucketLocationConstraint::from(location))
+                            .build(),
+                    );
+                }
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(request_ids(out.request_id()))
+            }
+            "PutPublicAccessBlock" => {
+                let config = &change.call.input["PublicAccessBlockConfiguration"];
+                let switch = |name: &str| config.get(name).and_then(Value::as_bool);
+                let out = s3
+                    .put_public_access_block()
+                    .bucket(bucket)
+                    .public_access_block_configuration(
+                        PublicAccessBlockConfiguration::builder()
+                            .set_block_public_acls(switch("BlockPublicAcls"))
+                            .set_ignore_public_acls(switch("IgnorePublicAcls"))
+                            .set_block_public_policy(switch("BlockPublicPolicy"))
+                            .set_restrict_public_buckets(switch("RestrictPublicBuckets"))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(request_ids(out.request_id()))
+            }
+            "PutBucketEncryption" => {
+                let rule = change
+                    .call
+                    .input
+                    .pointer("/ServerSideEncryptionConfiguration/Rules/0")
+                    .cloned()
+                    .unwrap_or_default();
+                let by_default = &rule["ApplyServerSideEncryptionByDefault"];
+                let algorithm = by_default["SSEAlgorithm"].as_str().unwrap_or("AES256");
+                let default = built(
+                    "ServerSideEncryptionByDefault",
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::from(algorithm))
+                        .set_kms_master_key_id(
+                            by_default["KMSMasterKeyID"].as_str().map(str::to_string),
+                        )
+                        .build(),
+                )?;
+                let config = built(
+                    "ServerSideEncryptionConfiguration",
+                    ServerSideEncryptionConfiguration::builder()
+                        .rules(
+                            ServerSideEncryptionRule::builder()
+                                .apply_server_side_encryption_by_default(default)
+                                .set_bucket_key_enabled(rule["BucketKeyEnabled"].as_bool())
+                                .build(),
+                        )
+                        .build(),
+                )?;
+                let out = s3
+                    .put_bucket_encryption()
+                    .bucket(bucket)
+                    .server_side_encryption_configuration(config)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(request_ids(out.request_id()))
+            }
+            "PutBucketVersioning" => {
+                let status = change
+                    .call
+                    .input
+                    .pointer("/VersioningConfiguration/Status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Enabled");
+                let out = s3
+                    .put_bucket_versioning()
+                    .bucket(bucket)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(BucketVersioningStatus::from(status))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(request_ids(out.request_id()))
+            }
+            "PutBucketPolicy" => {
+                let policy = change.call.input.get("Policy").ok_or_else(|| {
+                    Error::Usage(format!(
+                        "change {}: PutBucketPolicy has no Policy",
+                        change.id
+                    ))
+                })?;
+                let out = s3
+                    .put_bucket_policy()
+                    .bucket(bucket)
+                    .policy(policy.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(request_ids(out.request_id()))
+            }
+            other => Err(Error::Usage(format!(
+                "change {}: operation {other} is not one a bucket action makes",
+                change.id
+            ))),
+        }
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// True when an S3 error is the "not configured" answer of a Get call.
+fn not_configured<E: ProvideErrorMetadata>(error: &E, codes: &[&str]) -> bool {
+    error.code().is_some_and(|c| codes.contains(&c))
+}
+
+/// Reads a bucket by name: whether it exists, its protections, policy and tags.
+pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> {
+    let s3 = &clients.s3;
+    match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if status == Some(404) {
+                return Ok(Bucket::missing(name, &clients.region));
+            }
+            let mut f = failure("HeadBucket", &e);
+            if status == Some(403) {
+                f.message = format!(
+                    "bucket {name} exists but this account may not use it (it may belong to another account): give another bucket name"
+                );
+            } else if status == Some(301) {
+                f.message = format!(
+                    "bucket {name} exists in another region than {}: give another bucket name",
+                    clients.region
+                );
+            }
+            return Err(Error::Aws(f));
+        }
+    }
+    let (pab, encryption, versioning, policy, tags) = tokio::join!(
+        s3.get_public_access_block().bucket(name).send(),
+        s3.get_bucket_encryption().bucket(name).send(),
+        s3.get_bucket_versioning().bucket(name).send(),
+        s3.get_bucket_policy().bucket(name).send(),
+        s3.get_bucket_tagging().bucket(name).send(),
+    );
+    let public_access_block = match pab {
+        Ok(out) => out
+            .public_access_block_configuration()
+            .map(|c| PublicAccessBlock {
+                block_public_acls: c.block_public_acls().unwrap_or(false),
+                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                block_public_policy: c.block_public_policy().unwrap_or(false),
+                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+            }),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| not_configured(s, &["NoSuchPublicAccessBlockConfiguration"])) =>
+        {
+            None
+        }
+        Err(e) => return Err(Error::Aws(failure("GetPublicAccessBlock", &e))),
+    };
+    let encryption = match encryption {
+        Ok(out) => out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| BucketEncryption {
+                algorithm: d.sse_algorithm().as_str().to_string(),
+                kms_key_id: d.kms_master_key_id().map(str::to_string),
+            }),
+        Err(e)
+            if e.as_service_error().is_some_and(|s| {
+                not_configured(s, &["ServerSideEncryptionConfigurationNotFoundError"])
+            }) =>
+        {
+            None
+        }
+        Err(e) => return Err(Error::Aws(failure("GetBucketEncryption", &e))),
+    };
+    let versioning = versioning
+        .map_err(|e| Error::Aws(failure("GetBucketVersioning", &e)))?
+        .status()
+        .map(|s| s.as_str().to_string());
+    let policy = match policy {
+        Ok(out) => match out.policy() {
+            Some(text) => Some(normalize_policy(&serde_json::from_str(text).map_err(
+                |e| {
+                    Error::Aws(AwsFailure {
+                        operation: "GetBucketPolicy".into(),
+                        code: "UnreadablePolicy".into(),
+                        message: format!("the policy of bucket {name} is not JSON: {e}"),
+                        request_id: out.request_id().map(str::to_string),
+                    })
+                },
+            )?)),
+            None => None,
+        },
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| not_configured(s, &["NoSuchBucketPolicy"])) =>
+        {
+            None
+        }
+        Err(e) => return Err(Error::Aws(failure("GetBucketPolicy", &e))),
+    };
+    let tags: BTreeMap<String, String> = match tags {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| not_configured(s, &["NoSuchTagSet"])) =>
+        {
+            BTreeMap::new()
+        }
+        Err(e) => return Err(Error::Aws(failure("GetBucketTagging", &e))),
+    };
+    Ok(Bucket {
+        name: name.to_string(),
+        region: clients.region.clone(),
+        exists: true,
+        public_access_block,
+        encryption,
+        versioning,
+        policy,
+        tags,
+    })
+}
+
+/// Looks up each bucket the `name` filter names.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    let names = filters.get("name").cloned().unwrap_or_default();
+    let buckets =
+        futures::future::try_join_all(names.iter().map(|n| read_bucket(clients, n))).await?;
+    Ok(buckets.into_iter().map(Resource::Bucket).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(sid: &str, action: &str) -> Value {
+        json!({"Sid": sid, "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
+               "Action": [action], "Resource": "arn:aws:s3:::b/*"})
+    }
+
+    fn plan(bucket: &Bucket, args: Value) -> ActionPlan {
+        EnsureBucket
+            .plan(&Resource::Bucket(bucket.clone()), &args)
+            .expect("plans")
+    }
+
+    #[test]
+    fn a_missing_bucket_is_created_then_protected_and_us_east_1_has_no_location_constraint() {
+        let args = json!({"policy_statements": [statement("Write", "s3:PutObject")]});
+        let planned = plan(&Bucket::missing("logs", "us-east-1"), args.clone());
+        let operations: Vec<&str> = planned
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect();
+        assert_eq!(
+            operations,
+            [
+                "CreateBucket",
+                "PutPublicAccessBlock",
+                "PutBucketEncryption",
+                "PutBucketVersioning",
+                "PutBucketPolicy"
+            ]
+        );
+        assert_eq!(planned.changes[0].call.input, json!({"Bucket": "logs"}));
+        // Each change starts where the previous one ends.
+        for pair in planned.changes.windows(2) {
+            assert_eq!(pair[0].after, pair[1].before);
+        }
+        let elsewhere = plan(&Bucket::missing("logs", "eu-west-1"), args.clone());
+        assert_eq!(
+            elsewhere.changes[0].call.input,
+            json!({"Bucket": "logs", "CreateBucketConfiguration": {"LocationConstraint": "eu-west-1"}})
+        );
+        // Planned again on what it projects, nothing is left to do.
+        let Some(Resource::Bucket(projected)) = planned.projected else {
+            panic!("projects the bucket")
+        };
+        assert_eq!(plan(&projected, args).changes, Vec::new());
+    }
+
+    #[test]
+    fn an_existing_policy_is_merged_by_sid_never_overwritten() {
+        let mut bucket = Bucket::missing("logs", "eu-west-1");
+        bucket.exists = true;
+        bucket.public_access_block = Some(PublicAccessBlock::ALL_ON);
+        bucket.encryption = Some(BucketEncryption {
+            algorithm: "aws:kms".into(),
+            kms_key_id: None,
+        });
+        bucket.versioning = Some("Enabled".into());
+        bucket.policy = Some(normalize_policy(&json!({
+            "Version": "2012-10-17",
+            "Statement": [statement("Theirs", "s3:GetObject"), statement("Write", "s3:GetObject")]
+        })));
+        let planned = plan(
+            &bucket,
+            json!({"policy_statements": [statement("Write", "s3:PutObject"), statement("Check", "s3:GetBucketAcl")]}),
+        );
+        assert_eq!(planned.changes.len(), 1, "only the policy differs");
+        assert_eq!(
+            planned.changes[0].call.input["Policy"]["Statement"],
+            normalize_policy(&json!([
+                statement("Theirs", "s3:GetObject"),
+                statement("Write", "s3:PutObject"),
+                statement("Check", "s3:GetBucketAcl")
+            ]))
+        );
+    }
+
+    #[test]
+    fn statements_without_a_sid_are_refused() {
+        let error = EnsureBucket
+            .plan(
+                &Resource::Bucket(Bucket::missing("logs", "eu-west-1")),
+                &json!({"policy_statements": [{"Effect": "Allow"}]}),
+            )
+            .expect_err("refused");
+        assert!(error.contains("needs a Sid"), "{error}");
+    }
+}
