@@ -512,6 +512,28 @@ fn not_configured<E: ProvideErrorMetadata>(error: &E, codes: &[&str]) -> bool {
     error.code().is_some_and(|c| codes.contains(&c))
 }
 
+/// The versioning status in a 200 answer the SDK could not parse. moto names the root
+/// element `GetBucketVersioningResponse` where AWS says `VersioningConfiguration`; the
+/// SDK refuses the name, but the answer is fine: `<Status>` holds the status, and no
+/// `<Status>` means versioning was never turned on.
+fn versioning_from_body<E>(
+    error: &aws_sdk_s3::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> Option<Option<String>> {
+    let raw = error.raw_response()?;
+    if raw.status().as_u16() != 200 {
+        return None;
+    }
+    let body = std::str::from_utf8(raw.body().bytes()?).ok()?;
+    let status = body
+        .split_once("<Status>")
+        .and_then(|(_, rest)| rest.split_once("</Status>"))
+        .map(|(status, _)| status.trim().to_string());
+    Some(status)
+}
+
 /// Reads a bucket by name: whether it exists, its protections, policy and tags.
 pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> {
     let s3 = &clients.s3;
@@ -578,10 +600,13 @@ pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> 
         }
         Err(e) => return Err(Error::Aws(failure("GetBucketEncryption", &e))),
     };
-    let versioning = versioning
-        .map_err(|e| Error::Aws(failure("GetBucketVersioning", &e)))?
-        .status()
-        .map(|s| s.as_str().to_string());
+    let versioning = match versioning {
+        Ok(out) => out.status().map(|s| s.as_str().to_string()),
+        Err(e) => match versioning_from_body(&e) {
+            Some(status) => status,
+            None => return Err(Error::Aws(failure("GetBucketVersioning", &e))),
+        },
+    };
     let policy = match policy {
         Ok(out) => match out.policy() {
             Some(text) => Some(normalize_policy(&serde_json::from_str(text).map_err(
