@@ -4,6 +4,7 @@
 
 mod cli_errors;
 mod ebs;
+mod flow_logs;
 mod regions_and_terminal;
 mod security_groups;
 mod support;

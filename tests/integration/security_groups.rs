@@ -248,8 +248,16 @@ fn cli(emulator: &Emulator, state: &Path, args: &[&str]) -> Run {
 
 fn plan_json(emulator: &Emulator, state: &Path, extra: &[&str]) -> Value {
     let mut cmd = emulator.harden(state);
-    cmd.args(["plan", "runbooks/", "--region", REGION, "--format", "json"])
-        .args(extra);
+    cmd.args([
+        "plan",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        "--format",
+        "json",
+    ])
+    .args(extra);
     let out = run(cmd);
     assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
     serde_json::from_str(&out.stdout).expect("plan JSON")
@@ -369,7 +377,8 @@ fn scenario(kind: Kind) {
         state.path(),
         &[
             "plan",
-            "runbooks/",
+            "runbooks/close-default-security-groups.yaml",
+            "runbooks/restrict-sg-egress.yaml",
             "--region",
             REGION,
             "--detailed-exitcode",
@@ -390,7 +399,14 @@ fn scenario(kind: Kind) {
     let out = cli(
         &emulator,
         state.path(),
-        &["dry-run", "runbooks/", "--region", REGION, &exclude],
+        &[
+            "dry-run",
+            "runbooks/close-default-security-groups.yaml",
+            "runbooks/restrict-sg-egress.yaml",
+            "--region",
+            REGION,
+            &exclude,
+        ],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
@@ -411,7 +427,14 @@ fn scenario(kind: Kind) {
     let out = cli(
         &emulator,
         state.path(),
-        &["apply", "runbooks/", "--region", REGION, &exclude],
+        &[
+            "apply",
+            "runbooks/close-default-security-groups.yaml",
+            "runbooks/restrict-sg-egress.yaml",
+            "--region",
+            REGION,
+            &exclude,
+        ],
     );
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
@@ -430,7 +453,15 @@ fn scenario(kind: Kind) {
     let out = cli(
         &emulator,
         state.path(),
-        &["apply", "runbooks/", "--region", REGION, "--yes", &exclude],
+        &[
+            "apply",
+            "runbooks/close-default-security-groups.yaml",
+            "runbooks/restrict-sg-egress.yaml",
+            "--region",
+            REGION,
+            "--yes",
+            &exclude,
+        ],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -511,7 +542,8 @@ fn scenario(kind: Kind) {
         state.path(),
         &[
             "plan",
-            "runbooks/",
+            "runbooks/close-default-security-groups.yaml",
+            "runbooks/restrict-sg-egress.yaml",
             "--region",
             REGION,
             "--detailed-exitcode",

@@ -142,6 +142,20 @@ impl Emulator {
     }
 
     /// The binary, pointed at this emulator with a state dir of its own.
+    /// An S3 client for the emulator: path-style, as emulators have no bucket DNS.
+    pub(crate) fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
     pub(crate) fn harden(&self, state_dir: &Path) -> Command {
         let mut cmd = Command::cargo_bin("harden").expect("binary is built");
         cmd.arg("--endpoint-url")
