@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 
-use crate::actions::{ebs, flow_logs, s3, security_group};
+use crate::actions::{cloudtrail, ebs, flow_logs, s3, security_group};
 use crate::aws::RegionClients;
 use crate::error::Result;
 use crate::inventory::{Resource, ResourceKind};
@@ -27,6 +27,7 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::EbsEncryptionDefault => ebs::discover(clients).await?,
         ResourceKind::Bucket => s3::discover(clients, &query.filters).await?,
         ResourceKind::Vpc => flow_logs::discover(clients, &query.filters).await?,
+        ResourceKind::Trails => cloudtrail::discover(clients).await?,
     };
     tracing::debug!(region = %clients.region, kind = %query.kind, filters = ?query.filters, found = found.len(), "discovered");
     Ok(found)

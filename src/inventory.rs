@@ -28,6 +28,9 @@ pub enum ResourceKind {
     /// A VPC with its flow logs.
     #[serde(rename = "ec2:vpc")]
     Vpc,
+    /// The CloudTrail trails a region sees (one per region; its id is the region).
+    #[serde(rename = "cloudtrail:trails")]
+    Trails,
 }
 
 impl ResourceKind {
@@ -37,6 +40,7 @@ impl ResourceKind {
         ResourceKind::EbsEncryptionDefault,
         ResourceKind::Bucket,
         ResourceKind::Vpc,
+        ResourceKind::Trails,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -46,6 +50,7 @@ impl ResourceKind {
             ResourceKind::EbsEncryptionDefault => "ec2:ebs-encryption-default",
             ResourceKind::Bucket => "s3:bucket",
             ResourceKind::Vpc => "ec2:vpc",
+            ResourceKind::Trails => "cloudtrail:trails",
         }
     }
 
@@ -69,6 +74,7 @@ impl ResourceKind {
             // Buckets are looked up by name, not listed: `name` is required.
             ResourceKind::Bucket => &["name"],
             ResourceKind::Vpc => &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"],
+            ResourceKind::Trails => &[],
         }
     }
 
@@ -111,6 +117,11 @@ impl ResourceKind {
                 is_default: false,
                 tags: BTreeMap::new(),
                 flow_logs: Vec::new(),
+            })
+            .to_template_value(),
+            ResourceKind::Trails => Resource::Trails(Trails {
+                region: "us-east-1".into(),
+                trails: Vec::new(),
             })
             .to_template_value(),
         }
@@ -451,6 +462,113 @@ pub fn sort_flow_logs(logs: &mut [FlowLog]) {
     });
 }
 
+/// The CloudTrail trails a region sees: its own and other regions' multi-region and
+/// organization trails. One resource per region, whose id is the region, because
+/// compliance (CloudTrail.1) is a property of the set: some trail must qualify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trails {
+    /// The region, which is also the id.
+    pub region: String,
+    /// The trails, sorted by ARN.
+    pub trails: Vec<Trail>,
+}
+
+/// One trail, as far as the CloudTrail controls care.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trail {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// The region it was created in; only there can it be changed.
+    pub home_region: String,
+    /// Records every region.
+    pub multi_region: bool,
+    /// An organization trail (counts, but a member account cannot change it).
+    pub organization: bool,
+    /// Whether it is logging.
+    pub logging: bool,
+    /// Log file integrity validation (CloudTrail.4).
+    pub log_file_validation: bool,
+    /// KMS key encrypting the logs (CloudTrail.2).
+    pub kms_key_id: Option<String>,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Records global services (IAM, STS) events.
+    pub include_global_service_events: bool,
+    /// The event selectors in AWS's shape: `{"EventSelectors": [...]}` or
+    /// `{"AdvancedEventSelectors": [...]}`, empty lists and absent fields left out.
+    pub selectors: serde_json::Value,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Trail {
+    /// Records read and write management events of every source (the selectors of
+    /// CloudTrail.1): a basic selector with management events, `ReadWriteType` All and
+    /// no excluded sources, or an advanced selector on `eventCategory = Management`
+    /// alone.
+    pub fn records_all_management_events(&self) -> bool {
+        use serde_json::Value;
+        let list = |key: &str| {
+            self.selectors
+                .get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let basic = list("EventSelectors").iter().any(|s| {
+            s.get("IncludeManagementEvents").and_then(Value::as_bool) != Some(false)
+                && s.get("ReadWriteType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("All")
+                    == "All"
+                && s.get("ExcludeManagementEventSources")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+        });
+        let advanced = list("AdvancedEventSelectors").iter().any(|s| {
+            let fields = s
+                .get("FieldSelectors")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            fields.len() == 1
+                && fields[0].get("Field").and_then(Value::as_str) == Some("eventCategory")
+                && fields[0].get("Equals") == Some(&serde_json::json!(["Management"]))
+        });
+        basic || advanced
+    }
+
+    /// Satisfies CloudTrail.1 and CloudTrail.4 (and CloudTrail.2 when `kms_required`).
+    pub fn is_compliant(&self, kms_required: bool) -> bool {
+        self.multi_region
+            && self.logging
+            && self.log_file_validation
+            && self.records_all_management_events()
+            && (!kms_required || self.kms_key_id.is_some())
+    }
+
+    /// True when tagged `harden:exempt` = `true`.
+    pub fn is_exempt(&self) -> bool {
+        self.tags
+            .get(EXEMPT_TAG)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+impl Trails {
+    /// Whether making the region compliant means creating a trail: no trail qualifies
+    /// (setting KMS aside), none homed here could be brought into compliance in place
+    /// (or is exempt), and no multi-region trail homed elsewhere could be.
+    pub fn needs_new_trail(&self) -> bool {
+        !self.trails.iter().any(|t| {
+            t.is_compliant(false)
+                || (!t.organization && (t.home_region == self.region || t.multi_region))
+        })
+    }
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -462,6 +580,8 @@ pub enum Resource {
     Bucket(Bucket),
     /// A VPC.
     Vpc(Vpc),
+    /// A region's trails.
+    Trails(Trails),
 }
 
 impl Resource {
@@ -472,6 +592,7 @@ impl Resource {
             Resource::EbsEncryptionDefault(_) => ResourceKind::EbsEncryptionDefault,
             Resource::Bucket(_) => ResourceKind::Bucket,
             Resource::Vpc(_) => ResourceKind::Vpc,
+            Resource::Trails(_) => ResourceKind::Trails,
         }
     }
 
@@ -482,6 +603,7 @@ impl Resource {
             Resource::EbsEncryptionDefault(e) => &e.region,
             Resource::Bucket(b) => &b.name,
             Resource::Vpc(v) => &v.id,
+            Resource::Trails(t) => &t.region,
         }
     }
 
@@ -492,6 +614,8 @@ impl Resource {
             Resource::EbsEncryptionDefault(_) => None,
             Resource::Bucket(b) => Some(&b.tags),
             Resource::Vpc(v) => Some(&v.tags),
+            // Trails are exempted one by one; the action honours their tags.
+            Resource::Trails(_) => None,
         }
     }
 
@@ -509,9 +633,13 @@ impl Resource {
             Resource::EbsEncryptionDefault(e) => serde_json::to_value(e).unwrap_or_default(),
             Resource::Bucket(b) => serde_json::to_value(b).unwrap_or_default(),
             Resource::Vpc(v) => serde_json::to_value(v).unwrap_or_default(),
+            Resource::Trails(t) => serde_json::to_value(t).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());
+        }
+        if let (Some(map), Resource::Trails(t)) = (value.as_object_mut(), self) {
+            map.insert("needs_new_trail".into(), t.needs_new_trail().into());
         }
         if let Some(map) = value.as_object_mut() {
             map.insert("exempt".into(), self.is_exempt().into());

@@ -7,6 +7,7 @@
 //! stale-plan check and the read-back), make one change's call, and probe it with
 //! `DryRun`. The engine never sees an SDK type.
 
+pub mod cloudtrail;
 pub mod ebs;
 pub mod flow_logs;
 pub mod s3;
@@ -186,6 +187,7 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &ebs::EnableEncryptionByDefault,
         &s3::EnsureBucket,
         &flow_logs::EnableFlowLogs,
+        &cloudtrail::EnsureTrail,
     ]
 }
 

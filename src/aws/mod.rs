@@ -12,6 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::error::{AwsFailure, Error, Result};
 
@@ -61,6 +62,32 @@ pub struct RegionClients {
     pub ec2: aws_sdk_ec2::Client,
     /// S3, path-style under an endpoint override (emulators have no bucket DNS).
     pub s3: aws_sdk_s3::Client,
+    /// CloudTrail.
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// AWS Config.
+    pub config: aws_sdk_config::Client,
+    /// IAM (global; the region only picks the endpoint).
+    pub iam: aws_sdk_iam::Client,
+    /// The configuration the clients were made from, for the odd call that must go to
+    /// another region (a multi-region trail answers only in its home region).
+    sdk_config: SdkConfig,
+}
+
+impl RegionClients {
+    /// A CloudTrail client for `region` (this one's when equal).
+    pub fn cloudtrail_in(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        if region == self.region {
+            return self.cloudtrail.clone();
+        }
+        aws_sdk_cloudtrail::Client::new(
+            &self
+                .sdk_config
+                .clone()
+                .into_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
+    }
 }
 
 impl Aws {
@@ -156,6 +183,10 @@ impl Aws {
                         .force_path_style(config.endpoint_url().is_some())
                         .build(),
                 ),
+                cloudtrail: aws_sdk_cloudtrail::Client::new(&config),
+                config: aws_sdk_config::Client::new(&config),
+                iam: aws_sdk_iam::Client::new(&config),
+                sdk_config: config,
             }
         };
         match self.clients.lock() {
@@ -189,13 +220,20 @@ impl Aws {
 
 /// Describes a failed SDK call: the service's code and message when it answered, the
 /// transport problem when it did not.
-pub fn failure<E, R>(operation: &str, error: &SdkError<E, R>) -> AwsFailure
+pub fn failure<E>(operation: &str, error: &SdkError<E, HttpResponse>) -> AwsFailure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-    SdkError<E, R>: RequestId,
+    SdkError<E, HttpResponse>: RequestId,
 {
+    let status = error.raw_response().map(|r| r.status().as_u16());
     let (code, message) = match error {
+        // LocalStack community answers 501 for services it does not emulate (CloudTrail).
+        SdkError::ServiceError(_) if status == Some(501) => (
+            "NotImplemented".to_string(),
+            format!(
+                "the endpoint does not implement {operation} (HTTP 501): this service is not emulated there"
+            ),
+        ),
         SdkError::ServiceError(service) => (
             service.err().code().unwrap_or("Unknown").to_string(),
             service

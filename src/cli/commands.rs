@@ -121,17 +121,25 @@ async fn regions(aws: &Aws, requested: &[String], first: &str) -> Result<Vec<Str
                 .send()
                 .await
                 .map_err(|e| Error::Aws(crate::aws::failure("DescribeRegions", &e)))?;
-            regions.extend(
-                out.regions()
-                    .iter()
-                    .filter_map(|r| r.region_name().map(str::to_string)),
-            );
+            let mut enabled: Vec<String> = out
+                .regions()
+                .iter()
+                .filter_map(|r| r.region_name().map(str::to_string))
+                .collect();
+            enabled.sort();
+            // The configured region leads: it is the home region of account-wide setup.
+            if let Some(at) = enabled.iter().position(|r| r == first) {
+                let home = enabled.remove(at);
+                enabled.insert(0, home);
+            }
+            regions.extend(enabled);
         } else {
             regions.push(region.clone());
         }
     }
-    regions.sort();
-    regions.dedup();
+    // Order as given (the first is the home region runbooks default to), once each.
+    let mut seen = std::collections::BTreeSet::new();
+    regions.retain(|r| seen.insert(r.clone()));
     Ok(regions)
 }
 

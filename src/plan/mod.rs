@@ -248,6 +248,8 @@ pub enum BlockReason {
     InUse,
     /// The change needs downtime the parameters do not allow.
     NeedsDowntime,
+    /// The resource can only be changed from another region (a trail's home region).
+    OtherRegion,
 }
 
 impl fmt::Display for BlockReason {
@@ -257,6 +259,7 @@ impl fmt::Display for BlockReason {
             BlockReason::Excluded => "excluded",
             BlockReason::InUse => "in use",
             BlockReason::NeedsDowntime => "needs downtime",
+            BlockReason::OtherRegion => "other region",
         })
     }
 }

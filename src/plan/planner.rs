@@ -38,15 +38,19 @@ pub struct PlanRequest<'a> {
 fn base_context(
     renderer: &Renderer,
     runbook: &LoadedRunbook,
-    params: &ResolvedParams,
+    request: &PlanRequest<'_>,
     region: &str,
-    identity: &CallerIdentity,
 ) -> Result<Value> {
     let scope = json!({
-        "account_id": identity.account_id,
+        "account_id": request.identity.account_id,
         "region": region,
-        "partition": identity.partition,
+        "partition": request.identity.partition,
+        // The first region of the plan: where account-wide things (a multi-region
+        // trail, global resource recording) are set up when a runbook does not say.
+        "home_region": request.regions.first().map(String::as_str).unwrap_or(region),
+        "regions": request.regions,
     });
+    let params = request.params;
     let mut values = Map::new();
     for (name, value) in params.get(runbook.id()).into_iter().flatten() {
         let rendered = renderer.render_value(value, &scope).map_err(|m| {
@@ -213,7 +217,7 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
     // Render every query first so discovery can run once, concurrently.
     let mut queries: BTreeMap<(String, String), Query> = BTreeMap::new();
     for runbook in request.runbooks {
-        let context = base_context(&renderer, runbook, request.params, region, request.identity)?;
+        let context = base_context(&renderer, runbook, request, region)?;
         for name in runbook.runbook.discover.keys() {
             let query = query_for(&renderer, runbook, name, &context)?;
             queries.insert((runbook.id().to_string(), name.clone()), query);
@@ -251,8 +255,7 @@ pub fn plan_on_inventory(
     let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
-        let mut context =
-            base_context(renderer, runbook, request.params, region, request.identity)?;
+        let mut context = base_context(renderer, runbook, request, region)?;
         // Every render serializes the whole context: carry the discovered lists only for
         // runbooks whose templates use them, or planning grows with the square of the
         // number of resources.

@@ -108,7 +108,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
     }
     // Parameter values may be templates over the account, region and partition (bucket
     // names derived from them); render them as the planner will.
-    let scope = json!({"account_id": "000000000000", "region": "us-east-1", "partition": "aws"});
+    let scope = json!({"account_id": "000000000000", "region": "us-east-1", "partition": "aws",
+        "home_region": "us-east-1", "regions": ["us-east-1"]});
     for (name, value) in params.iter_mut() {
         let location = runbook.parameters.get(name).map(|spec| {
             spec.default
@@ -135,6 +136,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         "account_id": "000000000000",
         "region": "us-east-1",
         "partition": "aws",
+        "home_region": "us-east-1",
+        "regions": ["us-east-1"],
         "runbook": {"id": runbook.id.value},
     });
     let mut discovered = Map::new();

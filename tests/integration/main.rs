@@ -3,6 +3,7 @@
 //! ports of 127.0.0.1 and stop when done. One binary, one module per concern.
 
 mod cli_errors;
+mod cloudtrail;
 mod ebs;
 mod flow_logs;
 mod regions_and_terminal;

@@ -33,6 +33,10 @@ fn region_all_plans_every_enabled_region_concurrently() {
         .filter_map(|r| r.as_str())
         .collect();
     assert!(regions.len() > 10, "{regions:?}");
+    assert_eq!(
+        regions[0], "us-east-1",
+        "the home region (configured, else us-east-1) leads"
+    );
     for expected in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
         assert!(
             regions.contains(&expected),

@@ -128,32 +128,35 @@ impl Emulator {
         }
     }
 
-    /// An EC2 client for `region`.
-    pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+    /// SDK configuration for the emulator in `region`, with test credentials.
+    fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "test", "test", None, None, "tests",
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "tests"),
             ))
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
+            .build()
     }
 
-    /// The binary, pointed at this emulator with a state dir of its own.
+    /// An EC2 client for `region`.
+    pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config(region))
+    }
+
     /// An S3 client for the emulator: path-style, as emulators have no bucket DNS.
     pub(crate) fn s3(&self, region: &str) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(region.to_string()))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk_config(region))
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// A CloudTrail client for `region`.
+    pub(crate) fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::new(&self.sdk_config(region))
     }
 
     pub(crate) fn harden(&self, state_dir: &Path) -> Command {

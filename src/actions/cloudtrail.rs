@@ -1,0 +1,851 @@
+//! CloudTrail (FSBP CloudTrail.1, .2, .4; CIS 3.1, 3.2, 3.5): some trail records every
+//! region's read and write management events, is logging, validates its log files and,
+//! when a key is asked for, is KMS-encrypted.
+//!
+//! Compliance is a property of the region's set of trails, so the resource is the set
+//! (`cloudtrail:trails`, one per region). An existing trail homed here is brought into
+//! compliance in place (UpdateTrail, PutEventSelectors, StartLogging) rather than
+//! adding a second trail, which would double the cost of management events; a trail is
+//! created only when none exists that could be fixed. CloudTrail has no dry-run.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudtrail::operation::RequestId;
+use aws_sdk_cloudtrail::types::{
+    AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
+};
+use serde_json::{Map, Value, json};
+
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::inventory::{Resource, ResourceKind, Trail, Trails};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// Brings a trail into compliance, or creates one when there is none to fix.
+pub struct EnsureTrail;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "cloudtrail:ensure-trail",
+    description: "make sure some trail is multi-region, logging, records all read and write management events, validates log files (and is KMS-encrypted when kms_key_id is given): fix an existing trail homed in the region in place, create one only when none exists",
+    resource_kind: ResourceKind::Trails,
+    args: &[
+        ArgSpec {
+            name: "trail_name",
+            kind: ParamType::String,
+            required: true,
+            description: "name of the trail to create when none can be fixed (an existing trail of this name is preferred)",
+        },
+        ArgSpec {
+            name: "bucket_name",
+            kind: ParamType::String,
+            required: true,
+            description: "bucket a created trail writes to",
+        },
+        ArgSpec {
+            name: "kms_key_id",
+            kind: ParamType::String,
+            required: false,
+            description: "KMS key (ARN, id or alias) to encrypt logs with (CloudTrail.2); its key policy must let CloudTrail use it",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+fn string_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
+    }
+}
+
+fn state(trails: &Trails) -> Value {
+    json!({ "trails": trails.trails })
+}
+
+/// The selectors that record all management events while keeping the trail's data
+/// event selectors.
+fn management_selectors(selectors: &Value) -> Value {
+    if let Some(advanced) = selectors
+        .get("AdvancedEventSelectors")
+        .and_then(Value::as_array)
+    {
+        let mut kept: Vec<Value> = advanced
+            .iter()
+            .filter(|s| {
+                !s.get("FieldSelectors")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| {
+                        f.iter().any(|f| {
+                            f.get("Field").and_then(Value::as_str) == Some("eventCategory")
+                                && f.get("Equals") == Some(&json!(["Management"]))
+                        })
+                    })
+            })
+            .cloned()
+            .collect();
+        kept.push(
+            json!({"Name": "Management events (harden)", "FieldSelectors": [
+            {"Field": "eventCategory", "Equals": ["Management"]}]}),
+        );
+        return json!({ "AdvancedEventSelectors": kept });
+    }
+    // Data-event selectors stay, without management events; one selector records every
+    // management event.
+    let mut kept: Vec<Value> = selectors
+        .get("EventSelectors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s.get("DataResources")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty())
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            s["IncludeManagementEvents"] = json!(false);
+            if let Some(map) = s.as_object_mut() {
+                map.remove("ExcludeManagementEventSources");
+            }
+            s
+        })
+        .collect();
+    kept.push(json!({"ReadWriteType": "All", "IncludeManagementEvents": true}));
+    json!({ "EventSelectors": kept })
+}
+
+struct Drafts {
+    changes: Vec<ChangeDraft>,
+    before: Value,
+    current: Trails,
+}
+
+impl Drafts {
+    fn push(
+        &mut self,
+        summary: String,
+        kind: ChangeKind,
+        next: Trails,
+        operation: &str,
+        input: Value,
+    ) {
+        let after = state(&next);
+        self.changes.push(ChangeDraft {
+            kind,
+            summary,
+            before: std::mem::replace(&mut self.before, after.clone()),
+            after,
+            call: ApiCall {
+                service: "cloudtrail".into(),
+                operation: operation.into(),
+                input,
+            },
+        });
+        self.current = next;
+    }
+}
+
+impl Action for EnsureTrail {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Trails(trails) = target else {
+            return Err(format!(
+                "expected a region's trails, given {}",
+                target.kind()
+            ));
+        };
+        let trail_name = string_arg(args, "trail_name")?
+            .ok_or_else(|| "argument trail_name: a name is required".to_string())?;
+        let bucket = string_arg(args, "bucket_name")?
+            .ok_or_else(|| "argument bucket_name: a name is required".to_string())?;
+        let kms = string_arg(args, "kms_key_id")?;
+        if trails.trails.iter().any(|t| t.is_compliant(kms.is_some())) {
+            return Ok(ActionPlan::default());
+        }
+        // The trail to fix: homed here and changeable; the named one first, then the
+        // one closest to compliance.
+        let mut candidates: Vec<&Trail> = trails
+            .trails
+            .iter()
+            .filter(|t| t.home_region == trails.region && !t.organization)
+            .collect();
+        candidates.sort_by_key(|t| {
+            (
+                t.name != trail_name,
+                !t.multi_region,
+                !t.logging,
+                t.name.clone(),
+            )
+        });
+        if let Some(exempt) = candidates.iter().find(|t| t.is_exempt())
+            && candidates.iter().all(|t| t.is_exempt())
+        {
+            return Ok(blocked(
+                BlockReason::Exempt,
+                format!(
+                    "trail {} is tagged harden:exempt; no second trail is created beside it",
+                    exempt.name
+                ),
+            ));
+        }
+        let mut drafts = Drafts {
+            changes: Vec::new(),
+            before: state(trails),
+            current: trails.clone(),
+        };
+        if let Some(trail) = candidates.iter().find(|t| !t.is_exempt()) {
+            fix_in_place(&mut drafts, trail, kms.as_deref());
+        } else if let Some(elsewhere) = trails
+            .trails
+            .iter()
+            .find(|t| t.multi_region && !t.organization && t.home_region != trails.region)
+        {
+            return Ok(blocked(
+                BlockReason::OtherRegion,
+                format!(
+                    "multi-region trail {} is homed in {} and can only be changed there: plan {} (set home_region) to fix it in place",
+                    elsewhere.name, elsewhere.home_region, elsewhere.home_region
+                ),
+            ));
+        } else {
+            create(&mut drafts, trails, &trail_name, &bucket, kms.as_deref());
+        }
+        Ok(ActionPlan {
+            changes: drafts.changes,
+            blocked: None,
+            projected: Some(Resource::Trails(drafts.current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &TrailCalls
+    }
+}
+
+fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
+    ActionPlan {
+        changes: Vec::new(),
+        blocked: Some((reason, detail)),
+        projected: None,
+    }
+}
+
+fn with_trail(trails: &Trails, name: &str, change: impl FnOnce(&mut Trail)) -> Trails {
+    let mut next = trails.clone();
+    if let Some(t) = next.trails.iter_mut().find(|t| t.name == name) {
+        change(t);
+    }
+    next
+}
+
+fn fix_in_place(drafts: &mut Drafts, trail: &Trail, kms: Option<&str>) {
+    let name = trail.name.clone();
+    let kms_missing = kms.is_some() && trail.kms_key_id.is_none();
+    if !trail.multi_region
+        || !trail.log_file_validation
+        || !trail.include_global_service_events
+        || kms_missing
+    {
+        let mut input = json!({"Name": name, "IsMultiRegionTrail": true,
+            "EnableLogFileValidation": true, "IncludeGlobalServiceEvents": true});
+        if kms_missing {
+            input["KmsKeyId"] = json!(kms);
+        }
+        let next = with_trail(&drafts.current, &name, |t| {
+            t.multi_region = true;
+            t.log_file_validation = true;
+            t.include_global_service_events = true;
+            if kms_missing {
+                // AWS answers with the key's ARN whatever form was given.
+                t.kms_key_id = Some(KNOWN_AFTER_APPLY.into());
+            }
+        });
+        drafts.push(
+            format!(
+                "make trail {name} multi-region with log file validation{}",
+                if kms_missing {
+                    " and KMS encryption"
+                } else {
+                    ""
+                }
+            ),
+            ChangeKind::Update,
+            next,
+            "UpdateTrail",
+            input,
+        );
+    }
+    if !trail.records_all_management_events() {
+        let selectors = management_selectors(&trail.selectors);
+        let mut input = json!({"TrailName": name});
+        if let (Some(input), Some(sel)) = (input.as_object_mut(), selectors.as_object()) {
+            input.extend(sel.clone());
+        }
+        let next = with_trail(&drafts.current, &name, |t| t.selectors = selectors.clone());
+        drafts.push(
+            format!("record all read and write management events on trail {name}, data event selectors kept"),
+            ChangeKind::Update,
+            next,
+            "PutEventSelectors",
+            input,
+        );
+    }
+    if !trail.logging {
+        let next = with_trail(&drafts.current, &name, |t| t.logging = true);
+        drafts.push(
+            format!("start logging on trail {name}"),
+            ChangeKind::Update,
+            next,
+            "StartLogging",
+            json!({"Name": name}),
+        );
+    }
+}
+
+fn create(drafts: &mut Drafts, trails: &Trails, name: &str, bucket: &str, kms: Option<&str>) {
+    let mut input = json!({"Name": name, "S3BucketName": bucket, "IsMultiRegionTrail": true,
+        "EnableLogFileValidation": true, "IncludeGlobalServiceEvents": true});
+    if let Some(key) = kms {
+        input["KmsKeyId"] = json!(key);
+    }
+    let mut next = drafts.current.clone();
+    next.trails.push(Trail {
+        name: name.into(),
+        arn: KNOWN_AFTER_APPLY.into(),
+        home_region: trails.region.clone(),
+        multi_region: true,
+        organization: false,
+        logging: false,
+        log_file_validation: true,
+        kms_key_id: kms.map(|_| KNOWN_AFTER_APPLY.to_string()),
+        bucket: bucket.into(),
+        include_global_service_events: true,
+        // A new trail's default selectors are set explicitly by the next change.
+        selectors: json!(KNOWN_AFTER_APPLY),
+        tags: BTreeMap::new(),
+    });
+    sort_trails(&mut next.trails);
+    drafts.push(
+        format!("create multi-region trail {name} writing to bucket {bucket}"),
+        ChangeKind::Create,
+        next,
+        "CreateTrail",
+        input,
+    );
+    let selectors =
+        json!({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": true}]});
+    let next = with_trail(&drafts.current, name, |t| t.selectors = selectors.clone());
+    let mut input = json!({"TrailName": name});
+    if let (Some(input), Some(sel)) = (input.as_object_mut(), selectors.as_object()) {
+        input.extend(sel.clone());
+    }
+    drafts.push(
+        format!("record all read and write management events on trail {name}"),
+        ChangeKind::Update,
+        next,
+        "PutEventSelectors",
+        input,
+    );
+    let next = with_trail(&drafts.current, name, |t| t.logging = true);
+    drafts.push(
+        format!("start logging on trail {name}"),
+        ChangeKind::Update,
+        next,
+        "StartLogging",
+        json!({"Name": name}),
+    );
+}
+
+/// Trails sorted by name within home region: a planned trail (ARN not yet known) sits
+/// where the read-back puts it.
+fn sort_trails(trails: &mut [Trail]) {
+    trails.sort_by(|a, b| (&a.home_region, &a.name).cmp(&(&b.home_region, &b.name)));
+}
+
+/// Reads, applies (and cannot probe) trail changes.
+pub struct TrailCalls;
+
+fn text<'a>(change: &'a Change, field: &str) -> Result<&'a str> {
+    change
+        .call
+        .input
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "change {}: {} input has no string {field}",
+                change.id, change.call.operation
+            ))
+        })
+}
+
+fn flag(change: &Change, field: &str) -> Option<bool> {
+    change.call.input.get(field).and_then(Value::as_bool)
+}
+
+fn strings(value: &Value, field: &str) -> Option<Vec<String>> {
+    value.get(field).and_then(Value::as_array).map(|items| {
+        items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+fn applied(request_id: Option<&str>) -> Applied {
+    Applied {
+        request_ids: request_id.map(str::to_string).into_iter().collect(),
+        outputs: Map::new(),
+    }
+}
+
+fn basic_selector(value: &Value) -> EventSelector {
+    EventSelector::builder()
+        .set_read_write_type(
+            value
+                .get("ReadWriteType")
+                .and_then(Value::as_str)
+                .map(ReadWriteType::from),
+        )
+        .set_include_management_events(
+            value
+                .get("IncludeManagementEvents")
+                .and_then(Value::as_bool),
+        )
+        .set_data_resources(
+            value
+                .get("DataResources")
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|d| {
+                            DataResource::builder()
+                                .set_type(d.get("Type").and_then(Value::as_str).map(str::to_string))
+                                .set_values(strings(d, "Values"))
+                                .build()
+                        })
+                        .collect()
+                }),
+        )
+        .set_exclude_management_event_sources(strings(value, "ExcludeManagementEventSources"))
+        .build()
+}
+
+fn advanced_selector(value: &Value) -> Result<AdvancedEventSelector> {
+    let fields = value
+        .get("FieldSelectors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            AdvancedFieldSelector::builder()
+                .field(f.get("Field").and_then(Value::as_str).unwrap_or_default())
+                .set_equals(strings(f, "Equals"))
+                .set_starts_with(strings(f, "StartsWith"))
+                .set_ends_with(strings(f, "EndsWith"))
+                .set_not_equals(strings(f, "NotEquals"))
+                .set_not_starts_with(strings(f, "NotStartsWith"))
+                .set_not_ends_with(strings(f, "NotEndsWith"))
+                .build()
+                .map_err(|e| Error::Internal(format!("advanced field selector: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    AdvancedEventSelector::builder()
+        .set_name(
+            value
+                .get("Name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        )
+        .set_field_selectors(Some(fields))
+        .build()
+        .map_err(|e| Error::Internal(format!("advanced event selector: {e}")))
+}
+
+#[async_trait]
+impl Calls for TrailCalls {
+    async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
+        Ok(state(&read_trails(clients).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let ct = &clients.cloudtrail;
+        let operation = change.call.operation.as_str();
+        match operation {
+            "CreateTrail" => {
+                let out = ct
+                    .create_trail()
+                    .name(text(change, "Name")?)
+                    .s3_bucket_name(text(change, "S3BucketName")?)
+                    .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
+                    .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
+                    .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
+                    .set_kms_key_id(text(change, "KmsKeyId").ok().map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            "UpdateTrail" => {
+                let out = ct
+                    .update_trail()
+                    .name(text(change, "Name")?)
+                    .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
+                    .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
+                    .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
+                    .set_kms_key_id(text(change, "KmsKeyId").ok().map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            "PutEventSelectors" => {
+                let input = &change.call.input;
+                let mut request = ct
+                    .put_event_selectors()
+                    .trail_name(text(change, "TrailName")?);
+                if let Some(advanced) = input
+                    .get("AdvancedEventSelectors")
+                    .and_then(Value::as_array)
+                {
+                    request = request.set_advanced_event_selectors(Some(
+                        advanced
+                            .iter()
+                            .map(advanced_selector)
+                            .collect::<Result<Vec<_>>>()?,
+                    ));
+                } else {
+                    request = request.set_event_selectors(Some(
+                        input
+                            .get("EventSelectors")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(basic_selector)
+                            .collect(),
+                    ));
+                }
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            "StartLogging" => {
+                let out = ct
+                    .start_logging()
+                    .name(text(change, "Name")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            other => Err(Error::Usage(format!(
+                "change {}: operation {other} is not one a trail action makes",
+                change.id
+            ))),
+        }
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Selectors in AWS's shape with empty lists and absent fields left out, so a read-back
+/// compares equal to what was sent.
+fn selectors_json(basic: &[EventSelector], advanced: &[AdvancedEventSelector]) -> Value {
+    fn put(map: &mut Map<String, Value>, key: &str, values: &[String]) {
+        if !values.is_empty() {
+            map.insert(key.into(), json!(values));
+        }
+    }
+    if !advanced.is_empty() {
+        let list: Vec<Value> = advanced
+            .iter()
+            .map(|s| {
+                let fields: Vec<Value> = s
+                    .field_selectors()
+                    .iter()
+                    .map(|f| {
+                        let mut map = Map::new();
+                        map.insert("Field".into(), json!(f.field()));
+                        put(&mut map, "Equals", f.equals());
+                        put(&mut map, "StartsWith", f.starts_with());
+                        put(&mut map, "EndsWith", f.ends_with());
+                        put(&mut map, "NotEquals", f.not_equals());
+                        put(&mut map, "NotStartsWith", f.not_starts_with());
+                        put(&mut map, "NotEndsWith", f.not_ends_with());
+                        Value::Object(map)
+                    })
+                    .collect();
+                let mut map = Map::new();
+                if let Some(name) = s.name() {
+                    map.insert("Name".into(), json!(name));
+                }
+                map.insert("FieldSelectors".into(), Value::Array(fields));
+                Value::Object(map)
+            })
+            .collect();
+        return json!({ "AdvancedEventSelectors": list });
+    }
+    let list: Vec<Value> = basic
+        .iter()
+        .map(|s| {
+            let mut map = Map::new();
+            if let Some(rw) = s.read_write_type() {
+                map.insert("ReadWriteType".into(), json!(rw.as_str()));
+            }
+            if let Some(include) = s.include_management_events() {
+                map.insert("IncludeManagementEvents".into(), json!(include));
+            }
+            if !s.data_resources().is_empty() {
+                let data: Vec<Value> = s
+                    .data_resources()
+                    .iter()
+                    .map(|d| json!({"Type": d.r#type(), "Values": d.values()}))
+                    .collect();
+                map.insert("DataResources".into(), Value::Array(data));
+            }
+            put(
+                &mut map,
+                "ExcludeManagementEventSources",
+                s.exclude_management_event_sources(),
+            );
+            Value::Object(map)
+        })
+        .collect();
+    json!({ "EventSelectors": list })
+}
+
+/// Reads every trail the region sees, with status, selectors and tags.
+pub async fn read_trails(clients: &RegionClients) -> Result<Trails> {
+    let ct = &clients.cloudtrail;
+    let out = ct
+        .describe_trails()
+        .include_shadow_trails(true)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("DescribeTrails", &e)))?;
+    let mut trails = Vec::new();
+    for t in out.trail_list() {
+        let (Some(name), Some(arn)) = (t.name(), t.trail_arn()) else {
+            continue;
+        };
+        let home_region = t.home_region().unwrap_or(&clients.region).to_string();
+        // A multi-region trail shows in every region, but its status and selectors are
+        // answered in its home region.
+        let home = clients.cloudtrail_in(&home_region);
+        let (status, selectors) = tokio::join!(
+            home.get_trail_status().name(arn).send(),
+            home.get_event_selectors().trail_name(arn).send(),
+        );
+        let status = status.map_err(|e| Error::Aws(failure("GetTrailStatus", &e)))?;
+        let selectors = selectors.map_err(|e| Error::Aws(failure("GetEventSelectors", &e)))?;
+        trails.push(Trail {
+            name: name.to_string(),
+            arn: arn.to_string(),
+            home_region,
+            multi_region: t.is_multi_region_trail().unwrap_or(false),
+            organization: t.is_organization_trail().unwrap_or(false),
+            logging: status.is_logging().unwrap_or(false),
+            log_file_validation: t.log_file_validation_enabled().unwrap_or(false),
+            kms_key_id: t.kms_key_id().map(str::to_string),
+            bucket: t.s3_bucket_name().unwrap_or_default().to_string(),
+            include_global_service_events: t.include_global_service_events().unwrap_or(false),
+            selectors: selectors_json(
+                selectors.event_selectors(),
+                selectors.advanced_event_selectors(),
+            ),
+            tags: BTreeMap::new(),
+        });
+    }
+    // Tags of the trails homed here (ListTags answers only for the region's own trails).
+    let own: Vec<String> = trails
+        .iter()
+        .filter(|t| t.home_region == clients.region)
+        .map(|t| t.arn.clone())
+        .collect();
+    if !own.is_empty() {
+        let tags = ct
+            .list_tags()
+            .set_resource_id_list(Some(own))
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("ListTags", &e)))?;
+        for entry in tags.resource_tag_list() {
+            let Some(trail) = trails
+                .iter_mut()
+                .find(|t| Some(t.arn.as_str()) == entry.resource_id())
+            else {
+                continue;
+            };
+            trail.tags = entry
+                .tags_list()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+        }
+    }
+    sort_trails(&mut trails);
+    Ok(Trails {
+        region: clients.region.clone(),
+        trails,
+    })
+}
+
+/// Discovers the region's trails: one resource whose id is the region.
+pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
+    Ok(vec![Resource::Trails(read_trails(clients).await?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trail(name: &str, home: &str) -> Trail {
+        Trail {
+            name: name.into(),
+            arn: format!("arn:aws:cloudtrail:{home}:111122223333:trail/{name}"),
+            home_region: home.into(),
+            multi_region: true,
+            organization: false,
+            logging: true,
+            log_file_validation: true,
+            kms_key_id: None,
+            bucket: "b".into(),
+            include_global_service_events: true,
+            selectors: json!({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": true}]}),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn trails(list: Vec<Trail>) -> Resource {
+        Resource::Trails(Trails {
+            region: "eu-west-1".into(),
+            trails: list,
+        })
+    }
+
+    fn plan(target: &Resource, args: Value) -> ActionPlan {
+        EnsureTrail.plan(target, &args).expect("plans")
+    }
+
+    fn operations(planned: &ActionPlan) -> Vec<&str> {
+        planned
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect()
+    }
+
+    fn args() -> Value {
+        json!({"trail_name": "harden-trail", "bucket_name": "logs"})
+    }
+
+    #[test]
+    fn a_compliant_trail_anywhere_is_enough_and_an_organization_trail_counts() {
+        assert_eq!(
+            plan(&trails(vec![trail("main", "eu-west-1")]), args()),
+            ActionPlan::default()
+        );
+        let mut org = trail("org", "us-east-1");
+        org.organization = true;
+        assert_eq!(plan(&trails(vec![org]), args()), ActionPlan::default());
+    }
+
+    #[test]
+    fn a_non_compliant_trail_homed_here_is_fixed_in_place_never_doubled() {
+        let mut t = trail("single", "eu-west-1");
+        t.multi_region = false;
+        t.logging = false;
+        t.log_file_validation = false;
+        t.selectors = json!({"EventSelectors": [
+            {"ReadWriteType": "WriteOnly", "IncludeManagementEvents": true},
+            {"ReadWriteType": "All", "IncludeManagementEvents": false,
+             "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]}]});
+        let planned = plan(&trails(vec![t]), args());
+        assert_eq!(
+            operations(&planned),
+            ["UpdateTrail", "PutEventSelectors", "StartLogging"]
+        );
+        assert_eq!(
+            planned.changes[1].call.input,
+            json!({"TrailName": "single", "EventSelectors": [
+                {"ReadWriteType": "All", "IncludeManagementEvents": false,
+                 "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]},
+                {"ReadWriteType": "All", "IncludeManagementEvents": true}]}),
+            "data events are kept"
+        );
+        for pair in planned.changes.windows(2) {
+            assert_eq!(pair[0].after, pair[1].before);
+        }
+        let Some(projected) = planned.projected else {
+            panic!("projects")
+        };
+        assert_eq!(plan(&projected, args()), ActionPlan::default());
+    }
+
+    #[test]
+    fn excluded_management_sources_and_missing_kms_are_not_compliant() {
+        let mut t = trail("main", "eu-west-1");
+        t.selectors = json!({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": true,
+            "ExcludeManagementEventSources": ["kms.amazonaws.com"]}]});
+        assert_eq!(
+            operations(&plan(&trails(vec![t]), args())),
+            ["PutEventSelectors"]
+        );
+        let with_kms = json!({"trail_name": "harden-trail", "bucket_name": "logs", "kms_key_id": "alias/trail"});
+        let planned = plan(&trails(vec![trail("main", "eu-west-1")]), with_kms);
+        assert_eq!(operations(&planned), ["UpdateTrail"]);
+        assert_eq!(planned.changes[0].call.input["KmsKeyId"], "alias/trail");
+    }
+
+    #[test]
+    fn with_no_trail_one_is_created_explicitly_and_started() {
+        let planned = plan(&trails(Vec::new()), args());
+        assert_eq!(
+            operations(&planned),
+            ["CreateTrail", "PutEventSelectors", "StartLogging"]
+        );
+        assert_eq!(
+            planned.changes[0].call.input,
+            json!({"Name": "harden-trail", "S3BucketName": "logs", "IsMultiRegionTrail": true,
+                   "EnableLogFileValidation": true, "IncludeGlobalServiceEvents": true})
+        );
+    }
+
+    #[test]
+    fn exempt_and_other_region_trails_block_rather_than_add_a_second_trail() {
+        let mut t = trail("mine", "eu-west-1");
+        t.logging = false;
+        t.tags.insert("harden:exempt".into(), "true".into());
+        let planned = plan(&trails(vec![t]), args());
+        assert_eq!(planned.blocked.map(|b| b.0), Some(BlockReason::Exempt));
+        let mut far = trail("far", "us-east-1");
+        far.logging = false;
+        let planned = plan(&trails(vec![far]), args());
+        assert_eq!(planned.blocked.map(|b| b.0), Some(BlockReason::OtherRegion));
+    }
+}
