@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 
-use crate::actions::{cloudtrail, ebs, flow_logs, s3, security_group};
+use crate::actions::{cloudtrail, config, ebs, flow_logs, iam, s3, security_group};
 use crate::aws::RegionClients;
 use crate::error::Result;
 use crate::inventory::{Resource, ResourceKind};
@@ -28,6 +28,8 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::Bucket => s3::discover(clients, &query.filters).await?,
         ResourceKind::Vpc => flow_logs::discover(clients, &query.filters).await?,
         ResourceKind::Trails => cloudtrail::discover(clients).await?,
+        ResourceKind::ConfigRecorder => config::discover(clients).await?,
+        ResourceKind::Role => iam::discover(clients, &query.filters).await?,
     };
     tracing::debug!(region = %clients.region, kind = %query.kind, filters = ?query.filters, found = found.len(), "discovered");
     Ok(found)

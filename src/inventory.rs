@@ -31,6 +31,12 @@ pub enum ResourceKind {
     /// The CloudTrail trails a region sees (one per region; its id is the region).
     #[serde(rename = "cloudtrail:trails")]
     Trails,
+    /// A region's AWS Config recorder and delivery channels (one per region; id = region).
+    #[serde(rename = "config:recorder")]
+    ConfigRecorder,
+    /// An IAM role by name; it may not exist yet.
+    #[serde(rename = "iam:role")]
+    Role,
 }
 
 impl ResourceKind {
@@ -41,6 +47,8 @@ impl ResourceKind {
         ResourceKind::Bucket,
         ResourceKind::Vpc,
         ResourceKind::Trails,
+        ResourceKind::ConfigRecorder,
+        ResourceKind::Role,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -51,6 +59,8 @@ impl ResourceKind {
             ResourceKind::Bucket => "s3:bucket",
             ResourceKind::Vpc => "ec2:vpc",
             ResourceKind::Trails => "cloudtrail:trails",
+            ResourceKind::ConfigRecorder => "config:recorder",
+            ResourceKind::Role => "iam:role",
         }
     }
 
@@ -74,7 +84,9 @@ impl ResourceKind {
             // Buckets are looked up by name, not listed: `name` is required.
             ResourceKind::Bucket => &["name"],
             ResourceKind::Vpc => &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"],
-            ResourceKind::Trails => &[],
+            ResourceKind::Trails | ResourceKind::ConfigRecorder => &[],
+            // Roles are looked up by name, not listed: `name` is required.
+            ResourceKind::Role => &["name"],
         }
     }
 
@@ -122,6 +134,19 @@ impl ResourceKind {
             ResourceKind::Trails => Resource::Trails(Trails {
                 region: "us-east-1".into(),
                 trails: Vec::new(),
+            })
+            .to_template_value(),
+            ResourceKind::ConfigRecorder => Resource::ConfigRecorder(ConfigSetup {
+                region: "us-east-1".into(),
+                recorder: None,
+                delivery_channels: Vec::new(),
+            })
+            .to_template_value(),
+            ResourceKind::Role => Resource::Role(Role {
+                name: "sample".into(),
+                arn: None,
+                exists: false,
+                tags: BTreeMap::new(),
             })
             .to_template_value(),
         }
@@ -569,6 +594,64 @@ impl Trails {
     }
 }
 
+/// A region's AWS Config setup: its recorder (a region has at most one) and delivery
+/// channels. One resource per region, whose id is the region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSetup {
+    /// The region, which is also the id.
+    pub region: String,
+    /// The recorder, under whatever name it has.
+    pub recorder: Option<ConfigRecorder>,
+    /// Delivery channels (name, bucket).
+    pub delivery_channels: Vec<DeliveryChannel>,
+}
+
+/// A configuration recorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecorder {
+    /// Its name (never assumed to be `default`).
+    pub name: String,
+    /// The role it records with.
+    pub role_arn: String,
+    /// Records all supported resource types.
+    pub all_supported: bool,
+    /// Records global resource types (IAM) too.
+    pub include_global: bool,
+    /// Whether it is recording.
+    pub recording: bool,
+    /// `Success`, `Failure` or `Pending`; `None` before the first recording.
+    pub last_status: Option<String>,
+}
+
+/// A delivery channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryChannel {
+    /// Name.
+    pub name: String,
+    /// Destination bucket.
+    pub bucket: String,
+}
+
+impl ConfigSetup {
+    /// Whether a delivery channel (and so its bucket) has to be made.
+    pub fn needs_delivery_channel(&self) -> bool {
+        self.delivery_channels.is_empty()
+    }
+}
+
+/// An IAM role looked up by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Role name, which is also the id.
+    pub name: String,
+    /// ARN, once it exists.
+    pub arn: Option<String>,
+    /// False when no role has the name.
+    pub exists: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -582,6 +665,10 @@ pub enum Resource {
     Vpc(Vpc),
     /// A region's trails.
     Trails(Trails),
+    /// A region's AWS Config setup.
+    ConfigRecorder(ConfigSetup),
+    /// An IAM role.
+    Role(Role),
 }
 
 impl Resource {
@@ -593,6 +680,8 @@ impl Resource {
             Resource::Bucket(_) => ResourceKind::Bucket,
             Resource::Vpc(_) => ResourceKind::Vpc,
             Resource::Trails(_) => ResourceKind::Trails,
+            Resource::ConfigRecorder(_) => ResourceKind::ConfigRecorder,
+            Resource::Role(_) => ResourceKind::Role,
         }
     }
 
@@ -604,6 +693,8 @@ impl Resource {
             Resource::Bucket(b) => &b.name,
             Resource::Vpc(v) => &v.id,
             Resource::Trails(t) => &t.region,
+            Resource::ConfigRecorder(c) => &c.region,
+            Resource::Role(r) => &r.name,
         }
     }
 
@@ -616,6 +707,8 @@ impl Resource {
             Resource::Vpc(v) => Some(&v.tags),
             // Trails are exempted one by one; the action honours their tags.
             Resource::Trails(_) => None,
+            Resource::ConfigRecorder(_) => None,
+            Resource::Role(r) => Some(&r.tags),
         }
     }
 
@@ -634,12 +727,20 @@ impl Resource {
             Resource::Bucket(b) => serde_json::to_value(b).unwrap_or_default(),
             Resource::Vpc(v) => serde_json::to_value(v).unwrap_or_default(),
             Resource::Trails(t) => serde_json::to_value(t).unwrap_or_default(),
+            Resource::ConfigRecorder(c) => serde_json::to_value(c).unwrap_or_default(),
+            Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());
         }
         if let (Some(map), Resource::Trails(t)) = (value.as_object_mut(), self) {
             map.insert("needs_new_trail".into(), t.needs_new_trail().into());
+        }
+        if let (Some(map), Resource::ConfigRecorder(c)) = (value.as_object_mut(), self) {
+            map.insert(
+                "needs_delivery_channel".into(),
+                c.needs_delivery_channel().into(),
+            );
         }
         if let Some(map) = value.as_object_mut() {
             map.insert("exempt".into(), self.is_exempt().into());

@@ -8,8 +8,10 @@
 //! `DryRun`. The engine never sees an SDK type.
 
 pub mod cloudtrail;
+pub mod config;
 pub mod ebs;
 pub mod flow_logs;
+pub mod iam;
 pub mod s3;
 pub mod security_group;
 
@@ -188,6 +190,8 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &s3::EnsureBucket,
         &flow_logs::EnableFlowLogs,
         &cloudtrail::EnsureTrail,
+        &iam::EnsureServiceLinkedRole,
+        &config::EnsureRecorder,
     ]
 }
 

@@ -250,6 +250,9 @@ pub enum BlockReason {
     NeedsDowntime,
     /// The resource can only be changed from another region (a trail's home region).
     OtherRegion,
+    /// Set up as asked but reporting failure; needs a person (a recorder whose last
+    /// recording failed).
+    Failing,
 }
 
 impl fmt::Display for BlockReason {
@@ -260,6 +263,7 @@ impl fmt::Display for BlockReason {
             BlockReason::InUse => "in use",
             BlockReason::NeedsDowntime => "needs downtime",
             BlockReason::OtherRegion => "other region",
+            BlockReason::Failing => "failing",
         })
     }
 }

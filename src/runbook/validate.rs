@@ -160,6 +160,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             continue;
         };
         kinds.insert(name.as_str(), kind);
+        // One sample member, so `discovered.NAME.0.FIELD` paths are checked too.
+        discovered.insert(name.clone(), Value::Array(vec![kind.sample()]));
         for (filter, value) in &spec.filters {
             if !kind.filters().contains(&filter.as_str()) && !filter.starts_with("tag:") {
                 problems.push(
@@ -447,7 +449,8 @@ fn type_matches(kind: ParamType, value: &Value) -> std::result::Result<(), Strin
     let ok = match kind {
         ParamType::String => value.is_string(),
         ParamType::Int => value.is_i64() || value.is_u64(),
-        ParamType::Bool => value.is_boolean(),
+        // A template such as `{{eq region params.home_region}}` renders "true"/"false".
+        ParamType::Bool => value.is_boolean() || matches!(value.as_str(), Some("true" | "false")),
         ParamType::List => value.is_array(),
         ParamType::Map => value.is_object(),
     };

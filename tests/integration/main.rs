@@ -4,6 +4,7 @@
 
 mod cli_errors;
 mod cloudtrail;
+mod config;
 mod ebs;
 mod flow_logs;
 mod regions_and_terminal;

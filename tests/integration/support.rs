@@ -159,6 +159,16 @@ impl Emulator {
         aws_sdk_cloudtrail::Client::new(&self.sdk_config(region))
     }
 
+    /// An AWS Config client for `region`.
+    pub(crate) fn config(&self, region: &str) -> aws_sdk_config::Client {
+        aws_sdk_config::Client::new(&self.sdk_config(region))
+    }
+
+    /// An IAM client.
+    pub(crate) fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk_config("us-east-1"))
+    }
+
     pub(crate) fn harden(&self, state_dir: &Path) -> Command {
         let mut cmd = Command::cargo_bin("harden").expect("binary is built");
         cmd.arg("--endpoint-url")

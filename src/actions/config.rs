@@ -1,0 +1,486 @@
+//! AWS Config (FSBP Config.1, CIS 3.3): a recorder records every supported resource type
+//! (global types in the home region), with the service-linked role (or the role given),
+//! is recording, its last status is not Failure, and a delivery channel exists.
+//!
+//! A region has at most one recorder: an existing one is reused under its own name,
+//! never assumed to be `default`. A delivery channel is added only when none exists.
+//! AWS Config has no dry-run.
+
+use async_trait::async_trait;
+use aws_sdk_config::operation::RequestId;
+use aws_sdk_config::types::{
+    ConfigurationRecorder, DeliveryChannel as SdkDeliveryChannel, RecordingGroup,
+};
+use serde_json::{Map, Value, json};
+
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// Makes the region's recorder record everything, deliver, and run.
+pub struct EnsureRecorder;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "config:ensure-recorder",
+    description: "make the region's configuration recorder (reused under its own name, or created) record all supported resource types with the given role, add a delivery channel when none exists, and start recording",
+    resource_kind: ResourceKind::ConfigRecorder,
+    args: &[
+        ArgSpec {
+            name: "role_arn",
+            kind: ParamType::String,
+            required: true,
+            description: "role the recorder uses (the service-linked role AWSServiceRoleForConfig, or another)",
+        },
+        ArgSpec {
+            name: "include_global",
+            kind: ParamType::Bool,
+            required: false,
+            description: "also record global resource types such as IAM (true in one region only: the home region)",
+        },
+        ArgSpec {
+            name: "bucket_name",
+            kind: ParamType::String,
+            required: true,
+            description: "bucket of a delivery channel added when none exists",
+        },
+        ArgSpec {
+            name: "recorder_name",
+            kind: ParamType::String,
+            required: false,
+            description: "name of a recorder created when the region has none (default: default)",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+fn text_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
+    }
+}
+
+fn state(setup: &ConfigSetup) -> Value {
+    serde_json::to_value(setup).unwrap_or_default()
+}
+
+/// Each change's after: the last status is the service's to say once it records.
+fn after_state(setup: &ConfigSetup) -> Value {
+    let mut value = state(setup);
+    if setup.recorder.is_some() {
+        value["recorder"]["last_status"] = json!(KNOWN_AFTER_APPLY);
+    }
+    value
+}
+
+fn draft(
+    summary: String,
+    kind: ChangeKind,
+    before: &mut Value,
+    next: &ConfigSetup,
+    operation: &str,
+    input: Value,
+) -> ChangeDraft {
+    let after = after_state(next);
+    ChangeDraft {
+        kind,
+        summary,
+        before: std::mem::replace(before, after.clone()),
+        after,
+        call: ApiCall {
+            service: "config".into(),
+            operation: operation.into(),
+            input,
+        },
+    }
+}
+
+impl Action for EnsureRecorder {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::ConfigRecorder(setup) = target else {
+            return Err(format!(
+                "expected a region's AWS Config setup, given {}",
+                target.kind()
+            ));
+        };
+        let role_arn = text_arg(args, "role_arn")?
+            .ok_or_else(|| "argument role_arn: a role ARN is required".to_string())?;
+        let bucket = text_arg(args, "bucket_name")?
+            .ok_or_else(|| "argument bucket_name: a bucket name is required".to_string())?;
+        let include_global = arg_bool(args, "include_global", false)?;
+        let new_name = text_arg(args, "recorder_name")?.unwrap_or_else(|| "default".into());
+
+        let mut next = setup.clone();
+        let mut before = state(setup);
+        let mut changes = Vec::new();
+        let wanted = |r: &ConfigRecorder| {
+            r.all_supported && r.role_arn == role_arn && (r.include_global || !include_global)
+        };
+        match setup.recorder.as_ref() {
+            Some(r) if wanted(r) => {}
+            existing => {
+                let name = existing.map_or(new_name.clone(), |r| r.name.clone());
+                let recorder = ConfigRecorder {
+                    name: name.clone(),
+                    role_arn: role_arn.clone(),
+                    all_supported: true,
+                    // Keep global recording where it is already on.
+                    include_global: include_global || existing.is_some_and(|r| r.include_global),
+                    recording: existing.is_some_and(|r| r.recording),
+                    last_status: existing.and_then(|r| r.last_status.clone()),
+                };
+                let summary = match existing {
+                    Some(_) => format!(
+                        "make recorder {name} record all supported resource types{} with {role_arn}",
+                        if recorder.include_global {
+                            " and global ones"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => format!("create recorder {name} with {role_arn}"),
+                };
+                let input = json!({"ConfigurationRecorder": {
+                    "name": name, "roleARN": role_arn,
+                    "recordingGroup": {"allSupported": true,
+                        "includeGlobalResourceTypes": recorder.include_global}}});
+                next.recorder = Some(recorder);
+                changes.push(draft(
+                    summary,
+                    if existing.is_some() {
+                        ChangeKind::Update
+                    } else {
+                        ChangeKind::Create
+                    },
+                    &mut before,
+                    &next,
+                    "PutConfigurationRecorder",
+                    input,
+                ));
+            }
+        }
+        if next.delivery_channels.is_empty() {
+            next.delivery_channels.push(DeliveryChannel {
+                name: "default".into(),
+                bucket: bucket.clone(),
+            });
+            changes.push(draft(
+                format!("add delivery channel default to bucket {bucket}"),
+                ChangeKind::Create,
+                &mut before,
+                &next,
+                "PutDeliveryChannel",
+                json!({"DeliveryChannel": {"name": "default", "s3BucketName": bucket}}),
+            ));
+        }
+        if let Some(recorder) = next.recorder.as_mut()
+            && !recorder.recording
+        {
+            recorder.recording = true;
+            let name = recorder.name.clone();
+            changes.push(draft(
+                format!("start recorder {name}"),
+                ChangeKind::Update,
+                &mut before,
+                &next,
+                "StartConfigurationRecorder",
+                json!({"ConfigurationRecorderName": name}),
+            ));
+        }
+        if changes.is_empty()
+            && let Some(r) = &setup.recorder
+            && r.last_status.as_deref() == Some("Failure")
+        {
+            return Ok(ActionPlan {
+                changes: Vec::new(),
+                blocked: Some((
+                    BlockReason::Failing,
+                    format!(
+                        "recorder {} is set up but its last recording failed: check that the role can read resources and write to the delivery channel's bucket",
+                        r.name
+                    ),
+                )),
+                projected: None,
+            });
+        }
+        Ok(ActionPlan {
+            changes,
+            blocked: None,
+            projected: Some(Resource::ConfigRecorder(next)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &RecorderCalls
+    }
+}
+
+/// Reads, applies (and cannot probe) AWS Config changes.
+pub struct RecorderCalls;
+
+fn at<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
+    change
+        .call
+        .input
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "change {}: {} input has no {pointer}",
+                change.id, change.call.operation
+            ))
+        })
+}
+
+fn applied(request_id: Option<&str>) -> Applied {
+    Applied {
+        request_ids: request_id.map(str::to_string).into_iter().collect(),
+        outputs: Map::new(),
+    }
+}
+
+#[async_trait]
+impl Calls for RecorderCalls {
+    async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
+        Ok(state(&read_setup(clients).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let config = &clients.config;
+        let operation = change.call.operation.as_str();
+        match operation {
+            "PutConfigurationRecorder" => {
+                let group = change
+                    .call
+                    .input
+                    .pointer("/ConfigurationRecorder/recordingGroup")
+                    .cloned()
+                    .unwrap_or_default();
+                let recorder = ConfigurationRecorder::builder()
+                    .name(at(change, "/ConfigurationRecorder/name")?)
+                    .role_arn(at(change, "/ConfigurationRecorder/roleARN")?)
+                    .recording_group(
+                        RecordingGroup::builder()
+                            .set_all_supported(group["allSupported"].as_bool())
+                            .set_include_global_resource_types(
+                                group["includeGlobalResourceTypes"].as_bool(),
+                            )
+                            .build(),
+                    )
+                    .build();
+                let out = config
+                    .put_configuration_recorder()
+                    .configuration_recorder(recorder)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            "PutDeliveryChannel" => {
+                let out = config
+                    .put_delivery_channel()
+                    .delivery_channel(
+                        SdkDeliveryChannel::builder()
+                            .name(at(change, "/DeliveryChannel/name")?)
+                            .s3_bucket_name(at(change, "/DeliveryChannel/s3BucketName")?)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            "StartConfigurationRecorder" => {
+                let out = config
+                    .start_configuration_recorder()
+                    .configuration_recorder_name(at(change, "/ConfigurationRecorderName")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(applied(out.request_id()))
+            }
+            other => Err(Error::Usage(format!(
+                "change {}: operation {other} is not one an AWS Config action makes",
+                change.id
+            ))),
+        }
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Reads the region's recorder (with its status) and delivery channels.
+pub async fn read_setup(clients: &RegionClients) -> Result<ConfigSetup> {
+    let config = &clients.config;
+    let (recorders, statuses, channels) = tokio::join!(
+        config.describe_configuration_recorders().send(),
+        config.describe_configuration_recorder_status().send(),
+        config.describe_delivery_channels().send(),
+    );
+    let recorders =
+        recorders.map_err(|e| Error::Aws(failure("DescribeConfigurationRecorders", &e)))?;
+    let statuses =
+        statuses.map_err(|e| Error::Aws(failure("DescribeConfigurationRecorderStatus", &e)))?;
+    let channels = channels.map_err(|e| Error::Aws(failure("DescribeDeliveryChannels", &e)))?;
+    let recorder = recorders.configuration_recorders().first().map(|r| {
+        let name = r.name().unwrap_or_default().to_string();
+        let status = statuses
+            .configuration_recorders_status()
+            .iter()
+            .find(|s| s.name() == Some(name.as_str()));
+        ConfigRecorder {
+            role_arn: r.role_arn().unwrap_or_default().to_string(),
+            all_supported: r.recording_group().is_some_and(|g| g.all_supported()),
+            include_global: r
+                .recording_group()
+                .is_some_and(|g| g.include_global_resource_types()),
+            recording: status.is_some_and(|s| s.recording()),
+            last_status: status
+                .and_then(|s| s.last_status())
+                .map(|s| s.as_str().to_string()),
+            name,
+        }
+    });
+    let mut delivery_channels: Vec<DeliveryChannel> = channels
+        .delivery_channels()
+        .iter()
+        .map(|c| DeliveryChannel {
+            name: c.name().unwrap_or_default().to_string(),
+            bucket: c.s3_bucket_name().unwrap_or_default().to_string(),
+        })
+        .collect();
+    delivery_channels.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ConfigSetup {
+        region: clients.region.clone(),
+        recorder,
+        delivery_channels,
+    })
+}
+
+/// Discovers the region's AWS Config setup: one resource whose id is the region.
+pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
+    Ok(vec![Resource::ConfigRecorder(read_setup(clients).await?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig";
+
+    fn setup(recorder: Option<ConfigRecorder>, channels: usize) -> Resource {
+        Resource::ConfigRecorder(ConfigSetup {
+            region: "eu-west-1".into(),
+            recorder,
+            delivery_channels: (0..channels)
+                .map(|i| DeliveryChannel {
+                    name: format!("channel-{i}"),
+                    bucket: "theirs".into(),
+                })
+                .collect(),
+        })
+    }
+
+    fn args(global: bool) -> Value {
+        json!({"role_arn": ROLE, "bucket_name": "logs", "include_global": global})
+    }
+
+    fn operations(plan: &ActionPlan) -> Vec<&str> {
+        plan.changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_stopped_recorder_with_an_odd_name_is_reused_under_that_name() {
+        let odd = ConfigRecorder {
+            name: "legacy-recorder".into(),
+            role_arn: "arn:aws:iam::111122223333:role/old".into(),
+            all_supported: false,
+            include_global: false,
+            recording: false,
+            last_status: None,
+        };
+        let planned = EnsureRecorder
+            .plan(&setup(Some(odd), 1), &args(true))
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            ["PutConfigurationRecorder", "StartConfigurationRecorder"],
+            "the existing delivery channel is kept"
+        );
+        assert_eq!(
+            planned.changes[0].call.input["ConfigurationRecorder"]["name"],
+            "legacy-recorder"
+        );
+        assert_eq!(
+            planned.changes[1].call.input,
+            json!({"ConfigurationRecorderName": "legacy-recorder"})
+        );
+        let Some(projected) = planned.projected else {
+            panic!("projects")
+        };
+        assert_eq!(
+            EnsureRecorder.plan(&projected, &args(true)).expect("plans"),
+            ActionPlan {
+                projected: Some(projected.clone()),
+                ..ActionPlan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_region_gets_recorder_channel_and_start_in_that_order() {
+        let planned = EnsureRecorder
+            .plan(&setup(None, 0), &args(false))
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            [
+                "PutConfigurationRecorder",
+                "PutDeliveryChannel",
+                "StartConfigurationRecorder"
+            ]
+        );
+        assert_eq!(
+            planned.changes[0].call.input,
+            json!({"ConfigurationRecorder": {"name": "default", "roleARN": ROLE,
+                "recordingGroup": {"allSupported": true, "includeGlobalResourceTypes": false}}})
+        );
+    }
+
+    #[test]
+    fn a_recording_recorder_whose_last_status_is_failure_is_reported_not_hidden() {
+        let failing = ConfigRecorder {
+            name: "default".into(),
+            role_arn: ROLE.into(),
+            all_supported: true,
+            include_global: true,
+            recording: true,
+            last_status: Some("Failure".into()),
+        };
+        let planned = EnsureRecorder
+            .plan(&setup(Some(failing), 1), &args(true))
+            .expect("plans");
+        assert_eq!(planned.blocked.map(|b| b.0), Some(BlockReason::Failing));
+    }
+}

@@ -1,0 +1,231 @@
+//! enable-aws-config (FSBP Config.1) against moto and LocalStack: a stopped recorder with
+//! an odd name, a narrow recording group and a delivery channel of its own is reused
+//! under its name (no new channel, no bucket); an empty region gets the service-linked
+//! role, the delivery bucket, a recorder, a channel, and is started.
+
+use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup, ResourceType};
+use serde_json::Value;
+
+use crate::support::{Emulator, Kind, block_on, run};
+
+const RUNBOOK: &str = "runbooks/enable-aws-config.yaml";
+
+/// (name, role, all supported, global, recording) of the recorder, and channel buckets.
+async fn recorder(
+    config: &aws_sdk_config::Client,
+) -> (Option<(String, String, bool, bool, bool)>, Vec<String>) {
+    let recorders = config
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .expect("recorders");
+    let statuses = config
+        .describe_configuration_recorder_status()
+        .send()
+        .await
+        .expect("status");
+    let channels = config
+        .describe_delivery_channels()
+        .send()
+        .await
+        .expect("channels");
+    let recorder = recorders.configuration_recorders().first().map(|r| {
+        let name = r.name().unwrap_or_default().to_string();
+        let recording = statuses
+            .configuration_recorders_status()
+            .iter()
+            .any(|s| s.name() == Some(name.as_str()) && s.recording());
+        (
+            name,
+            r.role_arn().unwrap_or_default().to_string(),
+            r.recording_group().is_some_and(|g| g.all_supported()),
+            r.recording_group()
+                .is_some_and(|g| g.include_global_resource_types()),
+            recording,
+        )
+    });
+    let buckets = channels
+        .delivery_channels()
+        .iter()
+        .map(|c| c.s3_bucket_name().unwrap_or_default().to_string())
+        .collect();
+    (recorder, buckets)
+}
+
+fn operations(plan: &Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            c["call"]["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+fn slr(account: &str) -> String {
+    format!(
+        "arn:aws:iam::{account}:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"
+    )
+}
+
+#[test]
+fn a_stopped_recorder_with_an_odd_name_is_reused_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let region = "eu-west-1";
+    let config = emulator.config(region);
+    let account = emulator.account();
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args).args(["--region", region]);
+        run(cmd)
+    };
+    block_on(async {
+        // moto names a service-linked role it creates "AWSServiceRoleForconfig"; the role
+        // AWS creates is stood in for by one made at its path and name.
+        emulator
+            .iam()
+            .create_role()
+            .role_name("AWSServiceRoleForConfig")
+            .path("/aws-service-role/config.amazonaws.com/")
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"config.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .expect("role");
+        let s3 = emulator.s3(region);
+        s3.create_bucket()
+            .bucket("team-config")
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("bucket");
+        config
+            .put_configuration_recorder()
+            .configuration_recorder(
+                ConfigurationRecorder::builder()
+                    .name("legacy-recorder")
+                    .role_arn(format!("arn:aws:iam::{account}:role/legacy"))
+                    .recording_group(
+                        RecordingGroup::builder()
+                            .all_supported(false)
+                            .include_global_resource_types(false)
+                            .resource_types(ResourceType::from("AWS::EC2::Instance"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("odd recorder");
+        config
+            .put_delivery_channel()
+            .delivery_channel(
+                DeliveryChannel::builder()
+                    .name("team")
+                    .s3_bucket_name("team-config")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("channel");
+    });
+    let before = block_on(recorder(&config));
+
+    let out = cli(&["plan", RUNBOOK, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    assert_eq!(
+        operations(&plan),
+        ["PutConfigurationRecorder", "StartConfigurationRecorder"],
+        "no role, no bucket, no second channel"
+    );
+    assert_eq!(
+        plan["changes"][0]["call"]["input"]["ConfigurationRecorder"]["name"],
+        "legacy-recorder"
+    );
+    let out = cli(&["dry-run", RUNBOOK]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        block_on(recorder(&config)),
+        before,
+        "plan and dry-run change nothing"
+    );
+
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        block_on(recorder(&config)),
+        (
+            Some(("legacy-recorder".into(), slr(account), true, true, true)),
+            vec!["team-config".into()]
+        )
+    );
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    let mut verify = emulator.harden(state.path());
+    verify.args(["audit", "verify"]);
+    assert_eq!(run(verify).code, 0);
+}
+
+#[test]
+fn an_empty_region_gets_role_bucket_recorder_channel_on_localstack() {
+    let emulator = Emulator::start(Kind::LocalStack);
+    let region = "us-east-1";
+    let config = emulator.config(region);
+    let account = emulator.account();
+    let bucket = format!("harden-config-{account}-{region}");
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args).args(["--region", region]);
+        run(cmd)
+    };
+    let out = cli(&["plan", RUNBOOK, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let ops = operations(&plan);
+    assert_eq!(
+        ops.first().map(String::as_str),
+        Some("CreateServiceLinkedRole")
+    );
+    assert_eq!(ops[1], "CreateBucket");
+    assert!(ops.contains(&"PutBucketPolicy".to_string()));
+    assert_eq!(
+        ops[ops.len() - 3..],
+        [
+            "PutConfigurationRecorder",
+            "PutDeliveryChannel",
+            "StartConfigurationRecorder"
+        ]
+    );
+
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        block_on(recorder(&config)),
+        (
+            Some(("default".into(), slr(account), true, true, true)),
+            vec![bucket.clone()]
+        )
+    );
+    let role = block_on(
+        emulator
+            .iam()
+            .get_role()
+            .role_name("AWSServiceRoleForConfig")
+            .send(),
+    );
+    assert!(role.is_ok(), "the service-linked role exists");
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+}
