@@ -3,7 +3,9 @@
 Usage: seed_demo.py ENDPOINT_URL [REGION]
 
 Creates two VPCs (one default group in use by a network interface), a web group with
-open IPv4 and IPv6 egress beside narrow rules, a compliant group, and an exempt group.
+open IPv4 and IPv6 egress beside narrow rules, a compliant group, and an exempt group;
+a flow log on one VPC only; a single-region trail that is not logging; a stopped AWS
+Config recorder with an odd name and a narrow recording group.
 """
 
 import sys
@@ -12,8 +14,12 @@ import boto3
 
 endpoint = sys.argv[1]
 region = sys.argv[2] if len(sys.argv) > 2 else "us-east-1"
-ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=region,
-                   aws_access_key_id="demo", aws_secret_access_key="demo")
+def client(service):
+    return boto3.client(service, endpoint_url=endpoint, region_name=region,
+                        aws_access_key_id="demo", aws_secret_access_key="demo")
+
+
+ec2 = client("ec2")
 
 
 def default_group(vpc):
@@ -44,4 +50,30 @@ ec2.create_security_group(
     TagSpecifications=[{"ResourceType": "security-group",
                         "Tags": [{"Key": "harden:exempt", "Value": "true"}]}])
 
-print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt)")
+# A team bucket that already receives one VPC's flow logs and the team's trail.
+s3 = client("s3")
+team_bucket = "team-logs-demo"
+if region == "us-east-1":
+    s3.create_bucket(Bucket=team_bucket)
+else:
+    s3.create_bucket(Bucket=team_bucket, CreateBucketConfiguration={"LocationConstraint": region})
+ec2.create_flow_logs(ResourceIds=[app], ResourceType="VPC", TrafficType="ALL",
+                     LogDestinationType="s3", LogDestination=f"arn:aws:s3:::{team_bucket}")
+
+# A single-region trail that was never started: fixed in place, not doubled.
+client("cloudtrail").create_trail(Name="team-trail", S3BucketName=team_bucket)
+
+# moto names a service-linked role it creates "AWSServiceRoleForconfig" (AWS:
+# "AWSServiceRoleForConfig"), so the demo account has the role already, at its path.
+client("iam").create_role(
+    RoleName="AWSServiceRoleForConfig", Path="/aws-service-role/config.amazonaws.com/",
+    AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+    '"Principal":{"Service":"config.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+
+# A stopped recorder under an odd name, recording EC2 instances only, no channel.
+client("config").put_configuration_recorder(ConfigurationRecorder={
+    "name": "legacy-recorder", "roleARN": "arn:aws:iam::123456789012:role/legacy",
+    "recordingGroup": {"allSupported": False, "includeGlobalResourceTypes": False,
+                       "resourceTypes": ["AWS::EC2::Instance"]}})
+
+print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt); flow log on {app}; trail team-trail (not logging); recorder legacy-recorder (stopped)")

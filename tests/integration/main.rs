@@ -7,6 +7,7 @@ mod cloudtrail;
 mod config;
 mod ebs;
 mod flow_logs;
+mod onboarding;
 mod regions_and_terminal;
 mod security_groups;
 mod support;
