@@ -5,7 +5,8 @@ Usage: seed_demo.py ENDPOINT_URL [REGION]
 Creates two VPCs (one default group in use by a network interface), a web group with
 open IPv4 and IPv6 egress beside narrow rules, a compliant group, and an exempt group;
 a flow log on one VPC only; a single-region trail that is not logging; a stopped AWS
-Config recorder with an odd name and a narrow recording group.
+Config recorder with an odd name and a narrow recording group; an unattached
+unencrypted volume.
 """
 
 import sys
@@ -76,4 +77,9 @@ client("config").put_configuration_recorder(ConfigurationRecorder={
     "recordingGroup": {"allSupported": False, "includeGlobalResourceTypes": False,
                        "resourceTypes": ["AWS::EC2::Instance"]}})
 
-print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt); flow log on {app}; trail team-trail (not logging); recorder legacy-recorder (stopped)")
+# An unattached unencrypted data volume: replaced by an encrypted copy, kept, tagged.
+data = ec2.create_volume(AvailabilityZone=f"{region}a", Size=20, VolumeType="gp3",
+                         TagSpecifications=[{"ResourceType": "volume",
+                                             "Tags": [{"Key": "Name", "Value": "old-data"}]}])["VolumeId"]
+
+print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt); flow log on {app}; trail team-trail (not logging); recorder legacy-recorder (stopped); unencrypted volume {data}")

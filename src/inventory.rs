@@ -37,6 +37,9 @@ pub enum ResourceKind {
     /// An IAM role by name; it may not exist yet.
     #[serde(rename = "iam:role")]
     Role,
+    /// An EBS volume, with what harden made to replace it.
+    #[serde(rename = "ec2:volume")]
+    Volume,
 }
 
 impl ResourceKind {
@@ -49,6 +52,7 @@ impl ResourceKind {
         ResourceKind::Trails,
         ResourceKind::ConfigRecorder,
         ResourceKind::Role,
+        ResourceKind::Volume,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -61,6 +65,7 @@ impl ResourceKind {
             ResourceKind::Trails => "cloudtrail:trails",
             ResourceKind::ConfigRecorder => "config:recorder",
             ResourceKind::Role => "iam:role",
+            ResourceKind::Volume => "ec2:volume",
         }
     }
 
@@ -87,6 +92,15 @@ impl ResourceKind {
             ResourceKind::Trails | ResourceKind::ConfigRecorder => &[],
             // Roles are looked up by name, not listed: `name` is required.
             ResourceKind::Role => &["name"],
+            ResourceKind::Volume => &[
+                "volume-id",
+                "status",
+                "encrypted",
+                "availability-zone",
+                "volume-type",
+                "attachment.instance-id",
+                "tag-key",
+            ],
         }
     }
 
@@ -142,6 +156,7 @@ impl ResourceKind {
                 delivery_channels: Vec::new(),
             })
             .to_template_value(),
+            ResourceKind::Volume => Resource::Volume(Volume::sample()).to_template_value(),
             ResourceKind::Role => Resource::Role(Role {
                 name: "sample".into(),
                 arn: None,
@@ -652,6 +667,79 @@ pub struct Role {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Tag harden puts on a snapshot or volume it made, naming the volume it replaces.
+pub const SOURCE_VOLUME_TAG: &str = "harden:source-volume";
+/// Tag harden puts on an original volume once its encrypted replacement is verified.
+pub const REPLACED_BY_TAG: &str = "harden:replaced-by";
+
+/// An EBS volume and, when harden is replacing it by an encrypted copy, the snapshot,
+/// the encrypted copy of the snapshot and the new volume, found by their tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// `vol-...`.
+    pub id: String,
+    /// Its availability zone.
+    pub availability_zone: String,
+    /// Size in GiB.
+    pub size: i32,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1`, `standard`.
+    pub volume_type: String,
+    /// Provisioned IOPS (io1, io2, gp3).
+    pub iops: Option<i32>,
+    /// Provisioned throughput in MiB/s (gp3).
+    pub throughput: Option<i32>,
+    /// Encrypted at rest.
+    pub encrypted: bool,
+    /// `available`, `in-use`, ...
+    pub state: String,
+    /// Instances it is attached to.
+    pub attached_to: Vec<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// The snapshot harden took of it (tagged with the source volume, not encrypted).
+    pub snapshot: Option<Artifact>,
+    /// The encrypted copy of that snapshot.
+    pub copy: Option<Artifact>,
+    /// The encrypted volume made from the copy.
+    pub replacement: Option<Artifact>,
+}
+
+/// A snapshot or volume harden made while replacing a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// `snap-...` or `vol-...`.
+    pub id: String,
+    /// `pending`, `completed`, `available`, `error`, ...
+    pub state: String,
+    /// Encrypted.
+    pub encrypted: bool,
+}
+
+impl Volume {
+    /// The volume that replaced it, from its `harden:replaced-by` tag.
+    pub fn replaced_by(&self) -> Option<&str> {
+        self.tags.get(REPLACED_BY_TAG).map(String::as_str)
+    }
+
+    fn sample() -> Self {
+        Self {
+            id: "vol-00000000000000000".into(),
+            availability_zone: "us-east-1a".into(),
+            size: 8,
+            volume_type: "gp3".into(),
+            iops: Some(3000),
+            throughput: Some(125),
+            encrypted: false,
+            state: "available".into(),
+            attached_to: Vec::new(),
+            tags: BTreeMap::new(),
+            snapshot: None,
+            copy: None,
+            replacement: None,
+        }
+    }
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -669,6 +757,8 @@ pub enum Resource {
     ConfigRecorder(ConfigSetup),
     /// An IAM role.
     Role(Role),
+    /// An EBS volume.
+    Volume(Volume),
 }
 
 impl Resource {
@@ -682,6 +772,7 @@ impl Resource {
             Resource::Trails(_) => ResourceKind::Trails,
             Resource::ConfigRecorder(_) => ResourceKind::ConfigRecorder,
             Resource::Role(_) => ResourceKind::Role,
+            Resource::Volume(_) => ResourceKind::Volume,
         }
     }
 
@@ -695,6 +786,7 @@ impl Resource {
             Resource::Trails(t) => &t.region,
             Resource::ConfigRecorder(c) => &c.region,
             Resource::Role(r) => &r.name,
+            Resource::Volume(v) => &v.id,
         }
     }
 
@@ -709,6 +801,7 @@ impl Resource {
             Resource::Trails(_) => None,
             Resource::ConfigRecorder(_) => None,
             Resource::Role(r) => Some(&r.tags),
+            Resource::Volume(v) => Some(&v.tags),
         }
     }
 
@@ -729,6 +822,7 @@ impl Resource {
             Resource::Trails(t) => serde_json::to_value(t).unwrap_or_default(),
             Resource::ConfigRecorder(c) => serde_json::to_value(c).unwrap_or_default(),
             Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
+            Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());

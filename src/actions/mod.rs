@@ -10,6 +10,7 @@
 pub mod cloudtrail;
 pub mod config;
 pub mod ebs;
+pub mod ebs_volumes;
 pub mod flow_logs;
 pub mod iam;
 pub mod s3;
@@ -187,6 +188,7 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &security_group::RestrictEgress,
         &security_group::CloseGroup,
         &ebs::EnableEncryptionByDefault,
+        &ebs_volumes::EncryptVolume,
         &s3::EnsureBucket,
         &flow_logs::EnableFlowLogs,
         &cloudtrail::EnsureTrail,

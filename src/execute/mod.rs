@@ -627,6 +627,7 @@ mod tests {
                 input: json!({"GroupId": group, "SecurityGroupRuleIds": [rule]}),
             },
             on_failure: OnFailure::Stop,
+            wait_timeout_seconds: None,
             probe: None,
         }
     }
@@ -890,6 +891,7 @@ mod tests {
                     "LogDestinationType": "s3", "LogDestination": "arn:aws:s3:::logs"}),
             },
             on_failure: OnFailure::Continue,
+            wait_timeout_seconds: None,
             probe: None,
         }
     }

@@ -231,6 +231,10 @@ pub struct Change {
     pub call: ApiCall,
     /// What a failure does to the rest of the apply.
     pub on_failure: OnFailure,
+    /// How long the call's wait (a snapshot completing) may take, from the step's
+    /// `wait.timeout_seconds`; the action's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_timeout_seconds: Option<u64>,
     /// Dry-run result, when the plan was made by `harden dry-run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<Probe>,

@@ -430,6 +430,7 @@ pub fn plan_on_inventory(
                         after: draft.after,
                         call: draft.call,
                         on_failure: step.on_failure,
+                        wait_timeout_seconds: step.wait.as_ref().map(|w| w.timeout_seconds),
                         probe: None,
                     });
                 }

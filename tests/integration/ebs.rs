@@ -87,3 +87,243 @@ fn localstack_flag_needs_no_configuration() {
     assert_eq!(plan["account_id"], "000000000000");
     assert_eq!(plan["regions"], serde_json::json!(["us-east-1"]));
 }
+
+/// (id, encrypted, type, size, iops, throughput, zone, tags) of every volume.
+type VolumeRow = (
+    String,
+    bool,
+    String,
+    i32,
+    Option<i32>,
+    Option<i32>,
+    String,
+    Vec<(String, String)>,
+);
+
+async fn volumes(ec2: &aws_sdk_ec2::Client) -> Vec<VolumeRow> {
+    let out = ec2.describe_volumes().send().await.expect("volumes");
+    let mut rows: Vec<VolumeRow> = out
+        .volumes()
+        .iter()
+        .map(|v| {
+            let mut tags: Vec<(String, String)> = v
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().into(),
+                        t.value().unwrap_or_default().into(),
+                    )
+                })
+                .collect();
+            tags.sort();
+            (
+                v.volume_id().unwrap_or_default().into(),
+                v.encrypted().unwrap_or(false),
+                v.volume_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                v.size().unwrap_or_default(),
+                v.iops(),
+                v.throughput(),
+                v.availability_zone().unwrap_or_default().into(),
+                tags,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn tagged_snapshots(ec2: &aws_sdk_ec2::Client) -> usize {
+    ec2.describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag-key")
+                .values("harden:source-volume")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("snapshots")
+        .snapshots()
+        .len()
+}
+
+async fn volume(
+    ec2: &aws_sdk_ec2::Client,
+    zone: &str,
+    encrypted: bool,
+    tags: &[(&str, &str)],
+) -> String {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+    ec2.create_volume()
+        .availability_zone(zone)
+        .size(20)
+        .volume_type(VolumeType::Gp3)
+        .iops(4000)
+        .throughput(250)
+        .encrypted(encrypted)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Volume)
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                        .collect(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("volume")
+        .volume_id()
+        .expect("id")
+        .to_string()
+}
+
+fn volume_scenario(kind: Kind) {
+    const RUNBOOK: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(kind);
+    let region = "eu-west-1";
+    let zone = "eu-west-1a";
+    let ec2 = emulator.ec2(region);
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args).args(["--region", region]);
+        run(cmd)
+    };
+    let (plain, encrypted, exempt) = block_on(async {
+        (
+            volume(&ec2, zone, false, &[("Name", "data"), ("team", "search")]).await,
+            volume(&ec2, zone, true, &[("Name", "already")]).await,
+            volume(&ec2, zone, false, &[("harden:exempt", "true")]).await,
+        )
+    });
+    let before = block_on(volumes(&ec2));
+
+    let out = cli(&["plan", RUNBOOK, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let changes: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["resource"]["id"].as_str().unwrap_or_default().to_string(),
+                c["call"]["operation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        (region, "EnableEbsEncryptionByDefault"),
+        (plain.as_str(), "CreateSnapshot"),
+        (plain.as_str(), "CopySnapshot"),
+        (plain.as_str(), "CreateVolume"),
+        (plain.as_str(), "CreateTags"),
+        (plain.as_str(), "DeleteSnapshot"),
+        (plain.as_str(), "DeleteSnapshot"),
+    ]
+    .iter()
+    .map(|(r, o)| (r.to_string(), o.to_string()))
+    .collect();
+    assert_eq!(
+        changes, expected,
+        "the encrypted and the exempt volume are not touched"
+    );
+    assert_eq!(
+        plan["blocked"][0]["resource"]["id"],
+        serde_json::json!(exempt)
+    );
+
+    let out = cli(&["dry-run", RUNBOOK]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        block_on(volumes(&ec2)),
+        before,
+        "plan and dry-run change nothing"
+    );
+    assert!(!block_on(enabled(&ec2)));
+
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(block_on(enabled(&ec2)));
+    let after = block_on(volumes(&ec2));
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "one new volume; nothing deleted"
+    );
+    let original = after
+        .iter()
+        .find(|v| v.0 == plain)
+        .expect("the original is kept");
+    let replacement_id = original
+        .7
+        .iter()
+        .find(|(k, _)| k == "harden:replaced-by")
+        .map(|(_, v)| v.clone())
+        .expect("the original names its replacement");
+    let replacement = after
+        .iter()
+        .find(|v| v.0 == replacement_id)
+        .expect("the replacement exists");
+    assert!(replacement.1, "the replacement is encrypted");
+    assert_eq!(
+        (
+            &replacement.2,
+            replacement.3,
+            replacement.4,
+            replacement.5,
+            &replacement.6
+        ),
+        (
+            &"gp3".to_string(),
+            20,
+            Some(4000),
+            Some(250),
+            &zone.to_string()
+        ),
+        "same type, size, IOPS, throughput and zone"
+    );
+    let mut expected_tags = vec![
+        ("Name".to_string(), "data".to_string()),
+        ("harden:source-volume".to_string(), plain.clone()),
+        ("team".to_string(), "search".to_string()),
+    ];
+    expected_tags.sort();
+    assert_eq!(replacement.7, expected_tags, "tags copied, plus the marker");
+    for untouched in [&encrypted, &exempt] {
+        assert_eq!(
+            after.iter().find(|v| &v.0 == untouched),
+            before.iter().find(|v| &v.0 == untouched)
+        );
+    }
+    assert_eq!(
+        block_on(tagged_snapshots(&ec2)),
+        0,
+        "intermediate snapshots removed"
+    );
+
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    let mut verify = emulator.harden(state.path());
+    verify.args(["audit", "verify"]);
+    assert_eq!(run(verify).code, 0);
+}
+
+#[test]
+fn unattached_volumes_replaced_by_encrypted_copies_on_moto() {
+    volume_scenario(Kind::Moto);
+}
+
+#[test]
+fn unattached_volumes_replaced_by_encrypted_copies_on_localstack() {
+    volume_scenario(Kind::LocalStack);
+}

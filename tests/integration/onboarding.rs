@@ -6,11 +6,12 @@ use serde_json::Value;
 
 use crate::support::{Emulator, Kind, block_on, create_vpc, run};
 
-const ORDER: [&str; 5] = [
+const ORDER: [&str; 6] = [
     "enable-cloudtrail",
     "enable-aws-config",
     "enable-vpc-flow-logs",
     "close-default-security-groups",
+    "encrypt-ebs-volumes",
     "restrict-sg-egress",
 ];
 

@@ -1,0 +1,1064 @@
+//! Replacing an unencrypted EBS volume by an encrypted copy (FSBP EC2.3): snapshot,
+//! encrypted copy of the snapshot, new volume from the copy with the same zone, type,
+//! size, IOPS, throughput and tags, then the original is tagged `harden:replaced-by`
+//! and kept (never deleted), and the intermediate snapshots are removed once the new
+//! volume is verified.
+//!
+//! Progress lives in AWS, not in harden: every snapshot and volume harden makes is
+//! tagged with the volume it replaces, and reading a volume's state finds them. So each
+//! change's stale check and read-back see exactly how far the replacement got, the ids a
+//! plan cannot know are taken from the state just read, and a replacement an earlier
+//! run left half-way is planned from where it stopped. Every wait is bounded
+//! (`wait.timeout_seconds`) and polls with the SDK's waiters (backoff between polls).
+//!
+//! This action replaces unattached volumes only; volumes attached to an instance need
+//! the instance-level swap (stop once, detach, attach, restore), which is not built yet.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use serde_json::{Map, Value, json};
+
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use crate::aws::{RegionClients, failure};
+use crate::error::{AwsFailure, Error, Result};
+use crate::inventory::{
+    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, Volume,
+};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// How long a wait may take when the step gives no `wait.timeout_seconds`: snapshots of
+/// large volumes take a while.
+pub const DEFAULT_WAIT_SECONDS: u64 = 3600;
+
+const MAX_PAGE: i32 = 500;
+
+/// Replaces an unattached unencrypted volume by an encrypted copy.
+pub struct EncryptVolume;
+
+static ENCRYPT: ActionInfo = ActionInfo {
+    name: "ec2:encrypt-volume",
+    description: "replace an unattached unencrypted volume by an encrypted copy (snapshot, encrypted snapshot copy, new volume with the same zone, type, size, IOPS, throughput and tags); the original is tagged harden:replaced-by and kept; the intermediate snapshots are deleted after verification unless keep_snapshots",
+    resource_kind: ResourceKind::Volume,
+    args: &[
+        ArgSpec {
+            name: "kms_key_id",
+            kind: ParamType::String,
+            required: false,
+            description: "KMS key for the copy and the new volume; empty for the account's default EBS key",
+        },
+        ArgSpec {
+            name: "keep_snapshots",
+            kind: ParamType::Bool,
+            required: false,
+            description: "keep the snapshot and its encrypted copy (default false)",
+        },
+    ],
+    outputs: &[],
+    waits: true,
+};
+
+/// The part of a volume its replacement changes, as changes record it.
+fn state(volume: &Volume) -> Value {
+    json!({
+        "encrypted": volume.encrypted,
+        "state": volume.state,
+        "replaced_by": volume.replaced_by(),
+        "snapshot": volume.snapshot,
+        "copy": volume.copy,
+        "replacement": volume.replacement,
+    })
+}
+
+/// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set)
+/// and which volume it replaces.
+fn replacement_tags(volume: &Volume) -> Vec<Value> {
+    let mut tags: Vec<Value> = volume
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("aws:") && k.as_str() != REPLACED_BY_TAG)
+        .map(|(k, v)| json!({"Key": k, "Value": v}))
+        .collect();
+    tags.push(json!({"Key": SOURCE_VOLUME_TAG, "Value": volume.id}));
+    tags
+}
+
+fn unknown_artifact(encrypted: bool, state: &str) -> Artifact {
+    Artifact {
+        id: KNOWN_AFTER_APPLY.into(),
+        state: state.into(),
+        encrypted,
+    }
+}
+
+impl Action for EncryptVolume {
+    fn info(&self) -> &'static ActionInfo {
+        &ENCRYPT
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Volume(volume) = target else {
+            return Err(format!("expected an EBS volume, given {}", target.kind()));
+        };
+        let kms = match args.get("kms_key_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "argument kms_key_id: expected a string, found {other}"
+                ));
+            }
+        };
+        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
+        if volume.encrypted || volume.replaced_by().is_some() {
+            return Ok(ActionPlan::default());
+        }
+        if !volume.attached_to.is_empty() {
+            return Ok(blocked(
+                BlockReason::NeedsDowntime,
+                format!(
+                    "attached to {}: replacing an attached volume needs the instance swap, which this action does not do",
+                    volume.attached_to.join(", ")
+                ),
+            ));
+        }
+        for (what, artifact) in [
+            ("snapshot", &volume.snapshot),
+            ("encrypted copy", &volume.copy),
+            ("replacement volume", &volume.replacement),
+        ] {
+            if let Some(a) = artifact
+                && a.state == "error"
+            {
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!(
+                        "the {what} {} an earlier run made is in state error: delete it, then plan again",
+                        a.id
+                    ),
+                ));
+            }
+        }
+        for (what, artifact) in [
+            ("encrypted copy", &volume.copy),
+            ("replacement volume", &volume.replacement),
+        ] {
+            if let Some(a) = artifact
+                && !a.encrypted
+            {
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!(
+                        "the {what} {} an earlier run made is not encrypted: delete it, then plan again (give kms_key_id if the service ignored the default key)",
+                        a.id
+                    ),
+                ));
+            }
+        }
+        let mut current = volume.clone();
+        let mut before = state(volume);
+        let mut changes = Vec::new();
+        let mut push = |summary: String,
+                        kind: ChangeKind,
+                        next: &Volume,
+                        operation: &str,
+                        input: Value,
+                        before: &mut Value| {
+            let after = state(next);
+            changes.push(ChangeDraft {
+                kind,
+                summary,
+                before: std::mem::replace(before, after.clone()),
+                after,
+                call: ApiCall {
+                    service: "ec2".into(),
+                    operation: operation.into(),
+                    input,
+                },
+            });
+        };
+        let id = volume.id.clone();
+        let source_tag = |stage: &str| {
+            json!([{"ResourceType": "snapshot", "Tags": [
+                {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage}]}])
+        };
+        if current.snapshot.is_none() {
+            current.snapshot = Some(unknown_artifact(false, "completed"));
+            push(
+                format!("snapshot {id} (waits until completed)"),
+                ChangeKind::Create,
+                &current,
+                "CreateSnapshot",
+                json!({"VolumeId": id, "Description": format!("harden: {id} before encryption"),
+                       "TagSpecifications": source_tag("snapshot")}),
+                &mut before,
+            );
+        }
+        if current.copy.is_none() {
+            current.copy = Some(unknown_artifact(true, "completed"));
+            let mut input = json!({"SourceSnapshotId": current.snapshot.as_ref().map(|s| s.id.clone()),
+                "Encrypted": true, "Description": format!("harden: encrypted copy for {id}"),
+                "TagSpecifications": source_tag("copy")});
+            if let Some(key) = &kms {
+                input["KmsKeyId"] = json!(key);
+            }
+            push(
+                format!(
+                    "copy the snapshot of {id} encrypted{} (waits until completed)",
+                    kms.as_ref()
+                        .map(|k| format!(" with {k}"))
+                        .unwrap_or_default()
+                ),
+                ChangeKind::Create,
+                &current,
+                "CopySnapshot",
+                input,
+                &mut before,
+            );
+        }
+        if current.replacement.is_none() {
+            current.replacement = Some(unknown_artifact(true, "available"));
+            let mut input = json!({
+                "AvailabilityZone": volume.availability_zone,
+                "SnapshotId": current.copy.as_ref().map(|s| s.id.clone()),
+                "VolumeType": volume.volume_type,
+                "Size": volume.size,
+                "Encrypted": true,
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": replacement_tags(volume)}],
+            });
+            // IOPS and throughput are settable only for the types that provision them.
+            if matches!(volume.volume_type.as_str(), "io1" | "io2" | "gp3") {
+                input["Iops"] = json!(volume.iops);
+            }
+            if volume.volume_type == "gp3" {
+                input["Throughput"] = json!(volume.throughput);
+            }
+            if let Some(key) = &kms {
+                input["KmsKeyId"] = json!(key);
+            }
+            push(
+                format!(
+                    "create an encrypted {} GiB {} volume in {} from the copy, with {}'s tags (waits until available)",
+                    volume.size, volume.volume_type, volume.availability_zone, id
+                ),
+                ChangeKind::Create,
+                &current,
+                "CreateVolume",
+                input,
+                &mut before,
+            );
+        }
+        let replacement_id = current
+            .replacement
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        current
+            .tags
+            .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
+        push(
+            format!("tag {id} {REPLACED_BY_TAG}=<new volume> and keep it"),
+            ChangeKind::Update,
+            &current,
+            "CreateTags",
+            json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
+            &mut before,
+        );
+        if !keep_snapshots {
+            for (field, what) in [("copy", "encrypted copy"), ("snapshot", "snapshot")] {
+                let artifact = if field == "copy" {
+                    current.copy.take()
+                } else {
+                    current.snapshot.take()
+                };
+                let Some(artifact) = artifact else { continue };
+                push(
+                    format!(
+                        "delete the {what} {} of {id} (the new volume is verified)",
+                        artifact.id
+                    ),
+                    ChangeKind::Delete,
+                    &current,
+                    "DeleteSnapshot",
+                    json!({"SnapshotId": artifact.id}),
+                    &mut before,
+                );
+            }
+        }
+        Ok(ActionPlan {
+            changes,
+            blocked: None,
+            projected: Some(Resource::Volume(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &VolumeCalls
+    }
+}
+
+fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
+    ActionPlan {
+        changes: Vec::new(),
+        blocked: Some((reason, detail)),
+        projected: None,
+    }
+}
+
+/// Reads, applies (with waits) and probes volume replacement changes.
+pub struct VolumeCalls;
+
+/// An input value the plan may have left to apply: taken from the state just read.
+fn resolve(change: &Change, field: &str, current: &Value, from: &str) -> Result<String> {
+    match change.call.input.get(field).and_then(Value::as_str) {
+        Some(value) if value != KNOWN_AFTER_APPLY => Ok(value.to_string()),
+        _ => current
+            .pointer(from)
+            .and_then(Value::as_str)
+            .filter(|v| *v != KNOWN_AFTER_APPLY)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "change {}: {field} is known only after an earlier change, and the state read has none at {from}",
+                    change.id
+                ))
+            }),
+    }
+}
+
+fn tag_specifications(value: &Value, resource: ResourceType) -> Vec<TagSpecification> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|spec| {
+            TagSpecification::builder()
+                .resource_type(resource.clone())
+                .set_tags(Some(
+                    spec["Tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| {
+                            Tag::builder()
+                                .key(t["Key"].as_str().unwrap_or_default())
+                                .value(t["Value"].as_str().unwrap_or_default())
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        })
+        .collect()
+}
+
+fn wait_limit(change: &Change) -> Duration {
+    Duration::from_secs(change.wait_timeout_seconds.unwrap_or(DEFAULT_WAIT_SECONDS))
+}
+
+/// A waiter's failure as the failure of the change: timed out, or the resource reached
+/// a state it cannot leave (a snapshot in `error`).
+fn wait_failure<O, E>(
+    operation: &str,
+    what: &str,
+    limit: Duration,
+    error: WaiterError<O, E>,
+) -> Error
+where
+    O: std::fmt::Debug,
+    E: std::fmt::Debug,
+{
+    let (code, message) = match &error {
+        WaiterError::ExceededMaxWait(_) => (
+            "WaitTimeout",
+            format!(
+                "{what} was not ready within {} s (wait.timeout_seconds)",
+                limit.as_secs()
+            ),
+        ),
+        WaiterError::FailureState(_) => ("WaitFailed", format!("{what} reached a failed state")),
+        _ => (
+            "WaitError",
+            format!("waiting for {what}: {error:?}").replace('\n', " "),
+        ),
+    };
+    Error::Aws(AwsFailure {
+        operation: operation.into(),
+        code: code.into(),
+        message,
+        request_id: None,
+    })
+}
+
+fn applied(request_id: Option<&str>) -> Applied {
+    Applied {
+        request_ids: request_id.map(str::to_string).into_iter().collect(),
+        outputs: Map::new(),
+    }
+}
+
+async fn call(
+    clients: &RegionClients,
+    change: &Change,
+    current: &Value,
+    dry_run: bool,
+) -> Result<Applied> {
+    let ec2 = &clients.ec2;
+    let input = &change.call.input;
+    let operation = change.call.operation.as_str();
+    let limit = wait_limit(change);
+    let aws = |e| Error::Aws(e);
+    match operation {
+        "CreateSnapshot" => {
+            let out = ec2
+                .create_snapshot()
+                .volume_id(resolve(change, "VolumeId", current, "/none")?)
+                .set_description(input["Description"].as_str().map(str::to_string))
+                .set_tag_specifications(Some(tag_specifications(
+                    &input["TagSpecifications"],
+                    ResourceType::Snapshot,
+                )))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            let id = out.snapshot_id().unwrap_or_default().to_string();
+            ec2.wait_until_snapshot_completed()
+                .snapshot_ids(&id)
+                .wait(limit)
+                .await
+                .map_err(|e| wait_failure(operation, &format!("snapshot {id}"), limit, e))?;
+            Ok(applied(out.request_id()))
+        }
+        "CopySnapshot" => {
+            let source = if dry_run {
+                input["SourceSnapshotId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                resolve(change, "SourceSnapshotId", current, "/snapshot/id")?
+            };
+            let out = ec2
+                .copy_snapshot()
+                .source_snapshot_id(source)
+                .source_region(&clients.region)
+                .encrypted(true)
+                .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
+                .set_description(input["Description"].as_str().map(str::to_string))
+                .set_tag_specifications(Some(tag_specifications(
+                    &input["TagSpecifications"],
+                    ResourceType::Snapshot,
+                )))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            let id = out.snapshot_id().unwrap_or_default().to_string();
+            ec2.wait_until_snapshot_completed()
+                .snapshot_ids(&id)
+                .wait(limit)
+                .await
+                .map_err(|e| wait_failure(operation, &format!("encrypted copy {id}"), limit, e))?;
+            Ok(applied(out.request_id()))
+        }
+        "CreateVolume" => {
+            let snapshot = if dry_run {
+                None
+            } else {
+                Some(resolve(change, "SnapshotId", current, "/copy/id")?)
+            };
+            let out = ec2
+                .create_volume()
+                .availability_zone(input["AvailabilityZone"].as_str().unwrap_or_default())
+                .set_snapshot_id(snapshot)
+                .volume_type(VolumeType::from(
+                    input["VolumeType"].as_str().unwrap_or("gp3"),
+                ))
+                .set_size(input["Size"].as_i64().and_then(|s| i32::try_from(s).ok()))
+                .set_iops(input["Iops"].as_i64().and_then(|s| i32::try_from(s).ok()))
+                .set_throughput(
+                    input["Throughput"]
+                        .as_i64()
+                        .and_then(|s| i32::try_from(s).ok()),
+                )
+                .encrypted(true)
+                .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
+                .set_tag_specifications(Some(tag_specifications(
+                    &input["TagSpecifications"],
+                    ResourceType::Volume,
+                )))
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            let id = out.volume_id().unwrap_or_default().to_string();
+            ec2.wait_until_volume_available()
+                .volume_ids(&id)
+                .wait(limit)
+                .await
+                .map_err(|e| wait_failure(operation, &format!("volume {id}"), limit, e))?;
+            Ok(applied(out.request_id()))
+        }
+        "CreateTags" => {
+            let resource = input["Resources"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let value = if dry_run {
+                input["Tags"][0]["Value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                match input["Tags"][0]["Value"].as_str() {
+                    Some(v) if v != KNOWN_AFTER_APPLY => v.to_string(),
+                    _ => current
+                        .pointer("/replacement/id")
+                        .and_then(Value::as_str)
+                        .filter(|v| *v != KNOWN_AFTER_APPLY)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            Error::Usage(format!(
+                                "change {}: no replacement volume in the state read",
+                                change.id
+                            ))
+                        })?,
+                }
+            };
+            let out = ec2
+                .create_tags()
+                .resources(resource)
+                .tags(
+                    Tag::builder()
+                        .key(input["Tags"][0]["Key"].as_str().unwrap_or(REPLACED_BY_TAG))
+                        .value(value)
+                        .build(),
+                )
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            Ok(applied(out.request_id()))
+        }
+        "DeleteSnapshot" => {
+            // Which of the two: the copy goes first, then the snapshot (plan order).
+            let from = if current
+                .pointer("/copy/id")
+                .and_then(Value::as_str)
+                .is_some()
+            {
+                "/copy/id"
+            } else {
+                "/snapshot/id"
+            };
+            let id = if dry_run {
+                input["SnapshotId"].as_str().unwrap_or_default().to_string()
+            } else {
+                resolve(change, "SnapshotId", current, from)?
+            };
+            let out = ec2
+                .delete_snapshot()
+                .snapshot_id(id)
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            Ok(applied(out.request_id()))
+        }
+        other => Err(Error::Usage(format!(
+            "change {}: operation {other} is not one a volume action makes",
+            change.id
+        ))),
+    }
+}
+
+#[async_trait]
+impl Calls for VolumeCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        let mut volumes = list_volumes(
+            clients,
+            &BTreeMap::from([("volume-id".to_string(), vec![resource_id.to_string()])]),
+        )
+        .await?;
+        match volumes.pop() {
+            Some(volume) => Ok(state(&volume)),
+            None => Err(Error::Aws(AwsFailure {
+                operation: "DescribeVolumes".into(),
+                code: "InvalidVolume.NotFound".into(),
+                message: format!("volume {resource_id} no longer exists"),
+                request_id: None,
+            })),
+        }
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied> {
+        call(clients, change, current, false).await
+    }
+
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
+        // Only a call whose inputs are all known can be probed.
+        if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
+            return Probe::NotProbed {
+                reason: "its input is known only after an earlier change".into(),
+            };
+        }
+        super::dry_run_answer(call(clients, change, &Value::Null, true).await)
+    }
+}
+
+fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Lists volumes (server-side filters) with the snapshots, copies and replacement
+/// volumes harden made for them: three paginated calls whatever their number.
+async fn list_volumes(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Volume>> {
+    let ec2 = &clients.ec2;
+    let filter = |name: &str, values: Vec<String>| {
+        Filter::builder()
+            .name(name)
+            .set_values(Some(values))
+            .build()
+    };
+    let mut request = ec2.describe_volumes().max_results(MAX_PAGE);
+    let by_id = filters.contains_key("volume-id");
+    for (name, values) in filters {
+        request = request.filters(filter(name, values.clone()));
+    }
+    let mut volumes = Vec::new();
+    let mut pages = request.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeVolumes", &e)))?;
+        for v in page.volumes() {
+            let Some(id) = v.volume_id() else { continue };
+            volumes.push(Volume {
+                id: id.to_string(),
+                availability_zone: v.availability_zone().unwrap_or_default().to_string(),
+                size: v.size().unwrap_or_default(),
+                volume_type: v
+                    .volume_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                iops: v.iops(),
+                throughput: v.throughput(),
+                encrypted: v.encrypted().unwrap_or(false),
+                state: v
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                attached_to: v
+                    .attachments()
+                    .iter()
+                    .filter_map(|a| a.instance_id().map(str::to_string))
+                    .collect(),
+                tags: tags_of(v.tags()),
+                snapshot: None,
+                copy: None,
+                replacement: None,
+            });
+        }
+    }
+    if volumes.is_empty() {
+        return Ok(volumes);
+    }
+    let sources: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
+    // Filtered by the volumes' ids when reading a few; by the tag's presence otherwise.
+    let source_filter = if by_id {
+        filter(&format!("tag:{SOURCE_VOLUME_TAG}"), sources)
+    } else {
+        filter("tag-key", vec![SOURCE_VOLUME_TAG.to_string()])
+    };
+    let mut snapshots: BTreeMap<String, (Option<Artifact>, Option<Artifact>)> = BTreeMap::new();
+    let mut pages = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(source_filter.clone())
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeSnapshots", &e)))?;
+        for s in page.snapshots() {
+            let tags = tags_of(s.tags());
+            let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
+                continue;
+            };
+            let artifact = Artifact {
+                id: s.snapshot_id().unwrap_or_default().to_string(),
+                state: s
+                    .state()
+                    .map(|st| st.as_str().to_string())
+                    .unwrap_or_default(),
+                encrypted: s.encrypted().unwrap_or(false),
+            };
+            let entry = snapshots.entry(source.clone()).or_default();
+            if tags.get("harden:stage").map(String::as_str) == Some("copy") {
+                entry.1 = Some(artifact);
+            } else {
+                entry.0 = Some(artifact);
+            }
+        }
+    }
+    let mut replacements: BTreeMap<String, Artifact> = BTreeMap::new();
+    let mut pages = ec2
+        .describe_volumes()
+        .filters(source_filter)
+        .max_results(MAX_PAGE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeVolumes", &e)))?;
+        for v in page.volumes() {
+            let tags = tags_of(v.tags());
+            let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
+                continue;
+            };
+            replacements.insert(
+                source.clone(),
+                Artifact {
+                    id: v.volume_id().unwrap_or_default().to_string(),
+                    state: v
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    encrypted: v.encrypted().unwrap_or(false),
+                },
+            );
+        }
+    }
+    for volume in &mut volumes {
+        if let Some((snapshot, copy)) = snapshots.remove(&volume.id) {
+            volume.snapshot = snapshot;
+            volume.copy = copy;
+        }
+        volume.replacement = replacements.remove(&volume.id);
+    }
+    Ok(volumes)
+}
+
+/// Discovers volumes with the server-side filters given.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    Ok(list_volumes(clients, filters)
+        .await?
+        .into_iter()
+        // harden's own replacement volumes are not themselves to be replaced.
+        .filter(|v| !v.tags.contains_key(SOURCE_VOLUME_TAG))
+        .map(Resource::Volume)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Planning on the model, and the waits with mocked responses (the emulators complete
+    //! every snapshot and volume at once): a snapshot that is pending before it
+    //! completes, one that stays pending past the timeout, one that fails.
+
+    use std::time::SystemTime;
+
+    use aws_sdk_ec2::Client;
+    use aws_sdk_ec2::operation::create_snapshot::CreateSnapshotOutput;
+    use aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_ec2::types::{Snapshot, SnapshotState};
+    use aws_smithy_async::time::TimeSource;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    use super::*;
+    use crate::plan::ResourceRef;
+    use crate::runbook::model::OnFailure;
+
+    fn unattached() -> Volume {
+        Volume {
+            id: "vol-1".into(),
+            availability_zone: "eu-west-1a".into(),
+            size: 100,
+            volume_type: "gp3".into(),
+            iops: Some(4000),
+            throughput: Some(250),
+            encrypted: false,
+            state: "available".into(),
+            attached_to: Vec::new(),
+            tags: BTreeMap::from([
+                ("Name".to_string(), "data".to_string()),
+                ("aws:cloudformation:stack-name".to_string(), "s".to_string()),
+            ]),
+            snapshot: None,
+            copy: None,
+            replacement: None,
+        }
+    }
+
+    fn operations(plan: &ActionPlan) -> Vec<&str> {
+        plan.changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn an_unattached_volume_is_copied_encrypted_with_its_shape_and_tags_and_kept() {
+        let planned = EncryptVolume
+            .plan(
+                &Resource::Volume(unattached()),
+                &json!({"kms_key_id": "alias/aws/ebs"}),
+            )
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            [
+                "CreateSnapshot",
+                "CopySnapshot",
+                "CreateVolume",
+                "CreateTags",
+                "DeleteSnapshot",
+                "DeleteSnapshot"
+            ]
+        );
+        assert_eq!(
+            planned.changes[2].call.input,
+            json!({"AvailabilityZone": "eu-west-1a", "SnapshotId": KNOWN_AFTER_APPLY,
+                "VolumeType": "gp3", "Size": 100, "Encrypted": true, "Iops": 4000, "Throughput": 250,
+                "KmsKeyId": "alias/aws/ebs",
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": [
+                    {"Key": "Name", "Value": "data"},
+                    {"Key": SOURCE_VOLUME_TAG, "Value": "vol-1"}]}]}),
+            "same zone, type, size, IOPS, throughput and tags; AWS's own tags left out"
+        );
+        for pair in planned.changes.windows(2) {
+            assert_eq!(pair[0].after, pair[1].before);
+        }
+        assert!(
+            !planned
+                .changes
+                .iter()
+                .any(|c| c.call.operation == "DeleteVolume"),
+            "the original is never deleted"
+        );
+        let Some(projected) = planned.projected else {
+            panic!("projects")
+        };
+        assert_eq!(
+            EncryptVolume.plan(&projected, &json!({})).expect("plans"),
+            ActionPlan::default()
+        );
+        let kept = EncryptVolume
+            .plan(
+                &Resource::Volume(unattached()),
+                &json!({"keep_snapshots": true}),
+            )
+            .expect("plans");
+        assert_eq!(
+            operations(&kept),
+            [
+                "CreateSnapshot",
+                "CopySnapshot",
+                "CreateVolume",
+                "CreateTags"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_replacement_left_half_way_is_planned_from_where_it_stopped() {
+        let mut volume = unattached();
+        volume.snapshot = Some(Artifact {
+            id: "snap-1".into(),
+            state: "completed".into(),
+            encrypted: false,
+        });
+        volume.copy = Some(Artifact {
+            id: "snap-2".into(),
+            state: "completed".into(),
+            encrypted: true,
+        });
+        let planned = EncryptVolume
+            .plan(&Resource::Volume(volume.clone()), &json!({}))
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            [
+                "CreateVolume",
+                "CreateTags",
+                "DeleteSnapshot",
+                "DeleteSnapshot"
+            ]
+        );
+        assert_eq!(planned.changes[0].call.input["SnapshotId"], "snap-2");
+        volume.copy = Some(Artifact {
+            id: "snap-2".into(),
+            state: "completed".into(),
+            encrypted: false,
+        });
+        let refused = EncryptVolume
+            .plan(&Resource::Volume(volume), &json!({}))
+            .expect("plans");
+        assert_eq!(
+            refused.blocked.map(|b| b.0),
+            Some(BlockReason::Failing),
+            "never build on an unencrypted copy"
+        );
+    }
+
+    #[test]
+    fn attached_volumes_are_blocked_until_the_instance_swap_exists() {
+        let mut volume = unattached();
+        volume.attached_to = vec!["i-1".into()];
+        volume.state = "in-use".into();
+        let planned = EncryptVolume
+            .plan(&Resource::Volume(volume), &json!({}))
+            .expect("plans");
+        assert_eq!(
+            planned.blocked.map(|b| b.0),
+            Some(BlockReason::NeedsDowntime)
+        );
+        assert!(planned.changes.is_empty());
+    }
+
+    /// Time that moves with tokio's (paused) clock, so the waiters' deadlines pass.
+    #[derive(Debug)]
+    struct TokioClock {
+        base: SystemTime,
+        start: tokio::time::Instant,
+    }
+
+    impl TimeSource for TokioClock {
+        fn now(&self) -> SystemTime {
+            self.base + self.start.elapsed()
+        }
+    }
+
+    fn snapshot_change(timeout: u64) -> Change {
+        Change {
+            id: "t/eu-west-1/replace/vol-1#1".into(),
+            runbook: "t".into(),
+            region: "eu-west-1".into(),
+            step: "replace".into(),
+            action: "ec2:encrypt-volume".into(),
+            resource: ResourceRef {
+                kind: ResourceKind::Volume,
+                id: "vol-1".into(),
+            },
+            kind: ChangeKind::Create,
+            summary: "snapshot".into(),
+            before: Value::Null,
+            after: Value::Null,
+            call: ApiCall {
+                service: "ec2".into(),
+                operation: "CreateSnapshot".into(),
+                input: json!({"VolumeId": "vol-1", "TagSpecifications": []}),
+            },
+            on_failure: OnFailure::Stop,
+            wait_timeout_seconds: Some(timeout),
+            probe: None,
+        }
+    }
+
+    fn described(state: SnapshotState) -> DescribeSnapshotsOutput {
+        DescribeSnapshotsOutput::builder()
+            .snapshots(
+                Snapshot::builder()
+                    .snapshot_id("snap-1")
+                    .state(state)
+                    .build(),
+            )
+            .build()
+    }
+
+    async fn snapshot_with(states: Vec<SnapshotState>, timeout: u64) -> (Result<Applied>, usize) {
+        let create = mock!(Client::create_snapshot).then_output(|| {
+            CreateSnapshotOutput::builder()
+                .snapshot_id("snap-1")
+                .build()
+        });
+        let mut sequence = mock!(Client::describe_snapshots).sequence();
+        for state in states {
+            sequence = sequence.output(move || described(state.clone()));
+        }
+        let describe = sequence.repeatedly().build();
+        let clock = TokioClock {
+            base: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        };
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&create, &describe],
+            move |c| c.time_source(aws_smithy_async::time::SharedTimeSource::new(TokioClock {
+                base: clock.base,
+                start: clock.start,
+            }))
+        );
+        let aws = crate::aws::Aws::with_ec2_client(client);
+        let clients = aws.region("eu-west-1");
+        let result = VolumeCalls
+            .apply(&clients, &snapshot_change(timeout), &Value::Null)
+            .await;
+        (result, describe.num_calls())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_snapshot_is_waited_for_until_it_completes() {
+        let (result, polls) = snapshot_with(
+            vec![
+                SnapshotState::Pending,
+                SnapshotState::Pending,
+                SnapshotState::Completed,
+            ],
+            600,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(polls, 3, "polled until completed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_pending_past_the_timeout_fails_the_change() {
+        let (result, polls) = snapshot_with(vec![SnapshotState::Pending], 120).await;
+        let Err(Error::Aws(f)) = result else {
+            panic!("must fail, got {result:?}")
+        };
+        assert_eq!(f.code, "WaitTimeout");
+        assert!(
+            f.message.contains("snap-1") && f.message.contains("120 s"),
+            "{}",
+            f.message
+        );
+        assert!(polls >= 2, "polled with backoff before giving up: {polls}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_in_error_fails_the_change_without_waiting_out_the_timeout() {
+        let (result, _) =
+            snapshot_with(vec![SnapshotState::Pending, SnapshotState::Error], 3600).await;
+        let Err(Error::Aws(f)) = result else {
+            panic!("must fail, got {result:?}")
+        };
+        assert_eq!(f.code, "WaitFailed");
+    }
+}
