@@ -17,7 +17,7 @@ use aws_sdk_cloudtrail::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Trail, Trails};
@@ -55,15 +55,6 @@ static ENSURE: ActionInfo = ActionInfo {
     outputs: &[],
     waits: false,
 };
-
-fn string_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
-    }
-}
 
 fn state(trails: &Trails) -> Value {
     json!({ "trails": trails.trails })
@@ -164,11 +155,11 @@ impl Action for EnsureTrail {
                 target.kind()
             ));
         };
-        let trail_name = string_arg(args, "trail_name")?
+        let trail_name = arg_string(args, "trail_name")?
             .ok_or_else(|| "argument trail_name: a name is required".to_string())?;
-        let bucket = string_arg(args, "bucket_name")?
+        let bucket = arg_string(args, "bucket_name")?
             .ok_or_else(|| "argument bucket_name: a name is required".to_string())?;
-        let kms = string_arg(args, "kms_key_id")?;
+        let kms = arg_string(args, "kms_key_id")?;
         if trails.trails.iter().any(|t| t.is_compliant(kms.is_some())) {
             return Ok(ActionPlan::default());
         }

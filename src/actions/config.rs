@@ -13,7 +13,9 @@ use aws_sdk_config::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, arg_string,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
@@ -57,15 +59,6 @@ static ENSURE: ActionInfo = ActionInfo {
     outputs: &[],
     waits: false,
 };
-
-fn text_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
-    }
-}
 
 fn state(setup: &ConfigSetup) -> Value {
     serde_json::to_value(setup).unwrap_or_default()
@@ -114,12 +107,12 @@ impl Action for EnsureRecorder {
                 target.kind()
             ));
         };
-        let role_arn = text_arg(args, "role_arn")?
+        let role_arn = arg_string(args, "role_arn")?
             .ok_or_else(|| "argument role_arn: a role ARN is required".to_string())?;
-        let bucket = text_arg(args, "bucket_name")?
+        let bucket = arg_string(args, "bucket_name")?
             .ok_or_else(|| "argument bucket_name: a bucket name is required".to_string())?;
         let include_global = arg_bool(args, "include_global", false)?;
-        let new_name = text_arg(args, "recorder_name")?.unwrap_or_else(|| "default".into());
+        let new_name = arg_string(args, "recorder_name")?.unwrap_or_else(|| "default".into());
 
         let mut next = setup.clone();
         let mut before = state(setup);

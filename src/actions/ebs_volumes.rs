@@ -107,16 +107,7 @@ impl Action for EncryptVolume {
         let Resource::Volume(volume) = target else {
             return Err(format!("expected an EBS volume, given {}", target.kind()));
         };
-        let kms = match args.get("kms_key_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(format!(
-                    "argument kms_key_id: expected a string, found {other}"
-                ));
-            }
-        };
+        let kms = super::arg_string(args, "kms_key_id")?;
         let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
         if volume.encrypted || volume.replaced_by().is_some() {
             return Ok(ActionPlan::default());

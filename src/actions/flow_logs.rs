@@ -14,7 +14,10 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{Filter, FlowLogsResourceType, LogDestinationType, TrafficType};
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, dry_run_answer};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string,
+    dry_run_answer,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{FlowLog, Resource, ResourceKind, Vpc, sort_flow_logs};
@@ -71,26 +74,17 @@ struct Wanted {
     role: Option<String>,
 }
 
-fn string_arg(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
-    }
-}
-
 fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
-    let traffic_type = string_arg(args, "traffic_type")?.unwrap_or_else(|| "ALL".into());
+    let traffic_type = arg_string(args, "traffic_type")?.unwrap_or_else(|| "ALL".into());
     if !["ALL", "ACCEPT", "REJECT"].contains(&traffic_type.as_str()) {
         return Err(format!(
             "argument traffic_type: expected ALL, ACCEPT or REJECT, found {traffic_type}"
         ));
     }
-    let destination_type = string_arg(args, "destination_type")?.unwrap_or_else(|| "s3".into());
-    let destination = string_arg(args, "destination")?
+    let destination_type = arg_string(args, "destination_type")?.unwrap_or_else(|| "s3".into());
+    let destination = arg_string(args, "destination")?
         .ok_or_else(|| "argument destination: an ARN is required".to_string())?;
-    let role = string_arg(args, "deliver_logs_permission_arn")?;
+    let role = arg_string(args, "deliver_logs_permission_arn")?;
     match destination_type.as_str() {
         "s3" if !destination.starts_with("arn:") || !destination.contains(":s3:::") => {
             return Err(format!(

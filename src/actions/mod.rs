@@ -182,6 +182,16 @@ pub fn arg_bool(args: &Value, name: &str, default: bool) -> std::result::Result<
     }
 }
 
+/// A string argument; absent, null and empty all mean "not given".
+pub fn arg_string(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
+    }
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
     &[
