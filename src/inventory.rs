@@ -713,6 +713,24 @@ pub struct Artifact {
     pub state: String,
     /// Encrypted.
     pub encrypted: bool,
+    /// For a replacement volume: its shape and tags, which must be the original's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<VolumeShape>,
+}
+
+/// What a replacement volume must keep of the original.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeShape {
+    /// Volume type.
+    pub volume_type: String,
+    /// Size in GiB.
+    pub size: i32,
+    /// Provisioned IOPS (compared for io1, io2 and gp3 only).
+    pub iops: Option<i32>,
+    /// Provisioned throughput (compared for gp3 only).
+    pub throughput: Option<i32>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Volume {

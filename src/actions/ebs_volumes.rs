@@ -28,7 +28,7 @@ use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, Volume,
+    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, Volume, VolumeShape,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -65,15 +65,30 @@ static ENCRYPT: ActionInfo = ActionInfo {
     waits: true,
 };
 
-/// The part of a volume its replacement changes, as changes record it.
+/// The part of a volume its replacement changes, as changes record it. IOPS and
+/// throughput of a replacement are compared only for the types that provision them
+/// (a gp2 volume's IOPS follow from its size).
 fn state(volume: &Volume) -> Value {
+    let mut replacement = json!(volume.replacement);
+    if let Some(shape) = replacement.get_mut("shape").filter(|s| s.is_object()) {
+        let kind = shape["volume_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !matches!(kind.as_str(), "io1" | "io2" | "gp3") {
+            shape["iops"] = json!(KNOWN_AFTER_APPLY);
+        }
+        if kind != "gp3" {
+            shape["throughput"] = json!(KNOWN_AFTER_APPLY);
+        }
+    }
     json!({
         "encrypted": volume.encrypted,
         "state": volume.state,
         "replaced_by": volume.replaced_by(),
         "snapshot": volume.snapshot,
         "copy": volume.copy,
-        "replacement": volume.replacement,
+        "replacement": replacement,
     })
 }
 
@@ -95,6 +110,7 @@ fn unknown_artifact(encrypted: bool, state: &str) -> Artifact {
         id: KNOWN_AFTER_APPLY.into(),
         state: state.into(),
         encrypted,
+        shape: None,
     }
 }
 
@@ -216,7 +232,24 @@ impl Action for EncryptVolume {
             );
         }
         if current.replacement.is_none() {
-            current.replacement = Some(unknown_artifact(true, "available"));
+            current.replacement = Some(Artifact {
+                shape: Some(VolumeShape {
+                    volume_type: volume.volume_type.clone(),
+                    size: volume.size,
+                    iops: volume.iops,
+                    throughput: volume.throughput,
+                    tags: replacement_tags(volume)
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t["Key"].as_str()?.to_string(),
+                                t["Value"].as_str()?.to_string(),
+                            ))
+                        })
+                        .collect(),
+                }),
+                ..unknown_artifact(true, "available")
+            });
             let mut input = json!({
                 "AvailabilityZone": volume.availability_zone,
                 "SnapshotId": current.copy.as_ref().map(|s| s.id.clone()),
@@ -705,6 +738,7 @@ async fn list_volumes(
                     .map(|st| st.as_str().to_string())
                     .unwrap_or_default(),
                 encrypted: s.encrypted().unwrap_or(false),
+                shape: None,
             };
             let entry = snapshots.entry(source.clone()).or_default();
             if tags.get("harden:stage").map(String::as_str) == Some("copy") {
@@ -737,6 +771,16 @@ async fn list_volumes(
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
                     encrypted: v.encrypted().unwrap_or(false),
+                    shape: Some(VolumeShape {
+                        volume_type: v
+                            .volume_type()
+                            .map(|t| t.as_str().to_string())
+                            .unwrap_or_default(),
+                        size: v.size().unwrap_or_default(),
+                        iops: v.iops(),
+                        throughput: v.throughput(),
+                        tags,
+                    }),
                 },
             );
         }
@@ -841,6 +885,12 @@ mod tests {
                     {"Key": SOURCE_VOLUME_TAG, "Value": "vol-1"}]}]}),
             "same zone, type, size, IOPS, throughput and tags; AWS's own tags left out"
         );
+        assert_eq!(
+            planned.changes[2].after["replacement"]["shape"],
+            json!({"volume_type": "gp3", "size": 100, "iops": 4000, "throughput": 250,
+                   "tags": {"Name": "data", SOURCE_VOLUME_TAG: "vol-1"}}),
+            "the read-back checks the new volume's shape and tags, not only that it exists"
+        );
         for pair in planned.changes.windows(2) {
             assert_eq!(pair[0].after, pair[1].before);
         }
@@ -882,11 +932,13 @@ mod tests {
             id: "snap-1".into(),
             state: "completed".into(),
             encrypted: false,
+            shape: None,
         });
         volume.copy = Some(Artifact {
             id: "snap-2".into(),
             state: "completed".into(),
             encrypted: true,
+            shape: None,
         });
         let planned = EncryptVolume
             .plan(&Resource::Volume(volume.clone()), &json!({}))
@@ -905,6 +957,7 @@ mod tests {
             id: "snap-2".into(),
             state: "completed".into(),
             encrypted: false,
+            shape: None,
         });
         let refused = EncryptVolume
             .plan(&Resource::Volume(volume), &json!({}))
