@@ -715,7 +715,7 @@ pub struct Artifact {
     pub encrypted: bool,
     /// For a replacement volume: its shape and tags, which must be the original's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shape: Option<VolumeShape>,
+    pub shape: Option<Box<VolumeShape>>,
 }
 
 /// What a replacement volume must keep of the original.

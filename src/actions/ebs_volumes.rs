@@ -233,7 +233,7 @@ impl Action for EncryptVolume {
         }
         if current.replacement.is_none() {
             current.replacement = Some(Artifact {
-                shape: Some(VolumeShape {
+                shape: Some(Box::new(VolumeShape {
                     volume_type: volume.volume_type.clone(),
                     size: volume.size,
                     iops: volume.iops,
@@ -247,7 +247,7 @@ impl Action for EncryptVolume {
                             ))
                         })
                         .collect(),
-                }),
+                })),
                 ..unknown_artifact(true, "available")
             });
             let mut input = json!({
@@ -771,7 +771,7 @@ async fn list_volumes(
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
                     encrypted: v.encrypted().unwrap_or(false),
-                    shape: Some(VolumeShape {
+                    shape: Some(Box::new(VolumeShape {
                         volume_type: v
                             .volume_type()
                             .map(|t| t.as_str().to_string())
@@ -780,7 +780,7 @@ async fn list_volumes(
                         iops: v.iops(),
                         throughput: v.throughput(),
                         tags,
-                    }),
+                    })),
                 },
             );
         }
