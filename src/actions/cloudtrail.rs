@@ -17,7 +17,10 @@ use aws_sdk_cloudtrail::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string, input_str,
+    not_ours,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Trail, Trails};
@@ -366,20 +369,6 @@ fn sort_trails(trails: &mut [Trail]) {
 /// Reads, applies (and cannot probe) trail changes.
 pub struct TrailCalls;
 
-fn text<'a>(change: &'a Change, field: &str) -> Result<&'a str> {
-    change
-        .call
-        .input
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "change {}: {} input has no string {field}",
-                change.id, change.call.operation
-            ))
-        })
-}
-
 fn flag(change: &Change, field: &str) -> Option<bool> {
     change.call.input.get(field).and_then(Value::as_bool)
 }
@@ -391,13 +380,6 @@ fn strings(value: &Value, field: &str) -> Option<Vec<String>> {
             .filter_map(|i| i.as_str().map(str::to_string))
             .collect()
     })
-}
-
-fn applied(request_id: Option<&str>) -> Applied {
-    Applied {
-        request_ids: request_id.map(str::to_string).into_iter().collect(),
-        outputs: Map::new(),
-    }
 }
 
 fn basic_selector(value: &Value) -> EventSelector {
@@ -482,35 +464,35 @@ impl Calls for TrailCalls {
             "CreateTrail" => {
                 let out = ct
                     .create_trail()
-                    .name(text(change, "Name")?)
-                    .s3_bucket_name(text(change, "S3BucketName")?)
+                    .name(input_str(change, "/Name")?)
+                    .s3_bucket_name(input_str(change, "/S3BucketName")?)
                     .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
                     .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
                     .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
-                    .set_kms_key_id(text(change, "KmsKeyId").ok().map(str::to_string))
+                    .set_kms_key_id(input_str(change, "/KmsKeyId").ok().map(str::to_string))
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "UpdateTrail" => {
                 let out = ct
                     .update_trail()
-                    .name(text(change, "Name")?)
+                    .name(input_str(change, "/Name")?)
                     .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
                     .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
                     .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
-                    .set_kms_key_id(text(change, "KmsKeyId").ok().map(str::to_string))
+                    .set_kms_key_id(input_str(change, "/KmsKeyId").ok().map(str::to_string))
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutEventSelectors" => {
                 let input = &change.call.input;
                 let mut request = ct
                     .put_event_selectors()
-                    .trail_name(text(change, "TrailName")?);
+                    .trail_name(input_str(change, "/TrailName")?);
                 if let Some(advanced) = input
                     .get("AdvancedEventSelectors")
                     .and_then(Value::as_array)
@@ -536,21 +518,18 @@ impl Calls for TrailCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "StartLogging" => {
                 let out = ct
                     .start_logging()
-                    .name(text(change, "Name")?)
+                    .name(input_str(change, "/Name")?)
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
-            other => Err(Error::Usage(format!(
-                "change {}: operation {other} is not one a trail action makes",
-                change.id
-            ))),
+            _ => Err(not_ours(change, "a trail action")),
         }
     }
 

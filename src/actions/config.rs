@@ -11,10 +11,11 @@ use aws_sdk_config::operation::RequestId;
 use aws_sdk_config::types::{
     ConfigurationRecorder, DeliveryChannel as SdkDeliveryChannel, RecordingGroup,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, arg_string,
+    input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -222,27 +223,6 @@ impl Action for EnsureRecorder {
 /// Reads, applies (and cannot probe) AWS Config changes.
 pub struct RecorderCalls;
 
-fn at<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
-    change
-        .call
-        .input
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "change {}: {} input has no {pointer}",
-                change.id, change.call.operation
-            ))
-        })
-}
-
-fn applied(request_id: Option<&str>) -> Applied {
-    Applied {
-        request_ids: request_id.map(str::to_string).into_iter().collect(),
-        outputs: Map::new(),
-    }
-}
-
 #[async_trait]
 impl Calls for RecorderCalls {
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
@@ -266,8 +246,8 @@ impl Calls for RecorderCalls {
                     .cloned()
                     .unwrap_or_default();
                 let recorder = ConfigurationRecorder::builder()
-                    .name(at(change, "/ConfigurationRecorder/name")?)
-                    .role_arn(at(change, "/ConfigurationRecorder/roleARN")?)
+                    .name(input_str(change, "/ConfigurationRecorder/name")?)
+                    .role_arn(input_str(change, "/ConfigurationRecorder/roleARN")?)
                     .recording_group(
                         RecordingGroup::builder()
                             .set_all_supported(group["allSupported"].as_bool())
@@ -283,35 +263,32 @@ impl Calls for RecorderCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutDeliveryChannel" => {
                 let out = config
                     .put_delivery_channel()
                     .delivery_channel(
                         SdkDeliveryChannel::builder()
-                            .name(at(change, "/DeliveryChannel/name")?)
-                            .s3_bucket_name(at(change, "/DeliveryChannel/s3BucketName")?)
+                            .name(input_str(change, "/DeliveryChannel/name")?)
+                            .s3_bucket_name(input_str(change, "/DeliveryChannel/s3BucketName")?)
                             .build(),
                     )
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "StartConfigurationRecorder" => {
                 let out = config
                     .start_configuration_recorder()
-                    .configuration_recorder_name(at(change, "/ConfigurationRecorderName")?)
+                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(applied(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
-            other => Err(Error::Usage(format!(
-                "change {}: operation {other} is not one an AWS Config action makes",
-                change.id
-            ))),
+            _ => Err(not_ours(change, "an AWS Config action")),
         }
     }
 

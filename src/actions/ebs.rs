@@ -96,10 +96,7 @@ async fn enable(clients: &RegionClients, change: &Change, dry_run: bool) -> Resu
             request_id: out.request_id().map(str::to_string),
         }));
     }
-    Ok(Applied {
-        request_ids: out.request_id().map(str::to_string).into_iter().collect(),
-        outputs: serde_json::Map::new(),
-    })
+    Ok(Applied::request(out.request_id()))
 }
 
 #[async_trait]

@@ -22,9 +22,12 @@ use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, ec2_tags,
+    not_ours,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
@@ -422,13 +425,6 @@ where
     })
 }
 
-fn applied(request_id: Option<&str>) -> Applied {
-    Applied {
-        request_ids: request_id.map(str::to_string).into_iter().collect(),
-        outputs: Map::new(),
-    }
-}
-
 async fn call(
     clients: &RegionClients,
     change: &Change,
@@ -460,7 +456,7 @@ async fn call(
                 .wait(limit)
                 .await
                 .map_err(|e| wait_failure(operation, &format!("snapshot {id}"), limit, e))?;
-            Ok(applied(out.request_id()))
+            Ok(Applied::request(out.request_id()))
         }
         "CopySnapshot" => {
             let source = if dry_run {
@@ -492,7 +488,7 @@ async fn call(
                 .wait(limit)
                 .await
                 .map_err(|e| wait_failure(operation, &format!("encrypted copy {id}"), limit, e))?;
-            Ok(applied(out.request_id()))
+            Ok(Applied::request(out.request_id()))
         }
         "CreateVolume" => {
             let snapshot = if dry_run {
@@ -530,7 +526,7 @@ async fn call(
                 .wait(limit)
                 .await
                 .map_err(|e| wait_failure(operation, &format!("volume {id}"), limit, e))?;
-            Ok(applied(out.request_id()))
+            Ok(Applied::request(out.request_id()))
         }
         "CreateTags" => {
             let resource = input["Resources"][0]
@@ -571,7 +567,7 @@ async fn call(
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?;
-            Ok(applied(out.request_id()))
+            Ok(Applied::request(out.request_id()))
         }
         "DeleteSnapshot" => {
             // Which of the two: the copy goes first, then the snapshot (plan order).
@@ -596,12 +592,9 @@ async fn call(
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?;
-            Ok(applied(out.request_id()))
+            Ok(Applied::request(out.request_id()))
         }
-        other => Err(Error::Usage(format!(
-            "change {}: operation {other} is not one a volume action makes",
-            change.id
-        ))),
+        _ => Err(not_ours(change, "a volume action")),
     }
 }
 
@@ -642,17 +635,6 @@ impl Calls for VolumeCalls {
         }
         super::dry_run_answer(call(clients, change, &Value::Null, true).await)
     }
-}
-
-fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
 }
 
 /// Lists volumes (server-side filters) with the snapshots, copies and replacement
@@ -699,7 +681,7 @@ async fn list_volumes(
                     .iter()
                     .filter_map(|a| a.instance_id().map(str::to_string))
                     .collect(),
-                tags: tags_of(v.tags()),
+                tags: ec2_tags(v.tags()),
                 snapshot: None,
                 copy: None,
                 replacement: None,
@@ -727,7 +709,7 @@ async fn list_volumes(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::Aws(failure("DescribeSnapshots", &e)))?;
         for s in page.snapshots() {
-            let tags = tags_of(s.tags());
+            let tags = ec2_tags(s.tags());
             let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
                 continue;
             };
@@ -758,7 +740,7 @@ async fn list_volumes(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::Aws(failure("DescribeVolumes", &e)))?;
         for v in page.volumes() {
-            let tags = tags_of(v.tags());
+            let tags = ec2_tags(v.tags());
             let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
                 continue;
             };

@@ -319,10 +319,7 @@ impl Calls for FlowLogCalls {
                     ),
                     request_id: request_id.clone(),
                 })),
-                None => Ok(Applied {
-                    request_ids: request_id.clone().into_iter().collect(),
-                    outputs: serde_json::Map::new(),
-                }),
+                None => Ok(Applied::request(request_id.as_deref())),
             })
             .collect()
     }
@@ -410,16 +407,7 @@ pub async fn discover(
                 id: id.to_string(),
                 cidr_block: v.cidr_block().unwrap_or_default().to_string(),
                 is_default: v.is_default().unwrap_or(false),
-                tags: v
-                    .tags()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((
-                            t.key()?.to_string(),
-                            t.value().unwrap_or_default().to_string(),
-                        ))
-                    })
-                    .collect(),
+                tags: super::ec2_tags(v.tags()),
                 flow_logs: Vec::new(),
             });
         }

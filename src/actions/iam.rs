@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_iam::operation::RequestId;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
 use crate::aws::{RegionClients, failure};
@@ -103,10 +103,7 @@ impl Calls for RoleCalls {
     ) -> Result<Applied> {
         let operation = change.call.operation.as_str();
         if operation != "CreateServiceLinkedRole" {
-            return Err(Error::Usage(format!(
-                "change {}: operation {operation} is not one a role action makes",
-                change.id
-            )));
+            return Err(super::not_ours(change, "a role action"));
         }
         let service = change
             .call
@@ -121,10 +118,7 @@ impl Calls for RoleCalls {
             .send()
             .await
             .map_err(|e| Error::Aws(failure(operation, &e)))?;
-        Ok(Applied {
-            request_ids: out.request_id().map(str::to_string).into_iter().collect(),
-            outputs: Map::new(),
-        })
+        Ok(Applied::request(out.request_id()))
     }
 
     async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {

@@ -73,6 +73,52 @@ pub struct Applied {
     pub outputs: serde_json::Map<String, Value>,
 }
 
+impl Applied {
+    /// One call made, with its request id when the service gave one.
+    pub fn request(request_id: Option<&str>) -> Self {
+        Self {
+            request_ids: request_id.map(str::to_string).into_iter().collect(),
+            outputs: serde_json::Map::new(),
+        }
+    }
+}
+
+/// The string at `pointer` (a JSON pointer, e.g. `/Bucket`) of a change's call input.
+pub fn input_str<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
+    change
+        .call
+        .input
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            crate::Error::Usage(format!(
+                "change {}: {} input has no string at {pointer}",
+                change.id, change.call.operation
+            ))
+        })
+}
+
+/// The error for a change whose operation the concern's calls do not make (a plan
+/// file edited by hand, or made by another harden).
+pub fn not_ours(change: &Change, concern: &str) -> crate::Error {
+    crate::Error::Usage(format!(
+        "change {}: operation {} is not one {concern} makes",
+        change.id, change.call.operation
+    ))
+}
+
+/// EC2 tags as a map (tags without a key are dropped).
+pub fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// The call half of an AWS concern, shared by its actions: read a resource's state,
 /// make one change's call, probe it with `DryRun`.
 #[async_trait]

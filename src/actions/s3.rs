@@ -20,7 +20,10 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, input_str,
+    not_ours,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
@@ -341,27 +344,6 @@ impl Action for EnsureBucket {
 /// Reads, applies (and cannot probe) bucket changes.
 pub struct BucketCalls;
 
-fn input_str<'a>(change: &'a Change, field: &str) -> Result<&'a str> {
-    change
-        .call
-        .input
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "change {}: {} input has no string {field}",
-                change.id, change.call.operation
-            ))
-        })
-}
-
-fn request_ids(id: Option<&str>) -> Applied {
-    Applied {
-        request_ids: id.map(str::to_string).into_iter().collect(),
-        outputs: serde_json::Map::new(),
-    }
-}
-
 fn built<T, E: std::fmt::Display>(what: &str, result: std::result::Result<T, E>) -> Result<T> {
     result.map_err(|e| Error::Internal(format!("{what} does not build: {e}")))
 }
@@ -379,7 +361,7 @@ impl Calls for BucketCalls {
         _current: &Value,
     ) -> Result<Applied> {
         let s3 = &clients.s3;
-        let bucket = input_str(change, "Bucket")?;
+        let bucket = input_str(change, "/Bucket")?;
         let operation = change.call.operation.as_str();
         match operation {
             "CreateBucket" => {
@@ -400,7 +382,7 @@ impl Calls for BucketCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(request_ids(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutPublicAccessBlock" => {
                 let config = &change.call.input["PublicAccessBlockConfiguration"];
@@ -419,7 +401,7 @@ impl Calls for BucketCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(request_ids(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutBucketEncryption" => {
                 let rule = change
@@ -457,7 +439,7 @@ impl Calls for BucketCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(request_ids(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutBucketVersioning" => {
                 let status = change
@@ -477,7 +459,7 @@ impl Calls for BucketCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(request_ids(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
             "PutBucketPolicy" => {
                 let policy = change.call.input.get("Policy").ok_or_else(|| {
@@ -493,12 +475,9 @@ impl Calls for BucketCalls {
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(request_ids(out.request_id()))
+                Ok(Applied::request(out.request_id()))
             }
-            other => Err(Error::Usage(format!(
-                "change {}: operation {other} is not one a bucket action makes",
-                change.id
-            ))),
+            _ => Err(not_ours(change, "a bucket action")),
         }
     }
 

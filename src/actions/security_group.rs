@@ -849,16 +849,7 @@ pub async fn discover(
                 description: g.description().unwrap_or_default().to_string(),
                 vpc_id: g.vpc_id().map(str::to_string),
                 owner_id: g.owner_id().unwrap_or_default().to_string(),
-                tags: g
-                    .tags()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((
-                            t.key()?.to_string(),
-                            t.value().unwrap_or_default().to_string(),
-                        ))
-                    })
-                    .collect(),
+                tags: super::ec2_tags(g.tags()),
                 interface_count: 0,
                 ingress: Vec::new(),
                 egress: Vec::new(),
