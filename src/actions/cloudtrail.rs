@@ -18,13 +18,13 @@ use aws_sdk_cloudtrail::types::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string, input_str,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_string, input_str,
     not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Trail, Trails};
-use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -115,9 +115,9 @@ fn management_selectors(selectors: &Value) -> Value {
     json!({ "EventSelectors": kept })
 }
 
+/// The trails' changes so far and the state they leave.
 struct Drafts {
-    changes: Vec<ChangeDraft>,
-    before: Value,
+    chain: DraftChain,
     current: Trails,
 }
 
@@ -130,18 +130,8 @@ impl Drafts {
         operation: &str,
         input: Value,
     ) {
-        let after = state(&next);
-        self.changes.push(ChangeDraft {
-            kind,
-            summary,
-            before: std::mem::replace(&mut self.before, after.clone()),
-            after,
-            call: ApiCall {
-                service: "cloudtrail".into(),
-                operation: operation.into(),
-                input,
-            },
-        });
+        self.chain
+            .push(kind, summary, state(&next), operation, input);
         self.current = next;
     }
 }
@@ -193,8 +183,7 @@ impl Action for EnsureTrail {
             ));
         }
         let mut drafts = Drafts {
-            changes: Vec::new(),
-            before: state(trails),
+            chain: DraftChain::new("cloudtrail", state(trails)),
             current: trails.clone(),
         };
         if let Some(trail) = candidates.iter().find(|t| !t.is_exempt()) {
@@ -215,7 +204,7 @@ impl Action for EnsureTrail {
             create(&mut drafts, trails, &trail_name, &bucket, kms.as_deref());
         }
         Ok(ActionPlan {
-            changes: drafts.changes,
+            changes: drafts.chain.into_changes(),
             blocked: None,
             projected: Some(Resource::Trails(drafts.current)),
         })

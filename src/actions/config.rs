@@ -14,13 +14,13 @@ use aws_sdk_config::types::{
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, arg_string,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, arg_string,
     input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
-use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -74,28 +74,6 @@ fn after_state(setup: &ConfigSetup) -> Value {
     value
 }
 
-fn draft(
-    summary: String,
-    kind: ChangeKind,
-    before: &mut Value,
-    next: &ConfigSetup,
-    operation: &str,
-    input: Value,
-) -> ChangeDraft {
-    let after = after_state(next);
-    ChangeDraft {
-        kind,
-        summary,
-        before: std::mem::replace(before, after.clone()),
-        after,
-        call: ApiCall {
-            service: "config".into(),
-            operation: operation.into(),
-            input,
-        },
-    }
-}
-
 impl Action for EnsureRecorder {
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
@@ -116,8 +94,7 @@ impl Action for EnsureRecorder {
         let new_name = arg_string(args, "recorder_name")?.unwrap_or_else(|| "default".into());
 
         let mut next = setup.clone();
-        let mut before = state(setup);
-        let mut changes = Vec::new();
+        let mut chain = DraftChain::new("config", state(setup));
         let wanted = |r: &ConfigRecorder| {
             r.all_supported && r.role_arn == role_arn && (r.include_global || !include_global)
         };
@@ -150,18 +127,17 @@ impl Action for EnsureRecorder {
                     "recordingGroup": {"allSupported": true,
                         "includeGlobalResourceTypes": recorder.include_global}}});
                 next.recorder = Some(recorder);
-                changes.push(draft(
-                    summary,
+                chain.push(
                     if existing.is_some() {
                         ChangeKind::Update
                     } else {
                         ChangeKind::Create
                     },
-                    &mut before,
-                    &next,
+                    summary,
+                    after_state(&next),
                     "PutConfigurationRecorder",
                     input,
-                ));
+                );
             }
         }
         if next.delivery_channels.is_empty() {
@@ -169,30 +145,28 @@ impl Action for EnsureRecorder {
                 name: "default".into(),
                 bucket: bucket.clone(),
             });
-            changes.push(draft(
-                format!("add delivery channel default to bucket {bucket}"),
+            chain.push(
                 ChangeKind::Create,
-                &mut before,
-                &next,
+                format!("add delivery channel default to bucket {bucket}"),
+                after_state(&next),
                 "PutDeliveryChannel",
                 json!({"DeliveryChannel": {"name": "default", "s3BucketName": bucket}}),
-            ));
+            );
         }
         if let Some(recorder) = next.recorder.as_mut()
             && !recorder.recording
         {
             recorder.recording = true;
             let name = recorder.name.clone();
-            changes.push(draft(
-                format!("start recorder {name}"),
+            chain.push(
                 ChangeKind::Update,
-                &mut before,
-                &next,
+                format!("start recorder {name}"),
+                after_state(&next),
                 "StartConfigurationRecorder",
                 json!({"ConfigurationRecorderName": name}),
-            ));
+            );
         }
-        if changes.is_empty()
+        if chain.is_empty()
             && let Some(r) = &setup.recorder
             && r.last_status.as_deref() == Some("Failure")
         {
@@ -209,7 +183,7 @@ impl Action for EnsureRecorder {
             });
         }
         Ok(ActionPlan {
-            changes,
+            changes: chain.into_changes(),
             blocked: None,
             projected: Some(Resource::ConfigRecorder(next)),
         })

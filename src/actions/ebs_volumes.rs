@@ -25,7 +25,7 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, ec2_tags,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, ec2_tags,
     not_ours,
 };
 use crate::aws::{RegionClients, failure};
@@ -33,7 +33,7 @@ use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
     Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, Volume, VolumeShape,
 };
-use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -174,27 +174,7 @@ impl Action for EncryptVolume {
             }
         }
         let mut current = volume.clone();
-        let mut before = state(volume);
-        let mut changes = Vec::new();
-        let mut push = |summary: String,
-                        kind: ChangeKind,
-                        next: &Volume,
-                        operation: &str,
-                        input: Value,
-                        before: &mut Value| {
-            let after = state(next);
-            changes.push(ChangeDraft {
-                kind,
-                summary,
-                before: std::mem::replace(before, after.clone()),
-                after,
-                call: ApiCall {
-                    service: "ec2".into(),
-                    operation: operation.into(),
-                    input,
-                },
-            });
-        };
+        let mut chain = DraftChain::new("ec2", state(volume));
         let id = volume.id.clone();
         let source_tag = |stage: &str| {
             json!([{"ResourceType": "snapshot", "Tags": [
@@ -202,14 +182,13 @@ impl Action for EncryptVolume {
         };
         if current.snapshot.is_none() {
             current.snapshot = Some(unknown_artifact(false, "completed"));
-            push(
-                format!("snapshot {id} (waits until completed)"),
+            chain.push(
                 ChangeKind::Create,
-                &current,
+                format!("snapshot {id} (waits until completed)"),
+                state(&current),
                 "CreateSnapshot",
                 json!({"VolumeId": id, "Description": format!("harden: {id} before encryption"),
                        "TagSpecifications": source_tag("snapshot")}),
-                &mut before,
             );
         }
         if current.copy.is_none() {
@@ -220,18 +199,17 @@ impl Action for EncryptVolume {
             if let Some(key) = &kms {
                 input["KmsKeyId"] = json!(key);
             }
-            push(
+            chain.push(
+                ChangeKind::Create,
                 format!(
                     "copy the snapshot of {id} encrypted{} (waits until completed)",
                     kms.as_ref()
                         .map(|k| format!(" with {k}"))
                         .unwrap_or_default()
                 ),
-                ChangeKind::Create,
-                &current,
+                state(&current),
                 "CopySnapshot",
                 input,
-                &mut before,
             );
         }
         if current.replacement.is_none() {
@@ -271,16 +249,15 @@ impl Action for EncryptVolume {
             if let Some(key) = &kms {
                 input["KmsKeyId"] = json!(key);
             }
-            push(
+            chain.push(
+                ChangeKind::Create,
                 format!(
                     "create an encrypted {} GiB {} volume in {} from the copy, with {}'s tags (waits until available)",
                     volume.size, volume.volume_type, volume.availability_zone, id
                 ),
-                ChangeKind::Create,
-                &current,
+                state(&current),
                 "CreateVolume",
                 input,
-                &mut before,
             );
         }
         let replacement_id = current
@@ -291,13 +268,12 @@ impl Action for EncryptVolume {
         current
             .tags
             .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
-        push(
-            format!("tag {id} {REPLACED_BY_TAG}=<new volume> and keep it"),
+        chain.push(
             ChangeKind::Update,
-            &current,
+            format!("tag {id} {REPLACED_BY_TAG}=<new volume> and keep it"),
+            state(&current),
             "CreateTags",
             json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
-            &mut before,
         );
         if !keep_snapshots {
             for (field, what) in [("copy", "encrypted copy"), ("snapshot", "snapshot")] {
@@ -307,21 +283,20 @@ impl Action for EncryptVolume {
                     current.snapshot.take()
                 };
                 let Some(artifact) = artifact else { continue };
-                push(
+                chain.push(
+                    ChangeKind::Delete,
                     format!(
                         "delete the {what} {} of {id} (the new volume is verified)",
                         artifact.id
                     ),
-                    ChangeKind::Delete,
-                    &current,
+                    state(&current),
                     "DeleteSnapshot",
                     json!({"SnapshotId": artifact.id}),
-                    &mut before,
                 );
             }
         }
         Ok(ActionPlan {
-            changes,
+            changes: chain.into_changes(),
             blocked: None,
             projected: Some(Resource::Volume(current)),
         })
@@ -807,7 +782,7 @@ mod tests {
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     use super::*;
-    use crate::plan::ResourceRef;
+    use crate::plan::{ApiCall, ResourceRef};
     use crate::runbook::model::OnFailure;
 
     fn unattached() -> Volume {

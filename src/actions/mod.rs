@@ -53,6 +53,63 @@ pub struct ChangeDraft {
     pub call: ApiCall,
 }
 
+/// Changes to one resource planned in order: each change starts from the state the one
+/// before it leaves, as apply will read it back.
+#[derive(Debug)]
+pub struct DraftChain {
+    service: &'static str,
+    state: Value,
+    changes: Vec<ChangeDraft>,
+}
+
+impl DraftChain {
+    /// A chain starting from the resource's state `before`.
+    pub fn new(service: &'static str, before: Value) -> Self {
+        Self {
+            service,
+            state: before,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The state the changes so far leave.
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// Adds a change from the current state to `after`, made by `operation(input)`.
+    pub fn push(
+        &mut self,
+        kind: ChangeKind,
+        summary: String,
+        after: Value,
+        operation: &str,
+        input: Value,
+    ) {
+        self.changes.push(ChangeDraft {
+            kind,
+            summary,
+            before: std::mem::replace(&mut self.state, after.clone()),
+            after,
+            call: ApiCall {
+                service: self.service.into(),
+                operation: operation.into(),
+                input,
+            },
+        });
+    }
+
+    /// True while no change was added.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The changes, in order.
+    pub fn into_changes(self) -> Vec<ChangeDraft> {
+        self.changes
+    }
+}
+
 /// What an action would do to one resource.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActionPlan {

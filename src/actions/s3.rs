@@ -21,13 +21,13 @@ use aws_sdk_s3::types::{
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_bool, input_str,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, input_str,
     not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -180,27 +180,6 @@ fn state(bucket: &Bucket) -> Value {
     serde_json::to_value(bucket).unwrap_or_default()
 }
 
-fn draft(
-    summary: String,
-    kind: ChangeKind,
-    before: Value,
-    after: Value,
-    operation: &str,
-    input: Value,
-) -> ChangeDraft {
-    ChangeDraft {
-        kind,
-        summary,
-        before,
-        after,
-        call: ApiCall {
-            service: "s3".into(),
-            operation: operation.into(),
-            input,
-        },
-    }
-}
-
 impl Action for EnsureBucket {
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
@@ -212,10 +191,8 @@ impl Action for EnsureBucket {
         };
         let wanted = wanted(args)?;
         let name = bucket.name.clone();
-        let mut changes = Vec::new();
         let mut current = bucket.clone();
-        // The state the previous change leaves, as apply will read it back.
-        let mut before = state(bucket);
+        let mut chain = DraftChain::new("s3", state(bucket));
         if !bucket.exists {
             current.exists = true;
             let mut after = state(&current);
@@ -228,34 +205,30 @@ impl Action for EnsureBucket {
             if bucket.region != "us-east-1" {
                 input["CreateBucketConfiguration"] = json!({"LocationConstraint": bucket.region});
             }
-            changes.push(draft(
-                format!("create bucket {name} in {}", bucket.region),
+            chain.push(
                 ChangeKind::Create,
-                before,
-                after.clone(),
+                format!("create bucket {name} in {}", bucket.region),
+                after,
                 "CreateBucket",
                 input,
-            ));
-            before = after;
+            );
         }
         let fresh = !bucket.exists;
         if wanted.block_public_access
             && (fresh || current.public_access_block != Some(PublicAccessBlock::ALL_ON))
         {
             current.public_access_block = Some(PublicAccessBlock::ALL_ON);
-            let mut after = before.clone();
+            let mut after = chain.state().clone();
             after["public_access_block"] = json!(PublicAccessBlock::ALL_ON);
-            changes.push(draft(
-                format!("block all public access to bucket {name}"),
+            chain.push(
                 ChangeKind::Update,
-                before,
-                after.clone(),
+                format!("block all public access to bucket {name}"),
+                after,
                 "PutPublicAccessBlock",
                 json!({"Bucket": name, "PublicAccessBlockConfiguration": {
                     "BlockPublicAcls": true, "IgnorePublicAcls": true,
                     "BlockPublicPolicy": true, "RestrictPublicBuckets": true}}),
-            ));
-            before = after;
+            );
         }
         let encryption_ok = match &current.encryption {
             _ if fresh => false,
@@ -265,40 +238,36 @@ impl Action for EnsureBucket {
         };
         if !encryption_ok {
             current.encryption = Some(wanted.encryption.clone());
-            let mut after = before.clone();
+            let mut after = chain.state().clone();
             after["encryption"] = json!(wanted.encryption);
             let mut by_default = json!({"SSEAlgorithm": wanted.encryption.algorithm});
             if let Some(key) = &wanted.encryption.kms_key_id {
                 by_default["KMSMasterKeyID"] = json!(key);
             }
-            changes.push(draft(
+            chain.push(
+                ChangeKind::Update,
                 format!(
                     "encrypt bucket {name} by default with {}",
                     wanted.encryption.algorithm
                 ),
-                ChangeKind::Update,
-                before,
-                after.clone(),
+                after,
                 "PutBucketEncryption",
                 json!({"Bucket": name, "ServerSideEncryptionConfiguration": {"Rules": [{
                     "ApplyServerSideEncryptionByDefault": by_default,
                     "BucketKeyEnabled": wanted.encryption.algorithm == "aws:kms"}]}}),
-            ));
-            before = after;
+            );
         }
         if wanted.versioning && current.versioning.as_deref() != Some("Enabled") {
             current.versioning = Some("Enabled".into());
-            let mut after = before.clone();
+            let mut after = chain.state().clone();
             after["versioning"] = json!("Enabled");
-            changes.push(draft(
-                format!("turn on versioning of bucket {name}"),
+            chain.push(
                 ChangeKind::Update,
-                before,
-                after.clone(),
+                format!("turn on versioning of bucket {name}"),
+                after,
                 "PutBucketVersioning",
                 json!({"Bucket": name, "VersioningConfiguration": {"Status": "Enabled"}}),
-            ));
-            before = after;
+            );
         }
         if !wanted.statements.is_empty() {
             let merged = merge_policy(current.policy.as_ref(), &wanted.statements);
@@ -317,20 +286,19 @@ impl Action for EnsureBucket {
                     format!("set the policy of bucket {name}: {}", sids.join(", "))
                 };
                 current.policy = Some(merged.clone());
-                let mut after = before.clone();
+                let mut after = chain.state().clone();
                 after["policy"] = merged.clone();
-                changes.push(draft(
-                    summary,
+                chain.push(
                     ChangeKind::Update,
-                    before,
+                    summary,
                     after,
                     "PutBucketPolicy",
                     json!({"Bucket": name, "Policy": merged}),
-                ));
+                );
             }
         }
         Ok(ActionPlan {
-            changes,
+            changes: chain.into_changes(),
             blocked: None,
             projected: Some(Resource::Bucket(current)),
         })
