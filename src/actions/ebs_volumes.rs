@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, ec2_tags,
-    not_ours,
+    input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -318,9 +318,10 @@ fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
 /// Reads, applies (with waits) and probes volume replacement changes.
 pub struct VolumeCalls;
 
-/// An input value the plan may have left to apply: taken from the state just read.
+/// An input value (at JSON pointer `field`) the plan may have left to apply: taken from
+/// the state just read at `from`. Probes only run on calls whose inputs are all known.
 fn resolve(change: &Change, field: &str, current: &Value, from: &str) -> Result<String> {
-    match change.call.input.get(field).and_then(Value::as_str) {
+    match change.call.input.pointer(field).and_then(Value::as_str) {
         Some(value) if value != KNOWN_AFTER_APPLY => Ok(value.to_string()),
         _ => current
             .pointer(from)
@@ -415,7 +416,7 @@ async fn call(
         "CreateSnapshot" => {
             let out = ec2
                 .create_snapshot()
-                .volume_id(resolve(change, "VolumeId", current, "/none")?)
+                .volume_id(input_str(change, "/VolumeId")?)
                 .set_description(input["Description"].as_str().map(str::to_string))
                 .set_tag_specifications(Some(tag_specifications(
                     &input["TagSpecifications"],
@@ -434,14 +435,7 @@ async fn call(
             Ok(Applied::request(out.request_id()))
         }
         "CopySnapshot" => {
-            let source = if dry_run {
-                input["SourceSnapshotId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            } else {
-                resolve(change, "SourceSnapshotId", current, "/snapshot/id")?
-            };
+            let source = resolve(change, "/SourceSnapshotId", current, "/snapshot/id")?;
             let out = ec2
                 .copy_snapshot()
                 .source_snapshot_id(source)
@@ -466,15 +460,11 @@ async fn call(
             Ok(Applied::request(out.request_id()))
         }
         "CreateVolume" => {
-            let snapshot = if dry_run {
-                None
-            } else {
-                Some(resolve(change, "SnapshotId", current, "/copy/id")?)
-            };
+            let snapshot = resolve(change, "/SnapshotId", current, "/copy/id")?;
             let out = ec2
                 .create_volume()
                 .availability_zone(input["AvailabilityZone"].as_str().unwrap_or_default())
-                .set_snapshot_id(snapshot)
+                .snapshot_id(snapshot)
                 .volume_type(VolumeType::from(
                     input["VolumeType"].as_str().unwrap_or("gp3"),
                 ))
@@ -508,27 +498,7 @@ async fn call(
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            let value = if dry_run {
-                input["Tags"][0]["Value"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            } else {
-                match input["Tags"][0]["Value"].as_str() {
-                    Some(v) if v != KNOWN_AFTER_APPLY => v.to_string(),
-                    _ => current
-                        .pointer("/replacement/id")
-                        .and_then(Value::as_str)
-                        .filter(|v| *v != KNOWN_AFTER_APPLY)
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            Error::Usage(format!(
-                                "change {}: no replacement volume in the state read",
-                                change.id
-                            ))
-                        })?,
-                }
-            };
+            let value = resolve(change, "/Tags/0/Value", current, "/replacement/id")?;
             let out = ec2
                 .create_tags()
                 .resources(resource)
@@ -555,11 +525,7 @@ async fn call(
             } else {
                 "/snapshot/id"
             };
-            let id = if dry_run {
-                input["SnapshotId"].as_str().unwrap_or_default().to_string()
-            } else {
-                resolve(change, "SnapshotId", current, from)?
-            };
+            let id = resolve(change, "/SnapshotId", current, from)?;
             let out = ec2
                 .delete_snapshot()
                 .snapshot_id(id)
