@@ -193,20 +193,20 @@ fn an_empty_region_gets_role_bucket_recorder_channel_on_localstack() {
     let out = cli(&["plan", RUNBOOK, "--format", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
-    let ops = operations(&plan);
     assert_eq!(
-        ops.first().map(String::as_str),
-        Some("CreateServiceLinkedRole")
-    );
-    assert_eq!(ops[1], "CreateBucket");
-    assert!(ops.contains(&"PutBucketPolicy".to_string()));
-    assert_eq!(
-        ops[ops.len() - 3..],
+        operations(&plan),
         [
+            "CreateServiceLinkedRole",
+            "CreateBucket",
+            "PutPublicAccessBlock",
+            "PutBucketEncryption",
+            "PutBucketVersioning",
+            "PutBucketPolicy",
             "PutConfigurationRecorder",
             "PutDeliveryChannel",
-            "StartConfigurationRecorder"
-        ]
+            "StartConfigurationRecorder",
+        ],
+        "role, then the delivery bucket, then recorder, channel and start"
     );
 
     let out = cli(&["apply", RUNBOOK, "--yes"]);
