@@ -167,9 +167,7 @@ fn an_existing_trail_is_fixed_in_place_on_moto() {
 
     let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
-    let mut verify = emulator.harden(state.path());
-    verify.args(["audit", "verify"]);
-    assert_eq!(run(verify).code, 0);
+    emulator.assert_audit_verifies(state.path());
 }
 
 #[test]

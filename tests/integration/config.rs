@@ -172,9 +172,7 @@ fn a_stopped_recorder_with_an_odd_name_is_reused_on_moto() {
     );
     let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
-    let mut verify = emulator.harden(state.path());
-    verify.args(["audit", "verify"]);
-    assert_eq!(run(verify).code, 0);
+    emulator.assert_audit_verifies(state.path());
 }
 
 #[test]

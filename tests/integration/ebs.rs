@@ -313,9 +313,7 @@ fn volume_scenario(kind: Kind) {
 
     let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
-    let mut verify = emulator.harden(state.path());
-    verify.args(["audit", "verify"]);
-    assert_eq!(run(verify).code, 0);
+    emulator.assert_audit_verifies(state.path());
 }
 
 #[test]

@@ -343,10 +343,7 @@ fn scenario(kind: Kind, region: &str, bucket_exists: bool) {
 
     let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
-    let mut verify = emulator.harden(state.path());
-    verify.args(["audit", "verify"]);
-    let out = run(verify);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    emulator.assert_audit_verifies(state.path());
 }
 
 #[test]

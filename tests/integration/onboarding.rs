@@ -120,7 +120,5 @@ fn one_plan_and_one_apply_onboard_every_region() {
         records.last().map(|r| r["type"].clone()),
         Some(Value::from("apply"))
     );
-    let mut verify = emulator.harden(state.path());
-    verify.args(["audit", "verify"]);
-    assert_eq!(run(verify).code, 0);
+    emulator.assert_audit_verifies(state.path());
 }

@@ -193,7 +193,5 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
         .filter(|l| l.contains("\"type\":\"change\""))
         .count();
     assert_eq!(changes, 152);
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["audit", "verify"]);
-    assert_eq!(run(cmd).code, 0);
+    emulator.assert_audit_verifies(state.path());
 }

@@ -187,6 +187,16 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Asserts that `harden audit verify` finds the state directory's chain intact.
+    pub(crate) fn assert_audit_verifies(&self, state_dir: &Path) {
+        let mut cmd = self.harden(state_dir);
+        cmd.args(["audit", "verify"]);
+        let out = run(cmd);
+        assert_eq!(out.code, 0, "audit verify:\n{}\n{}", out.stdout, out.stderr);
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         // The emulator leads its own process group: end the whole group.
