@@ -74,6 +74,35 @@ pub struct ChangeRecord {
     pub duration_ms: u64,
 }
 
+/// What apply did to put a resource back after its chain of changes stopped part-way
+/// (an instance whose volume swap failed: originals re-attached, state restored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensationRecord {
+    /// The change that failed, or was the first not attempted.
+    pub change_id: String,
+    /// Why the chain stopped.
+    pub cause: String,
+    /// Runbook id.
+    pub runbook: String,
+    /// Region.
+    pub region: String,
+    /// Step id.
+    pub step: String,
+    /// The resource put back.
+    pub resource: ResourceRef,
+    /// The calls made, in order.
+    pub calls: Vec<ApiCall>,
+    /// State read before undoing.
+    pub before: Value,
+    /// State read back afterwards.
+    pub after: Value,
+    /// `succeeded` when read back as it was before the chain; otherwise failed with
+    /// code `CompensationFailed`: a person must look.
+    pub outcome: Outcome,
+    /// AWS request ids.
+    pub request_ids: Vec<String>,
+}
+
 /// Summary of a plan, dry-run or apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -112,6 +141,8 @@ pub enum Entry {
     DryRun(Summary),
     /// A change was attempted (or skipped).
     Change(Box<ChangeRecord>),
+    /// A resource was put back after its chain of changes stopped part-way.
+    Compensation(Box<CompensationRecord>),
     /// An apply ended.
     Apply(Summary),
 }

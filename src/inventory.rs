@@ -40,6 +40,9 @@ pub enum ResourceKind {
     /// An EBS volume, with what harden made to replace it.
     #[serde(rename = "ec2:volume")]
     Volume,
+    /// An EC2 instance with its EBS devices and what harden made to replace them.
+    #[serde(rename = "ec2:instance")]
+    Instance,
 }
 
 impl ResourceKind {
@@ -53,6 +56,7 @@ impl ResourceKind {
         ResourceKind::ConfigRecorder,
         ResourceKind::Role,
         ResourceKind::Volume,
+        ResourceKind::Instance,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -66,6 +70,7 @@ impl ResourceKind {
             ResourceKind::ConfigRecorder => "config:recorder",
             ResourceKind::Role => "iam:role",
             ResourceKind::Volume => "ec2:volume",
+            ResourceKind::Instance => "ec2:instance",
         }
     }
 
@@ -99,6 +104,14 @@ impl ResourceKind {
                 "availability-zone",
                 "volume-type",
                 "attachment.instance-id",
+                "tag-key",
+            ],
+            ResourceKind::Instance => &[
+                "instance-id",
+                "instance-state-name",
+                "availability-zone",
+                "instance-type",
+                "vpc-id",
                 "tag-key",
             ],
         }
@@ -157,6 +170,7 @@ impl ResourceKind {
             })
             .to_template_value(),
             ResourceKind::Volume => Resource::Volume(Volume::sample()).to_template_value(),
+            ResourceKind::Instance => Resource::Instance(Instance::sample()).to_template_value(),
             ResourceKind::Role => Resource::Role(Role {
                 name: "sample".into(),
                 arn: None,
@@ -739,6 +753,17 @@ impl Volume {
         self.tags.get(REPLACED_BY_TAG).map(String::as_str)
     }
 
+    /// A tag of the replacement volume harden made for it.
+    pub fn replacement_tag(&self, key: &str) -> Option<&str> {
+        self.replacement
+            .as_ref()?
+            .shape
+            .as_ref()?
+            .tags
+            .get(key)
+            .map(String::as_str)
+    }
+
     fn sample() -> Self {
         Self {
             id: "vol-00000000000000000".into(),
@@ -754,6 +779,95 @@ impl Volume {
             snapshot: None,
             copy: None,
             replacement: None,
+        }
+    }
+}
+
+/// Tags harden puts on a replacement volume made for an instance: the instance, the
+/// device it goes to and the original's DeleteOnTermination. With them, a swap that
+/// stopped part-way (an original detached, its replacement not yet attached) can be
+/// read back and finished or undone.
+pub const SWAP_INSTANCE_TAG: &str = "harden:instance";
+/// See [`SWAP_INSTANCE_TAG`].
+pub const SWAP_DEVICE_TAG: &str = "harden:device";
+/// See [`SWAP_INSTANCE_TAG`].
+pub const SWAP_DELETE_ON_TERMINATION_TAG: &str = "harden:delete-on-termination";
+/// Tag compensation puts on a replacement volume after undoing its swap; the volume is
+/// kept for inspection and never used again.
+pub const ROLLED_BACK_TAG: &str = "harden:rolled-back";
+
+/// An EC2 instance, its EBS devices, and the unencrypted volumes it has (or had, while
+/// a swap is under way) with what harden made to replace them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `i-...`.
+    pub id: String,
+    /// `pending`, `running`, `stopping`, `stopped`, ...
+    pub state: String,
+    /// Its availability zone.
+    pub availability_zone: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// EBS devices by device name.
+    pub devices: BTreeMap<String, Device>,
+    /// Unencrypted volumes to replace or being replaced, by id: those attached, and
+    /// those a swap detached (found through their replacement's tags; `None` once
+    /// deleted with `delete_originals`).
+    pub unencrypted: BTreeMap<String, Option<Volume>>,
+}
+
+/// An EBS volume attached to an instance at a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The volume attached there.
+    pub volume_id: String,
+    /// Whether the volume is deleted with the instance.
+    pub delete_on_termination: bool,
+    /// Whether that volume is encrypted.
+    pub encrypted: bool,
+    /// When the volume is a replacement harden made: the volume it replaces.
+    pub replaces: Option<String>,
+}
+
+impl Instance {
+    /// The device an unencrypted volume belongs at: where it is attached, or (once a
+    /// swap detached it) the device its replacement was made for.
+    pub fn device_of(&self, volume: &Volume) -> Option<String> {
+        self.devices
+            .iter()
+            .find(|(_, d)| d.volume_id == volume.id)
+            .map(|(name, _)| name.clone())
+            .or_else(|| volume.replacement_tag(SWAP_DEVICE_TAG).map(str::to_string))
+    }
+
+    /// Whether the volume was deleted with the instance before its swap: read from its
+    /// attachment, or (once detached) from its replacement's tag.
+    pub fn original_delete_on_termination(&self, volume: &Volume) -> bool {
+        match self.devices.values().find(|d| d.volume_id == volume.id) {
+            Some(device) => device.delete_on_termination,
+            None => volume.replacement_tag(SWAP_DELETE_ON_TERMINATION_TAG) == Some("true"),
+        }
+    }
+
+    fn sample() -> Self {
+        Self {
+            id: "i-00000000000000000".into(),
+            state: "running".into(),
+            availability_zone: "us-east-1a".into(),
+            tags: BTreeMap::new(),
+            devices: BTreeMap::from([(
+                "/dev/xvda".to_string(),
+                Device {
+                    volume_id: "vol-00000000000000000".into(),
+                    delete_on_termination: true,
+                    encrypted: false,
+                    replaces: None,
+                },
+            )]),
+            unencrypted: BTreeMap::from([(
+                "vol-00000000000000000".to_string(),
+                Some(Volume::sample()),
+            )]),
         }
     }
 }
@@ -777,6 +891,8 @@ pub enum Resource {
     Role(Role),
     /// An EBS volume.
     Volume(Volume),
+    /// An EC2 instance.
+    Instance(Instance),
 }
 
 impl Resource {
@@ -791,6 +907,7 @@ impl Resource {
             Resource::ConfigRecorder(_) => ResourceKind::ConfigRecorder,
             Resource::Role(_) => ResourceKind::Role,
             Resource::Volume(_) => ResourceKind::Volume,
+            Resource::Instance(_) => ResourceKind::Instance,
         }
     }
 
@@ -805,6 +922,7 @@ impl Resource {
             Resource::ConfigRecorder(c) => &c.region,
             Resource::Role(r) => &r.name,
             Resource::Volume(v) => &v.id,
+            Resource::Instance(i) => &i.id,
         }
     }
 
@@ -820,6 +938,7 @@ impl Resource {
             Resource::ConfigRecorder(_) => None,
             Resource::Role(r) => Some(&r.tags),
             Resource::Volume(v) => Some(&v.tags),
+            Resource::Instance(i) => Some(&i.tags),
         }
     }
 
@@ -841,6 +960,7 @@ impl Resource {
             Resource::ConfigRecorder(c) => serde_json::to_value(c).unwrap_or_default(),
             Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
             Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
+            Resource::Instance(i) => serde_json::to_value(i).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());

@@ -1,8 +1,8 @@
 //! Replacing an unencrypted EBS volume by an encrypted copy (FSBP EC2.3): snapshot,
 //! encrypted copy of the snapshot, new volume from the copy with the same zone, type,
 //! size, IOPS, throughput and tags, then the original is tagged `harden:replaced-by`
-//! and kept (never deleted), and the intermediate snapshots are removed once the new
-//! volume is verified.
+//! and kept (deleted only with `delete_originals`, and then its snapshot is kept as the
+//! way back), and the intermediate snapshots are removed once the new volume is verified.
 //!
 //! Progress lives in AWS, not in harden: every snapshot and volume harden makes is
 //! tagged with the volume it replaces, and reading a volume's state finds them. So each
@@ -11,8 +11,9 @@
 //! run left half-way is planned from where it stopped. Every wait is bounded
 //! (`wait.timeout_seconds`) and polls with the SDK's waiters (backoff between polls).
 //!
-//! This action replaces unattached volumes only; volumes attached to an instance need
-//! the instance-level swap (stop once, detach, attach, restore), which is not built yet.
+//! This action replaces unattached volumes; volumes attached to an instance are
+//! replaced with their instance by [`super::ebs_instances`], which plans the same
+//! replacement and retirement steps around the swap.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +32,8 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, Volume, VolumeShape,
+    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG,
+    Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -48,7 +50,7 @@ pub struct EncryptVolume;
 
 static ENCRYPT: ActionInfo = ActionInfo {
     name: "ec2:encrypt-volume",
-    description: "replace an unattached unencrypted volume by an encrypted copy (snapshot, encrypted snapshot copy, new volume with the same zone, type, size, IOPS, throughput and tags); the original is tagged harden:replaced-by and kept; the intermediate snapshots are deleted after verification unless keep_snapshots",
+    description: "replace an unattached unencrypted volume by an encrypted copy (snapshot, encrypted snapshot copy, new volume with the same zone, type, size, IOPS, throughput and tags); the original is tagged harden:replaced-by and kept unless delete_originals; the intermediate snapshots are deleted after verification unless keep_snapshots",
     resource_kind: ResourceKind::Volume,
     args: &[
         ArgSpec {
@@ -63,6 +65,12 @@ static ENCRYPT: ActionInfo = ActionInfo {
             required: false,
             description: "keep the snapshot and its encrypted copy (default false)",
         },
+        ArgSpec {
+            name: "delete_originals",
+            kind: ParamType::Bool,
+            required: false,
+            description: "delete the original once its replacement is verified, keeping its unencrypted snapshot as the way back (default false: tag and keep it)",
+        },
     ],
     outputs: &[],
     waits: true,
@@ -70,8 +78,12 @@ static ENCRYPT: ActionInfo = ActionInfo {
 
 /// The part of a volume its replacement changes, as changes record it. IOPS and
 /// throughput of a replacement are compared only for the types that provision them
-/// (a gp2 volume's IOPS follow from its size).
-fn state(volume: &Volume) -> Value {
+/// (a gp2 volume's IOPS follow from its size). A deleted original reads as
+/// `exists: false`.
+pub(super) fn state(volume: Option<&Volume>) -> Value {
+    let Some(volume) = volume else {
+        return json!({"exists": false});
+    };
     let mut replacement = json!(volume.replacement);
     if let Some(shape) = replacement.get_mut("shape").filter(|s| s.is_object()) {
         let kind = shape["volume_type"]
@@ -86,6 +98,7 @@ fn state(volume: &Volume) -> Value {
         }
     }
     json!({
+        "exists": true,
         "encrypted": volume.encrypted,
         "state": volume.state,
         "replaced_by": volume.replaced_by(),
@@ -95,9 +108,9 @@ fn state(volume: &Volume) -> Value {
     })
 }
 
-/// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set)
-/// and which volume it replaces.
-fn replacement_tags(volume: &Volume) -> Vec<Value> {
+/// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set),
+/// which volume it replaces, and the `markers` of the caller (an instance swap's).
+fn replacement_tags(volume: &Volume, markers: &[(&str, String)]) -> Vec<Value> {
     let mut tags: Vec<Value> = volume
         .tags
         .iter()
@@ -105,6 +118,9 @@ fn replacement_tags(volume: &Volume) -> Vec<Value> {
         .map(|(k, v)| json!({"Key": k, "Value": v}))
         .collect();
     tags.push(json!({"Key": SOURCE_VOLUME_TAG, "Value": volume.id}));
+    for (key, value) in markers {
+        tags.push(json!({"Key": key, "Value": value}));
+    }
     tags
 }
 
@@ -115,6 +131,214 @@ fn unknown_artifact(encrypted: bool, state: &str) -> Artifact {
         encrypted,
         shape: None,
     }
+}
+
+/// One planned change to a volume's replacement and the volume as it leaves it
+/// (`None`: the original was deleted).
+#[derive(Debug)]
+pub(super) struct VolumeStep {
+    pub kind: ChangeKind,
+    pub summary: String,
+    pub after: Option<Volume>,
+    pub operation: &'static str,
+    pub input: Value,
+}
+
+/// Why what an earlier run made for `volume` must not be built on, if it must not: an
+/// artifact in state error, or a copy or replacement that is not encrypted.
+pub(super) fn artifact_problem(volume: &Volume) -> Option<String> {
+    for (what, artifact) in [
+        ("snapshot", &volume.snapshot),
+        ("encrypted copy", &volume.copy),
+        ("replacement volume", &volume.replacement),
+    ] {
+        if let Some(a) = artifact
+            && a.state == "error"
+        {
+            return Some(format!(
+                "the {what} {} an earlier run made is in state error: delete it, then plan again",
+                a.id
+            ));
+        }
+    }
+    for (what, artifact) in [
+        ("encrypted copy", &volume.copy),
+        ("replacement volume", &volume.replacement),
+    ] {
+        if let Some(a) = artifact
+            && !a.encrypted
+        {
+            return Some(format!(
+                "the {what} {} an earlier run made is not encrypted: delete it, then plan again (give kms_key_id if the service ignored the default key)",
+                a.id
+            ));
+        }
+    }
+    None
+}
+
+/// The changes that make an encrypted replacement of `volume`, from wherever an earlier
+/// run stopped: snapshot, encrypted copy, new volume with the original's zone, type,
+/// size, IOPS, throughput and tags plus `markers`.
+pub(super) fn replacement_steps(
+    volume: &Volume,
+    kms: Option<&str>,
+    markers: &[(&str, String)],
+) -> Vec<VolumeStep> {
+    let mut steps = Vec::new();
+    let mut current = volume.clone();
+    let id = volume.id.clone();
+    let source_tag = |stage: &str| {
+        json!([{"ResourceType": "snapshot", "Tags": [
+            {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage}]}])
+    };
+    if current.snapshot.is_none() {
+        current.snapshot = Some(unknown_artifact(false, "completed"));
+        steps.push(VolumeStep {
+            kind: ChangeKind::Create,
+            summary: format!("snapshot {id} (waits until completed)"),
+            after: Some(current.clone()),
+            operation: "CreateSnapshot",
+            input: json!({"VolumeId": id, "Description": format!("harden: {id} before encryption"),
+                   "TagSpecifications": source_tag("snapshot")}),
+        });
+    }
+    if current.copy.is_none() {
+        current.copy = Some(unknown_artifact(true, "completed"));
+        let mut input = json!({"SourceSnapshotId": current.snapshot.as_ref().map(|s| s.id.clone()),
+            "Encrypted": true, "Description": format!("harden: encrypted copy for {id}"),
+            "TagSpecifications": source_tag("copy")});
+        if let Some(key) = kms {
+            input["KmsKeyId"] = json!(key);
+        }
+        steps.push(VolumeStep {
+            kind: ChangeKind::Create,
+            summary: format!(
+                "copy the snapshot of {id} encrypted{} (waits until completed)",
+                kms.map(|k| format!(" with {k}")).unwrap_or_default()
+            ),
+            after: Some(current.clone()),
+            operation: "CopySnapshot",
+            input,
+        });
+    }
+    if current.replacement.is_none() {
+        let tags = replacement_tags(volume, markers);
+        current.replacement = Some(Artifact {
+            shape: Some(Box::new(VolumeShape {
+                volume_type: volume.volume_type.clone(),
+                size: volume.size,
+                iops: volume.iops,
+                throughput: volume.throughput,
+                tags: tags
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            t["Key"].as_str()?.to_string(),
+                            t["Value"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect(),
+            })),
+            ..unknown_artifact(true, "available")
+        });
+        let mut input = json!({
+            "AvailabilityZone": volume.availability_zone,
+            "SnapshotId": current.copy.as_ref().map(|s| s.id.clone()),
+            "VolumeType": volume.volume_type,
+            "Size": volume.size,
+            "Encrypted": true,
+            "TagSpecifications": [{"ResourceType": "volume", "Tags": tags}],
+        });
+        // IOPS and throughput are settable only for the types that provision them.
+        if matches!(volume.volume_type.as_str(), "io1" | "io2" | "gp3") {
+            input["Iops"] = json!(volume.iops);
+        }
+        if volume.volume_type == "gp3" {
+            input["Throughput"] = json!(volume.throughput);
+        }
+        if let Some(key) = kms {
+            input["KmsKeyId"] = json!(key);
+        }
+        steps.push(VolumeStep {
+            kind: ChangeKind::Create,
+            summary: format!(
+                "create an encrypted {} GiB {} volume in {} from the copy, with {}'s tags (waits until available)",
+                volume.size, volume.volume_type, volume.availability_zone, id
+            ),
+            after: Some(current),
+            operation: "CreateVolume",
+            input,
+        });
+    }
+    steps
+}
+
+/// The changes once the replacement is verified in place: tag the original
+/// `harden:replaced-by`, delete the encrypted copy and the snapshot (unless
+/// `keep_snapshots`), and with `delete_original` delete the original, keeping its
+/// snapshot as the way back.
+pub(super) fn retirement_steps(
+    volume: &Volume,
+    keep_snapshots: bool,
+    delete_original: bool,
+) -> Vec<VolumeStep> {
+    let mut steps = Vec::new();
+    let mut current = volume.clone();
+    let id = volume.id.clone();
+    let replacement_id = current
+        .replacement
+        .as_ref()
+        .map(|r| r.id.clone())
+        .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+    current
+        .tags
+        .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
+    steps.push(VolumeStep {
+        kind: ChangeKind::Update,
+        summary: format!("tag {id} {REPLACED_BY_TAG}=<new volume>"),
+        after: Some(current.clone()),
+        operation: "CreateTags",
+        input: json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
+    });
+    if !keep_snapshots {
+        if let Some(copy) = current.copy.take() {
+            steps.push(VolumeStep {
+                kind: ChangeKind::Delete,
+                summary: format!(
+                    "delete the encrypted copy {} of {id} (the new volume is verified)",
+                    copy.id
+                ),
+                after: Some(current.clone()),
+                operation: "DeleteSnapshot",
+                input: json!({"SnapshotId": copy.id}),
+            });
+        }
+        if !delete_original && let Some(snapshot) = current.snapshot.take() {
+            steps.push(VolumeStep {
+                kind: ChangeKind::Delete,
+                summary: format!(
+                    "delete the snapshot {} of {id} (the new volume is verified)",
+                    snapshot.id
+                ),
+                after: Some(current.clone()),
+                operation: "DeleteSnapshot",
+                input: json!({"SnapshotId": snapshot.id}),
+            });
+        }
+    }
+    if delete_original {
+        steps.push(VolumeStep {
+            kind: ChangeKind::Delete,
+            summary: format!(
+                "delete the original {id} (the new volume is verified; its unencrypted snapshot is kept as the way back)"
+            ),
+            after: None,
+            operation: "DeleteVolume",
+            input: json!({"VolumeId": id}),
+        });
+    }
+    steps
 }
 
 impl Action for EncryptVolume {
@@ -128,6 +352,7 @@ impl Action for EncryptVolume {
         };
         let kms = super::arg_string(args, "kms_key_id")?;
         let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
+        let delete_original = arg_bool(args, "delete_originals", false)?;
         if volume.encrypted || volume.replaced_by().is_some() {
             return Ok(ActionPlan::default());
         }
@@ -135,170 +360,45 @@ impl Action for EncryptVolume {
             return Ok(blocked(
                 BlockReason::NeedsDowntime,
                 format!(
-                    "attached to {}: replacing an attached volume needs the instance swap, which this action does not do",
+                    "attached to {}: an attached volume is replaced with its instance (ec2:encrypt-instance-volumes)",
                     volume.attached_to.join(", ")
                 ),
             ));
         }
-        for (what, artifact) in [
-            ("snapshot", &volume.snapshot),
-            ("encrypted copy", &volume.copy),
-            ("replacement volume", &volume.replacement),
-        ] {
-            if let Some(a) = artifact
-                && a.state == "error"
-            {
-                return Ok(blocked(
-                    BlockReason::Failing,
-                    format!(
-                        "the {what} {} an earlier run made is in state error: delete it, then plan again",
-                        a.id
-                    ),
-                ));
-            }
-        }
-        for (what, artifact) in [
-            ("encrypted copy", &volume.copy),
-            ("replacement volume", &volume.replacement),
-        ] {
-            if let Some(a) = artifact
-                && !a.encrypted
-            {
-                return Ok(blocked(
-                    BlockReason::Failing,
-                    format!(
-                        "the {what} {} an earlier run made is not encrypted: delete it, then plan again (give kms_key_id if the service ignored the default key)",
-                        a.id
-                    ),
-                ));
-            }
-        }
-        let mut current = volume.clone();
-        let mut chain = DraftChain::new("ec2", state(volume));
-        let id = volume.id.clone();
-        let source_tag = |stage: &str| {
-            json!([{"ResourceType": "snapshot", "Tags": [
-                {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage}]}])
-        };
-        if current.snapshot.is_none() {
-            current.snapshot = Some(unknown_artifact(false, "completed"));
-            chain.push(
-                ChangeKind::Create,
-                format!("snapshot {id} (waits until completed)"),
-                state(&current),
-                "CreateSnapshot",
-                json!({"VolumeId": id, "Description": format!("harden: {id} before encryption"),
-                       "TagSpecifications": source_tag("snapshot")}),
-            );
-        }
-        if current.copy.is_none() {
-            current.copy = Some(unknown_artifact(true, "completed"));
-            let mut input = json!({"SourceSnapshotId": current.snapshot.as_ref().map(|s| s.id.clone()),
-                "Encrypted": true, "Description": format!("harden: encrypted copy for {id}"),
-                "TagSpecifications": source_tag("copy")});
-            if let Some(key) = &kms {
-                input["KmsKeyId"] = json!(key);
-            }
-            chain.push(
-                ChangeKind::Create,
+        if let Some(instance) = volume.replacement_tag(SWAP_INSTANCE_TAG) {
+            return Ok(blocked(
+                BlockReason::InUse,
                 format!(
-                    "copy the snapshot of {id} encrypted{} (waits until completed)",
-                    kms.as_ref()
-                        .map(|k| format!(" with {k}"))
-                        .unwrap_or_default()
+                    "detached by a swap of instance {instance} that has not finished: the instance's step finishes or undoes it"
                 ),
-                state(&current),
-                "CopySnapshot",
-                input,
-            );
+            ));
         }
-        if current.replacement.is_none() {
-            current.replacement = Some(Artifact {
-                shape: Some(Box::new(VolumeShape {
-                    volume_type: volume.volume_type.clone(),
-                    size: volume.size,
-                    iops: volume.iops,
-                    throughput: volume.throughput,
-                    tags: replacement_tags(volume)
-                        .iter()
-                        .filter_map(|t| {
-                            Some((
-                                t["Key"].as_str()?.to_string(),
-                                t["Value"].as_str()?.to_string(),
-                            ))
-                        })
-                        .collect(),
-                })),
-                ..unknown_artifact(true, "available")
-            });
-            let mut input = json!({
-                "AvailabilityZone": volume.availability_zone,
-                "SnapshotId": current.copy.as_ref().map(|s| s.id.clone()),
-                "VolumeType": volume.volume_type,
-                "Size": volume.size,
-                "Encrypted": true,
-                "TagSpecifications": [{"ResourceType": "volume", "Tags": replacement_tags(volume)}],
-            });
-            // IOPS and throughput are settable only for the types that provision them.
-            if matches!(volume.volume_type.as_str(), "io1" | "io2" | "gp3") {
-                input["Iops"] = json!(volume.iops);
-            }
-            if volume.volume_type == "gp3" {
-                input["Throughput"] = json!(volume.throughput);
-            }
-            if let Some(key) = &kms {
-                input["KmsKeyId"] = json!(key);
-            }
-            chain.push(
-                ChangeKind::Create,
-                format!(
-                    "create an encrypted {} GiB {} volume in {} from the copy, with {}'s tags (waits until available)",
-                    volume.size, volume.volume_type, volume.availability_zone, id
-                ),
-                state(&current),
-                "CreateVolume",
-                input,
-            );
+        if let Some(problem) = artifact_problem(volume) {
+            return Ok(blocked(BlockReason::Failing, problem));
         }
-        let replacement_id = current
-            .replacement
-            .as_ref()
-            .map(|r| r.id.clone())
-            .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
-        current
-            .tags
-            .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
-        chain.push(
-            ChangeKind::Update,
-            format!("tag {id} {REPLACED_BY_TAG}=<new volume> and keep it"),
-            state(&current),
-            "CreateTags",
-            json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
+        let mut chain = DraftChain::new("ec2", state(Some(volume)));
+        let mut current = Some(volume.clone());
+        let steps = replacement_steps(volume, kms.as_deref(), &[]);
+        let replaced = steps.last().and_then(|s| s.after.clone());
+        let retire = retirement_steps(
+            replaced.as_ref().unwrap_or(volume),
+            keep_snapshots,
+            delete_original,
         );
-        if !keep_snapshots {
-            for (field, what) in [("copy", "encrypted copy"), ("snapshot", "snapshot")] {
-                let artifact = if field == "copy" {
-                    current.copy.take()
-                } else {
-                    current.snapshot.take()
-                };
-                let Some(artifact) = artifact else { continue };
-                chain.push(
-                    ChangeKind::Delete,
-                    format!(
-                        "delete the {what} {} of {id} (the new volume is verified)",
-                        artifact.id
-                    ),
-                    state(&current),
-                    "DeleteSnapshot",
-                    json!({"SnapshotId": artifact.id}),
-                );
-            }
+        for step in steps.into_iter().chain(retire) {
+            current = step.after;
+            chain.push(
+                step.kind,
+                step.summary,
+                state(current.as_ref()),
+                step.operation,
+                step.input,
+            );
         }
         Ok(ActionPlan {
             changes: chain.into_changes(),
             blocked: None,
-            projected: Some(Resource::Volume(current)),
+            projected: current.map(Resource::Volume),
         })
     }
 
@@ -320,7 +420,7 @@ pub struct VolumeCalls;
 
 /// An input value (at JSON pointer `field`) the plan may have left to apply: taken from
 /// the state just read at `from`. Probes only run on calls whose inputs are all known.
-fn resolve(change: &Change, field: &str, current: &Value, from: &str) -> Result<String> {
+pub(super) fn resolve(change: &Change, field: &str, current: &Value, from: &str) -> Result<String> {
     match change.call.input.pointer(field).and_then(Value::as_str) {
         Some(value) if value != KNOWN_AFTER_APPLY => Ok(value.to_string()),
         _ => current
@@ -363,13 +463,13 @@ fn tag_specifications(value: &Value, resource: ResourceType) -> Vec<TagSpecifica
         .collect()
 }
 
-fn wait_limit(change: &Change) -> Duration {
+pub(super) fn wait_limit(change: &Change) -> Duration {
     Duration::from_secs(change.wait_timeout_seconds.unwrap_or(DEFAULT_WAIT_SECONDS))
 }
 
 /// A waiter's failure as the failure of the change: timed out, or the resource reached
 /// a state it cannot leave (a snapshot in `error`).
-fn wait_failure<O, E>(
+pub(super) fn wait_failure<O, E>(
     operation: &str,
     what: &str,
     limit: Duration,
@@ -401,7 +501,7 @@ where
     })
 }
 
-async fn call(
+pub(super) async fn call(
     clients: &RegionClients,
     change: &Change,
     current: &Value,
@@ -535,6 +635,16 @@ async fn call(
                 .map_err(|e| aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
+        "DeleteVolume" => {
+            let out = ec2
+                .delete_volume()
+                .volume_id(input_str(change, "/VolumeId")?)
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            Ok(Applied::request(out.request_id()))
+        }
         _ => Err(not_ours(change, "a volume action")),
     }
 }
@@ -547,15 +657,7 @@ impl Calls for VolumeCalls {
             &BTreeMap::from([("volume-id".to_string(), vec![resource_id.to_string()])]),
         )
         .await?;
-        match volumes.pop() {
-            Some(volume) => Ok(state(&volume)),
-            None => Err(Error::Aws(AwsFailure {
-                operation: "DescribeVolumes".into(),
-                code: "InvalidVolume.NotFound".into(),
-                message: format!("volume {resource_id} no longer exists"),
-                request_id: None,
-            })),
-        }
+        Ok(state(volumes.pop().as_ref()))
     }
 
     async fn apply(
@@ -580,7 +682,7 @@ impl Calls for VolumeCalls {
 
 /// Lists volumes (server-side filters) with the snapshots, copies and replacement
 /// volumes harden made for them: three paginated calls whatever their number.
-async fn list_volumes(
+pub(super) async fn list_volumes(
     clients: &RegionClients,
     filters: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<Volume>> {

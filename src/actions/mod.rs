@@ -10,6 +10,7 @@
 pub mod cloudtrail;
 pub mod config;
 pub mod ebs;
+pub mod ebs_instances;
 pub mod ebs_volumes;
 pub mod flow_logs;
 pub mod iam;
@@ -140,6 +141,23 @@ impl Applied {
     }
 }
 
+/// What undoing a resource's unfinished chain of changes did (see
+/// [`Calls::compensate`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Compensation {
+    /// The calls made, in order, with the inputs sent.
+    pub calls: Vec<ApiCall>,
+    /// AWS request ids of those calls.
+    pub request_ids: Vec<String>,
+    /// The state read before undoing.
+    pub before: Value,
+    /// The state read back afterwards (null when it could not be read).
+    pub after: Value,
+    /// `None` when the resource was read back as it was before the chain started;
+    /// otherwise what went wrong (a person must look).
+    pub failure: Option<String>,
+}
+
 /// The string at `pointer` (a JSON pointer, e.g. `/Bucket`) of a change's call input.
 pub fn input_str<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
     change
@@ -192,6 +210,22 @@ pub trait Calls: Send + Sync {
     ) -> Result<Applied>;
     /// Probes the change's call with `DryRun=true`; never changes anything.
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
+
+    /// Puts a resource back as it was when its chain of changes started (`start`, the
+    /// first change's before), when the chain stopped part-way (a change failed, or
+    /// the apply stopped or was interrupted) in a state its users must not be left in:
+    /// an instance stopped, or a volume detached. `cause` names the change that failed
+    /// or the reason the chain stopped. `None`: nothing to undo, or the concern's
+    /// half-way states are all safe (the default).
+    async fn compensate(
+        &self,
+        _clients: &RegionClients,
+        _resource_id: &str,
+        _start: &Value,
+        _cause: &str,
+    ) -> Option<Compensation> {
+        None
+    }
 
     /// For calls the API takes for many resources at once (CreateFlowLogs): changes of
     /// one step whose keys are equal may be sent as one call. `None` (the default): the
@@ -302,6 +336,7 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &security_group::CloseGroup,
         &ebs::EnableEncryptionByDefault,
         &ebs_volumes::EncryptVolume,
+        &ebs_instances::EncryptInstanceVolumes,
         &s3::EnsureBucket,
         &flow_logs::EnableFlowLogs,
         &cloudtrail::EnsureTrail,

@@ -347,6 +347,21 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         report.skipped(),
         journal.dir().display()
     );
+    for undone in &report.compensations {
+        match &undone.failure {
+            None => println!(
+                "  undone   {} ({}): put back as it was before {} ({})",
+                undone.resource,
+                undone.region,
+                undone.change_id,
+                undone.operations.join(", ")
+            ),
+            Some(failure) => eprintln!(
+                "error: could not put {} ({}) back after {}: {failure}; a person must look (audit log and journal have every call made)",
+                undone.resource, undone.region, undone.change_id
+            ),
+        }
+    }
     if report.failed() > 0 || report.skipped() > 0 {
         eprintln!(
             "error: apply did not finish; the changes listed as ok were made and verified, the rest were not"
@@ -413,11 +428,20 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
                     Entry::Change(c) => (
                         format!("{} {}", c.call.operation, c.step),
                         format!("{} ({})", c.resource.id, c.region),
-                        match &c.outcome {
-                            Outcome::Succeeded => "succeeded".to_string(),
-                            Outcome::Failed { code, .. } => format!("FAILED {code}"),
-                            Outcome::Skipped { .. } => "skipped".to_string(),
-                        },
+                        outcome_cell(&c.outcome),
+                    ),
+                    Entry::Compensation(c) => (
+                        format!(
+                            "undo {} ({})",
+                            c.step,
+                            c.calls
+                                .iter()
+                                .map(|call| call.operation.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        format!("{} ({})", c.resource.id, c.region),
+                        outcome_cell(&c.outcome),
                     ),
                 };
                 table.add_row([
@@ -432,6 +456,14 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
             println!("{table}");
             Ok(Status::Success)
         }
+    }
+}
+
+fn outcome_cell(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded => "succeeded".to_string(),
+        Outcome::Failed { code, .. } => format!("FAILED {code}"),
+        Outcome::Skipped { .. } => "skipped".to_string(),
     }
 }
 

@@ -25,6 +25,11 @@ pub enum Phase {
     Failed,
     /// Not attempted.
     Skipped,
+    /// The resource of this (failed or not attempted) change was put back as it was
+    /// before its chain started.
+    Compensated,
+    /// Putting the resource back failed: a person must look.
+    CompensationFailed,
 }
 
 /// One journal line.

@@ -17,7 +17,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use crate::actions;
-use crate::audit::{AuditLog, ChangeRecord, Entry, Outcome};
+use crate::audit::{AuditLog, ChangeRecord, CompensationRecord, Entry, Outcome};
 use crate::aws::{Aws, CallerIdentity};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan, state_matches};
@@ -36,11 +36,28 @@ pub struct ApplyOptions {
     pub interrupted: Arc<AtomicBool>,
 }
 
-/// The outcome of each change, in plan order.
+/// The outcome of each change, in plan order, and what was undone.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     /// Change id and outcome.
     pub outcomes: Vec<(String, Outcome)>,
+    /// Resources put back after their chain stopped part-way.
+    pub compensations: Vec<Undone>,
+}
+
+/// A resource put back (or not) after its chain of changes stopped part-way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undone {
+    /// The resource.
+    pub resource: String,
+    /// Its region.
+    pub region: String,
+    /// The change that failed or was the first not attempted.
+    pub change_id: String,
+    /// The operations called to put it back, in order.
+    pub operations: Vec<String>,
+    /// `None` when read back as it was; otherwise what is wrong.
+    pub failure: Option<String>,
 }
 
 impl ApplyReport {
@@ -82,6 +99,8 @@ struct Run<'a> {
     interrupted: &'a AtomicBool,
     /// Resources (region, id) a change failed on: their later changes are not attempted.
     failed_resources: Mutex<BTreeSet<(String, String)>>,
+    /// Resources put back after their chain stopped part-way.
+    compensations: Mutex<Vec<Undone>>,
 }
 
 /// Applies `plan`. Refuses a plan made for another account.
@@ -109,6 +128,7 @@ pub async fn apply(
         stop: AtomicBool::new(false),
         interrupted: &options.interrupted,
         failed_resources: Mutex::default(),
+        compensations: Mutex::default(),
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     for stage in stages(plan) {
@@ -133,6 +153,7 @@ pub async fn apply(
             .into_iter()
             .map(|(index, outcome)| (plan.changes[index].id.clone(), outcome))
             .collect(),
+        compensations: run.compensations.into_inner().unwrap_or_default(),
     })
 }
 
@@ -251,14 +272,18 @@ impl Run<'_> {
         let mut outcomes = Vec::new();
         let mut last_read: Option<Value> = None;
         let mut chain_failed = false;
-        for index in chain {
+        // Whether a call was made: only then may the resource differ from the first
+        // change's before, and need putting back if the chain stops part-way.
+        let mut called = false;
+        for &index in &chain {
             let change = &self.plan.changes[index];
             if let Some(outcome) = self.skip_reason(index, chain_failed) {
                 self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
                 outcomes.push((index, outcome));
                 continue;
             }
-            let (outcome, after) = self.one(change, last_read.take()).await;
+            let (outcome, after, made) = self.one(change, last_read.take()).await;
+            called |= made;
             self.note_failure(change, &outcome);
             if let Outcome::Failed { .. } = outcome {
                 chain_failed = true;
@@ -267,20 +292,114 @@ impl Run<'_> {
             }
             outcomes.push((index, outcome));
         }
+        let unfinished = outcomes
+            .iter()
+            .find(|(_, o)| !matches!(o, Outcome::Succeeded));
+        if called && let (Some((stopped_at, outcome)), Some(first)) = (unfinished, chain.first()) {
+            self.compensate(
+                &self.plan.changes[*first],
+                &self.plan.changes[*stopped_at],
+                outcome,
+            )
+            .await;
+        }
         outcomes
     }
 
-    /// Makes one change; returns its outcome and the state read back.
-    async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>) {
+    /// Puts a chain's resource back as its first change found it, where its concern
+    /// knows how (see [`actions::Calls::compensate`]); journals and audits what it did.
+    async fn compensate(&self, first: &Change, stopped_at: &Change, outcome: &Outcome) {
+        let Some(action) = actions::find(&first.action) else {
+            return;
+        };
+        let cause = match outcome {
+            Outcome::Failed { code, .. } => format!("{} failed: {code}", stopped_at.id),
+            Outcome::Skipped { reason } => format!("{} {reason}", stopped_at.id),
+            Outcome::Succeeded => return,
+        };
+        let clients = self.aws.region(&first.region);
+        let Some(done) = action
+            .calls()
+            .compensate(&clients, &first.resource.id, &first.before, &cause)
+            .await
+        else {
+            return;
+        };
+        tracing::warn!(resource = %first.resource, calls = done.calls.len(), failure = ?done.failure, "put back after an unfinished chain");
+        let (phase, outcome) = match &done.failure {
+            None => (Phase::Compensated, Outcome::Succeeded),
+            Some(message) => (
+                Phase::CompensationFailed,
+                Outcome::Failed {
+                    code: "CompensationFailed".into(),
+                    message: message.clone(),
+                },
+            ),
+        };
+        let record = CompensationRecord {
+            change_id: stopped_at.id.clone(),
+            cause: cause.clone(),
+            runbook: first.runbook.clone(),
+            region: first.region.clone(),
+            step: first.step.clone(),
+            resource: first.resource.clone(),
+            calls: done.calls.clone(),
+            before: done.before,
+            after: done.after,
+            outcome,
+            request_ids: done.request_ids,
+        };
+        let journaled =
+            self.journal
+                .record(&stopped_at.id, phase, done.failure.clone().or(Some(cause)));
+        let audited = self.append(Entry::Compensation(Box::new(record)));
+        if let Err(e) = journaled.and(audited) {
+            eprintln!(
+                "error: could not record putting back {}: {e}",
+                first.resource
+            );
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        if let Ok(mut undone) = self.compensations.lock() {
+            undone.push(Undone {
+                resource: first.resource.id.clone(),
+                region: first.region.clone(),
+                change_id: stopped_at.id.clone(),
+                operations: done.calls.into_iter().map(|c| c.operation).collect(),
+                failure: done.failure,
+            });
+        }
+    }
+
+    /// Appends one record to the audit log.
+    fn append(&self, entry: Entry) -> Result<()> {
+        self.audit
+            .lock()
+            .map_err(|_| Error::Internal("audit lock poisoned".into()))
+            .and_then(|mut log| {
+                log.append(
+                    self.run_id,
+                    &self.identity.account_id,
+                    &self.identity.arn,
+                    entry,
+                )
+            })
+            .map(drop)
+    }
+
+    /// Makes one change; returns its outcome, the state read back, and whether its call
+    /// was made (it passed the stale check).
+    async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>, bool) {
         let ready = match self.prepare(change, known).await {
             Ok(ready) => ready,
-            Err(outcome) => return outcome,
+            Err((outcome, after)) => return (outcome, after, false),
         };
         let result = ready
             .calls
             .apply(&ready.clients, change, &ready.current)
             .await;
-        self.conclude(change, ready, result).await
+        let (outcome, after) = self.conclude(change, ready, result).await;
+        (outcome, after, true)
     }
 
     /// Journals `started`, finds the action, reads the resource (unless the chain's
@@ -543,18 +662,7 @@ impl Run<'_> {
             duration_ms,
         };
         let journaled = self.journal.record(&change.id, phase, detail);
-        let audited = self
-            .audit
-            .lock()
-            .map_err(|_| Error::Internal("audit lock poisoned".into()))
-            .and_then(|mut log| {
-                log.append(
-                    self.run_id,
-                    &self.identity.account_id,
-                    &self.identity.arn,
-                    Entry::Change(Box::new(record)),
-                )
-            });
+        let audited = self.append(Entry::Change(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
             eprintln!("error: could not record change {}: {e}", change.id);
             self.stop.store(true, Ordering::SeqCst);

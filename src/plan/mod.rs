@@ -257,6 +257,8 @@ pub enum BlockReason {
     /// Set up as asked but reporting failure; needs a person (a recorder whose last
     /// recording failed).
     Failing,
+    /// Between states (an instance pending or stopping); plan again when it settles.
+    Transitional,
 }
 
 impl fmt::Display for BlockReason {
@@ -268,6 +270,7 @@ impl fmt::Display for BlockReason {
             BlockReason::NeedsDowntime => "needs downtime",
             BlockReason::OtherRegion => "other region",
             BlockReason::Failing => "failing",
+            BlockReason::Transitional => "in transition",
         })
     }
 }

@@ -100,38 +100,54 @@ fn compact(value: &Value) -> String {
     }
 }
 
-/// What a change does to its resource's state, Terraform-style: for each top-level
-/// field, `- ` what goes and `+ ` what comes (list entries one a line), or
-/// `~ field: before -> after` for plain values.
+/// What a change does to its resource's state, Terraform-style: only the fields that
+/// change, nested fields dotted (`volumes.vol-1.state ~ in-use -> available`); for a
+/// list, `- ` what goes and `+ ` what comes (one entry a line); for a field that
+/// appears or disappears, `+ ` or `- ` with its value.
 pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
-    let empty = serde_json::Map::new();
-    let (b, a) = (
-        before.as_object().unwrap_or(&empty),
-        after.as_object().unwrap_or(&empty),
-    );
-    // Fields of the before first, then any only the after has, each once.
-    let mut seen = std::collections::BTreeSet::new();
-    let mut lines = Vec::new();
-    for key in b.keys().chain(a.keys()).filter(|k| seen.insert(*k)) {
-        let (old, new) = (
-            b.get(key).unwrap_or(&Value::Null),
-            a.get(key).unwrap_or(&Value::Null),
-        );
+    fn walk(path: &str, old: &Value, new: &Value, lines: &mut Vec<String>) {
         if old == new {
-            continue;
+            return;
         }
         match (old, new) {
-            (Value::Array(old), Value::Array(new)) => {
-                for gone in old.iter().filter(|v| !new.contains(v)) {
-                    lines.push(format!("{key} - {}", compact(gone)));
-                }
-                for came in new.iter().filter(|v| !old.contains(v)) {
-                    lines.push(format!("{key} + {}", compact(came)));
+            (Value::Object(b), Value::Object(a)) => {
+                // Fields of the before first, then any only the after has, each once.
+                let mut seen = std::collections::BTreeSet::new();
+                for key in b.keys().chain(a.keys()).filter(|k| seen.insert(*k)) {
+                    let nested = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(
+                        &nested,
+                        b.get(key).unwrap_or(&Value::Null),
+                        a.get(key).unwrap_or(&Value::Null),
+                        lines,
+                    );
                 }
             }
-            (old, new) => lines.push(format!("{key} ~ {} -> {}", compact(old), compact(new))),
+            (Value::Array(old), Value::Array(new)) => {
+                for gone in old.iter().filter(|v| !new.contains(v)) {
+                    lines.push(format!("{path} - {}", compact(gone)));
+                }
+                for came in new.iter().filter(|v| !old.contains(v)) {
+                    lines.push(format!("{path} + {}", compact(came)));
+                }
+            }
+            (Value::Null, new) => lines.push(format!("{path} + {}", compact(new))),
+            (old, Value::Null) => lines.push(format!("{path} - {}", compact(old))),
+            (old, new) => lines.push(format!("{path} ~ {} -> {}", compact(old), compact(new))),
         }
     }
+    let mut lines = Vec::new();
+    let empty = Value::Object(serde_json::Map::new());
+    walk(
+        "",
+        if before.is_object() { before } else { &empty },
+        if after.is_object() { after } else { &empty },
+        &mut lines,
+    );
     lines
 }
 

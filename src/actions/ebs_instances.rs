@@ -1,0 +1,1186 @@
+//! Replacing the unencrypted EBS volumes attached to an instance (FSBP EC2.3) by
+//! encrypted copies, with the instance stopped once for all of them.
+//!
+//! One chain of changes per instance: stop it (only with `allow_stop`, and only when it
+//! is running), make each volume's snapshot, encrypted copy and replacement (the same
+//! steps as [`super::ebs_volumes`]), then for each device detach the original and
+//! attach the replacement at the same device, restore DeleteOnTermination, start the
+//! instance if it was running, and only then tag the originals `harden:replaced-by` and
+//! delete the intermediate snapshots. Every change is read back: the device must map to
+//! an encrypted volume that replaces the original.
+//!
+//! The snapshots are taken after the stop, not before: a snapshot of a running instance
+//! misses what it writes between the snapshot and the stop, and attaching a copy of it
+//! would lose those writes. The price is downtime for the snapshot and the copy, which
+//! the plan states per instance.
+//!
+//! A swap that stops part-way (a failure, `--concurrency` siblings failing, Ctrl-C)
+//! is undone by [`Calls::compensate`]: the originals go back to their devices with
+//! their DeleteOnTermination, the instance is started again if it was running, and the
+//! replacements are kept, tagged `harden:rolled-back`, for a person to inspect (a later
+//! plan refuses to build on them).
+//!
+//! Progress lives in AWS: replacements carry the instance, device and original
+//! DeleteOnTermination as tags, so reading an instance finds an original a swap
+//! detached and the device it belongs at.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::types::{
+    EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification, Tag,
+};
+use serde_json::{Value, json};
+
+use super::ebs_volumes::{
+    self, VolumeStep, artifact_problem, replacement_steps, retirement_steps, wait_failure,
+    wait_limit,
+};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, arg_bool,
+    ec2_tags, input_str,
+};
+use crate::aws::{RegionClients, failure};
+use crate::error::{AwsFailure, Error, Result};
+use crate::inventory::{
+    Device, Instance, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
+    SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume,
+};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// How long each wait of a compensation may take: detaching, attaching, stopping and
+/// starting take seconds to minutes.
+const UNDO_WAIT: Duration = Duration::from_secs(900);
+
+/// Replaces the unencrypted volumes attached to an instance by encrypted copies.
+pub struct EncryptInstanceVolumes;
+
+static ENCRYPT_INSTANCE: ActionInfo = ActionInfo {
+    name: "ec2:encrypt-instance-volumes",
+    description: "replace the unencrypted volumes attached to an instance by encrypted copies: stop it once (allow_stop, when running), snapshot, encrypted copy and new volume per device, detach the original and attach the copy at the same device, restore DeleteOnTermination, start it again, verify; originals tagged harden:replaced-by and kept unless delete_originals; undone (originals re-attached, instance state restored) if it stops part-way",
+    resource_kind: ResourceKind::Instance,
+    args: &[
+        ArgSpec {
+            name: "allow_stop",
+            kind: ParamType::Bool,
+            required: false,
+            description: "stop a running instance for the replacement (default false: a running instance is blocked as needing downtime)",
+        },
+        ArgSpec {
+            name: "kms_key_id",
+            kind: ParamType::String,
+            required: false,
+            description: "KMS key for the copies and new volumes; empty for the account's default EBS key",
+        },
+        ArgSpec {
+            name: "keep_snapshots",
+            kind: ParamType::Bool,
+            required: false,
+            description: "keep the snapshots and their encrypted copies (default false)",
+        },
+        ArgSpec {
+            name: "delete_originals",
+            kind: ParamType::Bool,
+            required: false,
+            description: "delete the originals once the instance runs on the copies, keeping their unencrypted snapshots as the way back (default false)",
+        },
+    ],
+    outputs: &[],
+    waits: true,
+};
+
+/// An instance as changes record it: its state, its EBS devices, and the unencrypted
+/// volumes being replaced with their artifacts.
+fn state(instance: &Instance) -> Value {
+    let devices: serde_json::Map<String, Value> = instance
+        .devices
+        .iter()
+        .map(|(name, device)| (name.clone(), json!(device)))
+        .collect();
+    let volumes: serde_json::Map<String, Value> = instance
+        .unencrypted
+        .iter()
+        .map(|(id, volume)| (id.clone(), ebs_volumes::state(volume.as_ref())))
+        .collect();
+    json!({"state": instance.state, "devices": devices, "volumes": volumes})
+}
+
+/// What the plan says about an instance's downtime.
+fn downtime(pending: &[(String, Volume)]) -> String {
+    let total: i64 = pending.iter().map(|(_, v)| i64::from(v.size)).sum();
+    let list: Vec<String> = pending
+        .iter()
+        .map(|(device, v)| format!("{device} {} {} GiB", v.id, v.size))
+        .collect();
+    format!(
+        "{} volume(s), {total} GiB ({})",
+        pending.len(),
+        list.join(", ")
+    )
+}
+
+fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
+    ActionPlan {
+        changes: Vec::new(),
+        blocked: Some((reason, detail)),
+        projected: None,
+    }
+}
+
+/// Adds a volume step to the instance's chain, projecting the volume into it.
+fn push_volume_step(
+    chain: &mut DraftChain,
+    current: &mut Instance,
+    volume_id: &str,
+    step: VolumeStep,
+) {
+    current
+        .unencrypted
+        .insert(volume_id.to_string(), step.after);
+    chain.push(
+        step.kind,
+        step.summary,
+        state(current),
+        step.operation,
+        step.input,
+    );
+}
+
+impl Action for EncryptInstanceVolumes {
+    fn info(&self) -> &'static ActionInfo {
+        &ENCRYPT_INSTANCE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Instance(instance) = target else {
+            return Err(format!("expected an EC2 instance, given {}", target.kind()));
+        };
+        let allow_stop = arg_bool(args, "allow_stop", false)?;
+        let kms = super::arg_string(args, "kms_key_id")?;
+        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
+        let delete_originals = arg_bool(args, "delete_originals", false)?;
+        let id = instance.id.clone();
+
+        // Originals not yet retired, in id order (the order their retirement runs in),
+        // each with the device it belongs at.
+        let mut pending: Vec<(String, Volume)> = Vec::new();
+        for volume in instance.unencrypted.values().flatten() {
+            if volume.replaced_by().is_some() {
+                continue;
+            }
+            if let Some(cause) = volume.replacement_tag(ROLLED_BACK_TAG) {
+                let replacement = volume.replacement.as_ref().map_or("", |r| r.id.as_str());
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!(
+                        "an earlier swap of {} was undone ({cause}); its replacement {replacement} is kept for inspection: delete it and the snapshots tagged {SOURCE_VOLUME_TAG}={}, then plan again",
+                        volume.id, volume.id
+                    ),
+                ));
+            }
+            if let Some(problem) = artifact_problem(volume) {
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!("{}: {problem}", volume.id),
+                ));
+            }
+            let Some(device) = instance.device_of(volume) else {
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!(
+                        "{} is not attached and no replacement names its device",
+                        volume.id
+                    ),
+                ));
+            };
+            if let Some(other) = instance.devices.get(&device).filter(|d| {
+                d.volume_id != volume.id && d.replaces.as_deref() != Some(volume.id.as_str())
+            }) {
+                return Ok(blocked(
+                    BlockReason::Failing,
+                    format!(
+                        "{device} of {id} holds {}, neither {} nor its replacement",
+                        other.volume_id, volume.id
+                    ),
+                ));
+            }
+            pending.push((device, volume.clone()));
+        }
+        if pending.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        let swapped = |device: &str, volume: &Volume| {
+            instance
+                .devices
+                .get(device)
+                .is_some_and(|d| d.replaces.as_deref() == Some(volume.id.as_str()))
+        };
+        let needs_instance = pending.iter().any(|(d, v)| !swapped(d, v));
+        let was_running = instance.state == "running";
+        if needs_instance {
+            match instance.state.as_str() {
+                "stopped" => {}
+                "running" if !allow_stop => {
+                    return Ok(blocked(
+                        BlockReason::NeedsDowntime,
+                        format!(
+                            "running: replacing {} needs it stopped from before the snapshots until the swap is verified; give allow_stop: true",
+                            downtime(&pending)
+                        ),
+                    ));
+                }
+                "running" => {
+                    if let Some((_, stale)) = pending.iter().find(|(d, v)| {
+                        !swapped(d, v) && (v.snapshot.is_some() || v.replacement.is_some())
+                    }) {
+                        return Ok(blocked(
+                            BlockReason::Failing,
+                            format!(
+                                "a snapshot or replacement of {} from an earlier run exists, but {id} is running again and may have written since: delete them (tagged {SOURCE_VOLUME_TAG}={}), then plan again",
+                                stale.id, stale.id
+                            ),
+                        ));
+                    }
+                }
+                other => {
+                    return Ok(blocked(
+                        BlockReason::Transitional,
+                        format!("{other}: plan again when it is running or stopped"),
+                    ));
+                }
+            }
+        }
+
+        let mut current = instance.clone();
+        let mut chain = DraftChain::new("ec2", state(&current));
+        let stops = needs_instance && was_running;
+        if stops {
+            current.state = "stopped".into();
+            chain.push(
+                ChangeKind::Update,
+                format!(
+                    "stop {id} (waits until stopped); downtime until it is started below: snapshot, encrypted copy and new volume of {}, then the swap",
+                    downtime(&pending)
+                ),
+                state(&current),
+                "StopInstances",
+                json!({"InstanceIds": [id]}),
+            );
+        }
+        for (device, volume) in &pending {
+            let markers = [
+                (SWAP_INSTANCE_TAG, id.clone()),
+                (SWAP_DEVICE_TAG, device.clone()),
+                (
+                    SWAP_DELETE_ON_TERMINATION_TAG,
+                    instance.original_delete_on_termination(volume).to_string(),
+                ),
+            ];
+            for step in replacement_steps(volume, kms.as_deref(), &markers) {
+                push_volume_step(&mut chain, &mut current, &volume.id, step);
+            }
+        }
+        let mut by_device = pending.clone();
+        by_device.sort_by(|a, b| a.0.cmp(&b.0));
+        for (device, original) in &by_device {
+            if current
+                .devices
+                .get(device)
+                .is_some_and(|d| d.volume_id == original.id)
+            {
+                current.devices.remove(device);
+                if let Some(Some(volume)) = current.unencrypted.get_mut(&original.id) {
+                    volume.state = "available".into();
+                    volume.attached_to.clear();
+                }
+                chain.push(
+                    ChangeKind::Update,
+                    format!(
+                        "detach {} from {id} at {device} (waits until available)",
+                        original.id
+                    ),
+                    state(&current),
+                    "DetachVolume",
+                    json!({"VolumeId": original.id, "InstanceId": id, "Device": device}),
+                );
+            }
+            if !current.devices.contains_key(device) {
+                let mut replacement_id = KNOWN_AFTER_APPLY.to_string();
+                if let Some(Some(volume)) = current.unencrypted.get_mut(&original.id)
+                    && let Some(replacement) = volume.replacement.as_mut()
+                {
+                    replacement.state = "in-use".into();
+                    replacement_id = replacement.id.clone();
+                }
+                current.devices.insert(
+                    device.clone(),
+                    Device {
+                        volume_id: replacement_id.clone(),
+                        delete_on_termination: false,
+                        encrypted: true,
+                        replaces: Some(original.id.clone()),
+                    },
+                );
+                chain.push(
+                    ChangeKind::Update,
+                    format!(
+                        "attach the encrypted replacement of {} to {id} at {device} (waits until in use)",
+                        original.id
+                    ),
+                    state(&current),
+                    "AttachVolume",
+                    json!({"VolumeId": replacement_id, "InstanceId": id, "Device": device}),
+                );
+            }
+        }
+        let restore: Vec<&String> = by_device
+            .iter()
+            .filter(|(device, original)| {
+                instance.original_delete_on_termination(original)
+                    && current
+                        .devices
+                        .get(device)
+                        .is_some_and(|d| !d.delete_on_termination)
+            })
+            .map(|(device, _)| device)
+            .collect();
+        if !restore.is_empty() {
+            let mappings: Vec<Value> = restore
+                .iter()
+                .map(|device| json!({"DeviceName": device, "Ebs": {"DeleteOnTermination": true}}))
+                .collect();
+            for device in &restore {
+                if let Some(d) = current.devices.get_mut(*device) {
+                    d.delete_on_termination = true;
+                }
+            }
+            chain.push(
+                ChangeKind::Update,
+                format!(
+                    "set DeleteOnTermination back on for {} of {id}, as the originals had it",
+                    restore
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                state(&current),
+                "ModifyInstanceAttribute",
+                json!({"InstanceId": id, "BlockDeviceMappings": mappings}),
+            );
+        }
+        if stops {
+            current.state = "running".into();
+            chain.push(
+                ChangeKind::Update,
+                format!("start {id} again (waits until running)"),
+                state(&current),
+                "StartInstances",
+                json!({"InstanceIds": [id]}),
+            );
+        }
+        for (_, original) in &pending {
+            let Some(Some(replaced)) = current.unencrypted.get(&original.id).cloned() else {
+                continue;
+            };
+            for step in retirement_steps(&replaced, keep_snapshots, delete_originals) {
+                push_volume_step(&mut chain, &mut current, &original.id, step);
+            }
+        }
+        Ok(ActionPlan {
+            changes: chain.into_changes(),
+            blocked: None,
+            projected: Some(Resource::Instance(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &InstanceCalls
+    }
+}
+
+/// Reads, applies (with waits), probes and undoes instance swaps.
+pub struct InstanceCalls;
+
+/// The volume a per-volume change of an instance's chain is about: named in its input
+/// (`VolumeId`, `Resources`, the source tag of what it creates) or, for a
+/// `DeleteSnapshot` whose id the plan could not know, the first retired volume (id
+/// order, the order retirement runs in) that still has a copy or a snapshot.
+fn volume_of(change: &Change, current: &Value) -> Result<String> {
+    let input = &change.call.input;
+    let named = input["VolumeId"]
+        .as_str()
+        .or_else(|| input["Resources"][0].as_str())
+        .or_else(|| {
+            input["TagSpecifications"][0]["Tags"]
+                .as_array()?
+                .iter()
+                .find(|t| t["Key"] == SOURCE_VOLUME_TAG)?["Value"]
+                .as_str()
+        });
+    if let Some(id) = named {
+        return Ok(id.to_string());
+    }
+    let volumes = current["volumes"].as_object();
+    let snapshot = input["SnapshotId"]
+        .as_str()
+        .filter(|s| *s != KNOWN_AFTER_APPLY);
+    volumes
+        .into_iter()
+        .flatten()
+        .find(|(_, v)| match snapshot {
+            Some(s) => v["copy"]["id"] == s || v["snapshot"]["id"] == s,
+            None => {
+                v["replaced_by"].is_string() && (!v["copy"].is_null() || !v["snapshot"].is_null())
+            }
+        })
+        .map(|(id, _)| id.clone())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "change {}: cannot tell which volume's snapshot to delete from the state read",
+                change.id
+            ))
+        })
+}
+
+/// The replacement made for the volume that belongs at `device`, from the state read.
+fn replacement_for(current: &Value, device: &str) -> Option<String> {
+    current["volumes"]
+        .as_object()?
+        .values()
+        .find(|v| v["replacement"]["shape"]["tags"][SWAP_DEVICE_TAG] == device)?["replacement"]
+        ["id"]
+        .as_str()
+        .filter(|id| *id != KNOWN_AFTER_APPLY)
+        .map(str::to_string)
+}
+
+async fn stop(
+    clients: &RegionClients,
+    id: &str,
+    limit: Duration,
+    dry_run: bool,
+) -> Result<Applied> {
+    let operation = "StopInstances";
+    let out = clients
+        .ec2
+        .stop_instances()
+        .instance_ids(id)
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    clients
+        .ec2
+        .wait_until_instance_stopped()
+        .instance_ids(id)
+        .wait(limit)
+        .await
+        .map_err(|e| wait_failure(operation, &format!("instance {id} stopping"), limit, e))?;
+    Ok(Applied::request(out.request_id()))
+}
+
+async fn start(
+    clients: &RegionClients,
+    id: &str,
+    limit: Duration,
+    dry_run: bool,
+) -> Result<Applied> {
+    let operation = "StartInstances";
+    let out = clients
+        .ec2
+        .start_instances()
+        .instance_ids(id)
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    clients
+        .ec2
+        .wait_until_instance_running()
+        .instance_ids(id)
+        .wait(limit)
+        .await
+        .map_err(|e| wait_failure(operation, &format!("instance {id} starting"), limit, e))?;
+    Ok(Applied::request(out.request_id()))
+}
+
+/// Detaches `volume` from `instance` at `device` (all three sent: more precise, and
+/// both emulators fail without them) and waits until the volume is available.
+async fn detach(
+    clients: &RegionClients,
+    volume: &str,
+    instance: &str,
+    device: &str,
+    limit: Duration,
+    dry_run: bool,
+) -> Result<Applied> {
+    let operation = "DetachVolume";
+    let out = clients
+        .ec2
+        .detach_volume()
+        .volume_id(volume)
+        .instance_id(instance)
+        .device(device)
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    clients
+        .ec2
+        .wait_until_volume_available()
+        .volume_ids(volume)
+        .wait(limit)
+        .await
+        .map_err(|e| {
+            wait_failure(
+                operation,
+                &format!("volume {volume} detaching from {instance}"),
+                limit,
+                e,
+            )
+        })?;
+    Ok(Applied::request(out.request_id()))
+}
+
+/// Attaches `volume` to `instance` at `device` and waits until it is in use.
+async fn attach(
+    clients: &RegionClients,
+    volume: &str,
+    instance: &str,
+    device: &str,
+    limit: Duration,
+    dry_run: bool,
+) -> Result<Applied> {
+    let operation = "AttachVolume";
+    let out = clients
+        .ec2
+        .attach_volume()
+        .volume_id(volume)
+        .instance_id(instance)
+        .device(device)
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    clients
+        .ec2
+        .wait_until_volume_in_use()
+        .volume_ids(volume)
+        .wait(limit)
+        .await
+        .map_err(|e| {
+            wait_failure(
+                operation,
+                &format!("volume {volume} attaching to {instance} at {device}"),
+                limit,
+                e,
+            )
+        })?;
+    Ok(Applied::request(out.request_id()))
+}
+
+/// Sets DeleteOnTermination of the given devices.
+async fn set_delete_on_termination(
+    clients: &RegionClients,
+    instance: &str,
+    devices: &[(String, bool)],
+    dry_run: bool,
+) -> Result<Applied> {
+    let operation = "ModifyInstanceAttribute";
+    let out = clients
+        .ec2
+        .modify_instance_attribute()
+        .instance_id(instance)
+        .set_block_device_mappings(Some(
+            devices
+                .iter()
+                .map(|(device, delete)| {
+                    InstanceBlockDeviceMappingSpecification::builder()
+                        .device_name(device)
+                        .ebs(
+                            EbsInstanceBlockDeviceSpecification::builder()
+                                .delete_on_termination(*delete)
+                                .build(),
+                        )
+                        .build()
+                })
+                .collect(),
+        ))
+        .dry_run(dry_run)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    Ok(Applied::request(out.request_id()))
+}
+
+async fn call(
+    clients: &RegionClients,
+    change: &Change,
+    current: &Value,
+    dry_run: bool,
+) -> Result<Applied> {
+    let input = &change.call.input;
+    let limit = wait_limit(change);
+    match change.call.operation.as_str() {
+        "StopInstances" => {
+            stop(
+                clients,
+                input_str(change, "/InstanceIds/0")?,
+                limit,
+                dry_run,
+            )
+            .await
+        }
+        "StartInstances" => {
+            start(
+                clients,
+                input_str(change, "/InstanceIds/0")?,
+                limit,
+                dry_run,
+            )
+            .await
+        }
+        "DetachVolume" => {
+            detach(
+                clients,
+                input_str(change, "/VolumeId")?,
+                input_str(change, "/InstanceId")?,
+                input_str(change, "/Device")?,
+                limit,
+                dry_run,
+            )
+            .await
+        }
+        "AttachVolume" => {
+            let device = input_str(change, "/Device")?;
+            let volume = match input["VolumeId"].as_str() {
+                Some(id) if id != KNOWN_AFTER_APPLY => id.to_string(),
+                _ => replacement_for(current, device).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "change {}: the state read has no replacement made for {device}",
+                        change.id
+                    ))
+                })?,
+            };
+            attach(
+                clients,
+                &volume,
+                input_str(change, "/InstanceId")?,
+                device,
+                limit,
+                dry_run,
+            )
+            .await
+        }
+        "ModifyInstanceAttribute" => {
+            let devices: Vec<(String, bool)> = input["BlockDeviceMappings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    Some((
+                        m["DeviceName"].as_str()?.to_string(),
+                        m["Ebs"]["DeleteOnTermination"].as_bool()?,
+                    ))
+                })
+                .collect();
+            set_delete_on_termination(
+                clients,
+                input_str(change, "/InstanceId")?,
+                &devices,
+                dry_run,
+            )
+            .await
+        }
+        _ => {
+            // A volume's own step: the volume calls resolve their unknown ids from
+            // that volume's part of the instance's state.
+            let volume = volume_of(change, current)?;
+            let part = current
+                .pointer(&format!(
+                    "/volumes/{}",
+                    volume.replace('~', "~0").replace('/', "~1")
+                ))
+                .cloned()
+                .unwrap_or(Value::Null);
+            ebs_volumes::call(clients, change, &part, dry_run).await
+        }
+    }
+}
+
+/// One step of undoing a swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    Stop,
+    Detach { volume: String, device: String },
+    Attach { volume: String, device: String },
+    DeleteOnTermination(Vec<(String, bool)>),
+    Start,
+}
+
+/// An instance's devices and state as its chain found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Start {
+    state: String,
+    devices: BTreeMap<String, (String, bool)>,
+}
+
+impl Start {
+    fn from_state(value: &Value) -> Option<Self> {
+        Some(Self {
+            state: value["state"].as_str()?.to_string(),
+            devices: value["devices"]
+                .as_object()?
+                .iter()
+                .filter_map(|(name, d)| {
+                    Some((
+                        name.clone(),
+                        (
+                            d["volume_id"].as_str()?.to_string(),
+                            d["delete_on_termination"].as_bool()?,
+                        ),
+                    ))
+                })
+                .collect(),
+        })
+    }
+}
+
+/// What puts `now` back as `start` was, unless the swap finished (each device holds
+/// the original or its replacement with the original's DeleteOnTermination, and the
+/// instance is in its starting state): then nothing.
+fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
+    let finished = now.state == start.state
+        && start.devices.iter().all(|(name, (volume, delete))| {
+            now.devices.get(name).is_some_and(|d| {
+                (d.volume_id == *volume || d.replaces.as_deref() == Some(volume))
+                    && d.delete_on_termination == *delete
+            })
+        });
+    if finished {
+        return Vec::new();
+    }
+    let mut steps = Vec::new();
+    let moved: Vec<(&String, &String)> = start
+        .devices
+        .iter()
+        .filter(|(name, (volume, _))| now.devices.get(*name).map(|d| &d.volume_id) != Some(volume))
+        .map(|(name, (volume, _))| (name, volume))
+        .collect();
+    if !moved.is_empty() && now.state != "stopped" {
+        steps.push(Undo::Stop);
+    }
+    let mut reattached = BTreeSet::new();
+    for (device, volume) in &moved {
+        if let Some(other) = now.devices.get(*device) {
+            steps.push(Undo::Detach {
+                volume: other.volume_id.clone(),
+                device: (*device).clone(),
+            });
+        }
+        steps.push(Undo::Attach {
+            volume: (*volume).clone(),
+            device: (*device).clone(),
+        });
+        reattached.insert((*device).clone());
+    }
+    let flags: Vec<(String, bool)> = start
+        .devices
+        .iter()
+        .filter(|(name, (_, delete))| {
+            // A volume attached by AttachVolume is not deleted with the instance.
+            let after = if reattached.contains(*name) {
+                false
+            } else {
+                now.devices
+                    .get(*name)
+                    .is_some_and(|d| d.delete_on_termination)
+            };
+            after != *delete
+        })
+        .map(|(name, (_, delete))| (name.clone(), *delete))
+        .collect();
+    if !flags.is_empty() {
+        steps.push(Undo::DeleteOnTermination(flags));
+    }
+    let stopped_here = steps.contains(&Undo::Stop);
+    if start.state == "running" && (now.state != "running" || stopped_here) {
+        steps.push(Undo::Start);
+    }
+    steps
+}
+
+#[async_trait]
+impl Calls for InstanceCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_instance(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        current: &Value,
+    ) -> Result<Applied> {
+        call(clients, change, current, false).await
+    }
+
+    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
+        if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
+            return Probe::NotProbed {
+                reason: "its input is known only after an earlier change".into(),
+            };
+        }
+        super::dry_run_answer(call(clients, change, &Value::Null, true).await)
+    }
+
+    async fn compensate(
+        &self,
+        clients: &RegionClients,
+        resource_id: &str,
+        start: &Value,
+        cause: &str,
+    ) -> Option<Compensation> {
+        let start = Start::from_state(start)?;
+        let now = match read_instance(clients, resource_id).await {
+            Ok(now) => now,
+            Err(e) => {
+                return Some(Compensation {
+                    failure: Some(format!(
+                        "could not read {resource_id} to undo its swap: {e}"
+                    )),
+                    ..Compensation::default()
+                });
+            }
+        };
+        let steps = undo_steps(&start, &now);
+        if steps.is_empty() {
+            return None;
+        }
+        let mut done = Compensation {
+            before: state(&now),
+            ..Compensation::default()
+        };
+        if let Err(e) = undo(clients, resource_id, &steps, &now, cause, &mut done).await {
+            done.failure = Some(e.to_string());
+        }
+        match read_instance(clients, resource_id).await {
+            Ok(after) => {
+                if done.failure.is_none() {
+                    done.failure = restored(&start, &after);
+                }
+                done.after = state(&after);
+            }
+            Err(e) => {
+                done.failure
+                    .get_or_insert(format!("could not read back {resource_id}: {e}"));
+            }
+        }
+        Some(done)
+    }
+}
+
+/// Makes the undo steps, recording each call, then tags the replacements that are no
+/// longer to be used.
+async fn undo(
+    clients: &RegionClients,
+    id: &str,
+    steps: &[Undo],
+    now: &Instance,
+    cause: &str,
+    done: &mut Compensation,
+) -> Result<()> {
+    for step in steps {
+        let (operation, input, result) = match step {
+            Undo::Stop => (
+                "StopInstances",
+                json!({"InstanceIds": [id]}),
+                stop(clients, id, UNDO_WAIT, false).await,
+            ),
+            Undo::Start => (
+                "StartInstances",
+                json!({"InstanceIds": [id]}),
+                start(clients, id, UNDO_WAIT, false).await,
+            ),
+            Undo::Detach { volume, device } => (
+                "DetachVolume",
+                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
+                detach(clients, volume, id, device, UNDO_WAIT, false).await,
+            ),
+            Undo::Attach { volume, device } => (
+                "AttachVolume",
+                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
+                attach(clients, volume, id, device, UNDO_WAIT, false).await,
+            ),
+            Undo::DeleteOnTermination(flags) => (
+                "ModifyInstanceAttribute",
+                json!({"InstanceId": id, "BlockDeviceMappings": flags.iter().map(|(d, v)|
+                    json!({"DeviceName": d, "Ebs": {"DeleteOnTermination": v}})).collect::<Vec<_>>()}),
+                set_delete_on_termination(clients, id, flags, false).await,
+            ),
+        };
+        done.calls.push(ApiCall {
+            service: "ec2".into(),
+            operation: operation.into(),
+            input,
+        });
+        let applied = result?;
+        done.request_ids.extend(applied.request_ids);
+    }
+    let replacements: Vec<String> = now
+        .unencrypted
+        .values()
+        .flatten()
+        .filter(|v| v.replaced_by().is_none())
+        .filter_map(|v| v.replacement.as_ref().map(|r| r.id.clone()))
+        .collect();
+    if replacements.is_empty() {
+        return Ok(());
+    }
+    let operation = "CreateTags";
+    done.calls.push(ApiCall {
+        service: "ec2".into(),
+        operation: operation.into(),
+        input: json!({"Resources": replacements, "Tags": [{"Key": ROLLED_BACK_TAG, "Value": cause}]}),
+    });
+    let out = clients
+        .ec2
+        .create_tags()
+        .set_resources(Some(replacements))
+        .tags(Tag::builder().key(ROLLED_BACK_TAG).value(cause).build())
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+    done.request_ids
+        .extend(out.request_id().map(str::to_string));
+    Ok(())
+}
+
+/// Whether `after` is back as `start` was; the first difference otherwise.
+fn restored(start: &Start, after: &Instance) -> Option<String> {
+    if after.state != start.state {
+        return Some(format!(
+            "{} is {}, it was {} before the swap",
+            after.id, after.state, start.state
+        ));
+    }
+    for (device, (volume, delete)) in &start.devices {
+        match after.devices.get(device) {
+            Some(d) if d.volume_id == *volume && d.delete_on_termination == *delete => {}
+            Some(d) => {
+                return Some(format!(
+                    "{device} holds {} (DeleteOnTermination {}), it held {volume} ({delete}) before the swap",
+                    d.volume_id, d.delete_on_termination
+                ));
+            }
+            None => {
+                return Some(format!(
+                    "{device} is empty, it held {volume} before the swap"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// An instance as `DescribeInstances` gives it, before its volumes are joined in.
+struct Described {
+    id: String,
+    state: String,
+    availability_zone: String,
+    tags: BTreeMap<String, String>,
+    /// Device name to volume id and DeleteOnTermination.
+    devices: BTreeMap<String, (String, bool)>,
+}
+
+const MAX_INSTANCES_PAGE: i32 = 1000;
+
+async fn describe(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Described>> {
+    let mut request = clients
+        .ec2
+        .describe_instances()
+        .max_results(MAX_INSTANCES_PAGE);
+    for (name, values) in filters {
+        request = request.filters(
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values.clone()))
+                .build(),
+        );
+    }
+    let mut found = Vec::new();
+    let mut pages = request.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeInstances", &e)))?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = instance.instance_id() else {
+                continue;
+            };
+            found.push(Described {
+                id: id.to_string(),
+                state: instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                availability_zone: instance
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap_or_default()
+                    .to_string(),
+                tags: ec2_tags(instance.tags()),
+                // DeleteOnTermination is read here: volume attachments omit it on moto.
+                devices: instance
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| {
+                        let ebs = m.ebs()?;
+                        Some((
+                            m.device_name()?.to_string(),
+                            (
+                                ebs.volume_id()?.to_string(),
+                                ebs.delete_on_termination().unwrap_or(false),
+                            ),
+                        ))
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Joins instances with their volumes: each device's volume, the unencrypted ones
+/// attached, and the originals of replacements made for the instance (`None` when
+/// the original was deleted).
+fn assemble(described: Vec<Described>, volumes: &[Volume]) -> Vec<Instance> {
+    let by_id: BTreeMap<&str, &Volume> = volumes.iter().map(|v| (v.id.as_str(), v)).collect();
+    described
+        .into_iter()
+        .map(|d| {
+            let mut unencrypted: BTreeMap<String, Option<Volume>> = BTreeMap::new();
+            let devices = d
+                .devices
+                .iter()
+                .map(|(name, (volume_id, delete))| {
+                    let volume = by_id.get(volume_id.as_str());
+                    let replaces = volume.and_then(|v| v.tags.get(SOURCE_VOLUME_TAG)).cloned();
+                    if let Some(v) = volume
+                        && !v.encrypted
+                        && replaces.is_none()
+                    {
+                        unencrypted.insert(v.id.clone(), Some((*v).clone()));
+                    }
+                    (
+                        name.clone(),
+                        Device {
+                            volume_id: volume_id.clone(),
+                            delete_on_termination: *delete,
+                            encrypted: volume.is_some_and(|v| v.encrypted),
+                            replaces,
+                        },
+                    )
+                })
+                .collect();
+            for made in volumes
+                .iter()
+                .filter(|v| v.tags.get(SWAP_INSTANCE_TAG) == Some(&d.id))
+            {
+                if let Some(source) = made.tags.get(SOURCE_VOLUME_TAG) {
+                    unencrypted
+                        .entry(source.clone())
+                        .or_insert_with(|| by_id.get(source.as_str()).map(|v| (*v).clone()));
+                }
+            }
+            Instance {
+                id: d.id,
+                state: d.state,
+                availability_zone: d.availability_zone,
+                tags: d.tags,
+                devices,
+                unencrypted,
+            }
+        })
+        .collect()
+}
+
+/// Reads one instance with its volumes: `DescribeInstances`, then its attached volumes
+/// and the replacements made for it (each with what harden made for it), then the
+/// originals a swap detached.
+async fn read_instance(clients: &RegionClients, id: &str) -> Result<Instance> {
+    let described = describe(
+        clients,
+        &BTreeMap::from([("instance-id".to_string(), vec![id.to_string()])]),
+    )
+    .await?;
+    let attached: Vec<String> = described
+        .iter()
+        .flat_map(|d| d.devices.values().map(|(v, _)| v.clone()))
+        .collect();
+    let mut volumes = Vec::new();
+    if !attached.is_empty() {
+        volumes.extend(
+            ebs_volumes::list_volumes(
+                clients,
+                &BTreeMap::from([("volume-id".to_string(), attached)]),
+            )
+            .await?,
+        );
+    }
+    let made = ebs_volumes::list_volumes(
+        clients,
+        &BTreeMap::from([(format!("tag:{SWAP_INSTANCE_TAG}"), vec![id.to_string()])]),
+    )
+    .await?;
+    let detached: Vec<String> = made
+        .iter()
+        .filter_map(|v| v.tags.get(SOURCE_VOLUME_TAG))
+        .filter(|source| !volumes.iter().any(|v| &v.id == *source))
+        .cloned()
+        .collect();
+    volumes.extend(made);
+    if !detached.is_empty() {
+        volumes.extend(
+            ebs_volumes::list_volumes(
+                clients,
+                &BTreeMap::from([("volume-id".to_string(), detached)]),
+            )
+            .await?,
+        );
+    }
+    assemble(described, &volumes).pop().ok_or_else(|| {
+        Error::Aws(AwsFailure {
+            operation: "DescribeInstances".into(),
+            code: "InvalidInstanceID.NotFound".into(),
+            message: format!("instance {id} no longer exists"),
+            request_id: None,
+        })
+    })
+}
+
+/// Discovers instances with the server-side filters given, with their volumes: one
+/// paginated `DescribeInstances`, and the region's volumes with what harden made for
+/// them (three paginated calls) whatever the number of instances.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    let described = describe(clients, filters).await?;
+    if described.is_empty() {
+        return Ok(Vec::new());
+    }
+    let volumes = ebs_volumes::list_volumes(clients, &BTreeMap::new()).await?;
+    Ok(assemble(described, &volumes)
+        .into_iter()
+        .map(Resource::Instance)
+        .collect())
+}
