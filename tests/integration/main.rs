@@ -6,6 +6,7 @@ mod cli_errors;
 mod cloudtrail;
 mod config;
 mod ebs;
+mod ebs_instances;
 mod flow_logs;
 mod onboarding;
 mod regions_and_terminal;
