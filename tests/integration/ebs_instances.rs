@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Placement, ResourceType, Tag, TagSpecification, VolumeType,
-};
+use aws_sdk_ec2::types::{Placement, ResourceType, Tag, TagSpecification, VolumeType};
 use serde_json::Value;
 
 use crate::support::{Emulator, Kind, block_on, run};
