@@ -192,6 +192,10 @@ pub(super) fn replacement_steps(
         json!([{"ResourceType": "snapshot", "Tags": [
             {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage}]}])
     };
+    // Once the replacement exists, missing snapshots are not made again.
+    if current.replacement.is_some() {
+        return steps;
+    }
     if current.snapshot.is_none() {
         current.snapshot = Some(unknown_artifact(false, "completed"));
         steps.push(VolumeStep {
@@ -840,13 +844,10 @@ mod tests {
     //! every snapshot and volume at once): a snapshot that is pending before it
     //! completes, one that stays pending past the timeout, one that fails.
 
-    use std::time::SystemTime;
-
     use aws_sdk_ec2::Client;
     use aws_sdk_ec2::operation::create_snapshot::CreateSnapshotOutput;
     use aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput;
     use aws_sdk_ec2::types::{Snapshot, SnapshotState};
-    use aws_smithy_async::time::TimeSource;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     use super::*;
@@ -995,7 +996,7 @@ mod tests {
     }
 
     #[test]
-    fn attached_volumes_are_blocked_until_the_instance_swap_exists() {
+    fn attached_volumes_and_those_a_swap_detached_are_left_to_their_instance() {
         let mut volume = unattached();
         volume.attached_to = vec!["i-1".into()];
         volume.state = "in-use".into();
@@ -1007,19 +1008,54 @@ mod tests {
             Some(BlockReason::NeedsDowntime)
         );
         assert!(planned.changes.is_empty());
+
+        let mut detached = unattached();
+        detached.replacement = Some(Artifact {
+            id: "vol-2".into(),
+            state: "available".into(),
+            encrypted: true,
+            shape: Some(Box::new(VolumeShape {
+                volume_type: "gp3".into(),
+                size: 100,
+                iops: Some(4000),
+                throughput: Some(250),
+                tags: BTreeMap::from([(SWAP_INSTANCE_TAG.to_string(), "i-1".to_string())]),
+            })),
+        });
+        let planned = EncryptVolume
+            .plan(&Resource::Volume(detached), &json!({}))
+            .expect("plans");
+        assert_eq!(
+            planned.blocked.map(|b| b.0),
+            Some(BlockReason::InUse),
+            "an unfinished swap is its instance's to finish or undo, never retired from here"
+        );
     }
 
-    /// Time that moves with tokio's (paused) clock, so the waiters' deadlines pass.
-    #[derive(Debug)]
-    struct TokioClock {
-        base: SystemTime,
-        start: tokio::time::Instant,
-    }
-
-    impl TimeSource for TokioClock {
-        fn now(&self) -> SystemTime {
-            self.base + self.start.elapsed()
-        }
+    #[test]
+    fn delete_originals_deletes_the_original_last_and_keeps_its_snapshot() {
+        let planned = EncryptVolume
+            .plan(
+                &Resource::Volume(unattached()),
+                &json!({"delete_originals": true}),
+            )
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            [
+                "CreateSnapshot",
+                "CopySnapshot",
+                "CreateVolume",
+                "CreateTags",
+                "DeleteSnapshot",
+                "DeleteVolume"
+            ]
+        );
+        assert_eq!(
+            planned.changes[4].after["snapshot"]["state"], "completed",
+            "the unencrypted snapshot is the way back"
+        );
+        assert_eq!(planned.changes[5].after, json!({"exists": false}));
     }
 
     fn snapshot_change(timeout: u64) -> Change {
@@ -1070,18 +1106,12 @@ mod tests {
             sequence = sequence.output(move || described(state.clone()));
         }
         let describe = sequence.repeatedly().build();
-        let clock = TokioClock {
-            base: SystemTime::now(),
-            start: tokio::time::Instant::now(),
-        };
+        let clock = crate::actions::test_support::tokio_time();
         let client = mock_client!(
             aws_sdk_ec2,
             RuleMode::MatchAny,
             [&create, &describe],
-            move |c| c.time_source(aws_smithy_async::time::SharedTimeSource::new(TokioClock {
-                base: clock.base,
-                start: clock.start,
-            }))
+            move |c| c.time_source(clock.clone())
         );
         let aws = crate::aws::Aws::with_ec2_client(client);
         let clients = aws.region("eu-west-1");

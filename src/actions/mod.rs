@@ -349,3 +349,33 @@ pub fn registry() -> &'static [&'static dyn Action] {
 pub fn find(name: &str) -> Option<&'static dyn Action> {
     registry().iter().copied().find(|a| a.info().name == name)
 }
+
+/// Test support shared by the concerns' mocked-response tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::SystemTime;
+
+    use aws_smithy_async::time::{SharedTimeSource, TimeSource};
+
+    /// Time that moves with tokio's clock, so under `start_paused` the SDK waiters'
+    /// deadlines pass without the test waiting.
+    #[derive(Debug)]
+    struct TokioClock {
+        base: SystemTime,
+        start: tokio::time::Instant,
+    }
+
+    impl TimeSource for TokioClock {
+        fn now(&self) -> SystemTime {
+            self.base + self.start.elapsed()
+        }
+    }
+
+    /// A time source following tokio's (paused) clock from now.
+    pub(crate) fn tokio_time() -> SharedTimeSource {
+        SharedTimeSource::new(TokioClock {
+            base: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        })
+    }
+}
