@@ -24,8 +24,9 @@ say plan runbooks/
 harden plan runbooks/
 say dry-run runbooks/
 harden dry-run runbooks/ | tail -n 3
-say apply runbooks/ --yes
-harden apply runbooks/ --yes
+# The running instance is listed as needing downtime until stopping it is allowed.
+say apply runbooks/ --param allow_stop=true --yes
+harden apply runbooks/ --param allow_stop=true --yes
 say plan runbooks/ --detailed-exitcode
 harden plan runbooks/ --detailed-exitcode
 say audit show

@@ -6,7 +6,8 @@ Creates two VPCs (one default group in use by a network interface), a web group 
 open IPv4 and IPv6 egress beside narrow rules, a compliant group, and an exempt group;
 a flow log on one VPC only; a single-region trail that is not logging; a stopped AWS
 Config recorder with an odd name and a narrow recording group; an unattached
-unencrypted volume.
+unencrypted volume; a running instance and a stopped one, each with an unencrypted root
+and data volume.
 """
 
 import sys
@@ -82,4 +83,25 @@ data = ec2.create_volume(AvailabilityZone=f"{region}a", Size=20, VolumeType="gp3
                          TagSpecifications=[{"ResourceType": "volume",
                                              "Tags": [{"Key": "Name", "Value": "old-data"}]}])["VolumeId"]
 
-print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt); flow log on {app}; trail team-trail (not logging); recorder legacy-recorder (stopped); unencrypted volume {data}")
+# Instances in the app VPC with an unencrypted root (deleted with the instance) and an
+# attached data volume (kept): one running (needs allow_stop), one stopped.
+image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+app_subnet = ec2.create_subnet(VpcId=app, CidrBlock="10.10.1.0/24",
+                               AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+app_group = ec2.create_security_group(GroupName="app", Description="app servers",
+                                      VpcId=app)["GroupId"]
+instances = {}
+for name in ("api", "reports"):
+    instance = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SubnetId=app_subnet,
+        SecurityGroupIds=[app_group],
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": "Name", "Value": name}]}])["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=10, VolumeType="gp3",
+                               TagSpecifications=[{"ResourceType": "volume",
+                                                   "Tags": [{"Key": "Name", "Value": f"{name}-data"}]}])["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    instances[name] = instance
+ec2.stop_instances(InstanceIds=[instances["reports"]])
+
+print(f"seeded {region}: VPCs {app} and {legacy}; groups web={web}, batch={batch}, break-glass (exempt); flow log on {app}; trail team-trail (not logging); recorder legacy-recorder (stopped); unencrypted volume {data}; instances api={instances['api']} (running), reports={instances['reports']} (stopped)")
