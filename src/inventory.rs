@@ -144,6 +144,7 @@ impl ResourceKind {
                 Resource::EbsEncryptionDefault(EbsEncryptionDefault {
                     region: "us-east-1".into(),
                     enabled: false,
+                    kms_key_id: None,
                 })
                 .to_template_value()
             }
@@ -386,6 +387,10 @@ pub struct EbsEncryptionDefault {
     pub region: String,
     /// Whether new volumes and snapshot copies are encrypted by default.
     pub enabled: bool,
+    /// The ARN of the KMS key they are encrypted with; absent where the endpoint does
+    /// not say (the emulators do not implement GetEbsDefaultKmsKeyId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 /// An S3 bucket a runbook names (a log destination), as far as harden cares: whether it
