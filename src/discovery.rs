@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::future::try_join_all;
 
 use crate::actions::{
-    cloudtrail, config, ebs, ebs_instances, ebs_volumes, flow_logs, iam, s3, security_group,
+    cloudtrail, config, ebs, ebs_instances, ebs_volumes, flow_logs, iam, logs, s3, security_group,
 };
 use crate::aws::RegionClients;
 use crate::error::Result;
@@ -34,6 +34,7 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::Role => iam::discover(clients, &query.filters).await?,
         ResourceKind::Volume => ebs_volumes::discover(clients, &query.filters).await?,
         ResourceKind::Instance => ebs_instances::discover(clients, &query.filters).await?,
+        ResourceKind::LogGroup => logs::discover(clients, &query.filters).await?,
     };
     tracing::debug!(region = %clients.region, kind = %query.kind, filters = ?query.filters, found = found.len(), "discovered");
     Ok(found)

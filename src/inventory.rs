@@ -43,6 +43,9 @@ pub enum ResourceKind {
     /// An EC2 instance with its EBS devices and what harden made to replace them.
     #[serde(rename = "ec2:instance")]
     Instance,
+    /// A CloudWatch Logs log group by name; it may not exist yet.
+    #[serde(rename = "logs:log-group")]
+    LogGroup,
 }
 
 impl ResourceKind {
@@ -57,6 +60,7 @@ impl ResourceKind {
         ResourceKind::Role,
         ResourceKind::Volume,
         ResourceKind::Instance,
+        ResourceKind::LogGroup,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -71,6 +75,7 @@ impl ResourceKind {
             ResourceKind::Role => "iam:role",
             ResourceKind::Volume => "ec2:volume",
             ResourceKind::Instance => "ec2:instance",
+            ResourceKind::LogGroup => "logs:log-group",
         }
     }
 
@@ -106,6 +111,8 @@ impl ResourceKind {
                 "attachment.instance-id",
                 "tag-key",
             ],
+            // Log groups are looked up by name, not listed: `name` is required.
+            ResourceKind::LogGroup => &["name"],
             ResourceKind::Instance => &[
                 "instance-id",
                 "instance-state-name",
@@ -172,11 +179,16 @@ impl ResourceKind {
             .to_template_value(),
             ResourceKind::Volume => Resource::Volume(Volume::sample()).to_template_value(),
             ResourceKind::Instance => Resource::Instance(Instance::sample()).to_template_value(),
+            ResourceKind::LogGroup => {
+                Resource::LogGroup(LogGroup::missing("sample")).to_template_value()
+            }
             ResourceKind::Role => Resource::Role(Role {
                 name: "sample".into(),
                 arn: None,
                 exists: false,
                 tags: BTreeMap::new(),
+                trust_policy: None,
+                policies: BTreeMap::new(),
             })
             .to_template_value(),
         }
@@ -684,6 +696,44 @@ pub struct Role {
     pub exists: bool,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Who may assume it (its trust policy, decoded), once it exists.
+    #[serde(default)]
+    pub trust_policy: Option<serde_json::Value>,
+    /// Its inline policies by name (documents decoded).
+    #[serde(default)]
+    pub policies: BTreeMap<String, serde_json::Value>,
+}
+
+/// A CloudWatch Logs log group a runbook names (a log destination): whether it exists
+/// and how long it keeps what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGroup {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no log group has the name.
+    pub exists: bool,
+    /// Its ARN without the trailing `:*`, once it exists.
+    pub arn: Option<String>,
+    /// Days events are kept; `None` keeps them forever.
+    pub retention_days: Option<i32>,
+    /// The KMS key its events are encrypted with.
+    pub kms_key_id: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl LogGroup {
+    /// A log group no one has created.
+    pub fn missing(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            retention_days: None,
+            kms_key_id: None,
+            tags: BTreeMap::new(),
+        }
+    }
 }
 
 /// Tag harden puts on a snapshot or volume it made, naming the volume it replaces.
@@ -898,6 +948,8 @@ pub enum Resource {
     Volume(Volume),
     /// An EC2 instance.
     Instance(Instance),
+    /// A CloudWatch Logs log group.
+    LogGroup(LogGroup),
 }
 
 impl Resource {
@@ -913,6 +965,7 @@ impl Resource {
             Resource::Role(_) => ResourceKind::Role,
             Resource::Volume(_) => ResourceKind::Volume,
             Resource::Instance(_) => ResourceKind::Instance,
+            Resource::LogGroup(_) => ResourceKind::LogGroup,
         }
     }
 
@@ -928,6 +981,7 @@ impl Resource {
             Resource::Role(r) => &r.name,
             Resource::Volume(v) => &v.id,
             Resource::Instance(i) => &i.id,
+            Resource::LogGroup(g) => &g.name,
         }
     }
 
@@ -944,6 +998,7 @@ impl Resource {
             Resource::Role(r) => Some(&r.tags),
             Resource::Volume(v) => Some(&v.tags),
             Resource::Instance(i) => Some(&i.tags),
+            Resource::LogGroup(g) => Some(&g.tags),
         }
     }
 
@@ -966,6 +1021,7 @@ impl Resource {
             Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
             Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
             Resource::Instance(i) => serde_json::to_value(i).unwrap_or_default(),
+            Resource::LogGroup(g) => serde_json::to_value(g).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());

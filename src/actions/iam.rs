@@ -1,7 +1,8 @@
 //! IAM roles the other runbooks rely on: service-linked roles (AWSServiceRoleForConfig),
-//! created when missing. IAM is global: runbooks create them in the home region only,
-//! and since apply runs one step at a time, later steps in every region find them. IAM
-//! has no dry-run.
+//! created when missing, and service roles harden owns (the role VPC flow logs assume
+//! to write to CloudWatch Logs), created or held to their trust and inline policy. IAM
+//! is global: runbooks create them in the home region only, and since apply runs one
+//! step at a time, later steps in every region find them. IAM has no dry-run.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,8 @@ use async_trait::async_trait;
 use aws_sdk_iam::operation::RequestId;
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, DraftChain};
+use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Role};
@@ -59,9 +61,11 @@ impl Action for EnsureServiceLinkedRole {
         if role.exists {
             return Ok(ActionPlan::default());
         }
+        // AWS writes the trust policy of a service-linked role itself.
         let created = Role {
             exists: true,
             arn: Some(KNOWN_AFTER_APPLY.into()),
+            trust_policy: Some(json!(KNOWN_AFTER_APPLY)),
             ..role.clone()
         };
         Ok(ActionPlan {
@@ -86,6 +90,126 @@ impl Action for EnsureServiceLinkedRole {
     }
 }
 
+/// Creates a service role when missing and holds it to its trust policy and one inline
+/// policy.
+pub struct EnsureRole;
+
+static ENSURE_ROLE: ActionInfo = ActionInfo {
+    name: "iam:ensure-role",
+    description: "create the role when missing (CreateRole with the trust policy), hold its trust policy (UpdateAssumeRolePolicy) and its inline policy (PutRolePolicy) to what is given",
+    resource_kind: ResourceKind::Role,
+    args: &[
+        ArgSpec {
+            name: "trust_policy",
+            kind: ParamType::Map,
+            required: true,
+            description: "the trust policy document: who may assume the role",
+        },
+        ArgSpec {
+            name: "policy_name",
+            kind: ParamType::String,
+            required: true,
+            description: "name of the inline policy",
+        },
+        ArgSpec {
+            name: "policy",
+            kind: ParamType::Map,
+            required: true,
+            description: "the inline policy document: what the role may do",
+        },
+        ArgSpec {
+            name: "description",
+            kind: ParamType::String,
+            required: false,
+            description: "the role's description, for a new role",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+fn document(args: &Value, name: &str) -> std::result::Result<Value, String> {
+    match args.get(name) {
+        Some(doc @ Value::Object(_)) => Ok(doc.clone()),
+        other => Err(format!(
+            "argument {name}: expected a policy document (an object), found {}",
+            other.unwrap_or(&Value::Null)
+        )),
+    }
+}
+
+impl Action for EnsureRole {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE_ROLE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Role(role) = target else {
+            return Err(format!("expected an IAM role, given {}", target.kind()));
+        };
+        let trust = document(args, "trust_policy")?;
+        let policy = document(args, "policy")?;
+        let policy_name = super::arg_string(args, "policy_name")?
+            .ok_or("argument policy_name: expected a name")?;
+        let description = super::arg_string(args, "description")?;
+        let mut current = role.clone();
+        let mut chain = DraftChain::new("iam", state(&current));
+        let name = role.name.clone();
+        let text = |doc: &Value| doc.to_string();
+        if !current.exists {
+            current.exists = true;
+            current.arn = Some(KNOWN_AFTER_APPLY.into());
+            current.trust_policy = Some(trust.clone());
+            let mut input = json!({"RoleName": name, "AssumeRolePolicyDocument": text(&trust)});
+            if let Some(description) = description {
+                input["Description"] = json!(description);
+            }
+            chain.push(
+                ChangeKind::Create,
+                format!("create the role {name}"),
+                state(&current),
+                "CreateRole",
+                input,
+            );
+        } else if current.trust_policy.as_ref().map(normalize_policy)
+            != Some(normalize_policy(&trust))
+        {
+            current.trust_policy = Some(trust.clone());
+            chain.push(
+                ChangeKind::Update,
+                format!("set who may assume {name} (its trust policy)"),
+                state(&current),
+                "UpdateAssumeRolePolicy",
+                json!({"RoleName": name, "PolicyDocument": text(&trust)}),
+            );
+        }
+        if current.policies.get(&policy_name).map(normalize_policy)
+            != Some(normalize_policy(&policy))
+        {
+            current.policies.insert(policy_name.clone(), policy.clone());
+            chain.push(
+                ChangeKind::Update,
+                format!("set the inline policy {policy_name} of {name}"),
+                state(&current),
+                "PutRolePolicy",
+                json!({"RoleName": name, "PolicyName": policy_name, "PolicyDocument": text(&policy)}),
+            );
+        }
+        if chain.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        Ok(ActionPlan {
+            changes: chain.into_changes(),
+            blocked: None,
+            projected: Some(Resource::Role(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &RoleCalls
+    }
+}
+
 /// Reads, applies (and cannot probe) role changes.
 pub struct RoleCalls;
 
@@ -101,29 +225,93 @@ impl Calls for RoleCalls {
         change: &Change,
         _current: &Value,
     ) -> Result<Applied> {
+        let iam = &clients.iam;
         let operation = change.call.operation.as_str();
-        if operation != "CreateServiceLinkedRole" {
-            return Err(super::not_ours(change, "a role action"));
-        }
-        let service = change
-            .call
-            .input
-            .get("AWSServiceName")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Usage(format!("change {}: no AWSServiceName", change.id)))?;
-        let out = clients
-            .iam
-            .create_service_linked_role()
-            .aws_service_name(service)
-            .send()
-            .await
-            .map_err(|e| Error::Aws(failure(operation, &e)))?;
-        Ok(Applied::request(out.request_id()))
+        let text = |pointer: &str| super::input_str(change, pointer).map(str::to_string);
+        let aws = |e| Error::Aws(e);
+        let request_id = match operation {
+            "CreateServiceLinkedRole" => iam
+                .create_service_linked_role()
+                .aws_service_name(text("/AWSServiceName")?)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "CreateRole" => iam
+                .create_role()
+                .role_name(text("/RoleName")?)
+                .assume_role_policy_document(text("/AssumeRolePolicyDocument")?)
+                .set_description(text("/Description").ok())
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "UpdateAssumeRolePolicy" => iam
+                .update_assume_role_policy()
+                .role_name(text("/RoleName")?)
+                .policy_document(text("/PolicyDocument")?)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "PutRolePolicy" => iam
+                .put_role_policy()
+                .role_name(text("/RoleName")?)
+                .policy_name(text("/PolicyName")?)
+                .policy_document(text("/PolicyDocument")?)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            _ => return Err(super::not_ours(change, "a role action")),
+        };
+        Ok(Applied::request(request_id.as_deref()))
     }
 
     async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
         Probe::NotSupported
     }
+}
+
+/// A policy document as IAM returns it: URL-encoded JSON on AWS, plain JSON on some
+/// emulators.
+fn decode_policy(text: &str) -> Value {
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+    serde_json::from_str(&decoded)
+        .or_else(|_| serde_json::from_str(text))
+        .unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// The role's inline policies, decoded.
+async fn inline_policies(clients: &RegionClients, name: &str) -> Result<BTreeMap<String, Value>> {
+    let mut names = Vec::new();
+    let mut pages = clients
+        .iam
+        .list_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("ListRolePolicies", &e)))?;
+        names.extend(page.policy_names().iter().cloned());
+    }
+    let documents = futures::future::try_join_all(names.iter().map(|policy| async move {
+        clients
+            .iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+            .map(|out| decode_policy(out.policy_document()))
+            .map_err(|e| Error::Aws(failure("GetRolePolicy", &e)))
+    }))
+    .await?;
+    Ok(names.into_iter().zip(documents).collect())
 }
 
 /// Reads a role by name; a missing one is `exists: false`.
@@ -139,6 +327,8 @@ pub async fn read_role(clients: &RegionClients, name: &str) -> Result<Role> {
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string()))
                     .collect(),
+                trust_policy: role.assume_role_policy_document().map(decode_policy),
+                policies: inline_policies(clients, name).await?,
             },
             None => missing(name),
         }),
@@ -158,6 +348,8 @@ fn missing(name: &str) -> Role {
         arn: None,
         exists: false,
         tags: BTreeMap::new(),
+        trust_policy: None,
+        policies: BTreeMap::new(),
     }
 }
 
@@ -174,6 +366,68 @@ pub async fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn role_args() -> Value {
+        json!({
+            "trust_policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "policy_name": "deliver",
+            "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": ["logs:PutLogEvents"], "Resource": "arn:aws:logs:*:1:log-group:g:*"}]},
+        })
+    }
+
+    #[test]
+    fn a_service_role_is_created_with_its_trust_and_policy_and_held_to_them() {
+        let args = role_args();
+        let planned = EnsureRole
+            .plan(&Resource::Role(missing("delivery")), &args)
+            .expect("plans");
+        let operations: Vec<&str> = planned
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect();
+        assert_eq!(operations, ["CreateRole", "PutRolePolicy"]);
+        assert_eq!(
+            decode_policy(
+                planned.changes[0].call.input["AssumeRolePolicyDocument"]
+                    .as_str()
+                    .expect("a string")
+            ),
+            args["trust_policy"],
+            "IAM takes the document as a JSON string"
+        );
+        let Some(Resource::Role(mut projected)) = planned.projected else {
+            panic!("projects")
+        };
+        assert_eq!(
+            EnsureRole
+                .plan(&Resource::Role(projected.clone()), &args)
+                .expect("plans"),
+            ActionPlan::default()
+        );
+        // Someone widened who may assume it: put back, the inline policy left alone.
+        projected.trust_policy = Some(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}));
+        let fixed = EnsureRole
+            .plan(&Resource::Role(projected), &args)
+            .expect("plans");
+        assert_eq!(fixed.changes.len(), 1);
+        assert_eq!(fixed.changes[0].call.operation, "UpdateAssumeRolePolicy");
+    }
+
+    #[test]
+    fn policy_documents_are_read_url_encoded_or_plain() {
+        assert_eq!(
+            decode_policy("%7B%22Version%22%3A%222012-10-17%22%7D"),
+            json!({"Version": "2012-10-17"})
+        );
+        assert_eq!(
+            decode_policy(r#"{"Version":"2012-10-17"}"#),
+            json!({"Version": "2012-10-17"})
+        );
+    }
 
     #[test]
     fn a_missing_role_is_created_and_an_existing_one_left_alone() {

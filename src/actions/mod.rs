@@ -14,6 +14,7 @@ pub mod ebs_instances;
 pub mod ebs_volumes;
 pub mod flow_logs;
 pub mod iam;
+pub mod logs;
 pub mod s3;
 pub mod security_group;
 
@@ -341,6 +342,8 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &flow_logs::EnableFlowLogs,
         &cloudtrail::EnsureTrail,
         &iam::EnsureServiceLinkedRole,
+        &iam::EnsureRole,
+        &logs::EnsureLogGroup,
         &config::EnsureRecorder,
     ]
 }

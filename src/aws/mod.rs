@@ -68,6 +68,8 @@ pub struct RegionClients {
     pub config: aws_sdk_config::Client,
     /// IAM (global; the region only picks the endpoint).
     pub iam: aws_sdk_iam::Client,
+    /// CloudWatch Logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The configuration the clients were made from, for the odd call that must go to
     /// another region (a multi-region trail answers only in its home region).
     sdk_config: SdkConfig,
@@ -186,6 +188,7 @@ impl Aws {
                 cloudtrail: aws_sdk_cloudtrail::Client::new(&config),
                 config: aws_sdk_config::Client::new(&config),
                 iam: aws_sdk_iam::Client::new(&config),
+                logs: aws_sdk_cloudwatchlogs::Client::new(&config),
                 sdk_config: config,
             }
         };

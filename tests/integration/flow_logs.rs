@@ -397,3 +397,192 @@ fn a_vpc_created_between_plan_and_apply_is_not_touched_by_the_saved_plan() {
         .collect();
     assert_eq!(resources, vec![late.as_str()], "the next plan finds it");
 }
+
+/// Each VPC's flow logs as (traffic, destination type, log group or destination, role).
+async fn cloud_watch_flow_logs(
+    ec2: &aws_sdk_ec2::Client,
+) -> BTreeMap<String, Vec<(String, String, String, String)>> {
+    let out = ec2.describe_flow_logs().send().await.expect("flow logs");
+    let mut logs: BTreeMap<String, Vec<(String, String, String, String)>> = BTreeMap::new();
+    for f in out.flow_logs() {
+        logs.entry(f.resource_id().unwrap_or_default().to_string())
+            .or_default()
+            .push((
+                f.traffic_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                f.log_destination_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                f.log_group_name()
+                    .or(f.log_destination())
+                    .unwrap_or_default()
+                    .to_string(),
+                f.deliver_logs_permission_arn()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+    }
+    logs
+}
+
+/// Flow logs to CloudWatch Logs with nothing prepared: a log group with the retention
+/// in each region, one delivery role (IAM is global: made in the home region) that only
+/// flow logs of this account may assume and that may only write to that log group,
+/// then a flow log per VPC in each region naming both.
+fn cloud_watch_scenario(kind: Kind) {
+    let emulator = Emulator::start(kind);
+    let regions = ["eu-west-1", "us-east-2"];
+    let account = emulator.account();
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args)
+            .args(["--region", regions[0], "--region", regions[1]])
+            .args(["--param", "destination_type=cloud-watch-logs"]);
+        run(cmd)
+    };
+    for region in regions {
+        block_on(create_vpc(&emulator.ec2(region), "10.40.0.0/16"));
+    }
+
+    let out = cli(&["plan", RUNBOOK, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let made: Vec<(String, String, String)> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["call"]["service"] != "ec2")
+        .map(|c| {
+            (
+                c["region"].as_str().unwrap_or_default().to_string(),
+                c["resource"]["id"].as_str().unwrap_or_default().to_string(),
+                c["call"]["operation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        (regions[0], "harden-vpc-flow-logs", "CreateLogGroup"),
+        (regions[0], "harden-vpc-flow-logs", "PutRetentionPolicy"),
+        (regions[0], "harden-vpc-flow-logs-delivery", "CreateRole"),
+        (regions[0], "harden-vpc-flow-logs-delivery", "PutRolePolicy"),
+        (regions[1], "harden-vpc-flow-logs", "CreateLogGroup"),
+        (regions[1], "harden-vpc-flow-logs", "PutRetentionPolicy"),
+    ]
+    .iter()
+    .map(|(r, id, op)| (r.to_string(), id.to_string(), op.to_string()))
+    .collect();
+    assert_eq!(
+        made, expected,
+        "one role, in the home region; a log group per region"
+    );
+    assert!(
+        !plan["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["call"]["service"] == "s3"),
+        "no bucket for a CloudWatch destination"
+    );
+
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    let role_arn = format!("arn:aws:iam::{account}:role/harden-vpc-flow-logs-delivery");
+    let iam = emulator.iam();
+    let (trust, policy) = block_on(async {
+        let role = iam
+            .get_role()
+            .role_name("harden-vpc-flow-logs-delivery")
+            .send()
+            .await
+            .expect("the role exists");
+        let trust = role
+            .role()
+            .and_then(|r| r.assume_role_policy_document())
+            .expect("trust policy")
+            .to_string();
+        let policy = iam
+            .get_role_policy()
+            .role_name("harden-vpc-flow-logs-delivery")
+            .policy_name("deliver-vpc-flow-logs")
+            .send()
+            .await
+            .expect("the inline policy exists")
+            .policy_document()
+            .to_string();
+        (trust, policy)
+    });
+    let decode = |text: &str| -> Value {
+        let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+        serde_json::from_str(&decoded).expect("a JSON policy")
+    };
+    let trust = decode(&trust);
+    assert_eq!(
+        trust["Statement"][0]["Principal"],
+        json!({"Service": "vpc-flow-logs.amazonaws.com"})
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"], account,
+        "only flow logs acting for this account"
+    );
+    let policy = decode(&policy);
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        format!("arn:aws:logs:*:{account}:log-group:harden-vpc-flow-logs:*"),
+        "writes only to its log group"
+    );
+
+    for region in regions {
+        let groups = block_on(async {
+            emulator
+                .logs(region)
+                .describe_log_groups()
+                .log_group_name_prefix("harden-vpc-flow-logs")
+                .send()
+                .await
+                .expect("log groups")
+        });
+        let retention: Vec<(Option<&str>, Option<i32>)> = groups
+            .log_groups()
+            .iter()
+            .map(|g| (g.log_group_name(), g.retention_in_days()))
+            .collect();
+        assert_eq!(
+            retention,
+            [(Some("harden-vpc-flow-logs"), Some(365))],
+            "{region}"
+        );
+        let ec2 = emulator.ec2(region);
+        let logs = block_on(cloud_watch_flow_logs(&ec2));
+        for vpc in block_on(vpc_ids(&ec2)) {
+            let found = logs.get(&vpc).cloned().unwrap_or_default();
+            assert_eq!(found.len(), 1, "{region} {vpc}: {found:?}");
+            let (traffic, kind, group, role) = &found[0];
+            assert_eq!(
+                (traffic.as_str(), kind.as_str()),
+                ("ALL", "cloud-watch-logs")
+            );
+            assert!(group.contains("harden-vpc-flow-logs"), "{group}");
+            assert_eq!(role, &role_arn, "{region} {vpc}");
+        }
+    }
+
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    emulator.assert_audit_verifies(state.path());
+}
+
+#[test]
+fn flow_logs_to_a_created_log_group_and_role_on_moto() {
+    cloud_watch_scenario(Kind::Moto);
+}
+
+#[test]
+fn flow_logs_to_a_created_log_group_and_role_on_localstack() {
+    cloud_watch_scenario(Kind::LocalStack);
+}

@@ -164,6 +164,11 @@ impl Emulator {
         aws_sdk_config::Client::new(&self.sdk_config(region))
     }
 
+    /// A CloudWatch Logs client for `region`.
+    pub(crate) fn logs(&self, region: &str) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.sdk_config(region))
+    }
+
     /// An IAM client.
     pub(crate) fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk_config("us-east-1"))

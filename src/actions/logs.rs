@@ -1,0 +1,286 @@
+//! CloudWatch Logs log groups the other runbooks write to (VPC flow logs): created when
+//! missing, held to a retention and (optionally) a KMS key. Looked up by name.
+//! CloudWatch Logs has no dry-run.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatchlogs::operation::RequestId;
+use serde_json::{Value, json};
+
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_string, input_str,
+    not_ours,
+};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::inventory::{LogGroup, Resource, ResourceKind};
+use crate::plan::{Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// The retention periods CloudWatch Logs accepts, in days.
+const RETENTION_DAYS: &[i32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// Creates a log group when missing and holds it to a retention and key.
+pub struct EnsureLogGroup;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "logs:ensure-log-group",
+    description: "create the log group when missing (CreateLogGroup), set its retention (PutRetentionPolicy) and, when kms_key_arn is given, its key (AssociateKmsKey)",
+    resource_kind: ResourceKind::LogGroup,
+    args: &[
+        ArgSpec {
+            name: "retention_days",
+            kind: ParamType::Int,
+            required: true,
+            description: "days events are kept: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653",
+        },
+        ArgSpec {
+            name: "kms_key_arn",
+            kind: ParamType::String,
+            required: false,
+            description: "ARN of the KMS key to encrypt events with; empty for CloudWatch Logs' own encryption",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+fn state(group: &LogGroup) -> Value {
+    serde_json::to_value(group).unwrap_or_default()
+}
+
+impl Action for EnsureLogGroup {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::LogGroup(group) = target else {
+            return Err(format!("expected a log group, given {}", target.kind()));
+        };
+        let retention = match args.get("retention_days") {
+            Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+        .filter(|days| RETENTION_DAYS.contains(days))
+        .ok_or_else(|| {
+            format!(
+                "argument retention_days: expected one of {RETENTION_DAYS:?}, found {}",
+                args.get("retention_days").unwrap_or(&Value::Null)
+            )
+        })?;
+        let key = arg_string(args, "kms_key_arn")?;
+        let mut current = group.clone();
+        let mut chain = DraftChain::new("logs", state(&current));
+        let name = group.name.clone();
+        if !current.exists {
+            current.exists = true;
+            current.arn = Some(KNOWN_AFTER_APPLY.into());
+            current.kms_key_id = key.clone();
+            let mut input = json!({"logGroupName": name});
+            if let Some(key) = &key {
+                input["kmsKeyId"] = json!(key);
+            }
+            chain.push(
+                ChangeKind::Create,
+                format!("create the log group {name}"),
+                state(&current),
+                "CreateLogGroup",
+                input,
+            );
+        }
+        if current.retention_days != Some(retention) {
+            current.retention_days = Some(retention);
+            chain.push(
+                ChangeKind::Update,
+                format!("keep the events of {name} for {retention} days"),
+                state(&current),
+                "PutRetentionPolicy",
+                json!({"logGroupName": name, "retentionInDays": retention}),
+            );
+        }
+        if let Some(key) = key
+            && current.kms_key_id.as_deref() != Some(key.as_str())
+        {
+            current.kms_key_id = Some(key.clone());
+            chain.push(
+                ChangeKind::Update,
+                format!("encrypt the events of {name} with {key}"),
+                state(&current),
+                "AssociateKmsKey",
+                json!({"logGroupName": name, "kmsKeyId": key}),
+            );
+        }
+        if chain.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        Ok(ActionPlan {
+            changes: chain.into_changes(),
+            blocked: None,
+            projected: Some(Resource::LogGroup(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &LogGroupCalls
+    }
+}
+
+/// Reads and applies log group changes (CloudWatch Logs has no dry-run).
+pub struct LogGroupCalls;
+
+#[async_trait]
+impl Calls for LogGroupCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_log_group(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let logs = &clients.logs;
+        let input = &change.call.input;
+        let operation = change.call.operation.as_str();
+        let name = input_str(change, "/logGroupName")?;
+        let key = input["kmsKeyId"].as_str().map(str::to_string);
+        let aws = |e| Error::Aws(e);
+        let request_id = match operation {
+            "CreateLogGroup" => logs
+                .create_log_group()
+                .log_group_name(name)
+                .set_kms_key_id(key)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "PutRetentionPolicy" => logs
+                .put_retention_policy()
+                .log_group_name(name)
+                .retention_in_days(
+                    input["retentionInDays"]
+                        .as_i64()
+                        .and_then(|d| i32::try_from(d).ok())
+                        .ok_or_else(|| {
+                            Error::Usage(format!("change {}: no retentionInDays", change.id))
+                        })?,
+                )
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "AssociateKmsKey" => logs
+                .associate_kms_key()
+                .log_group_name(name)
+                .set_kms_key_id(key)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            _ => return Err(not_ours(change, "a log group action")),
+        };
+        Ok(Applied::request(request_id.as_deref()))
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Reads a log group by name (a prefix query, then the exact name); a missing one is
+/// `exists: false`.
+pub async fn read_log_group(clients: &RegionClients, name: &str) -> Result<LogGroup> {
+    let mut pages = clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("DescribeLogGroups", &e)))?;
+        if let Some(group) = page
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name))
+        {
+            return Ok(LogGroup {
+                name: name.to_string(),
+                exists: true,
+                arn: group
+                    .arn()
+                    .map(|arn| arn.trim_end_matches(":*").to_string()),
+                retention_days: group.retention_in_days(),
+                kms_key_id: group.kms_key_id().map(str::to_string),
+                tags: BTreeMap::new(),
+            });
+        }
+    }
+    Ok(LogGroup::missing(name))
+}
+
+/// Looks up each log group the `name` filter names.
+pub async fn discover(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Resource>> {
+    let names = filters.get("name").cloned().unwrap_or_default();
+    let groups =
+        futures::future::try_join_all(names.iter().map(|n| read_log_group(clients, n))).await?;
+    Ok(groups.into_iter().map(Resource::LogGroup).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_group_is_created_with_its_retention_and_then_left_alone() {
+        let planned = EnsureLogGroup
+            .plan(
+                &Resource::LogGroup(LogGroup::missing("flows")),
+                &json!({"retention_days": 365}),
+            )
+            .expect("plans");
+        let calls: Vec<(&str, &Value)> = planned
+            .changes
+            .iter()
+            .map(|c| (c.call.operation.as_str(), &c.call.input))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("CreateLogGroup", &json!({"logGroupName": "flows"})),
+                (
+                    "PutRetentionPolicy",
+                    &json!({"logGroupName": "flows", "retentionInDays": 365})
+                )
+            ]
+        );
+        let Some(projected) = planned.projected else {
+            panic!("projects")
+        };
+        assert_eq!(
+            EnsureLogGroup
+                .plan(&projected, &json!({"retention_days": 365}))
+                .expect("plans"),
+            ActionPlan::default()
+        );
+        assert!(
+            EnsureLogGroup
+                .plan(&projected, &json!({"retention_days": 100}))
+                .expect_err("not a retention CloudWatch Logs accepts")
+                .contains("retention_days")
+        );
+    }
+}
