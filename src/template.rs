@@ -13,6 +13,9 @@ use serde_json::Value;
 
 /// Placeholder for a value only known once apply has run (a step output, a new id).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+/// Stands in a call's input for the id of the apply run that makes the call (a tag on
+/// what the call creates); apply puts the run id in its place before the call.
+pub const RUN_ID: &str = "(run id)";
 
 static WHOLE_PATH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}$")

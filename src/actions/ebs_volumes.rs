@@ -37,7 +37,10 @@ use crate::inventory::{
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
-use crate::template::KNOWN_AFTER_APPLY;
+use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
+
+/// Tag on the snapshots harden takes and copies: the apply run that made them.
+pub const RUN_ID_TAG: &str = "harden:run-id";
 
 /// How long a wait may take when the step gives no `wait.timeout_seconds`: snapshots of
 /// large volumes take a while.
@@ -190,7 +193,8 @@ pub(super) fn replacement_steps(
     let id = volume.id.clone();
     let source_tag = |stage: &str| {
         json!([{"ResourceType": "snapshot", "Tags": [
-            {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage}]}])
+            {"Key": SOURCE_VOLUME_TAG, "Value": id}, {"Key": "harden:stage", "Value": stage},
+            {"Key": RUN_ID_TAG, "Value": RUN_ID}]}])
     };
     // Once the replacement exists, missing snapshots are not made again.
     if current.replacement.is_some() {

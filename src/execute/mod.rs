@@ -118,6 +118,9 @@ pub async fn apply(
             plan.account_id, identity.account_id
         )));
     }
+    // What only the run knows (its id, tagged on what it creates) goes in first; the
+    // journal and audit then record the calls exactly as made.
+    let plan = &plan.for_run(&options.run_id);
     let run = Run {
         aws,
         plan,

@@ -240,6 +240,34 @@ pub struct Change {
     pub probe: Option<Probe>,
 }
 
+impl Plan {
+    /// The plan as run `run_id` applies it (see [`Change::for_run`]).
+    pub fn for_run(&self, run_id: &str) -> Plan {
+        Plan {
+            changes: self.changes.iter().map(|c| c.for_run(run_id)).collect(),
+            ..self.clone()
+        }
+    }
+}
+
+impl Change {
+    /// The change as run `run_id` makes it: [`crate::template::RUN_ID`] in its call's
+    /// input replaced by the run id.
+    pub fn for_run(&self, run_id: &str) -> Change {
+        fn substitute(value: &mut Value, run_id: &str) {
+            match value {
+                Value::String(s) if s == crate::template::RUN_ID => *s = run_id.to_string(),
+                Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, run_id)),
+                Value::Object(map) => map.values_mut().for_each(|v| substitute(v, run_id)),
+                _ => {}
+            }
+        }
+        let mut change = self.clone();
+        substitute(&mut change.call.input, run_id);
+        change
+    }
+}
+
 /// Why a change is not made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -344,6 +372,24 @@ pub fn state_matches(expected: &Value, actual: &Value) -> std::result::Result<()
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_run_id_goes_into_the_calls_of_the_run_that_makes_them() {
+        let change: Change = serde_json::from_value(json!({
+            "id": "t/r/s/x#1", "runbook": "t", "region": "r", "step": "s", "action": "a",
+            "resource": {"kind": "ec2:volume", "id": "x"}, "kind": "create", "summary": "",
+            "before": null, "after": null, "on_failure": "stop",
+            "call": {"service": "ec2", "operation": "CreateSnapshot", "input": {"VolumeId": "x",
+                "TagSpecifications": [{"Tags": [{"Key": "harden:run-id", "Value": crate::template::RUN_ID}]}]}}
+        }))
+        .expect("a change");
+        let made = change.for_run("run-7");
+        assert_eq!(
+            made.call.input["TagSpecifications"][0]["Tags"][0]["Value"],
+            "run-7"
+        );
+        assert_eq!(made.call.input["VolumeId"], "x");
+    }
 
     #[test]
     fn known_after_apply_matches_anything() {

@@ -480,6 +480,41 @@ fn a_failed_swap_is_undone_on_moto() {
         before,
         "originals back at their devices with their DeleteOnTermination, instance running"
     );
+    let run_id = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Apply "))
+        .and_then(|l| l.strip_suffix(':'))
+        .expect("the run id")
+        .to_string();
+    let runs: Vec<Option<String>> = block_on(async {
+        ec2.describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag-key")
+                    .values("harden:source-volume")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("snapshots")
+            .snapshots()
+            .iter()
+            .map(|s| {
+                s.tags()
+                    .iter()
+                    .find(|t| t.key() == Some("harden:run-id"))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            })
+            .collect()
+    });
+    assert_eq!(
+        runs,
+        vec![Some(run_id); 4],
+        "both snapshots and both copies kept, each tagged with the run that made it"
+    );
     let after = block_on(volumes(&ec2));
     let copies: Vec<_> = after
         .values()
