@@ -832,11 +832,6 @@ impl Calls for InstanceCalls {
     }
 
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
-        if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
-            return Probe::NotProbed {
-                reason: "its input is known only after an earlier change".into(),
-            };
-        }
         super::dry_run_answer(call(clients, change, &Value::Null, true).await)
     }
 

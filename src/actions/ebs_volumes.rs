@@ -678,12 +678,6 @@ impl Calls for VolumeCalls {
     }
 
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
-        // Only a call whose inputs are all known can be probed.
-        if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
-            return Probe::NotProbed {
-                reason: "its input is known only after an earlier change".into(),
-            };
-        }
         super::dry_run_answer(call(clients, change, &Value::Null, true).await)
     }
 }

@@ -209,7 +209,8 @@ pub trait Calls: Send + Sync {
         change: &Change,
         current: &Value,
     ) -> Result<Applied>;
-    /// Probes the change's call with `DryRun=true`; never changes anything.
+    /// Probes the change's call with `DryRun=true`; never changes anything. Only called
+    /// for a change whose input is all known (no `(known after apply)`).
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
 
     /// Puts a resource back as it was when its chain of changes started (`start`, the

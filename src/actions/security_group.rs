@@ -731,11 +731,6 @@ fn refused(operation: &str, request_id: Option<&str>) -> Error {
 }
 
 async fn probe_call(clients: &RegionClients, change: &Change) -> Probe {
-    if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
-        return Probe::NotProbed {
-            reason: "its input depends on an earlier change".into(),
-        };
-    }
     super::dry_run_answer(apply_call(clients, change, &change.before, true).await)
 }
 

@@ -485,6 +485,12 @@ pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
     let probes: Vec<_> = stream::iter(plan.changes.iter().map(|change| {
         let clients = aws.region(&change.region);
         async move {
+            // Only a call whose input is all known can be probed.
+            if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
+                return crate::plan::Probe::NotProbed {
+                    reason: "its input is known only after an earlier change".into(),
+                };
+            }
             match actions::find(&change.action) {
                 Some(action) => action.calls().probe(&clients, change).await,
                 None => crate::plan::Probe::Failed {
