@@ -22,7 +22,10 @@
 //!
 //! Progress lives in AWS: replacements carry the instance, device and original
 //! DeleteOnTermination as tags, so reading an instance finds an original a swap
-//! detached and the device it belongs at.
+//! detached and the device it belongs at. A stopped instance is resumed from what an
+//! earlier run made; a running one with such leftovers is refused (they may miss what
+//! it wrote since). What cannot be read back is whether a stopped instance was running
+//! before a harden process died mid-swap: it is then left stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -187,6 +190,16 @@ impl Action for EncryptInstanceVolumes {
                 return Ok(blocked(
                     BlockReason::Failing,
                     format!("{}: {problem}", volume.id),
+                ));
+            }
+            if volume.attached_to.len() > 1 {
+                return Ok(blocked(
+                    BlockReason::InUse,
+                    format!(
+                        "{} is attached to {} (Multi-Attach): swapping it under one instance would cut the others off",
+                        volume.id,
+                        volume.attached_to.join(", ")
+                    ),
                 ));
             }
             let Some(device) = instance.device_of(volume) else {
@@ -1374,6 +1387,15 @@ mod tests {
             .filter(|op| op.ends_with("Instances"))
             .count();
         assert_eq!(ops, 0);
+        let mut shared = stopped.clone();
+        if let Some(Some(data)) = shared.unencrypted.get_mut("vol-d") {
+            data.attached_to.push("i-2".into());
+        }
+        assert_eq!(
+            plan(&shared, json!({})).blocked.map(|b| b.0),
+            Some(BlockReason::InUse),
+            "a Multi-Attach volume is never swapped under one of its instances"
+        );
         let mut busy = web();
         busy.state = "stopping".into();
         assert_eq!(
