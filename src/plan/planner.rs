@@ -329,7 +329,6 @@ pub fn plan_on_inventory(
                 let Some(target) = inventory.get(kind, &id) else {
                     continue;
                 };
-                targets.insert(id.clone());
                 context["item"] = target.to_template_value();
                 if let Some(condition) = &step.condition {
                     let keep = renderer
@@ -345,6 +344,8 @@ pub fn plan_on_inventory(
                         continue;
                     }
                 }
+                // Only what a step looked at can be called compliant.
+                targets.insert(id.clone());
                 let mut args = Map::new();
                 for (name, value) in &step.args {
                     let rendered = renderer.render_value(&value.value, &context).map_err(|m| {

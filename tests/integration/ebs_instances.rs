@@ -302,6 +302,10 @@ fn scenario(kind: Kind) {
         "a stopped instance is not started"
     );
     assert_eq!(blocked_reason(&plan, &exempt).as_deref(), Some("exempt"));
+    assert_eq!(
+        plan["runbooks"][0]["compliant"][REGION], 0,
+        "attached volumes the volume step skips are not counted as compliant"
+    );
 
     let out = cli(&[
         "plan",
