@@ -73,6 +73,9 @@ pub struct RegionClients {
     /// The configuration the clients were made from, for the odd call that must go to
     /// another region (a multi-region trail answers only in its home region).
     sdk_config: SdkConfig,
+    /// CloudTrail clients for other regions made so far, shared by every clone, so
+    /// repeated reads of a shadow trail reuse one client (and its rate limiter).
+    cloudtrail_elsewhere: Arc<Mutex<HashMap<String, aws_sdk_cloudtrail::Client>>>,
 }
 
 impl RegionClients {
@@ -81,14 +84,21 @@ impl RegionClients {
         if region == self.region {
             return self.cloudtrail.clone();
         }
-        aws_sdk_cloudtrail::Client::new(
-            &self
-                .sdk_config
-                .clone()
-                .into_builder()
-                .region(Region::new(region.to_string()))
-                .build(),
-        )
+        let make = || {
+            aws_sdk_cloudtrail::Client::new(
+                &self
+                    .sdk_config
+                    .clone()
+                    .into_builder()
+                    .region(Region::new(region.to_string()))
+                    .build(),
+            )
+        };
+        match self.cloudtrail_elsewhere.lock() {
+            Ok(mut made) => made.entry(region.to_string()).or_insert_with(make).clone(),
+            // A poisoned cache only loses sharing, never correctness.
+            Err(_) => make(),
+        }
     }
 }
 
@@ -190,6 +200,7 @@ impl Aws {
                 iam: aws_sdk_iam::Client::new(&config),
                 logs: aws_sdk_cloudwatchlogs::Client::new(&config),
                 sdk_config: config,
+                cloudtrail_elsewhere: Arc::default(),
             }
         };
         match self.clients.lock() {
