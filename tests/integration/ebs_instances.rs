@@ -2,8 +2,8 @@
 //! LocalStack: a running instance with an unencrypted root and data volume, a stopped
 //! one, an exempt one; the plan per instance, what `allow_stop` changes, and the state
 //! after apply read through the SDK (devices, DeleteOnTermination, tags, instance
-//! state, originals kept). Then a swap that fails after its first detach on moto, and
-//! the compensation that puts the instance back.
+//! state, originals kept). Then a swap that fails part-way, and the compensation that
+//! puts the instance back.
 
 use std::collections::BTreeMap;
 
@@ -417,15 +417,24 @@ fn instance_volumes_swapped_for_encrypted_copies_on_localstack() {
     scenario(Kind::LocalStack);
 }
 
+#[test]
+fn a_failed_swap_is_undone_on_moto() {
+    failed_swap_scenario(Kind::Moto);
+}
+
+#[test]
+fn a_failed_swap_is_undone_on_localstack() {
+    failed_swap_scenario(Kind::LocalStack);
+}
+
 /// A swap that fails after the first device was swapped and the second detached: the
 /// failure is a real refusal by the emulator (the plan file names a volume that does
 /// not exist for the second attach), and what follows is real too. Apply must put
 /// both originals back at their devices with their DeleteOnTermination, start the
 /// instance again, keep the copies tagged for inspection, audit the compensation, and
 /// exit 1; the next plan must refuse to build on the rolled-back copies.
-#[test]
-fn a_failed_swap_is_undone_on_moto() {
-    let emulator = Emulator::start(Kind::Moto);
+fn failed_swap_scenario(kind: Kind) {
+    let emulator = Emulator::start(kind);
     let ec2 = emulator.ec2(REGION);
     let state = tempfile::tempdir().expect("state");
     let cli = |args: &[&str]| {
