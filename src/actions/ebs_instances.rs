@@ -1121,32 +1121,24 @@ fn assemble(described: Vec<Described>, volumes: &[Volume]) -> Vec<Instance> {
         .collect()
 }
 
-/// Reads one instance with its volumes: `DescribeInstances`, then its attached volumes
-/// and the replacements made for it (each with what harden made for it), then the
-/// originals a swap detached.
+/// Reads one instance with its volumes, every query filtered by id or tag so the cost
+/// does not grow with the region: `DescribeInstances`, its attached volumes, the
+/// replacements made for it, the originals a swap detached, and the snapshots and
+/// copies of the unencrypted originals (five or six calls).
 async fn read_instance(clients: &RegionClients, id: &str) -> Result<Instance> {
-    let described = describe(
-        clients,
-        &BTreeMap::from([("instance-id".to_string(), vec![id.to_string()])]),
-    )
-    .await?;
+    let by = |name: &str, values: Vec<String>| BTreeMap::from([(name.to_string(), values)]);
+    let described = describe(clients, &by("instance-id", vec![id.to_string()])).await?;
     let attached: Vec<String> = described
         .iter()
         .flat_map(|d| d.devices.values().map(|(v, _)| v.clone()))
         .collect();
     let mut volumes = Vec::new();
     if !attached.is_empty() {
-        volumes.extend(
-            ebs_volumes::list_volumes(
-                clients,
-                &BTreeMap::from([("volume-id".to_string(), attached)]),
-            )
-            .await?,
-        );
+        volumes = ebs_volumes::describe_volumes(clients, &by("volume-id", attached)).await?;
     }
-    let made = ebs_volumes::list_volumes(
+    let made = ebs_volumes::describe_volumes(
         clients,
-        &BTreeMap::from([(format!("tag:{SWAP_INSTANCE_TAG}"), vec![id.to_string()])]),
+        &by(&format!("tag:{SWAP_INSTANCE_TAG}"), vec![id.to_string()]),
     )
     .await?;
     let detached: Vec<String> = made
@@ -1155,17 +1147,16 @@ async fn read_instance(clients: &RegionClients, id: &str) -> Result<Instance> {
         .filter(|source| !volumes.iter().any(|v| &v.id == *source))
         .cloned()
         .collect();
-    volumes.extend(made);
     if !detached.is_empty() {
-        volumes.extend(
-            ebs_volumes::list_volumes(
-                clients,
-                &BTreeMap::from([("volume-id".to_string(), detached)]),
-            )
-            .await?,
-        );
+        volumes.extend(ebs_volumes::describe_volumes(clients, &by("volume-id", detached)).await?);
     }
-    assemble(described, &volumes).pop().ok_or_else(|| {
+    let (mut originals, others): (Vec<Volume>, Vec<Volume>) = volumes
+        .into_iter()
+        .partition(|v| !v.encrypted && !v.tags.contains_key(SOURCE_VOLUME_TAG));
+    ebs_volumes::find_artifacts(clients, &mut originals, true).await?;
+    originals.extend(others);
+    originals.extend(made);
+    assemble(described, &originals).pop().ok_or_else(|| {
         Error::Aws(AwsFailure {
             operation: "DescribeInstances".into(),
             code: "InvalidInstanceID.NotFound".into(),

@@ -688,15 +688,28 @@ pub(super) async fn list_volumes(
     clients: &RegionClients,
     filters: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<Volume>> {
-    let ec2 = &clients.ec2;
-    let filter = |name: &str, values: Vec<String>| {
-        Filter::builder()
-            .name(name)
-            .set_values(Some(values))
-            .build()
-    };
-    let mut request = ec2.describe_volumes().max_results(MAX_PAGE);
+    let mut volumes = describe_volumes(clients, filters).await?;
+    // Artifacts by the volumes' ids when reading a few; by the tag's presence otherwise.
     let by_id = filters.contains_key("volume-id");
+    find_artifacts(clients, &mut volumes, by_id).await?;
+    Ok(volumes)
+}
+
+fn filter(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
+/// Lists volumes (server-side filters), without what harden made for them: one
+/// paginated call.
+pub(super) async fn describe_volumes(
+    clients: &RegionClients,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Volume>> {
+    let ec2 = &clients.ec2;
+    let mut request = ec2.describe_volumes().max_results(MAX_PAGE);
     for (name, values) in filters {
         request = request.filters(filter(name, values.clone()));
     }
@@ -733,11 +746,22 @@ pub(super) async fn list_volumes(
             });
         }
     }
+    Ok(volumes)
+}
+
+/// Finds the snapshot, copy and replacement harden made for each of `volumes` (by
+/// their tags): two paginated calls, filtered by the volumes' ids when `by_id`, else
+/// by the tag's presence (cheaper than hundreds of ids when listing a region).
+pub(super) async fn find_artifacts(
+    clients: &RegionClients,
+    volumes: &mut [Volume],
+    by_id: bool,
+) -> Result<()> {
+    let ec2 = &clients.ec2;
     if volumes.is_empty() {
-        return Ok(volumes);
+        return Ok(());
     }
     let sources: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
-    // Filtered by the volumes' ids when reading a few; by the tag's presence otherwise.
     let source_filter = if by_id {
         filter(&format!("tag:{SOURCE_VOLUME_TAG}"), sources)
     } else {
@@ -812,14 +836,14 @@ pub(super) async fn list_volumes(
             );
         }
     }
-    for volume in &mut volumes {
+    for volume in volumes.iter_mut() {
         if let Some((snapshot, copy)) = snapshots.remove(&volume.id) {
             volume.snapshot = snapshot;
             volume.copy = copy;
         }
         volume.replacement = replacements.remove(&volume.id);
     }
-    Ok(volumes)
+    Ok(())
 }
 
 /// Discovers volumes with the server-side filters given.
