@@ -174,7 +174,7 @@ impl Action for EnsureTrail {
         if let Some(exempt) = candidates.iter().find(|t| t.is_exempt())
             && candidates.iter().all(|t| t.is_exempt())
         {
-            return Ok(blocked(
+            return Ok(ActionPlan::blocked(
                 BlockReason::Exempt,
                 format!(
                     "trail {} is tagged harden:exempt; no second trail is created beside it",
@@ -193,7 +193,7 @@ impl Action for EnsureTrail {
             .iter()
             .find(|t| t.multi_region && !t.organization && t.home_region != trails.region)
         {
-            return Ok(blocked(
+            return Ok(ActionPlan::blocked(
                 BlockReason::OtherRegion,
                 format!(
                     "multi-region trail {} is homed in {} and can only be changed there: plan {} (set home_region) to fix it in place",
@@ -212,14 +212,6 @@ impl Action for EnsureTrail {
 
     fn calls(&self) -> &'static dyn Calls {
         &TrailCalls
-    }
-}
-
-fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
-    ActionPlan {
-        changes: Vec::new(),
-        blocked: Some((reason, detail)),
-        projected: None,
     }
 }
 

@@ -170,17 +170,13 @@ impl Action for EnsureRecorder {
             && let Some(r) = &setup.recorder
             && r.last_status.as_deref() == Some("Failure")
         {
-            return Ok(ActionPlan {
-                changes: Vec::new(),
-                blocked: Some((
-                    BlockReason::Failing,
-                    format!(
-                        "recorder {} is set up but its last recording failed: check that the role can read resources and write to the delivery channel's bucket",
-                        r.name
-                    ),
-                )),
-                projected: None,
-            });
+            return Ok(ActionPlan::blocked(
+                BlockReason::Failing,
+                format!(
+                    "recorder {} is set up but its last recording failed: check that the role can read resources and write to the delivery channel's bucket",
+                    r.name
+                ),
+            ));
         }
         Ok(ActionPlan {
             changes: chain.into_changes(),

@@ -127,14 +127,6 @@ fn downtime(pending: &[(String, Volume)]) -> String {
     )
 }
 
-fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
-    ActionPlan {
-        changes: Vec::new(),
-        blocked: Some((reason, detail)),
-        projected: None,
-    }
-}
-
 /// Adds a volume step to the instance's chain, projecting the volume into it.
 fn push_volume_step(
     chain: &mut DraftChain,
@@ -178,7 +170,7 @@ impl Action for EncryptInstanceVolumes {
             }
             if let Some(cause) = volume.replacement_tag(ROLLED_BACK_TAG) {
                 let replacement = volume.replacement.as_ref().map_or("", |r| r.id.as_str());
-                return Ok(blocked(
+                return Ok(ActionPlan::blocked(
                     BlockReason::Failing,
                     format!(
                         "an earlier swap of {} was undone ({cause}); its replacement {replacement} is kept for inspection: delete it and the snapshots tagged {SOURCE_VOLUME_TAG}={}, then plan again",
@@ -187,13 +179,13 @@ impl Action for EncryptInstanceVolumes {
                 ));
             }
             if let Some(problem) = artifact_problem(volume) {
-                return Ok(blocked(
+                return Ok(ActionPlan::blocked(
                     BlockReason::Failing,
                     format!("{}: {problem}", volume.id),
                 ));
             }
             if volume.attached_to.len() > 1 {
-                return Ok(blocked(
+                return Ok(ActionPlan::blocked(
                     BlockReason::InUse,
                     format!(
                         "{} is attached to {} (Multi-Attach): swapping it under one instance would cut the others off",
@@ -203,7 +195,7 @@ impl Action for EncryptInstanceVolumes {
                 ));
             }
             let Some(device) = instance.device_of(volume) else {
-                return Ok(blocked(
+                return Ok(ActionPlan::blocked(
                     BlockReason::Failing,
                     format!(
                         "{} is not attached and no replacement names its device",
@@ -214,7 +206,7 @@ impl Action for EncryptInstanceVolumes {
             if let Some(other) = instance.devices.get(&device).filter(|d| {
                 d.volume_id != volume.id && d.replaces.as_deref() != Some(volume.id.as_str())
             }) {
-                return Ok(blocked(
+                return Ok(ActionPlan::blocked(
                     BlockReason::Failing,
                     format!(
                         "{device} of {id} holds {}, neither {} nor its replacement",
@@ -239,7 +231,7 @@ impl Action for EncryptInstanceVolumes {
             match instance.state.as_str() {
                 "stopped" => {}
                 "running" if !allow_stop => {
-                    return Ok(blocked(
+                    return Ok(ActionPlan::blocked(
                         BlockReason::NeedsDowntime,
                         format!(
                             "running: replacing {} needs it stopped from before the snapshots until the swap is verified; give allow_stop: true",
@@ -251,7 +243,7 @@ impl Action for EncryptInstanceVolumes {
                     if let Some((_, stale)) = pending.iter().find(|(d, v)| {
                         !swapped(d, v) && (v.snapshot.is_some() || v.replacement.is_some())
                     }) {
-                        return Ok(blocked(
+                        return Ok(ActionPlan::blocked(
                             BlockReason::Failing,
                             format!(
                                 "a snapshot or replacement of {} from an earlier run exists, but {id} is running again and may have written since: delete them (tagged {SOURCE_VOLUME_TAG}={}), then plan again",
@@ -261,7 +253,7 @@ impl Action for EncryptInstanceVolumes {
                     }
                 }
                 other => {
-                    return Ok(blocked(
+                    return Ok(ActionPlan::blocked(
                         BlockReason::Transitional,
                         format!("{other}: plan again when it is running or stopped"),
                     ));

@@ -365,7 +365,7 @@ impl Action for EncryptVolume {
             return Ok(ActionPlan::default());
         }
         if !volume.attached_to.is_empty() {
-            return Ok(blocked(
+            return Ok(ActionPlan::blocked(
                 BlockReason::NeedsDowntime,
                 format!(
                     "attached to {}: an attached volume is replaced with its instance (ec2:encrypt-instance-volumes)",
@@ -374,7 +374,7 @@ impl Action for EncryptVolume {
             ));
         }
         if let Some(instance) = volume.replacement_tag(SWAP_INSTANCE_TAG) {
-            return Ok(blocked(
+            return Ok(ActionPlan::blocked(
                 BlockReason::InUse,
                 format!(
                     "detached by a swap of instance {instance} that has not finished: the instance's step finishes or undoes it"
@@ -382,7 +382,7 @@ impl Action for EncryptVolume {
             ));
         }
         if let Some(problem) = artifact_problem(volume) {
-            return Ok(blocked(BlockReason::Failing, problem));
+            return Ok(ActionPlan::blocked(BlockReason::Failing, problem));
         }
         let mut chain = DraftChain::new("ec2", state(Some(volume)));
         let mut current = Some(volume.clone());
@@ -412,14 +412,6 @@ impl Action for EncryptVolume {
 
     fn calls(&self) -> &'static dyn Calls {
         &VolumeCalls
-    }
-}
-
-fn blocked(reason: BlockReason, detail: String) -> ActionPlan {
-    ActionPlan {
-        changes: Vec::new(),
-        blocked: Some((reason, detail)),
-        projected: None,
     }
 }
 

@@ -123,6 +123,17 @@ pub struct ActionPlan {
     pub projected: Option<Resource>,
 }
 
+impl ActionPlan {
+    /// The action leaves the resource alone, for `reason`, said in `detail`.
+    pub fn blocked(reason: BlockReason, detail: String) -> Self {
+        Self {
+            changes: Vec::new(),
+            blocked: Some((reason, detail)),
+            projected: None,
+        }
+    }
+}
+
 /// What applying a change returned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {

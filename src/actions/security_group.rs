@@ -297,17 +297,13 @@ impl Action for CloseGroup {
         }
         if original.interface_count > 0 && !close_in_use {
             let n = original.interface_count;
-            return Ok(ActionPlan {
-                changes: Vec::new(),
-                blocked: Some((
-                    BlockReason::InUse,
-                    format!(
-                        "in use by {n} network interface{}; closing it would cut their traffic (set close_in_use: true to close it anyway)",
-                        if n == 1 { "" } else { "s" }
-                    ),
-                )),
-                projected: None,
-            });
+            return Ok(ActionPlan::blocked(
+                BlockReason::InUse,
+                format!(
+                    "in use by {n} network interface{}; closing it would cut their traffic (set close_in_use: true to close it anyway)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            ));
         }
         let mut current = original.clone();
         let mut changes = Vec::new();
