@@ -27,17 +27,55 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
     let found = match query.kind {
         ResourceKind::SecurityGroup => security_group::discover(clients, &query.filters).await?,
         ResourceKind::EbsEncryptionDefault => ebs::discover(clients).await?,
-        ResourceKind::Bucket => s3::discover(clients, &query.filters).await?,
+        ResourceKind::Bucket => {
+            named(
+                &query.filters,
+                |n| s3::read_bucket(clients, n),
+                Resource::Bucket,
+            )
+            .await?
+        }
         ResourceKind::Vpc => flow_logs::discover(clients, &query.filters).await?,
         ResourceKind::Trails => cloudtrail::discover(clients).await?,
         ResourceKind::ConfigRecorder => config::discover(clients).await?,
-        ResourceKind::Role => iam::discover(clients, &query.filters).await?,
+        ResourceKind::Role => {
+            named(
+                &query.filters,
+                |n| iam::read_role(clients, n),
+                Resource::Role,
+            )
+            .await?
+        }
         ResourceKind::Volume => ebs_volumes::discover(clients, &query.filters).await?,
         ResourceKind::Instance => ebs_instances::discover(clients, &query.filters).await?,
-        ResourceKind::LogGroup => logs::discover(clients, &query.filters).await?,
+        ResourceKind::LogGroup => {
+            named(
+                &query.filters,
+                |n| logs::read_log_group(clients, n),
+                Resource::LogGroup,
+            )
+            .await?
+        }
     };
     tracing::debug!(region = %clients.region, kind = %query.kind, filters = ?query.filters, found = found.len(), "discovered");
     Ok(found)
+}
+
+/// Looks up, concurrently, each name the `name` filter gives: the kinds that are named
+/// rather than listed (buckets, roles, log groups), where a missing one is a resource
+/// with `exists: false`.
+async fn named<'a, T, F, Fut>(
+    filters: &'a BTreeMap<String, Vec<String>>,
+    read: F,
+    resource: fn(T) -> Resource,
+) -> Result<Vec<Resource>>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let names = filters.get("name").into_iter().flatten();
+    let found = try_join_all(names.map(|n| read(n.as_str()))).await?;
+    Ok(found.into_iter().map(resource).collect())
 }
 
 /// Runs each distinct query once, concurrently.

@@ -353,16 +353,6 @@ fn missing(name: &str) -> Role {
     }
 }
 
-/// Looks up each role the `name` filter names.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let names = filters.get("name").cloned().unwrap_or_default();
-    let roles = futures::future::try_join_all(names.iter().map(|n| read_role(clients, n))).await?;
-    Ok(roles.into_iter().map(Resource::Role).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,17 +229,6 @@ pub async fn read_log_group(clients: &RegionClients, name: &str) -> Result<LogGr
     Ok(LogGroup::missing(name))
 }
 
-/// Looks up each log group the `name` filter names.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let names = filters.get("name").cloned().unwrap_or_default();
-    let groups =
-        futures::future::try_join_all(names.iter().map(|n| read_log_group(clients, n))).await?;
-    Ok(groups.into_iter().map(Resource::LogGroup).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -602,17 +602,6 @@ pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> 
     })
 }
 
-/// Looks up each bucket the `name` filter names.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let names = filters.get("name").cloned().unwrap_or_default();
-    let buckets =
-        futures::future::try_join_all(names.iter().map(|n| read_bucket(clients, n))).await?;
-    Ok(buckets.into_iter().map(Resource::Bucket).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
