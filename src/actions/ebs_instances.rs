@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{
-    EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification, Tag,
+    EbsInstanceBlockDeviceSpecification, InstanceBlockDeviceMappingSpecification, Tag,
 };
 use serde_json::{Value, json};
 
@@ -707,14 +707,7 @@ async fn call(
             // A volume's own step: the volume calls resolve their unknown ids from
             // that volume's part of the instance's state.
             let volume = volume_of(change, current)?;
-            let part = current
-                .pointer(&format!(
-                    "/volumes/{}",
-                    volume.replace('~', "~0").replace('/', "~1")
-                ))
-                .cloned()
-                .unwrap_or(Value::Null);
-            ebs_volumes::call(clients, change, &part, dry_run).await
+            ebs_volumes::call(clients, change, &current["volumes"][&volume], dry_run).await
         }
     }
 }
@@ -729,31 +722,17 @@ enum Undo {
     Start,
 }
 
-/// An instance's devices and state as its chain found them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An instance's state and devices as its chain found them: the part of its recorded
+/// state (see [`state`]) an undo restores.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 struct Start {
     state: String,
-    devices: BTreeMap<String, (String, bool)>,
+    devices: BTreeMap<String, Device>,
 }
 
 impl Start {
     fn from_state(value: &Value) -> Option<Self> {
-        Some(Self {
-            state: value["state"].as_str()?.to_string(),
-            devices: value["devices"]
-                .as_object()?
-                .iter()
-                .filter_map(|(name, d)| {
-                    Some((
-                        name.clone(),
-                        (
-                            d["volume_id"].as_str()?.to_string(),
-                            d["delete_on_termination"].as_bool()?,
-                        ),
-                    ))
-                })
-                .collect(),
-        })
+        serde_json::from_value(value.clone()).ok()
     }
 }
 
@@ -762,10 +741,10 @@ impl Start {
 /// instance is in its starting state): then nothing.
 fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
     let finished = now.state == start.state
-        && start.devices.iter().all(|(name, (volume, delete))| {
+        && start.devices.iter().all(|(name, was)| {
             now.devices.get(name).is_some_and(|d| {
-                (d.volume_id == *volume || d.replaces.as_deref() == Some(volume))
-                    && d.delete_on_termination == *delete
+                (d.volume_id == was.volume_id || d.replaces.as_ref() == Some(&was.volume_id))
+                    && d.delete_on_termination == was.delete_on_termination
             })
         });
     if finished {
@@ -775,8 +754,8 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
     let moved: Vec<(&String, &String)> = start
         .devices
         .iter()
-        .filter(|(name, (volume, _))| now.devices.get(*name).map(|d| &d.volume_id) != Some(volume))
-        .map(|(name, (volume, _))| (name, volume))
+        .filter(|(name, was)| now.devices.get(*name).map(|d| &d.volume_id) != Some(&was.volume_id))
+        .map(|(name, was)| (name, &was.volume_id))
         .collect();
     if !moved.is_empty() && now.state != "stopped" {
         steps.push(Undo::Stop);
@@ -798,7 +777,7 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
     let flags: Vec<(String, bool)> = start
         .devices
         .iter()
-        .filter(|(name, (_, delete))| {
+        .filter(|(name, was)| {
             // A volume attached by AttachVolume is not deleted with the instance.
             let after = if reattached.contains(*name) {
                 false
@@ -807,9 +786,9 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
                     .get(*name)
                     .is_some_and(|d| d.delete_on_termination)
             };
-            after != *delete
+            after != was.delete_on_termination
         })
-        .map(|(name, (_, delete))| (name.clone(), *delete))
+        .map(|(name, was)| (name.clone(), was.delete_on_termination))
         .collect();
     if !flags.is_empty() {
         steps.push(Undo::DeleteOnTermination(flags));
@@ -970,9 +949,10 @@ fn restored(start: &Start, after: &Instance) -> Option<String> {
             after.id, after.state, start.state
         ));
     }
-    for (device, (volume, delete)) in &start.devices {
+    for (device, was) in &start.devices {
+        let (volume, delete) = (&was.volume_id, was.delete_on_termination);
         match after.devices.get(device) {
-            Some(d) if d.volume_id == *volume && d.delete_on_termination == *delete => {}
+            Some(d) if d.volume_id == *volume && d.delete_on_termination == delete => {}
             Some(d) => {
                 return Some(format!(
                     "{device} holds {} (DeleteOnTermination {}), it held {volume} ({delete}) before the swap",
@@ -1010,12 +990,7 @@ async fn describe(
         .describe_instances()
         .max_results(MAX_INSTANCES_PAGE);
     for (name, values) in filters {
-        request = request.filters(
-            Filter::builder()
-                .name(name)
-                .set_values(Some(values.clone()))
-                .build(),
-        );
+        request = request.filters(ebs_volumes::filter(name, values.clone()));
     }
     let mut found = Vec::new();
     let mut pages = request.into_paginator().send();
@@ -1365,11 +1340,16 @@ mod tests {
     fn a_stopped_instance_is_neither_stopped_nor_started() {
         let mut stopped = web();
         stopped.state = "stopped".into();
-        let ops = operations(&plan(&stopped, json!({})))
+        let running = plan(&web(), json!({"allow_stop": true}));
+        let without_stop_and_start: Vec<&str> = operations(&running)
             .into_iter()
-            .filter(|op| op.ends_with("Instances"))
-            .count();
-        assert_eq!(ops, 0);
+            .filter(|op| !op.ends_with("Instances"))
+            .collect();
+        assert_eq!(
+            operations(&plan(&stopped, json!({}))),
+            without_stop_and_start,
+            "the same swap, without allow_stop, and the instance left stopped"
+        );
         let mut shared = stopped.clone();
         if let Some(Some(data)) = shared.unencrypted.get_mut("vol-d") {
             data.attached_to.push("i-2".into());

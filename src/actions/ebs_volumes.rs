@@ -687,7 +687,8 @@ pub(super) async fn list_volumes(
     Ok(volumes)
 }
 
-fn filter(name: &str, values: Vec<String>) -> Filter {
+/// An EC2 list filter.
+pub(super) fn filter(name: &str, values: Vec<String>) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values))
