@@ -1,7 +1,7 @@
 //! EBS encryption by default (FSBP EC2.7): planned, dry-run and applied against moto and
 //! LocalStack, read back through the SDK, and converged.
 
-use crate::support::{Emulator, Kind, block_on, run};
+use crate::support::{Emulator, Kind, block_on, harden_snapshots, run};
 
 const RUNBOOK: &str = "tests/fixtures/ebs-encryption-by-default.yaml";
 const REGION: &str = "ap-southeast-2";
@@ -133,22 +133,6 @@ async fn volumes(ec2: &aws_sdk_ec2::Client) -> Vec<VolumeRow> {
         .collect();
     rows.sort();
     rows
-}
-
-async fn tagged_snapshots(ec2: &aws_sdk_ec2::Client) -> usize {
-    ec2.describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag-key")
-                .values("harden:source-volume")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("snapshots")
-        .snapshots()
-        .len()
 }
 
 async fn volume(
@@ -306,7 +290,7 @@ fn volume_scenario(kind: Kind) {
         );
     }
     assert_eq!(
-        block_on(tagged_snapshots(&ec2)),
+        block_on(harden_snapshots(&ec2)).len(),
         0,
         "intermediate snapshots removed"
     );

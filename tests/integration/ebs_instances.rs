@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Placement, ResourceType, Tag, TagSpecification, VolumeType};
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, run};
+use crate::support::{Emulator, Kind, block_on, harden_snapshots, run};
 
 const RUNBOOK: &str = "runbooks/encrypt-ebs-volumes.yaml";
 const REGION: &str = "eu-west-1";
@@ -175,22 +175,6 @@ async fn volumes(
             )
         })
         .collect()
-}
-
-async fn snapshots_made(ec2: &aws_sdk_ec2::Client) -> usize {
-    ec2.describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag-key")
-                .values("harden:source-volume")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("snapshots")
-        .snapshots()
-        .len()
 }
 
 /// The operations planned for `resource`, in order.
@@ -391,7 +375,7 @@ fn scenario(kind: Kind) {
         "four copies, nothing deleted"
     );
     assert_eq!(
-        block_on(snapshots_made(&ec2)),
+        block_on(harden_snapshots(&ec2)).len(),
         0,
         "intermediate snapshots removed"
     );
@@ -500,29 +484,10 @@ fn failed_swap_scenario(kind: Kind) {
         .and_then(|l| l.strip_suffix(':'))
         .expect("the run id")
         .to_string();
-    let runs: Vec<Option<String>> = block_on(async {
-        ec2.describe_snapshots()
-            .owner_ids("self")
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag-key")
-                    .values("harden:source-volume")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("snapshots")
-            .snapshots()
-            .iter()
-            .map(|s| {
-                s.tags()
-                    .iter()
-                    .find(|t| t.key() == Some("harden:run-id"))
-                    .and_then(|t| t.value())
-                    .map(str::to_string)
-            })
-            .collect()
-    });
+    let runs: Vec<Option<String>> = block_on(harden_snapshots(&ec2))
+        .into_iter()
+        .map(|tags| tags.get("harden:run-id").cloned())
+        .collect();
     assert_eq!(
         runs,
         vec![Some(run_id); 4],

@@ -240,6 +240,37 @@ pub(crate) fn run(mut cmd: Command) -> Run {
     }
 }
 
+/// The snapshots harden took or copied (tagged `harden:source-volume`), with their tags.
+pub(crate) async fn harden_snapshots(
+    ec2: &aws_sdk_ec2::Client,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    ec2.describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag-key")
+                .values("harden:source-volume")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("snapshots")
+        .snapshots()
+        .iter()
+        .map(|s| {
+            s.tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Creates a VPC and returns its id.
 pub(crate) async fn create_vpc(ec2: &aws_sdk_ec2::Client, cidr: &str) -> String {
     ec2.create_vpc()
