@@ -1117,13 +1117,19 @@ async fn read_instance(clients: &RegionClients, id: &str) -> Result<Instance> {
     if !detached.is_empty() {
         volumes.extend(ebs_volumes::describe_volumes(clients, &by("volume-id", detached)).await?);
     }
-    let (mut originals, others): (Vec<Volume>, Vec<Volume>) = volumes
+    // Only the unencrypted originals have snapshots and copies to find; a replacement
+    // that is attached is in `volumes` already.
+    let (mut all, others): (Vec<Volume>, Vec<Volume>) = volumes
         .into_iter()
         .partition(|v| !v.encrypted && !v.tags.contains_key(SOURCE_VOLUME_TAG));
-    ebs_volumes::find_artifacts(clients, &mut originals, true).await?;
-    originals.extend(others);
-    originals.extend(made);
-    assemble(described, &originals).pop().ok_or_else(|| {
+    ebs_volumes::find_artifacts(clients, &mut all, true).await?;
+    all.extend(others);
+    let unattached_made: Vec<Volume> = made
+        .into_iter()
+        .filter(|m| !all.iter().any(|v| v.id == m.id))
+        .collect();
+    all.extend(unattached_made);
+    assemble(described, &all).pop().ok_or_else(|| {
         Error::Aws(AwsFailure {
             operation: "DescribeInstances".into(),
             code: "InvalidInstanceID.NotFound".into(),
