@@ -202,6 +202,7 @@ fn planner_only(groups: usize) {
         params: &params,
         regions: &regions,
         identity: &identity,
+        fail_fast: false,
     };
     let renderer = Renderer::new();
     let mut samples = Vec::new();
@@ -209,8 +210,15 @@ fn planner_only(groups: usize) {
     for _ in 0..5 {
         let mut inventory = base.clone();
         let started = Instant::now();
-        let plan = plan_on_inventory(&request, REGION, &mut inventory, &members, &renderer)
-            .expect("plans");
+        let plan = plan_on_inventory(
+            &request,
+            REGION,
+            &mut inventory,
+            &members,
+            &renderer,
+            &BTreeMap::new(),
+        )
+        .expect("plans");
         samples.push(started.elapsed());
         changes = plan.changes.len();
     }

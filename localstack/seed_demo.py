@@ -65,13 +65,6 @@ ec2.create_flow_logs(ResourceIds=[app], ResourceType="VPC", TrafficType="ALL",
 # A single-region trail that was never started: fixed in place, not doubled.
 client("cloudtrail").create_trail(Name="team-trail", S3BucketName=team_bucket)
 
-# moto names a service-linked role it creates "AWSServiceRoleForconfig" (AWS:
-# "AWSServiceRoleForConfig"), so the demo account has the role already, at its path.
-client("iam").create_role(
-    RoleName="AWSServiceRoleForConfig", Path="/aws-service-role/config.amazonaws.com/",
-    AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
-    '"Principal":{"Service":"config.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
-
 # A stopped recorder under an odd name, recording EC2 instances only, no channel.
 client("config").put_configuration_recorder(ConfigurationRecorder={
     "name": "legacy-recorder", "roleARN": "arn:aws:iam::123456789012:role/legacy",

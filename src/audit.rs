@@ -129,6 +129,9 @@ pub struct Summary {
     /// Dry-run only: probes that said the caller may not make the call.
     #[serde(default)]
     pub unauthorized: usize,
+    /// Runbooks the plan could not plan in a region, with why (a partial plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_planned: Vec<crate::plan::NotPlanned>,
 }
 
 /// What a record is about.
@@ -427,6 +430,7 @@ mod tests {
             failed: 0,
             skipped: 0,
             unauthorized: 0,
+            not_planned: Vec::new(),
         })
     }
 

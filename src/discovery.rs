@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 
 use crate::actions::{
     cloudtrail, config, ebs, ebs_instances, ebs_volumes, flow_logs, iam, logs, s3, security_group,
@@ -30,6 +30,7 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::Bucket => {
             named(
                 &query.filters,
+                "name",
                 |n| s3::read_bucket(clients, n),
                 Resource::Bucket,
             )
@@ -41,8 +42,18 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::Role => {
             named(
                 &query.filters,
+                "name",
                 |n| iam::read_role(clients, n),
                 Resource::Role,
+            )
+            .await?
+        }
+        ResourceKind::ServiceLinkedRole => {
+            named(
+                &query.filters,
+                "service",
+                |s| iam::read_service_linked_role(clients, s),
+                Resource::ServiceLinkedRole,
             )
             .await?
         }
@@ -51,6 +62,7 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
         ResourceKind::LogGroup => {
             named(
                 &query.filters,
+                "name",
                 |n| logs::read_log_group(clients, n),
                 Resource::LogGroup,
             )
@@ -61,11 +73,12 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
     Ok(found)
 }
 
-/// Looks up, concurrently, each name the `name` filter gives: the kinds that are named
-/// rather than listed (buckets, roles, log groups), where a missing one is a resource
-/// with `exists: false`.
+/// Looks up, concurrently, each value the `key` filter gives: the kinds that are named
+/// rather than listed (buckets, roles and log groups by name, service-linked roles by
+/// service), where a missing one is a resource with `exists: false`.
 async fn named<'a, T, F, Fut>(
     filters: &'a BTreeMap<String, Vec<String>>,
+    key: &str,
     read: F,
     resource: fn(T) -> Resource,
 ) -> Result<Vec<Resource>>
@@ -73,19 +86,21 @@ where
     F: Fn(&'a str) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let names = filters.get("name").into_iter().flatten();
+    let names = filters.get(key).into_iter().flatten();
     let found = try_join_all(names.map(|n| read(n.as_str()))).await?;
     Ok(found.into_iter().map(resource).collect())
 }
 
-/// Runs each distinct query once, concurrently.
+/// Runs each distinct query once, concurrently, and answers for each: a query that
+/// fails does not hide what the others found (its runbooks are left out of the region's
+/// plan; the rest is planned).
 pub async fn run_all(
     clients: &RegionClients,
     queries: &[Query],
-) -> Result<HashMap<Query, Vec<Resource>>> {
+) -> HashMap<Query, Result<Vec<Resource>>> {
     let mut distinct: Vec<&Query> = queries.iter().collect();
     distinct.sort();
     distinct.dedup();
-    let results = try_join_all(distinct.iter().map(|q| run(clients, q))).await?;
-    Ok(distinct.into_iter().cloned().zip(results).collect())
+    let results = join_all(distinct.iter().map(|q| run(clients, q))).await;
+    distinct.into_iter().cloned().zip(results).collect()
 }

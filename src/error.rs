@@ -152,6 +152,16 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// Discovery failed and `--fail-fast` asked not to plan the rest without it.
+    #[error("runbook {runbook} in {region}: discovery failed: {reason}")]
+    DiscoveryFailed {
+        /// The runbook whose discovery failed.
+        runbook: String,
+        /// Where.
+        region: String,
+        /// The failed call.
+        reason: String,
+    },
     /// The audit log does not verify.
     #[error("audit log {path} line {line}: {detail}")]
     AuditBroken {

@@ -37,6 +37,10 @@ pub enum ResourceKind {
     /// An IAM role by name; it may not exist yet.
     #[serde(rename = "iam:role")]
     Role,
+    /// The service-linked role of a service, found by its path (id = the service
+    /// principal); it may not exist yet.
+    #[serde(rename = "iam:service-linked-role")]
+    ServiceLinkedRole,
     /// An EBS volume, with what harden made to replace it.
     #[serde(rename = "ec2:volume")]
     Volume,
@@ -58,6 +62,7 @@ impl ResourceKind {
         ResourceKind::Trails,
         ResourceKind::ConfigRecorder,
         ResourceKind::Role,
+        ResourceKind::ServiceLinkedRole,
         ResourceKind::Volume,
         ResourceKind::Instance,
         ResourceKind::LogGroup,
@@ -73,6 +78,7 @@ impl ResourceKind {
             ResourceKind::Trails => "cloudtrail:trails",
             ResourceKind::ConfigRecorder => "config:recorder",
             ResourceKind::Role => "iam:role",
+            ResourceKind::ServiceLinkedRole => "iam:service-linked-role",
             ResourceKind::Volume => "ec2:volume",
             ResourceKind::Instance => "ec2:instance",
             ResourceKind::LogGroup => "logs:log-group",
@@ -102,6 +108,8 @@ impl ResourceKind {
             ResourceKind::Trails | ResourceKind::ConfigRecorder => &[],
             // Roles are looked up by name, not listed: `name` is required.
             ResourceKind::Role => &["name"],
+            // Looked up by the service they belong to: `service` is required.
+            ResourceKind::ServiceLinkedRole => &["service"],
             ResourceKind::Volume => &[
                 "volume-id",
                 "status",
@@ -191,6 +199,10 @@ impl ResourceKind {
                 policies: BTreeMap::new(),
             })
             .to_template_value(),
+            ResourceKind::ServiceLinkedRole => {
+                Resource::ServiceLinkedRole(ServiceLinkedRole::missing("config.amazonaws.com"))
+                    .to_template_value()
+            }
         }
     }
 }
@@ -704,6 +716,38 @@ pub struct Role {
     pub policies: BTreeMap<String, serde_json::Value>,
 }
 
+/// The service-linked role of one service. AWS defines such a role by its path,
+/// `/aws-service-role/SERVICE/`, not by its name (moto, for one, names Config's
+/// `AWSServiceRoleForconfig`), so it is found and read back by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLinkedRole {
+    /// The service principal, e.g. `config.amazonaws.com`; also the id.
+    pub service: String,
+    /// False when no role has the service's path.
+    pub exists: bool,
+    /// The role's name, once it exists.
+    pub name: Option<String>,
+    /// The role's ARN, once it exists.
+    pub arn: Option<String>,
+}
+
+impl ServiceLinkedRole {
+    /// The service's role when it has none.
+    pub fn missing(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            exists: false,
+            name: None,
+            arn: None,
+        }
+    }
+
+    /// The path AWS gives the service's linked roles.
+    pub fn path(&self) -> String {
+        format!("/aws-service-role/{}/", self.service)
+    }
+}
+
 /// A CloudWatch Logs log group a runbook names (a log destination): whether it exists
 /// and how long it keeps what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -944,6 +988,8 @@ pub enum Resource {
     ConfigRecorder(ConfigSetup),
     /// An IAM role.
     Role(Role),
+    /// A service-linked role.
+    ServiceLinkedRole(ServiceLinkedRole),
     /// An EBS volume.
     Volume(Volume),
     /// An EC2 instance.
@@ -963,6 +1009,7 @@ impl Resource {
             Resource::Trails(_) => ResourceKind::Trails,
             Resource::ConfigRecorder(_) => ResourceKind::ConfigRecorder,
             Resource::Role(_) => ResourceKind::Role,
+            Resource::ServiceLinkedRole(_) => ResourceKind::ServiceLinkedRole,
             Resource::Volume(_) => ResourceKind::Volume,
             Resource::Instance(_) => ResourceKind::Instance,
             Resource::LogGroup(_) => ResourceKind::LogGroup,
@@ -979,6 +1026,7 @@ impl Resource {
             Resource::Trails(t) => &t.region,
             Resource::ConfigRecorder(c) => &c.region,
             Resource::Role(r) => &r.name,
+            Resource::ServiceLinkedRole(r) => &r.service,
             Resource::Volume(v) => &v.id,
             Resource::Instance(i) => &i.id,
             Resource::LogGroup(g) => &g.name,
@@ -996,6 +1044,8 @@ impl Resource {
             Resource::Trails(_) => None,
             Resource::ConfigRecorder(_) => None,
             Resource::Role(r) => Some(&r.tags),
+            // AWS owns a service-linked role; ListRoles does not return tags.
+            Resource::ServiceLinkedRole(_) => None,
             Resource::Volume(v) => Some(&v.tags),
             Resource::Instance(i) => Some(&i.tags),
             Resource::LogGroup(g) => Some(&g.tags),
@@ -1019,6 +1069,7 @@ impl Resource {
             Resource::Trails(t) => serde_json::to_value(t).unwrap_or_default(),
             Resource::ConfigRecorder(c) => serde_json::to_value(c).unwrap_or_default(),
             Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
+            Resource::ServiceLinkedRole(r) => serde_json::to_value(r).unwrap_or_default(),
             Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
             Resource::Instance(i) => serde_json::to_value(i).unwrap_or_default(),
             Resource::LogGroup(g) => serde_json::to_value(g).unwrap_or_default(),

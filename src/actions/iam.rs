@@ -1,5 +1,5 @@
-//! IAM roles the other runbooks rely on: service-linked roles (AWSServiceRoleForConfig),
-//! created when missing, and service roles harden owns (the role VPC flow logs assume
+//! IAM roles the other runbooks rely on: service-linked roles (Config's), found by the
+//! path AWS gives them and created when missing, and service roles harden owns (the role VPC flow logs assume
 //! to write to CloudWatch Logs), created or held to their trust and inline policy. IAM
 //! is global: runbooks create them in the home region only, and since apply runs one
 //! step at a time, later steps in every region find them. IAM has no dry-run.
@@ -8,30 +8,26 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_iam::operation::RequestId;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, DraftChain};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain};
 use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Resource, ResourceKind, Role};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::inventory::{Resource, ResourceKind, Role, ServiceLinkedRole};
+use crate::plan::{Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
-/// Creates a service-linked role when it is missing.
+/// Creates a service-linked role when its service has none.
 pub struct EnsureServiceLinkedRole;
 
 static ENSURE: ActionInfo = ActionInfo {
     name: "iam:ensure-service-linked-role",
-    description: "create the service-linked role of a service (CreateServiceLinkedRole) when no role has its name",
-    resource_kind: ResourceKind::Role,
-    args: &[ArgSpec {
-        name: "service_name",
-        kind: ParamType::String,
-        required: true,
-        description: "the service principal, e.g. config.amazonaws.com",
-    }],
+    description: "create the service-linked role of the service the resource names (CreateServiceLinkedRole) when no role has the service's path",
+    resource_kind: ResourceKind::ServiceLinkedRole,
+    args: &[],
     outputs: &[],
     waits: false,
 };
@@ -40,54 +36,142 @@ fn state(role: &Role) -> Value {
     serde_json::to_value(role).unwrap_or_default()
 }
 
+fn linked_state(role: &ServiceLinkedRole) -> Value {
+    serde_json::to_value(role).unwrap_or_default()
+}
+
+/// The input of `CreateServiceLinkedRole`, with AWS's field names.
+#[derive(Debug, Serialize, Deserialize)]
+struct CreateServiceLinkedRoleInput {
+    #[serde(rename = "AWSServiceName")]
+    aws_service_name: String,
+}
+
 impl Action for EnsureServiceLinkedRole {
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
 
-    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
-        let Resource::Role(role) = target else {
-            return Err(format!("expected an IAM role, given {}", target.kind()));
-        };
-        let service = match args.get("service_name") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            other => {
-                return Err(format!(
-                    "argument service_name: expected a service principal, found {}",
-                    other.unwrap_or(&Value::Null)
-                ));
-            }
+    fn plan(&self, target: &Resource, _args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::ServiceLinkedRole(role) = target else {
+            return Err(format!(
+                "expected a service-linked role, given {}",
+                target.kind()
+            ));
         };
         if role.exists {
             return Ok(ActionPlan::default());
         }
-        // AWS writes the trust policy of a service-linked role itself.
-        let created = Role {
+        // AWS picks the name (and so the ARN); the read-back finds the role by path.
+        let created = ServiceLinkedRole {
             exists: true,
+            name: Some(KNOWN_AFTER_APPLY.into()),
             arn: Some(KNOWN_AFTER_APPLY.into()),
-            trust_policy: Some(json!(KNOWN_AFTER_APPLY)),
             ..role.clone()
         };
+        let input = CreateServiceLinkedRoleInput {
+            aws_service_name: role.service.clone(),
+        };
+        let mut chain = DraftChain::new("iam", linked_state(role));
+        chain.push(
+            ChangeKind::Create,
+            format!(
+                "create the service-linked role of {} (at {})",
+                role.service,
+                role.path()
+            ),
+            linked_state(&created),
+            "CreateServiceLinkedRole",
+            serde_json::to_value(input).unwrap_or_default(),
+        );
         Ok(ActionPlan {
-            changes: vec![ChangeDraft {
-                kind: ChangeKind::Create,
-                summary: format!("create the service-linked role {} of {service}", role.name),
-                before: state(role),
-                after: state(&created),
-                call: ApiCall {
-                    service: "iam".into(),
-                    operation: "CreateServiceLinkedRole".into(),
-                    input: json!({"AWSServiceName": service}),
-                },
-            }],
+            changes: chain.into_changes(),
             blocked: None,
-            projected: Some(Resource::Role(created)),
+            projected: Some(Resource::ServiceLinkedRole(created)),
         })
     }
 
     fn calls(&self) -> &'static dyn Calls {
-        &RoleCalls
+        &ServiceLinkedRoleCalls
     }
+}
+
+/// Reads and creates (and cannot probe) service-linked roles.
+pub struct ServiceLinkedRoleCalls;
+
+#[async_trait]
+impl Calls for ServiceLinkedRoleCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(linked_state(
+            &read_service_linked_role(clients, resource_id).await?,
+        ))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        if change.call.operation != "CreateServiceLinkedRole" {
+            return Err(super::not_ours(change, "a service-linked role action"));
+        }
+        let input: CreateServiceLinkedRoleInput = serde_json::from_value(change.call.input.clone())
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "change {}: CreateServiceLinkedRole input: {e}",
+                    change.id
+                ))
+            })?;
+        let out = clients
+            .iam
+            .create_service_linked_role()
+            .aws_service_name(input.aws_service_name)
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("CreateServiceLinkedRole", &e)))?;
+        Ok(Applied::request(out.request_id()))
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Finds a service's linked role by its path (`ListRoles` with `PathPrefix`), which is
+/// how AWS defines it and what both emulators keep; a role with a custom suffix
+/// (`AWSServiceRoleForX_suffix`) is taken only when the service has no plain one.
+pub async fn read_service_linked_role(
+    clients: &RegionClients,
+    service: &str,
+) -> Result<ServiceLinkedRole> {
+    let mut role = ServiceLinkedRole::missing(service);
+    let path = role.path();
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut pages = clients
+        .iam
+        .list_roles()
+        .path_prefix(&path)
+        .max_items(1000)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("ListRoles", &e)))?;
+        // A prefix also matches deeper paths; the service's own path must be exact.
+        found.extend(
+            page.roles()
+                .iter()
+                .filter(|r| r.path() == path)
+                .map(|r| (r.role_name().to_string(), r.arn().to_string())),
+        );
+    }
+    found.sort_by_key(|(name, _)| (name.contains('_'), name.clone()));
+    if let Some((name, arn)) = found.into_iter().next() {
+        role.exists = true;
+        role.name = Some(name);
+        role.arn = Some(arn);
+    }
+    Ok(role)
 }
 
 /// Creates a service role when missing and holds it to its trust policy and one inline
@@ -230,14 +314,6 @@ impl Calls for RoleCalls {
         let text = |pointer: &str| super::input_str(change, pointer).map(str::to_string);
         let aws = |e| Error::Aws(e);
         let request_id = match operation {
-            "CreateServiceLinkedRole" => iam
-                .create_service_linked_role()
-                .aws_service_name(text("/AWSServiceName")?)
-                .send()
-                .await
-                .map_err(|e| aws(failure(operation, &e)))?
-                .request_id()
-                .map(str::to_string),
             "CreateRole" => iam
                 .create_role()
                 .role_name(text("/RoleName")?)
@@ -420,21 +496,30 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_role_is_created_and_an_existing_one_left_alone() {
-        let args = json!({"service_name": "config.amazonaws.com"});
+    fn a_missing_service_linked_role_is_created_and_an_existing_one_left_alone() {
         let planned = EnsureServiceLinkedRole
-            .plan(&Resource::Role(missing("AWSServiceRoleForConfig")), &args)
+            .plan(
+                &Resource::ServiceLinkedRole(ServiceLinkedRole::missing("config.amazonaws.com")),
+                &json!({}),
+            )
             .expect("plans");
+        assert_eq!(planned.changes.len(), 1);
         assert_eq!(
             planned.changes[0].call.input,
             json!({"AWSServiceName": "config.amazonaws.com"})
+        );
+        // Whatever name AWS (or an emulator) gives it, the read-back matches.
+        assert_eq!(
+            planned.changes[0].after,
+            json!({"service": "config.amazonaws.com", "exists": true,
+                   "name": KNOWN_AFTER_APPLY, "arn": KNOWN_AFTER_APPLY})
         );
         let Some(projected) = planned.projected else {
             panic!("projects")
         };
         assert_eq!(
             EnsureServiceLinkedRole
-                .plan(&projected, &args)
+                .plan(&projected, &json!({}))
                 .expect("plans"),
             ActionPlan::default()
         );

@@ -79,6 +79,13 @@ pub struct PlanArgs {
     /// Probes made at once (dry-run).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Stop at the first runbook whose discovery fails, instead of leaving it out.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Accept a plan that leaves out runbooks whose discovery failed in some region
+    /// (exit 0 or 2 instead of 1, and save it with --out).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// `apply` options.
@@ -96,6 +103,13 @@ pub struct ApplyArgs {
     /// Resources changed at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Stop everything at the first failure (and at the first failed discovery),
+    /// instead of only what depends on it.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Apply a plan that leaves out runbooks whose discovery failed in some region.
+    #[arg(long, conflicts_with = "plan")]
+    pub allow_partial: bool,
 }
 
 /// Commands.

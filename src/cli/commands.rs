@@ -172,10 +172,11 @@ fn summary(plan: &Plan) -> Result<Summary> {
             .iter()
             .filter(|c| matches!(c.probe, Some(Probe::Unauthorized { .. })))
             .count(),
+        not_planned: plan.not_planned.clone(),
     })
 }
 
-async fn make_plan(resolved: &Resolved) -> Result<Plan> {
+async fn make_plan(resolved: &Resolved, fail_fast: bool) -> Result<Plan> {
     plan::plan(
         &resolved.aws,
         PlanRequest {
@@ -183,14 +184,23 @@ async fn make_plan(resolved: &Resolved) -> Result<Plan> {
             params: &resolved.params,
             regions: &resolved.regions,
             identity: &resolved.identity,
+            fail_fast,
         },
     )
     .await
 }
 
+/// The error line for a partial plan not accepted with `--allow-partial`.
+fn refuse_partial(plan: &Plan, what: &str) {
+    eprintln!(
+        "error: the plan is incomplete: {} runbook-region(s) could not be planned (listed at the top); {what}, or pass --allow-partial to accept the rest",
+        plan.not_planned.len()
+    );
+}
+
 async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Result<Status> {
     let resolved = resolve(global, &args.selection).await?;
-    let mut plan = make_plan(&resolved).await?;
+    let mut plan = make_plan(&resolved, args.fail_fast).await?;
     if dry_run {
         plan::planner::probe(&resolved.aws, &mut plan, args.concurrency).await;
     }
@@ -209,6 +219,17 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     match args.format {
         Format::Text => print!("{}", render::text(&plan)),
         Format::Json => println!("{}", render::json(&plan)),
+    }
+    if plan.is_partial() && !args.allow_partial {
+        refuse_partial(
+            &plan,
+            if args.out.is_some() {
+                "it was not saved; fix what failed"
+            } else {
+                "fix what failed"
+            },
+        );
+        return Ok(Status::Failure);
     }
     if let Some(out) = &args.out {
         plan.save(out)?;
@@ -275,11 +296,28 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         }
         None => {
             let resolved = resolve(global, &args.selection).await?;
-            let plan = make_plan(&resolved).await?;
+            let plan = make_plan(&resolved, args.fail_fast).await?;
+            if plan.is_partial() && !args.allow_partial {
+                print!("{}", render::text(&plan));
+                refuse_partial(&plan, "nothing was changed; fix what failed");
+                return Ok(Status::Failure);
+            }
             (resolved.aws, resolved.identity, plan)
         }
     };
     print!("{}", render::text(&plan));
+    let leaves_out = || {
+        for left in &plan.not_planned {
+            println!("  ? {} ({}): {}", left.runbook, left.region, left.reason);
+        }
+    };
+    if plan.is_partial() {
+        println!(
+            "\nThis apply leaves out {} runbook-region(s) the plan could not cover:",
+            plan.not_planned.len()
+        );
+        leaves_out();
+    }
     if plan.pending() == 0 {
         println!("Nothing to apply.");
         return Ok(Status::Success);
@@ -316,6 +354,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             concurrency: args.concurrency,
             run_id: run_id.clone(),
             interrupted,
+            fail_fast: args.fail_fast,
         },
     )
     .await?;
@@ -347,6 +386,20 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         report.skipped(),
         journal.dir().display()
     );
+    for (failed, held) in report.held_back() {
+        if held.is_empty() {
+            println!("  {failed} failed; nothing else depended on it");
+        } else {
+            println!(
+                "  {failed} failed; not attempted because of it: {}",
+                held.join(", ")
+            );
+        }
+    }
+    if plan.is_partial() {
+        println!("Left out, not planned:");
+        leaves_out();
+    }
     for undone in &report.compensations {
         match &undone.failure {
             None => println!(

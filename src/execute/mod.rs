@@ -3,8 +3,14 @@
 //! concurrently under a bound. Each change is: journal `started`, read the resource
 //! (or reuse the read-back of the change before it), refuse if it no longer matches the
 //! change's before (stale plan), call, read back and compare with the intended after,
-//! then journal and audit the outcome. The first failure stops every chain from
-//! starting another change; what was not attempted is reported and audited as skipped.
+//! then journal and audit the outcome.
+//!
+//! A failure stops only what depends on it: the failed resource's chain, the later
+//! steps of the same runbook in the same region (a runbook's steps build on each
+//! other), and the runbooks that declare `requires:` on it, there. Other runbooks and
+//! regions go on. With `--fail-fast` the first failure stops every chain from starting
+//! another change instead. What was not attempted is reported and audited as skipped,
+//! naming the failure that held it back.
 
 pub mod journal;
 
@@ -34,6 +40,8 @@ pub struct ApplyOptions {
     /// Set (by the Ctrl-C handler) to stop starting changes; changes in flight finish,
     /// are read back and recorded, the rest are recorded as not attempted.
     pub interrupted: Arc<AtomicBool>,
+    /// Stop everything at the first failure, instead of only what depends on it.
+    pub fail_fast: bool,
 }
 
 /// The outcome of each change, in plan order, and what was undone.
@@ -43,6 +51,8 @@ pub struct ApplyReport {
     pub outcomes: Vec<(String, Outcome)>,
     /// Resources put back after their chain stopped part-way.
     pub compensations: Vec<Undone>,
+    /// For each change not attempted because of a failure: the failed change's id.
+    pub held_back_by: BTreeMap<String, String>,
 }
 
 /// A resource put back (or not) after its chain of changes stopped part-way.
@@ -76,6 +86,40 @@ impl ApplyReport {
     pub fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skipped { .. }))
     }
+
+    /// The changes each failed change held back, in plan order of the failures.
+    pub fn held_back(&self) -> Vec<(&str, Vec<&str>)> {
+        let mut held: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (id, outcome) in &self.outcomes {
+            if let Outcome::Failed { .. } = outcome {
+                held.push((id, Vec::new()));
+            }
+        }
+        for (skipped, cause) in &self.held_back_by {
+            if let Some((_, list)) = held.iter_mut().find(|(id, _)| id == cause) {
+                list.push(skipped);
+            }
+        }
+        let order: BTreeMap<&str, usize> = self
+            .outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.as_str(), i))
+            .collect();
+        for (_, list) in &mut held {
+            list.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+        }
+        held
+    }
+}
+
+/// Where a failed change stops work: the later steps of its runbook in its region.
+#[derive(Debug, Clone)]
+struct Halt {
+    /// The stage the failure happened in; only later stages are held back.
+    stage: usize,
+    /// The failed change.
+    change_id: String,
 }
 
 /// A change ready for its call: its calls, clients, the state just read (which matched
@@ -95,10 +139,22 @@ struct Run<'a> {
     audit: &'a Mutex<AuditLog>,
     journal: &'a Journal,
     run_id: &'a str,
+    /// Set by a failure under `--fail-fast`, or when a record could not be written:
+    /// nothing more starts.
     stop: AtomicBool,
+    /// The failure that set `stop`, when a change's.
+    stopped_by: Mutex<Option<String>>,
+    fail_fast: bool,
     interrupted: &'a AtomicBool,
-    /// Resources (region, id) a change failed on: their later changes are not attempted.
-    failed_resources: Mutex<BTreeSet<(String, String)>>,
+    /// Resources (region, id) a change failed on, with the change: their later changes
+    /// are not attempted.
+    failed_resources: Mutex<BTreeMap<(String, String), String>>,
+    /// (region, runbook) where a change failed: later steps there are not attempted.
+    halts: Mutex<BTreeMap<(String, String), Halt>>,
+    /// Per runbook, every runbook it needs, directly or through others (`requires:`).
+    needs: BTreeMap<String, BTreeSet<String>>,
+    /// Skipped change id to the failed change that held it back.
+    held_back_by: Mutex<BTreeMap<String, String>>,
     /// Resources put back after their chain stopped part-way.
     compensations: Mutex<Vec<Undone>>,
 }
@@ -129,19 +185,24 @@ pub async fn apply(
         journal,
         run_id: &options.run_id,
         stop: AtomicBool::new(false),
+        stopped_by: Mutex::default(),
+        fail_fast: options.fail_fast,
         interrupted: &options.interrupted,
         failed_resources: Mutex::default(),
+        halts: Mutex::default(),
+        needs: needs(plan),
+        held_back_by: Mutex::default(),
         compensations: Mutex::default(),
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    for stage in stages(plan) {
+    for (stage_index, stage) in stages(plan).into_iter().enumerate() {
         let units = batched(plan, stage);
         let results: Vec<Vec<(usize, Outcome)>> = stream::iter(units.into_iter().map(|unit| {
             let run = &run;
             async move {
                 match unit {
-                    Unit::Chain(chain) => run.chain(chain).await,
-                    Unit::Batch(batch) => run.batch(batch).await,
+                    Unit::Chain(chain) => run.chain(stage_index, chain).await,
+                    Unit::Batch(batch) => run.batch(stage_index, batch).await,
                 }
             }
         }))
@@ -157,7 +218,37 @@ pub async fn apply(
             .map(|(index, outcome)| (plan.changes[index].id.clone(), outcome))
             .collect(),
         compensations: run.compensations.into_inner().unwrap_or_default(),
+        held_back_by: run.held_back_by.into_inner().unwrap_or_default(),
     })
+}
+
+/// Per runbook, the runbooks it needs through `requires:`, followed transitively: a
+/// runbook held back somewhere holds back those needing it there.
+fn needs(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
+    let direct: BTreeMap<&str, &[String]> = plan
+        .runbooks
+        .iter()
+        .map(|r| (r.id.as_str(), r.requires.as_slice()))
+        .collect();
+    let mut all = BTreeMap::new();
+    for runbook in &plan.runbooks {
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<&str> = direct
+            .get(runbook.id.as_str())
+            .map_or(Vec::new(), |d| d.iter().map(String::as_str).collect());
+        while let Some(next) = todo.pop() {
+            if found.insert(next.to_string()) {
+                todo.extend(
+                    direct
+                        .get(next)
+                        .into_iter()
+                        .flat_map(|d| d.iter().map(String::as_str)),
+                );
+            }
+        }
+        all.insert(runbook.id.clone(), found);
+    }
+    all
 }
 
 /// What one of the `--concurrency` slots works on.
@@ -203,24 +294,44 @@ fn batched(plan: &Plan, stage: Vec<Vec<usize>>) -> Vec<Unit> {
     units
 }
 
-/// Splits the plan into stages, one per step (runbook and step id, in plan order, all
-/// regions together), and each stage into chains, one per resource, in plan order.
+/// Splits the plan into stages, one per step (runbook and step, in the order the plan
+/// lists runbooks and each runbook its steps, all regions together), and each stage
+/// into chains, one per resource, in plan order.
 ///
 /// A stage starts only when the one before it has ended. That is how a step may rely on
 /// what an earlier step did to *another* resource (the bucket a trail writes to exists
 /// before the trail is created) without a chain ever waiting on another while holding
-/// one of the `--concurrency` slots.
+/// one of the `--concurrency` slots. Stages follow the runbooks' declared order, not
+/// the order changes first appear in: a step that has changes only in a later region
+/// still runs before the next runbook's steps.
 fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
-    let mut stages: Vec<Vec<Vec<usize>>> = Vec::new();
-    let mut stage_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let rank = |runbook: &str, step: &str| {
+        let r = plan.runbooks.iter().position(|p| p.id == runbook);
+        let s = r.and_then(|r| plan.runbooks[r].steps.iter().position(|id| id == step));
+        (r.unwrap_or(usize::MAX), s.unwrap_or(usize::MAX))
+    };
+    let mut keys: Vec<((usize, usize), &str, &str)> = Vec::new();
+    for change in &plan.changes {
+        let key = (
+            rank(&change.runbook, &change.step),
+            change.runbook.as_str(),
+            change.step.as_str(),
+        );
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    // Stable: steps a plan does not list (older plans) keep their first appearance.
+    keys.sort_by_key(|(rank, _, _)| *rank);
+    let stage_of: BTreeMap<(&str, &str), usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (_, runbook, step))| ((*runbook, *step), i))
+        .collect();
+    let mut stages: Vec<Vec<Vec<usize>>> = vec![Vec::new(); keys.len()];
     let mut chain_of: BTreeMap<(usize, &str, &str), usize> = BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
-        let stage = *stage_of
-            .entry((change.runbook.as_str(), change.step.as_str()))
-            .or_insert_with(|| {
-                stages.push(Vec::new());
-                stages.len() - 1
-            });
+        let stage = stage_of[&(change.runbook.as_str(), change.step.as_str())];
         let key = (stage, change.region.as_str(), change.resource.id.as_str());
         let chain = *chain_of.entry(key).or_insert_with(|| {
             stages[stage].push(Vec::new());
@@ -232,64 +343,130 @@ fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
 }
 
 impl Run<'_> {
-    /// Whether a change to this change's resource failed in an earlier stage.
-    fn resource_failed(&self, index: usize) -> bool {
+    /// The failed change that held back this change's resource in an earlier stage.
+    fn resource_failed(&self, index: usize) -> Option<String> {
         let change = &self.plan.changes[index];
-        self.failed_resources.lock().map_or(true, |failed| {
-            failed.contains(&(change.region.clone(), change.resource.id.clone()))
+        self.failed_resources.lock().ok().and_then(|failed| {
+            failed
+                .get(&(change.region.clone(), change.resource.id.clone()))
+                .cloned()
         })
     }
 
-    /// Why the change at `index` is not to be attempted, if it is not.
-    fn skip_reason(&self, index: usize, chain_failed: bool) -> Option<Outcome> {
-        let chain_failed = chain_failed || self.resource_failed(index);
-        let interrupted = self.interrupted.load(Ordering::SeqCst);
-        let reason = if chain_failed {
-            "not attempted: an earlier change to this resource failed"
-        } else if interrupted {
-            "not attempted: apply was interrupted"
+    /// The failure holding back `runbook`'s changes of stage `stage` in `region`: its
+    /// own in an earlier step, or one of a runbook it requires.
+    fn halted(&self, region: &str, runbook: &str, stage: usize) -> Option<(String, Halt)> {
+        let halts = self.halts.lock().ok()?;
+        let own = halts
+            .get(&(region.to_string(), runbook.to_string()))
+            .filter(|h| h.stage < stage)
+            .map(|h| (runbook.to_string(), h.clone()));
+        own.or_else(|| {
+            self.needs.get(runbook)?.iter().find_map(|needed| {
+                halts
+                    .get(&(region.to_string(), needed.clone()))
+                    .map(|h| (needed.clone(), h.clone()))
+            })
+        })
+    }
+
+    /// Why the change at `index` (in stage `stage`) is not to be attempted, if it is
+    /// not, and the failed change that held it back.
+    fn skip_reason(
+        &self,
+        index: usize,
+        stage: usize,
+        chain_failed: Option<&str>,
+    ) -> Option<Outcome> {
+        let change = &self.plan.changes[index];
+        let (reason, cause) = if let Some(cause) = chain_failed
+            .map(str::to_string)
+            .or_else(|| self.resource_failed(index))
+        {
+            (
+                format!("not attempted: an earlier change to this resource failed ({cause})"),
+                Some(cause),
+            )
+        } else if self.interrupted.load(Ordering::SeqCst) {
+            ("not attempted: apply was interrupted".to_string(), None)
         } else if self.stop.load(Ordering::SeqCst) {
-            "not attempted: apply stopped after a failure"
+            let cause = self.stopped_by.lock().ok().and_then(|c| c.clone());
+            let reason = match &cause {
+                Some(id) => format!("not attempted: apply stopped after {id} failed (--fail-fast)"),
+                None => "not attempted: apply stopped after a failure".to_string(),
+            };
+            (reason, cause)
+        } else if let Some((runbook, halt)) = self.halted(&change.region, &change.runbook, stage) {
+            let reason = if runbook == change.runbook {
+                format!(
+                    "not attempted: {} failed in {}, and the later steps of runbook {runbook} build on it",
+                    halt.change_id, change.region
+                )
+            } else {
+                format!(
+                    "not attempted: runbook {} requires {runbook}, whose change {} failed in {}",
+                    change.runbook, halt.change_id, change.region
+                )
+            };
+            (reason, Some(halt.change_id))
         } else {
             return None;
         };
-        Some(Outcome::Skipped {
-            reason: reason.into(),
-        })
+        if let (Some(cause), Ok(mut held)) = (cause, self.held_back_by.lock()) {
+            held.insert(change.id.clone(), cause);
+        }
+        Some(Outcome::Skipped { reason })
     }
 
-    /// Remembers a failed change's resource and, unless its step says continue, stops
-    /// the apply.
-    fn note_failure(&self, change: &Change, outcome: &Outcome) {
+    /// Remembers a failed change's resource and, unless its step says `on_failure:
+    /// continue`, holds back the later steps of its runbook in its region (everything,
+    /// with `--fail-fast`).
+    fn note_failure(&self, stage: usize, change: &Change, outcome: &Outcome) {
         if let Outcome::Failed { .. } = outcome {
             if let Ok(mut failed) = self.failed_resources.lock() {
-                failed.insert((change.region.clone(), change.resource.id.clone()));
+                failed
+                    .entry((change.region.clone(), change.resource.id.clone()))
+                    .or_insert_with(|| change.id.clone());
             }
-            if change.on_failure == OnFailure::Stop {
+            if change.on_failure == OnFailure::Continue {
+                return;
+            }
+            if self.fail_fast {
+                if let Ok(mut by) = self.stopped_by.lock() {
+                    by.get_or_insert_with(|| change.id.clone());
+                }
                 self.stop.store(true, Ordering::SeqCst);
+            } else if let Ok(mut halts) = self.halts.lock() {
+                halts
+                    .entry((change.region.clone(), change.runbook.clone()))
+                    .or_insert_with(|| Halt {
+                        stage,
+                        change_id: change.id.clone(),
+                    });
             }
         }
     }
 
-    async fn chain(&self, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
+    async fn chain(&self, stage: usize, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut last_read: Option<Value> = None;
-        let mut chain_failed = false;
+        // The change of this chain that failed, if one did.
+        let mut chain_failed: Option<String> = None;
         // Whether a call was made: only then may the resource differ from the first
         // change's before, and need putting back if the chain stops part-way.
         let mut called = false;
         for &index in &chain {
             let change = &self.plan.changes[index];
-            if let Some(outcome) = self.skip_reason(index, chain_failed) {
+            if let Some(outcome) = self.skip_reason(index, stage, chain_failed.as_deref()) {
                 self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
                 outcomes.push((index, outcome));
                 continue;
             }
             let (outcome, after, made) = self.one(change, last_read.take()).await;
             called |= made;
-            self.note_failure(change, &outcome);
+            self.note_failure(stage, change, &outcome);
             if let Outcome::Failed { .. } = outcome {
-                chain_failed = true;
+                chain_failed = Some(change.id.clone());
             } else {
                 last_read = after;
             }
@@ -528,12 +705,12 @@ impl Run<'_> {
     /// Makes several single-change chains' changes as one call (see
     /// [`actions::Calls::apply_batch`]); each change keeps its own stale check, read-back
     /// and record.
-    async fn batch(&self, batch: Vec<usize>) -> Vec<(usize, Outcome)> {
+    async fn batch(&self, stage: usize, batch: Vec<usize>) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut ready = Vec::new();
         for index in batch {
             let change = &self.plan.changes[index];
-            if let Some(outcome) = self.skip_reason(index, false) {
+            if let Some(outcome) = self.skip_reason(index, stage, None) {
                 self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
                 outcomes.push((index, outcome));
                 continue;
@@ -541,7 +718,7 @@ impl Run<'_> {
             match self.prepare(change, None).await {
                 Ok(r) => ready.push((index, r)),
                 Err((outcome, _)) => {
-                    self.note_failure(change, &outcome);
+                    self.note_failure(stage, change, &outcome);
                     outcomes.push((index, outcome));
                 }
             }
@@ -562,7 +739,7 @@ impl Run<'_> {
         for ((index, r), result) in ready.into_iter().zip(results) {
             let change = &self.plan.changes[index];
             let (outcome, _) = self.conclude(change, r, result).await;
-            self.note_failure(change, &outcome);
+            self.note_failure(stage, change, &outcome);
             outcomes.push((index, outcome));
         }
         outcomes
@@ -757,11 +934,14 @@ mod tests {
                 path: "t.yaml".into(),
                 digest: "d".into(),
                 controls: Vec::new(),
+                steps: vec!["close".into()],
+                requires: Vec::new(),
                 parameters: Default::default(),
                 compliant: Default::default(),
             }],
             changes,
             blocked: Vec::new(),
+            not_planned: Vec::new(),
             unprobed_services: Vec::new(),
         }
     }
@@ -787,10 +967,10 @@ mod tests {
     }
 
     async fn run(client: Client, plan: &Plan) -> Outcomes {
-        run_with(client, plan, false).await
+        run_with(client, plan, false, false).await
     }
 
-    async fn run_with(client: Client, plan: &Plan, interrupted: bool) -> Outcomes {
+    async fn run_with(client: Client, plan: &Plan, interrupted: bool, fail_fast: bool) -> Outcomes {
         let dir = tempfile::tempdir().expect("tempdir");
         let aws = Aws::with_ec2_client(client);
         let identity = CallerIdentity {
@@ -810,6 +990,7 @@ mod tests {
                 concurrency: 1,
                 run_id: "run-1".into(),
                 interrupted: Arc::new(AtomicBool::new(interrupted)),
+                fail_fast,
             },
         )
         .await
@@ -839,14 +1020,14 @@ mod tests {
         let revoke_call = revoke_succeeds();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
         let plan = plan_of(vec![revoke("sg-1", "sgr-1"), revoke("sg-2", "sgr-2")]);
-        let out = run(client, &plan).await;
+        let out = run_with(client, &plan, false, true).await;
 
         assert!(
             matches!(&out.report.outcomes[0].1, Outcome::Failed { code, .. } if code == "VerificationFailed")
         );
         assert!(
-            matches!(&out.report.outcomes[1].1, Outcome::Skipped { .. }),
-            "apply stops at the first failure"
+            matches!(&out.report.outcomes[1].1, Outcome::Skipped { reason } if reason.contains("--fail-fast")),
+            "with --fail-fast, apply stops at the first failure"
         );
         let records = change_records(&out.records);
         assert_eq!(records.len(), 2);
@@ -944,7 +1125,7 @@ mod tests {
             .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
         let revoke_call = revoke_succeeds();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke_call]);
-        let out = run_with(client, &plan_of(vec![revoke("sg-1", "sgr-1")]), true).await;
+        let out = run_with(client, &plan_of(vec![revoke("sg-1", "sgr-1")]), true, false).await;
         assert_eq!(
             out.report.outcomes[0].1,
             Outcome::Skipped {
@@ -953,6 +1134,182 @@ mod tests {
         );
         assert_eq!(revoke_call.num_calls(), 0);
         assert_eq!(change_records(&out.records).len(), 1, "the skip is audited");
+    }
+
+    /// A change to `group` whose call leaves its (mocked) state as it was, so it is
+    /// verified whenever its call answers success.
+    fn keep(runbook: &str, region: &str, step: &str, group: &str) -> Change {
+        let mut change = revoke(group, &format!("sgr-{group}"));
+        change.id = format!("{runbook}/{region}/{step}/{group}#1");
+        change.runbook = runbook.into();
+        change.region = region.into();
+        change.step = step.into();
+        change.after = change.before.clone();
+        change
+    }
+
+    fn runbook(id: &str, steps: &[&str], requires: &[&str]) -> PlannedRunbook {
+        PlannedRunbook {
+            id: id.into(),
+            title: id.into(),
+            path: format!("{id}.yaml"),
+            digest: "d".into(),
+            controls: Vec::new(),
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            requires: requires.iter().map(|s| s.to_string()).collect(),
+            parameters: Default::default(),
+            compliant: Default::default(),
+        }
+    }
+
+    /// One runbook `t` (steps close, later) whose first change fails in us-east-1; `u`
+    /// independent of it; `v` requiring it.
+    fn isolation_plan() -> Plan {
+        let mut plan = plan_of(vec![
+            keep("t", "us-east-1", "close", "sg-bad"),
+            keep("t", "us-east-1", "close", "sg-a"),
+            keep("t", "us-east-1", "later", "sg-b"),
+            keep("u", "us-east-1", "close", "sg-c"),
+            keep("v", "us-east-1", "close", "sg-d"),
+            keep("t", "eu-west-1", "close", "sg-e"),
+            keep("t", "eu-west-1", "later", "sg-f"),
+            keep("v", "eu-west-1", "close", "sg-g"),
+        ]);
+        plan.regions = vec!["us-east-1".into(), "eu-west-1".into()];
+        plan.runbooks = vec![
+            runbook("t", &["close", "later"], &[]),
+            runbook("u", &["close"], &[]),
+            runbook("v", &["close"], &["t"]),
+        ];
+        plan
+    }
+
+    fn described(group: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_security_group_rules)
+            .match_requests(move |r| {
+                r.filters()
+                    .iter()
+                    .any(|f| f.values().iter().any(|v| v == group))
+            })
+            .then_output(move || rules_output(vec![open_rule(group, &format!("sgr-{group}"))]))
+    }
+
+    fn isolation_client() -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+        let refused = mock!(Client::revoke_security_group_egress)
+            .match_requests(|r| r.group_id() == Some("sg-bad"))
+            .then_http_response(|| {
+                HttpResponse::new(
+                    StatusCode::try_from(400).expect("status"),
+                    SdkBody::from(
+                        "<Response><Errors><Error><Code>InvalidPermission.NotFound</Code><Message>The specified rule does not exist in this security group.</Message></Error></Errors><RequestID>req-7</RequestID></Response>",
+                    ),
+                )
+            });
+        let revoked = revoke_succeeds();
+        let (bad, a, b, c, d, e, f, g) = (
+            described("sg-bad"),
+            described("sg-a"),
+            described("sg-b"),
+            described("sg-c"),
+            described("sg-d"),
+            described("sg-e"),
+            described("sg-f"),
+            described("sg-g"),
+        );
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&refused, &revoked, &bad, &a, &b, &c, &d, &e, &f, &g]
+        );
+        (client, refused, revoked)
+    }
+
+    fn outcome_of<'a>(report: &'a ApplyReport, id: &str) -> &'a Outcome {
+        &report
+            .outcomes
+            .iter()
+            .find(|(i, _)| i == id)
+            .unwrap_or_else(|| panic!("no outcome for {id}"))
+            .1
+    }
+
+    #[tokio::test]
+    async fn a_failure_holds_back_only_its_runbooks_later_steps_there_and_what_requires_it() {
+        let (client, refused, revoked) = isolation_client();
+        let out = run(client, &isolation_plan()).await;
+        let report = &out.report;
+        assert!(matches!(
+            outcome_of(report, "t/us-east-1/close/sg-bad#1"),
+            Outcome::Failed { code, .. } if code == "InvalidPermission.NotFound"
+        ));
+        for ok in [
+            "t/us-east-1/close/sg-a#1",
+            "u/us-east-1/close/sg-c#1",
+            "t/eu-west-1/close/sg-e#1",
+            "t/eu-west-1/later/sg-f#1",
+            "v/eu-west-1/close/sg-g#1",
+        ] {
+            assert_eq!(outcome_of(report, ok), &Outcome::Succeeded, "{ok} goes on");
+        }
+        assert_eq!(
+            outcome_of(report, "t/us-east-1/later/sg-b#1"),
+            &Outcome::Skipped {
+                reason: "not attempted: t/us-east-1/close/sg-bad#1 failed in us-east-1, and the later steps of runbook t build on it".into()
+            }
+        );
+        assert_eq!(
+            outcome_of(report, "v/us-east-1/close/sg-d#1"),
+            &Outcome::Skipped {
+                reason: "not attempted: runbook v requires t, whose change t/us-east-1/close/sg-bad#1 failed in us-east-1".into()
+            }
+        );
+        assert_eq!(
+            report.held_back(),
+            vec![(
+                "t/us-east-1/close/sg-bad#1",
+                vec!["t/us-east-1/later/sg-b#1", "v/us-east-1/close/sg-d#1"]
+            )]
+        );
+        assert_eq!(refused.num_calls(), 1);
+        assert_eq!(revoked.num_calls(), 5);
+        // Every change, made or not, has its record.
+        assert_eq!(change_records(&out.records).len(), 8);
+    }
+
+    #[tokio::test]
+    async fn with_fail_fast_the_first_failure_stops_everything_after_it() {
+        let (client, refused, revoked) = isolation_client();
+        let out = run_with(client, &isolation_plan(), false, true).await;
+        let report = &out.report;
+        assert_eq!(report.failed(), 1);
+        // sg-bad's stage goes first; at concurrency 1 nothing else has started.
+        assert_eq!(report.succeeded(), 0);
+        assert_eq!(report.skipped(), 7);
+        assert_eq!(refused.num_calls(), 1);
+        assert_eq!(revoked.num_calls(), 0);
+        assert!(matches!(
+            outcome_of(report, "u/us-east-1/close/sg-c#1"),
+            Outcome::Skipped { reason } if reason == "not attempted: apply stopped after t/us-east-1/close/sg-bad#1 failed (--fail-fast)"
+        ));
+    }
+
+    #[test]
+    fn stages_follow_the_runbooks_order_even_when_a_step_first_appears_in_a_later_region() {
+        // us-east-1 has nothing for t's first step; eu-west-1 has. The step must still run
+        // before u's, as `after:` promised.
+        let mut plan = plan_of(vec![
+            keep("t", "us-east-1", "later", "sg-1"),
+            keep("u", "us-east-1", "close", "sg-2"),
+            keep("t", "eu-west-1", "close", "sg-3"),
+        ]);
+        plan.runbooks = vec![
+            runbook("t", &["close", "later"], &[]),
+            runbook("u", &["close"], &[]),
+        ];
+        assert_eq!(
+            stages(&plan),
+            vec![vec![vec![2]], vec![vec![0]], vec![vec![1]]]
+        );
     }
 
     #[test]

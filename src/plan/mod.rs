@@ -21,7 +21,7 @@ use crate::template::KNOWN_AFTER_APPLY;
 pub use planner::{PlanRequest, plan};
 
 /// Version of the saved-plan and `--format json` schema (docs/plan-format.md).
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// A complete plan for one account: every change apply would make, and every change it
 /// will not make with the reason.
@@ -45,6 +45,11 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Changes that will not be made, with the reason.
     pub blocked: Vec<Blocked>,
+    /// Runbooks that could not be planned in a region (their discovery failed, or a
+    /// runbook they require could not be planned there), with the reason. A plan with
+    /// any is partial: what it leaves out is neither changed nor known to be compliant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_planned: Vec<NotPlanned>,
     /// Set by dry-run: services whose calls have no dry-run, so were not probed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unprobed_services: Vec<String>,
@@ -57,6 +62,11 @@ impl Plan {
             .iter()
             .filter(|c| c.kind != ChangeKind::NoOp)
             .count()
+    }
+
+    /// True when some runbook could not be planned in some region.
+    pub fn is_partial(&self) -> bool {
+        !self.not_planned.is_empty()
     }
 
     /// Reads a saved plan, checking its format version.
@@ -116,10 +126,28 @@ pub struct PlannedRunbook {
     pub digest: String,
     /// Controls it satisfies.
     pub controls: Vec<Control>,
+    /// Its step ids in order: apply runs one stage per step in this order.
+    pub steps: Vec<String>,
+    /// Runbooks it requires (`requires:`): a failure of one of them in a region holds
+    /// this one back there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
     /// Parameter values used.
     pub parameters: BTreeMap<String, Value>,
     /// Resources found compliant (no change needed), per region.
     pub compliant: BTreeMap<String, usize>,
+}
+
+/// A runbook left out of a region's plan, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotPlanned {
+    /// Runbook id.
+    pub runbook: String,
+    /// Region.
+    pub region: String,
+    /// Why: the discovery call that failed, with what the service said, or the runbook
+    /// it requires that could not be planned.
+    pub reason: String,
 }
 
 /// The kind of a change, as Terraform names them.

@@ -30,6 +30,9 @@ pub struct PlanRequest<'a> {
     pub regions: &'a [String],
     /// Who is planning.
     pub identity: &'a CallerIdentity,
+    /// Stop at the first discovery failure instead of leaving that runbook out of that
+    /// region's plan.
+    pub fail_fast: bool,
 }
 
 /// The template context of a runbook in a region, before `item` and `steps`. Parameter
@@ -163,10 +166,12 @@ pub fn assemble(
 ) -> Plan {
     let mut changes = Vec::new();
     let mut blocked = Vec::new();
+    let mut not_planned = Vec::new();
     let mut compliant: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for (region, region_plan) in request.regions.iter().zip(per_region) {
         changes.extend(region_plan.changes);
         blocked.extend(region_plan.blocked);
+        not_planned.extend(region_plan.not_planned);
         for (runbook, count) in region_plan.compliant {
             compliant
                 .entry(runbook)
@@ -190,12 +195,15 @@ pub fn assemble(
                 path: r.path.display().to_string(),
                 digest: r.digest.clone(),
                 controls: r.runbook.controls.clone(),
+                steps: r.runbook.steps.iter().map(|s| s.id.value.clone()).collect(),
+                requires: r.runbook.requires.iter().map(|n| n.value.clone()).collect(),
                 parameters: request.params.get(r.id()).cloned().unwrap_or_default(),
                 compliant: compliant.remove(r.id()).unwrap_or_default(),
             })
             .collect(),
         changes,
         blocked,
+        not_planned,
         unprobed_services: Vec::new(),
     }
 }
@@ -209,6 +217,8 @@ pub struct RegionPlan {
     pub blocked: Vec<Blocked>,
     /// Compliant resources per runbook.
     pub compliant: BTreeMap<String, usize>,
+    /// Runbooks left out of this region's plan, with why.
+    pub not_planned: Vec<super::NotPlanned>,
 }
 
 async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Result<RegionPlan> {
@@ -224,11 +234,54 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
         }
     }
     let all: Vec<Query> = queries.values().cloned().collect();
-    let found = discovery::run_all(&clients, &all).await?;
+    let found = discovery::run_all(&clients, &all).await;
+    // A runbook whose discovery failed here is left out of this region's plan, with the
+    // reason, and so is every runbook requiring it; the rest is planned.
+    let mut left_out: BTreeMap<String, String> = BTreeMap::new();
+    for ((runbook, _), query) in &queries {
+        if let Some(Err(error)) = found.get(query) {
+            if request.fail_fast {
+                return Err(Error::DiscoveryFailed {
+                    runbook: runbook.clone(),
+                    region: region.to_string(),
+                    reason: error.to_string(),
+                });
+            }
+            left_out
+                .entry(runbook.clone())
+                .or_insert_with(|| format!("discovery failed: {error}"));
+        }
+    }
+    // Runbooks are in order, and one can only require those before it.
+    for runbook in request.runbooks {
+        if left_out.contains_key(runbook.id()) {
+            continue;
+        }
+        if let Some(needed) = runbook
+            .runbook
+            .requires
+            .iter()
+            .find(|n| left_out.contains_key(&n.value))
+        {
+            left_out.insert(
+                runbook.id().to_string(),
+                format!(
+                    "requires {}, which could not be planned in {region}",
+                    needed.value
+                ),
+            );
+        }
+    }
     let mut inventory = RegionInventory::default();
     let mut members: BTreeMap<(String, String), Vec<(ResourceKind, String)>> = BTreeMap::new();
     for (key, query) in &queries {
-        let resources = found.get(query).cloned().unwrap_or_default();
+        if left_out.contains_key(&key.0) {
+            continue;
+        }
+        let resources = match found.get(query) {
+            Some(Ok(resources)) => resources.clone(),
+            _ => Vec::new(),
+        };
         members.insert(
             key.clone(),
             resources
@@ -238,10 +291,18 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
         );
         inventory.merge_discovered(resources);
     }
-    plan_on_inventory(request, region, &mut inventory, &members, &renderer)
+    plan_on_inventory(
+        request,
+        region,
+        &mut inventory,
+        &members,
+        &renderer,
+        &left_out,
+    )
 }
 
-/// Plans every runbook of a region on `inventory`, projecting each change onto it.
+/// Plans every runbook of a region on `inventory`, projecting each change onto it,
+/// except those in `left_out` (runbook id to why), which are listed as not planned.
 /// Pure: no AWS call, so unit tests drive it directly.
 pub fn plan_on_inventory(
     request: &PlanRequest<'_>,
@@ -249,12 +310,21 @@ pub fn plan_on_inventory(
     inventory: &mut RegionInventory,
     members: &BTreeMap<(String, String), Vec<(ResourceKind, String)>>,
     renderer: &Renderer,
+    left_out: &BTreeMap<String, String>,
 ) -> Result<RegionPlan> {
     let mut out = RegionPlan::default();
     // Resources an earlier runbook left alone to protect their users, with why.
     let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
+        if let Some(reason) = left_out.get(&rid) {
+            out.not_planned.push(super::NotPlanned {
+                runbook: rid,
+                region: region.to_string(),
+                reason: reason.clone(),
+            });
+            continue;
+        }
         let mut context = base_context(renderer, runbook, request, region)?;
         // Every render serializes the whole context: carry the discovered lists only for
         // runbooks whose templates use them, or planning grows with the square of the
@@ -623,6 +693,7 @@ mod tests {
             params: &params,
             regions: &regions,
             identity: &identity,
+            fail_fast: false,
         };
         plan_on_inventory(
             &request,
@@ -630,6 +701,7 @@ mod tests {
             inventory,
             &members(),
             &Renderer::new(),
+            &BTreeMap::new(),
         )
         .expect("plans")
     }
@@ -705,6 +777,7 @@ mod tests {
             params: &params,
             regions: &regions,
             identity: &identity,
+            fail_fast: false,
         };
         let plan = assemble(&request, jiff::Timestamp::UNIX_EPOCH, vec![region_plan]);
         insta::assert_snapshot!(crate::plan::render::text(&plan));

@@ -161,6 +161,21 @@ pub fn text(plan: &Plan) -> String {
         plan.regions.join(", "),
         plan.principal
     );
+    if plan.is_partial() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "INCOMPLETE PLAN: {} runbook-region(s) could not be planned; nothing is known of them and apply leaves them out:",
+            plan.not_planned.len()
+        );
+        for left in &plan.not_planned {
+            let _ = writeln!(
+                out,
+                "  ? {} ({}): {}",
+                left.runbook, left.region, left.reason
+            );
+        }
+    }
     let mut totals = Counts::default();
     for runbook in &plan.runbooks {
         let controls = runbook
@@ -225,13 +240,28 @@ pub fn text(plan: &Plan) -> String {
             );
         }
         let compliant: usize = runbook.compliant.values().sum();
-        let _ = writeln!(
-            out,
-            "  {}: {}; {} compliant.",
-            runbook.id,
-            counts.describe(),
-            compliant
-        );
+        let left_out: Vec<&str> = plan
+            .not_planned
+            .iter()
+            .filter(|n| n.runbook == runbook.id)
+            .map(|n| n.region.as_str())
+            .collect();
+        if left_out.len() == plan.regions.len() && counts.total() + counts.blocked == 0 {
+            let _ = writeln!(out, "  {}: not planned anywhere (see the top).", runbook.id);
+        } else {
+            let _ = write!(
+                out,
+                "  {}: {}; {} compliant",
+                runbook.id,
+                counts.describe(),
+                compliant
+            );
+            if left_out.is_empty() {
+                let _ = writeln!(out, ".");
+            } else {
+                let _ = writeln!(out, "; not planned in {}.", left_out.join(", "));
+            }
+        }
         totals.create += counts.create;
         totals.update += counts.update;
         totals.delete += counts.delete;
@@ -261,7 +291,16 @@ pub fn text(plan: &Plan) -> String {
         );
     }
     let _ = writeln!(out);
-    if totals.total() == 0 {
+    if plan.is_partial() {
+        let _ = writeln!(
+            out,
+            "Incomplete: {} runbook-region(s) not planned (listed at the top).",
+            plan.not_planned.len()
+        );
+    }
+    if totals.total() == 0 && plan.is_partial() {
+        let _ = writeln!(out, "No changes in what was planned.");
+    } else if totals.total() == 0 {
         let _ = write!(out, "No changes. The account matches the runbooks");
         if totals.blocked > 0 {
             let _ = write!(

@@ -32,6 +32,13 @@ pub struct Runbook {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub after: Vec<Spanned<String>>,
+    /// Ids of runbooks this one needs: they must be selected in the same run, are
+    /// planned and applied before this one (as with `after:`), and when one of them
+    /// fails in an account and region, or cannot be planned there, this one is not
+    /// applied (or planned) there either. `after:` alone only orders.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub requires: Vec<Spanned<String>>,
     /// Typed parameters, by name.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParameterSpec>,
@@ -139,10 +146,13 @@ pub struct DiscoverySpec {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
-    /// Stop the whole apply: nothing further is started (the default).
+    /// Stop this resource's chain and the runbook's later steps in the same account
+    /// and region, and the runbooks that require this one there (the default); other
+    /// runbooks and regions go on. With `--fail-fast`, stop the whole apply.
     #[default]
     Stop,
-    /// Stop this resource's chain only; other resources go on. The run still fails.
+    /// Stop this resource's chain only; other resources and later steps go on. The
+    /// run still fails.
     Continue,
 }
 

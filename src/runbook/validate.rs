@@ -43,6 +43,20 @@ pub fn validate(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
         }
         validate_one(loaded, &renderer, &mut problems);
     }
+    for loaded in &runbooks {
+        for needed in &loaded.runbook.requires {
+            if !runbooks.iter().any(|r| r.id() == needed.value) {
+                problems.push(
+                    Some(loaded.at(&needed.referenced)),
+                    format!(
+                        "runbook {} requires {}, which is not selected: select it too (use after: to order without needing it)",
+                        loaded.id(),
+                        needed.value
+                    ),
+                );
+            }
+        }
+    }
     problems.into_result()?;
     order(runbooks)
 }
@@ -471,8 +485,8 @@ fn sample_value(kind: ParamType) -> Value {
     }
 }
 
-/// Orders runbooks so each comes after the ones its `after:` names (when selected),
-/// keeping the given order otherwise. A cycle is an error.
+/// Orders runbooks so each comes after the ones its `after:` and `requires:` name (when
+/// selected), keeping the given order otherwise. A cycle is an error.
 fn order(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
     let ids: Vec<String> = runbooks.iter().map(|r| r.id().to_string()).collect();
     let mut placed: Vec<bool> = vec![false; runbooks.len()];
@@ -480,11 +494,16 @@ fn order(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
     while order.len() < runbooks.len() {
         let next = (0..runbooks.len()).find(|&i| {
             !placed[i]
-                && runbooks[i].runbook.after.iter().all(|dep| {
-                    ids.iter()
-                        .position(|id| *id == dep.value)
-                        .is_none_or(|j| placed[j])
-                })
+                && runbooks[i]
+                    .runbook
+                    .after
+                    .iter()
+                    .chain(&runbooks[i].runbook.requires)
+                    .all(|dep| {
+                        ids.iter()
+                            .position(|id| *id == dep.value)
+                            .is_none_or(|j| placed[j])
+                    })
         });
         match next {
             Some(i) => {
@@ -494,10 +513,19 @@ fn order(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
             None => {
                 let mut problems = Problems::default();
                 for (i, r) in runbooks.iter().enumerate().filter(|(i, _)| !placed[*i]) {
-                    let location = r.runbook.after.first().map(|a| r.at(&a.referenced));
+                    let location = r
+                        .runbook
+                        .after
+                        .iter()
+                        .chain(&r.runbook.requires)
+                        .next()
+                        .map(|a| r.at(&a.referenced));
                     problems.push(
                         location,
-                        format!("runbook {} is part of an `after:` cycle", ids[i]),
+                        format!(
+                            "runbook {} is part of an `after:`/`requires:` cycle",
+                            ids[i]
+                        ),
                     );
                 }
                 return Err(crate::Error::Invalid(problems));
@@ -506,4 +534,67 @@ fn order(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
     }
     let mut slots: Vec<Option<LoadedRunbook>> = runbooks.into_iter().map(Some).collect();
     Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::runbook::load::parse_runbook;
+
+    fn runbook(id: &str, order: &str) -> LoadedRunbook {
+        let text = format!(
+            "version: 1\nid: {id}\ntitle: t\n{order}discover:\n  setting:\n    resource: ec2:ebs-encryption-default\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n"
+        );
+        parse_runbook(Path::new(&format!("{id}.yaml")), &text).expect("parses")
+    }
+
+    fn messages(result: Result<Vec<LoadedRunbook>>) -> Vec<String> {
+        match result {
+            Err(crate::Error::Invalid(problems)) => {
+                problems.0.iter().map(ToString::to_string).collect()
+            }
+            Err(other) => vec![format!("unexpected error: {other}")],
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn requires_orders_like_after() {
+        let ordered = validate(vec![
+            runbook("b", "requires: [a]\n"),
+            runbook("c", "after: [b]\n"),
+            runbook("a", ""),
+        ])
+        .expect("valid");
+        let ids: Vec<&str> = ordered.iter().map(LoadedRunbook::id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_required_runbook_must_be_selected() {
+        assert_eq!(
+            messages(validate(vec![runbook("b", "requires: [a]\n")])),
+            [
+                "b.yaml:4:12: runbook b requires a, which is not selected: select it too (use after: to order without needing it)"
+            ]
+        );
+        // `after:` names a runbook that may or may not be selected.
+        assert!(validate(vec![runbook("b", "after: [a]\n")]).is_ok());
+    }
+
+    #[test]
+    fn a_cycle_through_after_or_requires_is_located() {
+        assert_eq!(
+            messages(validate(vec![
+                runbook("a", "after: [b]\n"),
+                runbook("b", "requires: [a]\n"),
+            ])),
+            [
+                "a.yaml:4:9: runbook a is part of an `after:`/`requires:` cycle",
+                "b.yaml:4:12: runbook b is part of an `after:`/`requires:` cycle",
+            ]
+        );
+    }
 }

@@ -244,9 +244,29 @@ fn with_no_trail_a_bucket_and_a_logging_trail_are_created_on_moto() {
 fn localstack_community_fails_clearly_because_it_does_not_emulate_cloudtrail() {
     let emulator = Emulator::start(Kind::LocalStack);
     let state = tempfile::tempdir().expect("state");
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["plan", RUNBOOK, "--region", "us-east-1"]);
-    let out = run(cmd);
+    let plan = |extra: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(["plan", RUNBOOK, "--region", "us-east-1"])
+            .args(extra);
+        run(cmd)
+    };
+    // The runbook is left out, saying why, and the plan is refused as incomplete.
+    let out = plan(&[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("? enable-cloudtrail (us-east-1): discovery failed: DescribeTrails failed")
+            && out.stdout.contains("not emulated"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("the plan is incomplete"),
+        "{}",
+        out.stderr
+    );
+    // With --fail-fast, planning stops at the failed call.
+    let out = plan(&["--fail-fast"]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.stderr.contains("DescribeTrails") && out.stderr.contains("not emulated"),

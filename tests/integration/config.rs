@@ -85,16 +85,13 @@ fn a_stopped_recorder_with_an_odd_name_is_reused_on_moto() {
         run(cmd)
     };
     block_on(async {
-        // moto names a service-linked role it creates "AWSServiceRoleForconfig"; the role
-        // AWS creates is stood in for by one made at its path and name.
+        // The account already has Config's service-linked role. moto names it
+        // "AWSServiceRoleForconfig" (AWS: "AWSServiceRoleForConfig"); it is found by its
+        // path all the same, so no second one is planned.
         emulator
             .iam()
-            .create_role()
-            .role_name("AWSServiceRoleForConfig")
-            .path("/aws-service-role/config.amazonaws.com/")
-            .assume_role_policy_document(
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"config.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-            )
+            .create_service_linked_role()
+            .aws_service_name("config.amazonaws.com")
             .send()
             .await
             .expect("role");
@@ -175,9 +172,10 @@ fn a_stopped_recorder_with_an_odd_name_is_reused_on_moto() {
     emulator.assert_audit_verifies(state.path());
 }
 
-#[test]
-fn an_empty_region_gets_role_bucket_recorder_channel_on_localstack() {
-    let emulator = Emulator::start(Kind::LocalStack);
+/// From nothing: the service-linked role is created (and found again by its path,
+/// whatever name the emulator gives it), then the bucket, recorder and channel.
+fn an_empty_region_gets_role_bucket_recorder_channel(kind: Kind) {
+    let emulator = Emulator::start(kind);
     let region = "us-east-1";
     let config = emulator.config(region);
     let account = emulator.account();
@@ -216,14 +214,30 @@ fn an_empty_region_gets_role_bucket_recorder_channel_on_localstack() {
             vec![bucket.clone()]
         )
     );
-    let role = block_on(
+    let roles = block_on(
         emulator
             .iam()
-            .get_role()
-            .role_name("AWSServiceRoleForConfig")
+            .list_roles()
+            .path_prefix("/aws-service-role/config.amazonaws.com/")
             .send(),
+    )
+    .expect("list roles");
+    assert_eq!(
+        roles.roles().len(),
+        1,
+        "one service-linked role of Config: {:?}",
+        roles.roles()
     );
-    assert!(role.is_ok(), "the service-linked role exists");
     let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+}
+
+#[test]
+fn an_empty_region_gets_role_bucket_recorder_channel_on_moto() {
+    an_empty_region_gets_role_bucket_recorder_channel(Kind::Moto);
+}
+
+#[test]
+fn an_empty_region_gets_role_bucket_recorder_channel_on_localstack() {
+    an_empty_region_gets_role_bucket_recorder_channel(Kind::LocalStack);
 }

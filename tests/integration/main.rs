@@ -7,6 +7,7 @@ mod cloudtrail;
 mod config;
 mod ebs;
 mod ebs_instances;
+mod failure_isolation;
 mod flow_logs;
 mod onboarding;
 mod regions_and_terminal;

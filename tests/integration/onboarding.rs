@@ -29,17 +29,6 @@ fn one_plan_and_one_apply_onboard_every_region() {
         run(cmd)
     };
     block_on(async {
-        // moto names a service-linked role it creates "AWSServiceRoleForconfig"; stand in
-        // for the one AWS creates (see the AWS Config tests).
-        emulator
-            .iam()
-            .create_role()
-            .role_name("AWSServiceRoleForConfig")
-            .path("/aws-service-role/config.amazonaws.com/")
-            .assume_role_policy_document("{}")
-            .send()
-            .await
-            .expect("role");
         let ec2 = emulator.ec2("eu-west-1");
         let vpc = create_vpc(&ec2, "10.5.0.0/16").await;
         let group = ec2
