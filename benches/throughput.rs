@@ -14,9 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
+use harden::accounts::Scope;
 use harden::aws::CallerIdentity;
 use harden::inventory::{Peer, RegionInventory, Resource, ResourceKind, Rule, SecurityGroup};
-use harden::plan::planner::{PlanRequest, plan_on_inventory};
+use harden::plan::planner::{Place, PlanRequest, plan_on_inventory};
 use harden::runbook::{load_paths, params, validate::validate};
 use harden::template::Renderer;
 use support::{Emulator, Kind, block_on, create_vpc, run};
@@ -135,7 +136,7 @@ fn planner_only(groups: usize) {
         arn: "arn:aws:iam::123456789012:user/bench".into(),
         partition: "aws".into(),
     };
-    let regions = vec![REGION.to_string()];
+    let scope = Scope::own(identity, vec![REGION.to_string()]);
     let mut base = RegionInventory::default();
     let mut ids = Vec::new();
     for i in 0..groups {
@@ -200,9 +201,10 @@ fn planner_only(groups: usize) {
     let request = PlanRequest {
         runbooks: &runbooks,
         params: &params,
-        regions: &regions,
-        identity: &identity,
+        principal: &scope.identity.arn,
+        unreachable: &[],
         fail_fast: false,
+        concurrency: 1,
     };
     let renderer = Renderer::new();
     let mut samples = Vec::new();
@@ -212,7 +214,10 @@ fn planner_only(groups: usize) {
         let started = Instant::now();
         let plan = plan_on_inventory(
             &request,
-            REGION,
+            Place {
+                scope: &scope,
+                region: REGION,
+            },
             &mut inventory,
             &members,
             &renderer,

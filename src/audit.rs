@@ -113,6 +113,9 @@ pub struct Summary {
     pub runbooks: Vec<(String, String)>,
     /// Regions.
     pub regions: Vec<String>,
+    /// The accounts the plan covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
     /// Changes pending (plan, dry-run) or attempted (apply).
     pub changes: usize,
     /// Blocked changes.
@@ -424,6 +427,7 @@ mod tests {
             plan_digest: "p".into(),
             runbooks: vec![("r".into(), "d".into())],
             regions: vec!["us-east-1".into()],
+            accounts: Vec::new(),
             changes: 1,
             blocked: 0,
             succeeded: 0,

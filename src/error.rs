@@ -152,11 +152,22 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// An account of the run could not be reached: its role could not be assumed, or
+    /// the credentials act for another account.
+    #[error("account {account}: {reason}")]
+    AccountUnreachable {
+        /// The account, as people name it.
+        account: String,
+        /// Why.
+        reason: String,
+    },
     /// Discovery failed and `--fail-fast` asked not to plan the rest without it.
-    #[error("runbook {runbook} in {region}: discovery failed: {reason}")]
+    #[error("runbook {runbook} in account {account}, {region}: discovery failed: {reason}")]
     DiscoveryFailed {
         /// The runbook whose discovery failed.
         runbook: String,
+        /// The account, as people name it.
+        account: String,
         /// Where.
         region: String,
         /// The failed call.

@@ -14,6 +14,7 @@
 //!
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules follow it.
 
+pub mod accounts;
 pub mod actions;
 pub mod audit;
 pub mod aws;

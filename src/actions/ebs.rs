@@ -309,6 +309,7 @@ mod tests {
         let change = Change {
             id: "t/eu-west-1/default_encryption/eu-west-1#2".into(),
             runbook: "t".into(),
+            account_id: "123456789012".into(),
             region: "eu-west-1".into(),
             step: "default_encryption".into(),
             action: "ec2:enable-ebs-encryption-by-default".into(),

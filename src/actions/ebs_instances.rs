@@ -1548,6 +1548,7 @@ mod tests {
         Change {
             id: "t/eu-west-1/swap/i-1#8".into(),
             runbook: "t".into(),
+            account_id: "123456789012".into(),
             region: "eu-west-1".into(),
             step: "swap".into(),
             action: "ec2:encrypt-instance-volumes".into(),

@@ -1077,6 +1077,7 @@ mod tests {
         Change {
             id: "t/eu-west-1/replace/vol-1#1".into(),
             runbook: "t".into(),
+            account_id: "123456789012".into(),
             region: "eu-west-1".into(),
             step: "replace".into(),
             action: "ec2:encrypt-volume".into(),

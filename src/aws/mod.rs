@@ -210,6 +210,69 @@ impl Aws {
         }
     }
 
+    /// The same connection acting as `role_arn`, assumed with these credentials. The
+    /// role is assumed once here, so a refusal is reported as what STS said; the
+    /// clients made from the result assume it again when its credentials near expiry,
+    /// so a run may outlast one session.
+    pub async fn assume(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+        session_name: &str,
+        region: &str,
+    ) -> Result<Aws> {
+        let config = self.config_for(region);
+        let sts = aws_sdk_sts::Client::new(&config);
+        sts.assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name)
+            .set_external_id(external_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("AssumeRole", &e)))?;
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name(session_name)
+            .configure(&config);
+        if let Some(id) = external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
+        Ok(Aws {
+            config: self
+                .config
+                .clone()
+                .into_builder()
+                .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                    provider,
+                ))
+                .build(),
+            ec2: self.ec2.clone(),
+            clients: Arc::default(),
+        })
+    }
+
+    /// An AWS Organizations client (the service is global; `region` picks the
+    /// endpoint's partition).
+    pub fn organizations(&self, region: &str) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::new(&self.config_for(region))
+    }
+
+    /// The regions enabled for the account (EC2 DescribeRegions), asked in `region`.
+    pub async fn enabled_regions(&self, region: &str) -> Result<Vec<String>> {
+        let out = self
+            .region(region)
+            .ec2
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("DescribeRegions", &e)))?;
+        Ok(out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_string))
+            .collect())
+    }
+
     /// Asks STS who is calling.
     pub async fn caller_identity(&self, region: &str) -> Result<CallerIdentity> {
         let sts = aws_sdk_sts::Client::new(&self.config_for(region));

@@ -59,6 +59,43 @@ pub struct Selection {
     /// Default: the SDK's region chain.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
+    /// Which accounts.
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+}
+
+/// Which accounts a run covers (default: the caller's own) and how to reach them.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// Accounts to cover, from a YAML or CSV file (id, name, regions, role,
+    /// external_id, tags; docs/accounts-format.md).
+    #[arg(long, value_name = "FILE", conflicts_with = "org")]
+    pub accounts: Option<PathBuf>,
+    /// Cover the accounts of the organization (AWS Organizations ListAccounts, from
+    /// the management account or a delegated administrator); suspended accounts are
+    /// skipped and listed.
+    #[arg(long)]
+    pub org: bool,
+    /// With --org: only the accounts under this organizational unit (nested units
+    /// included); repeat for several.
+    #[arg(long = "org-ou", value_name = "OU", requires = "org")]
+    pub org_units: Vec<String>,
+    /// Only accounts with this tag (KEY=VALUE); repeat to require several.
+    #[arg(long = "account-tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub account_tags: Vec<(String, String)>,
+    /// The role assumed in each account that does not name its own.
+    #[arg(long, value_name = "NAME", default_value = crate::accounts::DEFAULT_ROLE)]
+    pub assume_role: String,
+    /// The external id the roles' trust policies ask for (unless an account gives its own).
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+    }
 }
 
 /// `plan` and `dry-run` options.
@@ -76,7 +113,7 @@ pub struct PlanArgs {
     /// Exit 2 when changes are pending, 0 when none.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Probes made at once (dry-run).
+    /// Account-regions planned at once, and probes made at once (dry-run).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Stop at the first runbook whose discovery fails, instead of leaving it out.
@@ -95,12 +132,12 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub selection: Selection,
     /// Apply a plan saved with `plan --out`, exactly.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "params", "regions"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "params", "regions", "accounts", "org"])]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
-    /// Resources changed at once.
+    /// Resources changed at once (and account-regions planned at once).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Stop everything at the first failure (and at the first failed discovery),

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use comfy_table::Table;
 
 use super::Status;
-use super::args::{ApplyArgs, AuditCommand, Cli, Command, Format, GlobalArgs, PlanArgs, Selection};
+use super::args::{ApplyArgs, AuditCommand, Cli, Command, Format, GlobalArgs, PlanArgs};
+use super::settings::{self, Settings, load};
+use crate::accounts::Session;
 use crate::audit::{self, AuditLog, Entry, Outcome, Summary};
-use crate::aws::{Aws, CallerIdentity, Connection};
 use crate::error::{Error, Result};
 use crate::execute::journal::Journal;
 use crate::execute::{self, ApplyOptions};
 use crate::plan::{self, Plan, PlanRequest, Probe, render};
-use crate::runbook::{self, LoadedRunbook, params, validate::validate};
+use crate::runbook;
 use crate::{actions, inventory};
 
 /// Runs a parsed command line.
@@ -40,15 +42,6 @@ pub async fn run(cli: Cli) -> Result<Status> {
     }
 }
 
-fn load(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
-    if paths.is_empty() {
-        return Err(Error::Usage(
-            "name at least one runbook file or folder".into(),
-        ));
-    }
-    validate(runbook::load_paths(paths)?)
-}
-
 fn validate_command(paths: &[PathBuf]) -> Result<Status> {
     let runbooks = load(paths)?;
     for r in &runbooks {
@@ -56,91 +49,6 @@ fn validate_command(paths: &[PathBuf]) -> Result<Status> {
     }
     println!("{} runbook(s) valid.", runbooks.len());
     Ok(Status::Success)
-}
-
-fn connection(global: &GlobalArgs) -> Connection {
-    Connection {
-        endpoint_url: global.endpoint_url.clone(),
-        profile: global.profile.clone(),
-        localstack: global.localstack,
-    }
-}
-
-/// Everything planning needs, resolved from the flags.
-struct Resolved {
-    runbooks: Vec<LoadedRunbook>,
-    params: params::ResolvedParams,
-    aws: Aws,
-    identity: CallerIdentity,
-    regions: Vec<String>,
-}
-
-async fn resolve(global: &GlobalArgs, selection: &Selection) -> Result<Resolved> {
-    // Everything the user typed is checked before anything is contacted.
-    let runbooks = load(&selection.paths)?;
-    let params = params::resolve(&runbooks, &selection.params)?;
-    let aws = Aws::connect(&connection(global)).await;
-    let fallback = aws.default_region();
-    let first = selection
-        .regions
-        .iter()
-        .find(|r| *r != "all")
-        .cloned()
-        .or(fallback)
-        // `--region all` alone still needs somewhere to ask which regions are enabled.
-        .or_else(|| {
-            selection
-                .regions
-                .iter()
-                .any(|r| r == "all")
-                .then(|| "us-east-1".to_string())
-        })
-        .ok_or_else(|| Error::Usage("no region: pass --region REGION or set AWS_REGION".into()))?;
-    let identity = aws.caller_identity(&first).await?;
-    let regions = regions(&aws, &selection.regions, &first).await?;
-    Ok(Resolved {
-        runbooks,
-        params,
-        aws,
-        identity,
-        regions,
-    })
-}
-
-async fn regions(aws: &Aws, requested: &[String], first: &str) -> Result<Vec<String>> {
-    if requested.is_empty() {
-        return Ok(vec![first.to_string()]);
-    }
-    let mut regions = Vec::new();
-    for region in requested {
-        if region == "all" {
-            let clients = aws.region(first);
-            let out = clients
-                .ec2
-                .describe_regions()
-                .send()
-                .await
-                .map_err(|e| Error::Aws(crate::aws::failure("DescribeRegions", &e)))?;
-            let mut enabled: Vec<String> = out
-                .regions()
-                .iter()
-                .filter_map(|r| r.region_name().map(str::to_string))
-                .collect();
-            enabled.sort();
-            // The configured region leads: it is the home region of account-wide setup.
-            if let Some(at) = enabled.iter().position(|r| r == first) {
-                let home = enabled.remove(at);
-                enabled.insert(0, home);
-            }
-            regions.extend(enabled);
-        } else {
-            regions.push(region.clone());
-        }
-    }
-    // Order as given (the first is the home region runbooks default to), once each.
-    let mut seen = std::collections::BTreeSet::new();
-    regions.retain(|r| seen.insert(r.clone()));
-    Ok(regions)
 }
 
 fn new_run_id() -> String {
@@ -161,7 +69,8 @@ fn summary(plan: &Plan) -> Result<Summary> {
             .iter()
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
-        regions: plan.regions.clone(),
+        regions: plan.regions(),
+        accounts: plan.accounts.iter().map(|a| a.id.clone()).collect(),
         changes: plan.pending(),
         blocked: plan.blocked.len(),
         succeeded: 0,
@@ -176,35 +85,48 @@ fn summary(plan: &Plan) -> Result<Summary> {
     })
 }
 
-async fn make_plan(resolved: &Resolved, fail_fast: bool) -> Result<Plan> {
+async fn make_plan(settings: &Settings, fail_fast: bool, concurrency: usize) -> Result<Plan> {
     plan::plan(
-        &resolved.aws,
+        &settings.sessions,
         PlanRequest {
-            runbooks: &resolved.runbooks,
-            params: &resolved.params,
-            regions: &resolved.regions,
-            identity: &resolved.identity,
+            runbooks: &settings.runbooks,
+            params: &settings.params,
+            principal: &settings.caller.arn,
+            unreachable: &settings.unreachable,
             fail_fast,
+            concurrency,
         },
     )
     .await
 }
 
+/// Says which organization accounts were left out for not being active.
+fn report_inactive(settings: &Settings) {
+    for (target, state) in &settings.inactive {
+        eprintln!(
+            "note: skipped account {} ({state}): not active",
+            target.label()
+        );
+    }
+}
+
 /// The error line for a partial plan not accepted with `--allow-partial`.
 fn refuse_partial(plan: &Plan, what: &str) {
     eprintln!(
-        "error: the plan is incomplete: {} runbook-region(s) could not be planned (listed at the top); {what}, or pass --allow-partial to accept the rest",
+        "error: the plan is incomplete: {} account(s) could not be reached and {} runbook-region(s) could not be planned (listed at the top); {what}, or pass --allow-partial to accept the rest",
+        plan.unreachable.len(),
         plan.not_planned.len()
     );
 }
 
 async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Result<Status> {
-    let resolved = resolve(global, &args.selection).await?;
-    let mut plan = make_plan(&resolved, args.fail_fast).await?;
-    if dry_run {
-        plan::planner::probe(&resolved.aws, &mut plan, args.concurrency).await;
-    }
     let run_id = new_run_id();
+    let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
+    report_inactive(&settings);
+    let mut plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
+    if dry_run {
+        plan::planner::probe(&settings.sessions, &mut plan, args.concurrency).await;
+    }
     let entry = if dry_run {
         Entry::DryRun(summary(&plan)?)
     } else {
@@ -212,8 +134,8 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     };
     AuditLog::open(&global.state_dir)?.append(
         &run_id,
-        &resolved.identity.account_id,
-        &resolved.identity.arn,
+        &settings.caller.account_id,
+        &settings.caller.arn,
         entry,
     )?;
     match args.format {
@@ -268,10 +190,11 @@ fn confirm(plan: &Plan) -> Result<bool> {
             "refusing to apply without confirmation: no terminal to ask on; pass --yes to apply non-interactively".into(),
         ));
     }
+    let accounts: Vec<&str> = plan.accounts.iter().map(|a| a.id.as_str()).collect();
     print!(
-        "\nApply {} change(s) to account {}? Only 'yes' is accepted: ",
+        "\nApply {} change(s) to account(s) {}? Only 'yes' is accepted: ",
         plan.pending(),
-        plan.account_id
+        accounts.join(", ")
     );
     std::io::stdout()
         .flush()
@@ -284,36 +207,52 @@ fn confirm(plan: &Plan) -> Result<bool> {
 }
 
 async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
-    let (aws, identity, plan) = match &args.plan {
+    let run_id = new_run_id();
+    let (sessions, unreachable, plan, caller) = match &args.plan {
         Some(path) => {
             let plan = Plan::load(path)?;
-            let aws = Aws::connect(&connection(global)).await;
-            let region = plan.regions.first().cloned().ok_or_else(|| {
-                Error::Usage(format!("{}: the plan names no region", path.display()))
-            })?;
-            let identity = aws.caller_identity(&region).await?;
-            (aws, identity, plan)
+            let (sessions, unreachable) =
+                settings::sessions_for_plan(global, &plan, &run_id, args.concurrency).await?;
+            let caller = (plan.principal.clone(), caller_account(&sessions, &plan));
+            (sessions, unreachable, plan, caller)
         }
         None => {
-            let resolved = resolve(global, &args.selection).await?;
-            let plan = make_plan(&resolved, args.fail_fast).await?;
+            let settings =
+                settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
+            report_inactive(&settings);
+            let plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
             if plan.is_partial() && !args.allow_partial {
                 print!("{}", render::text(&plan));
                 refuse_partial(&plan, "nothing was changed; fix what failed");
                 return Ok(Status::Failure);
             }
-            (resolved.aws, resolved.identity, plan)
+            let caller = (
+                settings.caller.arn.clone(),
+                settings.caller.account_id.clone(),
+            );
+            // Accounts not reached at planning have no changes in the plan.
+            (settings.sessions, BTreeMap::new(), plan, caller)
         }
     };
     print!("{}", render::text(&plan));
     let leaves_out = || {
+        for account in &plan.unreachable {
+            println!(
+                "  ? account {}: not reached: {}",
+                account.id, account.reason
+            );
+        }
         for left in &plan.not_planned {
-            println!("  ? {} ({}): {}", left.runbook, left.region, left.reason);
+            println!(
+                "  ? {} in {}, {}: {}",
+                left.runbook, left.account_id, left.region, left.reason
+            );
         }
     };
     if plan.is_partial() {
         println!(
-            "\nThis apply leaves out {} runbook-region(s) the plan could not cover:",
+            "\nThis apply leaves out {} account(s) and {} runbook-region(s) the plan could not cover:",
+            plan.unreachable.len(),
             plan.not_planned.len()
         );
         leaves_out();
@@ -326,7 +265,6 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         println!("Apply cancelled; nothing was changed.");
         return Ok(Status::Failure);
     }
-    let run_id = new_run_id();
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
     // Ctrl-C stops starting changes; those in flight finish and are recorded.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -344,10 +282,14 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         }
     });
     let journal = Journal::create(&global.state_dir, &run_id, &plan)?;
+    for (account, why) in &unreachable {
+        eprintln!(
+            "error: account {account} could not be reached, its changes are not attempted: {why}"
+        );
+    }
     let report = execute::apply(
-        &aws,
+        &sessions,
         &plan,
-        &identity,
         &audit,
         &journal,
         &ApplyOptions {
@@ -355,6 +297,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             run_id: run_id.clone(),
             interrupted,
             fail_fast: args.fail_fast,
+            unreachable,
         },
     )
     .await?;
@@ -365,12 +308,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     audit
         .lock()
         .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-        .append(
-            &run_id,
-            &identity.account_id,
-            &identity.arn,
-            Entry::Apply(summary),
-        )?;
+        .append(&run_id, &caller.1, &caller.0, Entry::Apply(summary))?;
     println!("\nApply {run_id}:");
     for (id, outcome) in &report.outcomes {
         match outcome {
@@ -422,6 +360,18 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         return Ok(Status::Failure);
     }
     Ok(Status::Success)
+}
+
+/// The account the apply summary is recorded under: the caller's, which for a saved
+/// plan is the account of the one reached with the caller's own credentials, else the
+/// plan's first.
+fn caller_account(sessions: &[Session], plan: &Plan) -> String {
+    sessions
+        .iter()
+        .find(|s| s.scope.role.is_none())
+        .map(|s| s.scope.target.id.clone())
+        .or_else(|| plan.accounts.first().map(|a| a.id.clone()))
+        .unwrap_or_default()
 }
 
 fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod settings;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -22,9 +22,9 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
+use crate::accounts::Session;
 use crate::actions;
 use crate::audit::{AuditLog, ChangeRecord, CompensationRecord, Entry, Outcome};
-use crate::aws::{Aws, CallerIdentity};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan, state_matches};
 use crate::runbook::model::OnFailure;
@@ -42,6 +42,9 @@ pub struct ApplyOptions {
     pub interrupted: Arc<AtomicBool>,
     /// Stop everything at the first failure, instead of only what depends on it.
     pub fail_fast: bool,
+    /// Accounts of the plan that could not be reached now, with why: their changes are
+    /// not attempted.
+    pub unreachable: BTreeMap<String, String>,
 }
 
 /// The outcome of each change, in plan order, and what was undone.
@@ -133,9 +136,10 @@ struct Ready {
 
 /// Shared state of one apply.
 struct Run<'a> {
-    aws: &'a Aws,
+    /// Each reached account's session, by account id.
+    sessions: BTreeMap<&'a str, &'a Session>,
+    unreachable: &'a BTreeMap<String, String>,
     plan: &'a Plan,
-    identity: &'a CallerIdentity,
     audit: &'a Mutex<AuditLog>,
     journal: &'a Journal,
     run_id: &'a str,
@@ -146,11 +150,12 @@ struct Run<'a> {
     stopped_by: Mutex<Option<String>>,
     fail_fast: bool,
     interrupted: &'a AtomicBool,
-    /// Resources (region, id) a change failed on, with the change: their later changes
-    /// are not attempted.
-    failed_resources: Mutex<BTreeMap<(String, String), String>>,
-    /// (region, runbook) where a change failed: later steps there are not attempted.
-    halts: Mutex<BTreeMap<(String, String), Halt>>,
+    /// Resources (account, region, id) a change failed on, with the change: their later
+    /// changes are not attempted.
+    failed_resources: Mutex<BTreeMap<Place, String>>,
+    /// (account, region, runbook) where a change failed: later steps there are not
+    /// attempted.
+    halts: Mutex<BTreeMap<Place, Halt>>,
     /// Per runbook, every runbook it needs, directly or through others (`requires:`).
     needs: BTreeMap<String, BTreeSet<String>>,
     /// Skipped change id to the failed change that held it back.
@@ -159,28 +164,29 @@ struct Run<'a> {
     compensations: Mutex<Vec<Undone>>,
 }
 
-/// Applies `plan`. Refuses a plan made for another account.
+/// An account, a region and a resource id or runbook id: where a failure holds work
+/// back.
+type Place = (String, String, String);
+
+/// Applies `plan` with the sessions of the accounts it covers (each checked to act for
+/// its account); the changes of an account without a session are not attempted.
 pub async fn apply(
-    aws: &Aws,
+    sessions: &[Session],
     plan: &Plan,
-    identity: &CallerIdentity,
     audit: &Mutex<AuditLog>,
     journal: &Journal,
     options: &ApplyOptions,
 ) -> Result<ApplyReport> {
-    if plan.account_id != identity.account_id {
-        return Err(Error::Usage(format!(
-            "the plan was made for account {} but the credentials are for account {}; refusing to apply",
-            plan.account_id, identity.account_id
-        )));
-    }
     // What only the run knows (its id, tagged on what it creates) goes in first; the
     // journal and audit then record the calls exactly as made.
     let plan = &plan.for_run(&options.run_id);
     let run = Run {
-        aws,
+        sessions: sessions
+            .iter()
+            .map(|s| (s.scope.target.id.as_str(), s))
+            .collect(),
+        unreachable: &options.unreachable,
         plan,
-        identity,
         audit,
         journal,
         run_id: &options.run_id,
@@ -264,7 +270,9 @@ enum Unit {
 /// action and batch key) into batches of at most the action's `max_batch`.
 fn batched(plan: &Plan, stage: Vec<Vec<usize>>) -> Vec<Unit> {
     let mut units = Vec::new();
-    let mut groups: Vec<((String, String, Value), Vec<usize>)> = Vec::new();
+    // (account, region, action, the concern's batch key) to the changes it groups.
+    type Key = (String, String, String, Value);
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for chain in stage {
         let key = match chain.as_slice() {
             [index] => {
@@ -273,7 +281,14 @@ fn batched(plan: &Plan, stage: Vec<Vec<usize>>) -> Vec<Unit> {
                     .map(|a| a.calls())
                     .filter(|calls| calls.max_batch() > 1)
                     .and_then(|calls| calls.batch_key(change))
-                    .map(|key| (change.region.clone(), change.action.clone(), key))
+                    .map(|key| {
+                        (
+                            change.account_id.clone(),
+                            change.region.clone(),
+                            change.action.clone(),
+                            key,
+                        )
+                    })
             }
             _ => None,
         };
@@ -285,7 +300,7 @@ fn batched(plan: &Plan, stage: Vec<Vec<usize>>) -> Vec<Unit> {
             None => units.push(Unit::Chain(chain)),
         }
     }
-    for ((_, action, _), members) in groups {
+    for ((_, _, action, _), members) in groups {
         let max = actions::find(&action).map_or(1, |a| a.calls().max_batch().max(1));
         for part in members.chunks(max) {
             units.push(Unit::Batch(part.to_vec()));
@@ -329,10 +344,15 @@ fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
         .map(|(i, (_, runbook, step))| ((*runbook, *step), i))
         .collect();
     let mut stages: Vec<Vec<Vec<usize>>> = vec![Vec::new(); keys.len()];
-    let mut chain_of: BTreeMap<(usize, &str, &str), usize> = BTreeMap::new();
+    let mut chain_of: BTreeMap<(usize, &str, &str, &str), usize> = BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
         let stage = stage_of[&(change.runbook.as_str(), change.step.as_str())];
-        let key = (stage, change.region.as_str(), change.resource.id.as_str());
+        let key = (
+            stage,
+            change.account_id.as_str(),
+            change.region.as_str(),
+            change.resource.id.as_str(),
+        );
         let chain = *chain_of.entry(key).or_insert_with(|| {
             stages[stage].push(Vec::new());
             stages[stage].len() - 1
@@ -346,27 +366,39 @@ impl Run<'_> {
     /// The failed change that held back this change's resource in an earlier stage.
     fn resource_failed(&self, index: usize) -> Option<String> {
         let change = &self.plan.changes[index];
-        self.failed_resources.lock().ok().and_then(|failed| {
-            failed
-                .get(&(change.region.clone(), change.resource.id.clone()))
-                .cloned()
-        })
+        self.failed_resources
+            .lock()
+            .ok()
+            .and_then(|failed| failed.get(&resource_place(change)).cloned())
+    }
+
+    /// Clients of the change's account in its region, when the account was reached.
+    fn clients(&self, change: &Change) -> Option<crate::aws::RegionClients> {
+        self.sessions
+            .get(change.account_id.as_str())
+            .map(|s| s.aws.region(&change.region))
     }
 
     /// The failure holding back `runbook`'s changes of stage `stage` in `region`: its
     /// own in an earlier step, or one of a runbook it requires.
-    fn halted(&self, region: &str, runbook: &str, stage: usize) -> Option<(String, Halt)> {
+    fn halted(&self, change: &Change, stage: usize) -> Option<(String, Halt)> {
         let halts = self.halts.lock().ok()?;
+        let at = |runbook: &str| {
+            (
+                change.account_id.clone(),
+                change.region.clone(),
+                runbook.to_string(),
+            )
+        };
         let own = halts
-            .get(&(region.to_string(), runbook.to_string()))
+            .get(&at(&change.runbook))
             .filter(|h| h.stage < stage)
-            .map(|h| (runbook.to_string(), h.clone()));
+            .map(|h| (change.runbook.clone(), h.clone()));
         own.or_else(|| {
-            self.needs.get(runbook)?.iter().find_map(|needed| {
-                halts
-                    .get(&(region.to_string(), needed.clone()))
-                    .map(|h| (needed.clone(), h.clone()))
-            })
+            self.needs
+                .get(&change.runbook)?
+                .iter()
+                .find_map(|needed| halts.get(&at(needed)).map(|h| (needed.clone(), h.clone())))
         })
     }
 
@@ -379,7 +411,15 @@ impl Run<'_> {
         chain_failed: Option<&str>,
     ) -> Option<Outcome> {
         let change = &self.plan.changes[index];
-        let (reason, cause) = if let Some(cause) = chain_failed
+        let (reason, cause) = if let Some(why) = self.unreachable.get(&change.account_id) {
+            (
+                format!(
+                    "not attempted: account {} could not be reached: {why}",
+                    change.account_id
+                ),
+                None,
+            )
+        } else if let Some(cause) = chain_failed
             .map(str::to_string)
             .or_else(|| self.resource_failed(index))
         {
@@ -396,7 +436,7 @@ impl Run<'_> {
                 None => "not attempted: apply stopped after a failure".to_string(),
             };
             (reason, cause)
-        } else if let Some((runbook, halt)) = self.halted(&change.region, &change.runbook, stage) {
+        } else if let Some((runbook, halt)) = self.halted(change, stage) {
             let reason = if runbook == change.runbook {
                 format!(
                     "not attempted: {} failed in {}, and the later steps of runbook {runbook} build on it",
@@ -425,7 +465,7 @@ impl Run<'_> {
         if let Outcome::Failed { .. } = outcome {
             if let Ok(mut failed) = self.failed_resources.lock() {
                 failed
-                    .entry((change.region.clone(), change.resource.id.clone()))
+                    .entry(resource_place(change))
                     .or_insert_with(|| change.id.clone());
             }
             if change.on_failure == OnFailure::Continue {
@@ -438,7 +478,11 @@ impl Run<'_> {
                 self.stop.store(true, Ordering::SeqCst);
             } else if let Ok(mut halts) = self.halts.lock() {
                 halts
-                    .entry((change.region.clone(), change.runbook.clone()))
+                    .entry((
+                        change.account_id.clone(),
+                        change.region.clone(),
+                        change.runbook.clone(),
+                    ))
                     .or_insert_with(|| Halt {
                         stage,
                         change_id: change.id.clone(),
@@ -497,7 +541,9 @@ impl Run<'_> {
             Outcome::Skipped { reason } => format!("{} {reason}", stopped_at.id),
             Outcome::Succeeded => return,
         };
-        let clients = self.aws.region(&first.region);
+        let Some(clients) = self.clients(first) else {
+            return;
+        };
         let Some(done) = action
             .calls()
             .compensate(&clients, &first.resource.id, &first.before, &cause)
@@ -532,7 +578,7 @@ impl Run<'_> {
         let journaled =
             self.journal
                 .record(&stopped_at.id, phase, done.failure.clone().or(Some(cause)));
-        let audited = self.append(Entry::Compensation(Box::new(record)));
+        let audited = self.append(&first.account_id, Entry::Compensation(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
             eprintln!(
                 "error: could not record putting back {}: {e}",
@@ -551,19 +597,17 @@ impl Run<'_> {
         }
     }
 
-    /// Appends one record to the audit log.
-    fn append(&self, entry: Entry) -> Result<()> {
+    /// Appends one record about `account` to the audit log, naming who harden acted as
+    /// there.
+    fn append(&self, account: &str, entry: Entry) -> Result<()> {
+        let principal = self
+            .sessions
+            .get(account)
+            .map_or_else(String::new, |s| s.scope.identity.arn.clone());
         self.audit
             .lock()
             .map_err(|_| Error::Internal("audit lock poisoned".into()))
-            .and_then(|mut log| {
-                log.append(
-                    self.run_id,
-                    &self.identity.account_id,
-                    &self.identity.arn,
-                    entry,
-                )
-            })
+            .and_then(|mut log| log.append(self.run_id, account, &principal, entry))
             .map(drop)
     }
 
@@ -614,7 +658,17 @@ impl Run<'_> {
             ));
         };
         let calls = action.calls();
-        let clients = self.aws.region(&change.region);
+        let Some(clients) = self.clients(change) else {
+            return Err(self.fail(
+                change,
+                Value::Null,
+                Value::Null,
+                "AccountUnreachable",
+                format!("account {} was not reached", change.account_id),
+                Vec::new(),
+                started,
+            ));
+        };
         let current = match known {
             Some(state) => state,
             None => match calls.read(&clients, &change.resource.id).await {
@@ -842,12 +896,21 @@ impl Run<'_> {
             duration_ms,
         };
         let journaled = self.journal.record(&change.id, phase, detail);
-        let audited = self.append(Entry::Change(Box::new(record)));
+        let audited = self.append(&change.account_id, Entry::Change(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
             eprintln!("error: could not record change {}: {e}", change.id);
             self.stop.store(true, Ordering::SeqCst);
         }
     }
+}
+
+/// Where a change's resource is: its account, region and id.
+fn resource_place(change: &Change) -> Place {
+    (
+        change.account_id.clone(),
+        change.region.clone(),
+        change.resource.id.clone(),
+    )
 }
 
 fn elapsed(started: Instant) -> u64 {
@@ -898,6 +961,7 @@ mod tests {
         Change {
             id: format!("t/us-east-1/close/{group}#1"),
             runbook: "t".into(),
+            account_id: "123456789012".into(),
             region: "us-east-1".into(),
             step: "close".into(),
             action: "ec2:close-security-group".into(),
@@ -925,9 +989,17 @@ mod tests {
             format_version: crate::plan::PLAN_FORMAT_VERSION,
             harden_version: "test".into(),
             created_at: jiff::Timestamp::UNIX_EPOCH,
-            account_id: "123456789012".into(),
             principal: "arn:aws:iam::123456789012:user/t".into(),
-            regions: vec!["us-east-1".into()],
+            accounts: vec![crate::plan::PlannedAccount {
+                id: "123456789012".into(),
+                name: None,
+                principal: "arn:aws:iam::123456789012:user/t".into(),
+                regions: vec!["us-east-1".into()],
+                role: None,
+                external_id: None,
+                tags: Default::default(),
+            }],
+            unreachable: Vec::new(),
             runbooks: vec![PlannedRunbook {
                 id: "t".into(),
                 title: "t".into(),
@@ -972,18 +1044,22 @@ mod tests {
 
     async fn run_with(client: Client, plan: &Plan, interrupted: bool, fail_fast: bool) -> Outcomes {
         let dir = tempfile::tempdir().expect("tempdir");
-        let aws = Aws::with_ec2_client(client);
-        let identity = CallerIdentity {
-            account_id: "123456789012".into(),
-            arn: "arn:aws:iam::123456789012:user/t".into(),
-            partition: "aws".into(),
+        let session = Session {
+            scope: crate::accounts::Scope::own(
+                crate::aws::CallerIdentity {
+                    account_id: "123456789012".into(),
+                    arn: "arn:aws:iam::123456789012:user/t".into(),
+                    partition: "aws".into(),
+                },
+                plan.regions(),
+            ),
+            aws: crate::aws::Aws::with_ec2_client(client),
         };
         let audit = Mutex::new(AuditLog::open(dir.path()).expect("audit"));
         let journal = Journal::create(dir.path(), "run-1", plan).expect("journal");
         let report = apply(
-            &aws,
+            &[session],
             plan,
-            &identity,
             &audit,
             &journal,
             &ApplyOptions {
@@ -991,6 +1067,7 @@ mod tests {
                 run_id: "run-1".into(),
                 interrupted: Arc::new(AtomicBool::new(interrupted)),
                 fail_fast,
+                unreachable: BTreeMap::new(),
             },
         )
         .await
@@ -1175,7 +1252,7 @@ mod tests {
             keep("t", "eu-west-1", "later", "sg-f"),
             keep("v", "eu-west-1", "close", "sg-g"),
         ]);
-        plan.regions = vec!["us-east-1".into(), "eu-west-1".into()];
+        plan.accounts[0].regions = vec!["us-east-1".into(), "eu-west-1".into()];
         plan.runbooks = vec![
             runbook("t", &["close", "later"], &[]),
             runbook("u", &["close"], &[]),
@@ -1341,6 +1418,7 @@ mod tests {
         Change {
             id: format!("t/us-east-1/flow/{vpc}#1"),
             runbook: "t".into(),
+            account_id: "123456789012".into(),
             region: "us-east-1".into(),
             step: "flow".into(),
             action: "ec2:enable-flow-logs".into(),

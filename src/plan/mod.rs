@@ -23,8 +23,8 @@ pub use planner::{PlanRequest, plan};
 /// Version of the saved-plan and `--format json` schema (docs/plan-format.md).
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 
-/// A complete plan for one account: every change apply would make, and every change it
-/// will not make with the reason.
+/// A complete plan for every account and region of a run: every change apply would
+/// make, every change it will not make with the reason, and what it could not cover.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// [`PLAN_FORMAT_VERSION`].
@@ -33,26 +33,63 @@ pub struct Plan {
     pub harden_version: String,
     /// When discovery ran.
     pub created_at: jiff::Timestamp,
-    /// The account planned.
-    pub account_id: String,
-    /// The principal that planned (its ARN).
+    /// The principal that planned (the caller's ARN).
     pub principal: String,
-    /// Regions planned.
-    pub regions: Vec<String>,
+    /// The accounts planned, each with the regions planned in it.
+    pub accounts: Vec<PlannedAccount>,
+    /// Accounts that could not be reached, with why: nothing of them was planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<UnreachableAccount>,
     /// Runbooks in the order they are applied.
     pub runbooks: Vec<PlannedRunbook>,
-    /// Changes in apply order.
+    /// Changes in apply order, grouped by account then region.
     pub changes: Vec<Change>,
     /// Changes that will not be made, with the reason.
     pub blocked: Vec<Blocked>,
-    /// Runbooks that could not be planned in a region (their discovery failed, or a
-    /// runbook they require could not be planned there), with the reason. A plan with
-    /// any is partial: what it leaves out is neither changed nor known to be compliant.
+    /// Runbooks that could not be planned in an account and region (their discovery
+    /// failed, or a runbook they require could not be planned there), with the reason.
+    /// A plan with any, or with an unreachable account, is partial: what it leaves out
+    /// is neither changed nor known to be compliant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_planned: Vec<NotPlanned>,
     /// Set by dry-run: services whose calls have no dry-run, so were not probed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unprobed_services: Vec<String>,
+}
+
+/// An account as it was planned: who harden acted as there, and how to reach it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAccount {
+    /// The account id.
+    pub id: String,
+    /// Its name, when the accounts file or the organization gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Who harden acted as there (the assumed role's session, or the caller).
+    pub principal: String,
+    /// Regions planned, the home region first.
+    pub regions: Vec<String>,
+    /// The role assumed to reach it; absent when the caller's own credentials did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The external id the role asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An account the run could not reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableAccount {
+    /// The account id.
+    pub id: String,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Why: the AssumeRole refusal, or STS naming another account.
+    pub reason: String,
 }
 
 impl Plan {
@@ -64,9 +101,26 @@ impl Plan {
             .count()
     }
 
-    /// True when some runbook could not be planned in some region.
+    /// True when some runbook could not be planned somewhere, or an account could not
+    /// be reached.
     pub fn is_partial(&self) -> bool {
-        !self.not_planned.is_empty()
+        !self.not_planned.is_empty() || !self.unreachable.is_empty()
+    }
+
+    /// Every region planned in some account, in order of first appearance.
+    pub fn regions(&self) -> Vec<String> {
+        let mut regions: Vec<String> = Vec::new();
+        for region in self.accounts.iter().flat_map(|a| &a.regions) {
+            if !regions.contains(region) {
+                regions.push(region.clone());
+            }
+        }
+        regions
+    }
+
+    /// The planned account with this id.
+    pub fn account(&self, id: &str) -> Option<&PlannedAccount> {
+        self.accounts.iter().find(|a| a.id == id)
     }
 
     /// Reads a saved plan, checking its format version.
@@ -134,15 +188,17 @@ pub struct PlannedRunbook {
     pub requires: Vec<String>,
     /// Parameter values used.
     pub parameters: BTreeMap<String, Value>,
-    /// Resources found compliant (no change needed), per region.
-    pub compliant: BTreeMap<String, usize>,
+    /// Resources found compliant (no change needed), per account and region.
+    pub compliant: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
-/// A runbook left out of a region's plan, and why.
+/// A runbook left out of an account-region's plan, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotPlanned {
     /// Runbook id.
     pub runbook: String,
+    /// The account.
+    pub account_id: String,
     /// Region.
     pub region: String,
     /// Why: the discovery call that failed, with what the service said, or the runbook
@@ -235,10 +291,12 @@ pub enum Probe {
 /// One change apply would make.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// Stable id within the plan: `runbook/region/step/resource#n`.
+    /// Stable id within the plan: `account/runbook/region/step/resource#n`.
     pub id: String,
     /// Runbook id.
     pub runbook: String,
+    /// The account.
+    pub account_id: String,
     /// Region.
     pub region: String,
     /// Step id.
@@ -345,6 +403,8 @@ impl BlockReason {
 pub struct Blocked {
     /// Runbook id.
     pub runbook: String,
+    /// The account.
+    pub account_id: String,
     /// Region.
     pub region: String,
     /// Step id.
@@ -404,7 +464,7 @@ mod tests {
     #[test]
     fn the_run_id_goes_into_the_calls_of_the_run_that_makes_them() {
         let change: Change = serde_json::from_value(json!({
-            "id": "t/r/s/x#1", "runbook": "t", "region": "r", "step": "s", "action": "a",
+            "id": "a/t/r/s/x#1", "runbook": "t", "account_id": "123456789012", "region": "r", "step": "s", "action": "a",
             "resource": {"kind": "ec2:volume", "id": "x"}, "kind": "create", "summary": "",
             "before": null, "after": null, "on_failure": "stop",
             "call": {"service": "ec2", "operation": "CreateSnapshot", "input": {"VolumeId": "x",

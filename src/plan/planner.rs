@@ -1,17 +1,21 @@
-//! Computing a plan. Discovery runs first (read-only, every region concurrently); then,
-//! per region, runbooks are planned in order on one inventory that each planned change
-//! is projected onto, so a later step or runbook sees the state the earlier ones leave.
-//! That is what makes runbooks that touch the same resources compose.
+//! Computing a plan. Each account-region is planned on its own, concurrently under a
+//! bound, with its account's clients: discovery first (read-only), then the runbooks in
+//! order on one inventory that each planned change is projected onto, so a later step
+//! or runbook sees the state the earlier ones leave. That is what makes runbooks that
+//! touch the same resources compose. Nothing is shared between accounts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::future::try_join_all;
 use futures::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
 
-use super::{BlockReason, Blocked, Change, PLAN_FORMAT_VERSION, Plan, PlannedRunbook, ResourceRef};
+use super::{
+    BlockReason, Blocked, Change, PLAN_FORMAT_VERSION, Plan, PlannedAccount, PlannedRunbook,
+    ResourceRef, UnreachableAccount,
+};
+use crate::accounts::{Scope, Session, Unreachable};
 use crate::actions;
-use crate::aws::{Aws, CallerIdentity};
+use crate::aws::Aws;
 use crate::discovery::{self, Query};
 use crate::error::{Error, Problems, Result};
 use crate::inventory::{RegionInventory, ResourceKind};
@@ -26,13 +30,24 @@ pub struct PlanRequest<'a> {
     pub runbooks: &'a [LoadedRunbook],
     /// Their parameter values.
     pub params: &'a ResolvedParams,
-    /// Regions to plan.
-    pub regions: &'a [String],
-    /// Who is planning.
-    pub identity: &'a CallerIdentity,
+    /// Who is planning (the caller's ARN).
+    pub principal: &'a str,
+    /// Accounts of the run that could not be reached, listed in the plan.
+    pub unreachable: &'a [Unreachable],
     /// Stop at the first discovery failure instead of leaving that runbook out of that
-    /// region's plan.
+    /// account-region's plan.
     pub fail_fast: bool,
+    /// Account-regions discovered and planned at once.
+    pub concurrency: usize,
+}
+
+/// Where one region plan is made: an account and one of its regions.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// The account.
+    pub scope: &'a Scope,
+    /// The region.
+    pub region: &'a str,
 }
 
 /// The template context of a runbook in a region, before `item` and `steps`. Parameter
@@ -42,16 +57,17 @@ fn base_context(
     renderer: &Renderer,
     runbook: &LoadedRunbook,
     request: &PlanRequest<'_>,
-    region: &str,
+    place: Place<'_>,
 ) -> Result<Value> {
+    let (account, region) = (place.scope, place.region);
     let scope = json!({
-        "account_id": request.identity.account_id,
+        "account_id": account.identity.account_id,
         "region": region,
-        "partition": request.identity.partition,
-        // The first region of the plan: where account-wide things (a multi-region
+        "partition": account.identity.partition,
+        // The account's first region: where account-wide things (a multi-region
         // trail, global resource recording) are set up when a runbook does not say.
-        "home_region": request.regions.first().map(String::as_str).unwrap_or(region),
-        "regions": request.regions,
+        "home_region": account.regions.first().map(String::as_str).unwrap_or(region),
+        "regions": account.regions,
     });
     let params = request.params;
     let mut values = Map::new();
@@ -145,36 +161,57 @@ fn string_list(value: &Value) -> std::result::Result<Vec<String>, String> {
     }
 }
 
-/// Plans every runbook in every region.
-pub async fn plan(aws: &Aws, request: PlanRequest<'_>) -> Result<Plan> {
+/// Plans every runbook in every region of every account reached.
+pub async fn plan(sessions: &[Session], request: PlanRequest<'_>) -> Result<Plan> {
     let created_at = jiff::Timestamp::now();
-    let per_region = try_join_all(
-        request
-            .regions
-            .iter()
-            .map(|region| plan_region(aws, &request, region)),
-    )
-    .await?;
-    Ok(assemble(&request, created_at, per_region))
+    let places: Vec<(&Session, &str)> = sessions
+        .iter()
+        .flat_map(|s| s.scope.regions.iter().map(move |r| (s, r.as_str())))
+        .collect();
+    let request = &request;
+    let planned: Vec<Result<RegionPlan>> = stream::iter(places.iter().map(|(session, region)| {
+        plan_region(
+            &session.aws,
+            request,
+            Place {
+                scope: &session.scope,
+                region,
+            },
+        )
+    }))
+    .buffered(request.concurrency.max(1))
+    .collect()
+    .await;
+    let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
+    let scopes: Vec<&Scope> = sessions.iter().map(|s| &s.scope).collect();
+    Ok(assemble(request, &scopes, created_at, planned))
 }
 
-/// Joins the regions' plans (in `request.regions` order) into one plan.
+/// Joins the account-regions' plans (in the order of `scopes` and their regions) into
+/// one plan.
 pub fn assemble(
     request: &PlanRequest<'_>,
+    scopes: &[&Scope],
     created_at: jiff::Timestamp,
-    per_region: Vec<RegionPlan>,
+    per_place: Vec<RegionPlan>,
 ) -> Plan {
     let mut changes = Vec::new();
     let mut blocked = Vec::new();
     let mut not_planned = Vec::new();
-    let mut compliant: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for (region, region_plan) in request.regions.iter().zip(per_region) {
+    let mut compliant: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> =
+        BTreeMap::new();
+    let places = scopes
+        .iter()
+        .flat_map(|s| s.regions.iter().map(move |r| (&s.target.id, r)));
+    for ((account, region), region_plan) in places.zip(per_place) {
         changes.extend(region_plan.changes);
         blocked.extend(region_plan.blocked);
         not_planned.extend(region_plan.not_planned);
         for (runbook, count) in region_plan.compliant {
             compliant
                 .entry(runbook)
+                .or_default()
+                .entry(account.clone())
                 .or_default()
                 .insert(region.clone(), count);
         }
@@ -183,9 +220,28 @@ pub fn assemble(
         format_version: PLAN_FORMAT_VERSION,
         harden_version: env!("CARGO_PKG_VERSION").to_string(),
         created_at,
-        account_id: request.identity.account_id.clone(),
-        principal: request.identity.arn.clone(),
-        regions: request.regions.to_vec(),
+        principal: request.principal.to_string(),
+        accounts: scopes
+            .iter()
+            .map(|s| PlannedAccount {
+                id: s.target.id.clone(),
+                name: s.target.name.clone(),
+                principal: s.identity.arn.clone(),
+                regions: s.regions.clone(),
+                role: s.role.clone(),
+                external_id: s.target.external_id.clone(),
+                tags: s.target.tags.clone(),
+            })
+            .collect(),
+        unreachable: request
+            .unreachable
+            .iter()
+            .map(|u| UnreachableAccount {
+                id: u.target.id.clone(),
+                name: u.target.name.clone(),
+                reason: u.reason.clone(),
+            })
+            .collect(),
         runbooks: request
             .runbooks
             .iter()
@@ -221,13 +277,14 @@ pub struct RegionPlan {
     pub not_planned: Vec<super::NotPlanned>,
 }
 
-async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Result<RegionPlan> {
+async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, place: Place<'_>) -> Result<RegionPlan> {
     let renderer = Renderer::new();
+    let region = place.region;
     let clients = aws.region(region);
     // Render every query first so discovery can run once, concurrently.
     let mut queries: BTreeMap<(String, String), Query> = BTreeMap::new();
     for runbook in request.runbooks {
-        let context = base_context(&renderer, runbook, request, region)?;
+        let context = base_context(&renderer, runbook, request, place)?;
         for name in runbook.runbook.discover.keys() {
             let query = query_for(&renderer, runbook, name, &context)?;
             queries.insert((runbook.id().to_string(), name.clone()), query);
@@ -243,6 +300,7 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
             if request.fail_fast {
                 return Err(Error::DiscoveryFailed {
                     runbook: runbook.clone(),
+                    account: place.scope.target.label(),
                     region: region.to_string(),
                     reason: error.to_string(),
                 });
@@ -293,7 +351,7 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
     }
     plan_on_inventory(
         request,
-        region,
+        place,
         &mut inventory,
         &members,
         &renderer,
@@ -306,13 +364,14 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, region: &str) -> Resu
 /// Pure: no AWS call, so unit tests drive it directly.
 pub fn plan_on_inventory(
     request: &PlanRequest<'_>,
-    region: &str,
+    place: Place<'_>,
     inventory: &mut RegionInventory,
     members: &BTreeMap<(String, String), Vec<(ResourceKind, String)>>,
     renderer: &Renderer,
     left_out: &BTreeMap<String, String>,
 ) -> Result<RegionPlan> {
     let mut out = RegionPlan::default();
+    let (account, region) = (place.scope.target.id.as_str(), place.region);
     // Resources an earlier runbook left alone to protect their users, with why.
     let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
@@ -320,12 +379,13 @@ pub fn plan_on_inventory(
         if let Some(reason) = left_out.get(&rid) {
             out.not_planned.push(super::NotPlanned {
                 runbook: rid,
+                account_id: account.to_string(),
                 region: region.to_string(),
                 reason: reason.clone(),
             });
             continue;
         }
-        let mut context = base_context(renderer, runbook, request, region)?;
+        let mut context = base_context(renderer, runbook, request, place)?;
         // Every render serializes the whole context: carry the discovered lists only for
         // runbooks whose templates use them, or planning grows with the square of the
         // number of resources.
@@ -444,6 +504,7 @@ pub fn plan_on_inventory(
                 };
                 let block = |reason: BlockReason, detail: String| Blocked {
                     runbook: rid.clone(),
+                    account_id: account.to_string(),
                     region: region.to_string(),
                     step: sid.clone(),
                     resource: resource.clone(),
@@ -489,8 +550,9 @@ pub fn plan_on_inventory(
                 }
                 for (n, draft) in planned.changes.into_iter().enumerate() {
                     out.changes.push(Change {
-                        id: format!("{rid}/{region}/{sid}/{id}#{}", n + 1),
+                        id: format!("{account}/{rid}/{region}/{sid}/{id}#{}", n + 1),
                         runbook: rid.clone(),
+                        account_id: account.to_string(),
                         region: region.to_string(),
                         step: sid.clone(),
                         action: action.info().name.to_string(),
@@ -544,18 +606,30 @@ fn runbook_mentions(runbook: &LoadedRunbook, word: &str) -> bool {
 /// A resource blocked by several steps of one runbook is listed once.
 fn push_block(blocked: &mut Vec<Blocked>, entry: Blocked) {
     if !blocked.iter().any(|b| {
-        b.runbook == entry.runbook && b.region == entry.region && b.resource == entry.resource
+        b.runbook == entry.runbook
+            && b.account_id == entry.account_id
+            && b.region == entry.region
+            && b.resource == entry.resource
     }) {
         blocked.push(entry);
     }
 }
 
-/// Probes every change of a plan with `DryRun=true`, concurrently under a bound.
-/// Nothing is changed.
-pub async fn probe(aws: &Aws, plan: &mut Plan, concurrency: usize) {
+/// Probes every change of a plan with `DryRun=true`, concurrently under a bound, each
+/// with its account's clients. Nothing is changed.
+pub async fn probe(sessions: &[Session], plan: &mut Plan, concurrency: usize) {
     let probes: Vec<_> = stream::iter(plan.changes.iter().map(|change| {
-        let clients = aws.region(&change.region);
+        let session = sessions
+            .iter()
+            .find(|s| s.scope.target.id == change.account_id);
         async move {
+            let Some(session) = session else {
+                return crate::plan::Probe::Failed {
+                    code: "AccountUnreachable".into(),
+                    message: format!("account {} was not reached", change.account_id),
+                };
+            };
+            let clients = session.aws.region(&change.region);
             // Only a call whose input is all known can be probed.
             if change.call.input.to_string().contains(KNOWN_AFTER_APPLY) {
                 return crate::plan::Probe::NotProbed {
@@ -675,29 +749,39 @@ mod tests {
         ])
     }
 
-    fn identity() -> CallerIdentity {
-        CallerIdentity {
-            account_id: "123456789012".into(),
-            arn: "arn:aws:iam::123456789012:user/t".into(),
-            partition: "aws".into(),
+    fn scope() -> Scope {
+        Scope::own(
+            crate::aws::CallerIdentity {
+                account_id: "123456789012".into(),
+                arn: "arn:aws:iam::123456789012:user/t".into(),
+                partition: "aws".into(),
+            },
+            vec!["us-east-1".to_string()],
+        )
+    }
+
+    fn request<'a>(runbooks: &'a [LoadedRunbook], params: &'a ResolvedParams) -> PlanRequest<'a> {
+        PlanRequest {
+            runbooks,
+            params,
+            principal: "arn:aws:iam::123456789012:user/t",
+            unreachable: &[],
+            fail_fast: false,
+            concurrency: 1,
         }
     }
 
     fn plan_once(inventory: &mut RegionInventory) -> RegionPlan {
         let runbooks = shipped();
         let params = params::resolve(&runbooks, &[]).expect("defaults");
-        let identity = identity();
-        let regions = vec!["us-east-1".to_string()];
-        let request = PlanRequest {
-            runbooks: &runbooks,
-            params: &params,
-            regions: &regions,
-            identity: &identity,
-            fail_fast: false,
-        };
+        let scope = scope();
+        let request = request(&runbooks, &params);
         plan_on_inventory(
             &request,
-            "us-east-1",
+            Place {
+                scope: &scope,
+                region: "us-east-1",
+            },
             inventory,
             &members(),
             &Renderer::new(),
@@ -770,16 +854,13 @@ mod tests {
         let region_plan = plan_once(&mut inventory);
         let runbooks = shipped();
         let params = params::resolve(&runbooks, &[]).expect("defaults");
-        let identity = identity();
-        let regions = vec!["us-east-1".to_string()];
-        let request = PlanRequest {
-            runbooks: &runbooks,
-            params: &params,
-            regions: &regions,
-            identity: &identity,
-            fail_fast: false,
-        };
-        let plan = assemble(&request, jiff::Timestamp::UNIX_EPOCH, vec![region_plan]);
+        let scope = scope();
+        let plan = assemble(
+            &request(&runbooks, &params),
+            &[&scope],
+            jiff::Timestamp::UNIX_EPOCH,
+            vec![region_plan],
+        );
         insta::assert_snapshot!(crate::plan::render::text(&plan));
     }
 }

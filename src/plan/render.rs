@@ -21,6 +21,8 @@ pub struct Counts {
     pub replace: usize,
     /// Blocked.
     pub blocked: usize,
+    /// Found compliant.
+    pub compliant: usize,
 }
 
 impl Counts {
@@ -32,6 +34,14 @@ impl Counts {
             ChangeKind::Replace => self.replace += 1,
             ChangeKind::NoOp => {}
         }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        self.create += other.create;
+        self.update += other.update;
+        self.delete += other.delete;
+        self.replace += other.replace;
+        self.blocked += other.blocked;
     }
 
     fn total(&self) -> usize {
@@ -151,32 +161,48 @@ pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
     lines
 }
 
-/// Renders the plan for a terminal.
+/// Renders the plan for a terminal: what it could not cover first, then per account
+/// and region each runbook's changes and blocks, then the totals per runbook and for
+/// the plan.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
+    let regions = plan.regions();
     let _ = writeln!(
         out,
-        "harden plan for account {} in {} (as {})",
-        plan.account_id,
-        plan.regions.join(", "),
+        "harden plan of {} account(s) in {} (planned as {})",
+        plan.accounts.len(),
+        regions.join(", "),
         plan.principal
     );
     if plan.is_partial() {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "INCOMPLETE PLAN: {} runbook-region(s) could not be planned; nothing is known of them and apply leaves them out:",
+            "INCOMPLETE PLAN: {} account(s) not reached and {} runbook-region(s) not planned; nothing is known of them and apply leaves them out:",
+            plan.unreachable.len(),
             plan.not_planned.len()
         );
+        for account in &plan.unreachable {
+            let _ = writeln!(
+                out,
+                "  ? account {}: not reached: {}",
+                label(&account.id, account.name.as_deref()),
+                account.reason
+            );
+        }
         for left in &plan.not_planned {
             let _ = writeln!(
                 out,
-                "  ? {} ({}): {}",
-                left.runbook, left.region, left.reason
+                "  ? {} in {}, {}: {}",
+                left.runbook,
+                account_label(plan, &left.account_id),
+                left.region,
+                left.reason
             );
         }
     }
-    let mut totals = Counts::default();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Runbooks, in apply order:");
     for runbook in &plan.runbooks {
         let controls = runbook
             .controls
@@ -184,89 +210,78 @@ pub fn text(plan: &Plan) -> String {
             .map(|c| format!("{} {}", c.framework, c.id))
             .collect::<Vec<_>>()
             .join(", ");
-        let _ = writeln!(out);
-        let _ = write!(out, "runbook {}: {}", runbook.id, runbook.title);
+        let _ = write!(out, "  {}: {}", runbook.id, runbook.title);
         if !controls.is_empty() {
             let _ = write!(out, " [{controls}]");
         }
         let _ = writeln!(out);
-        let mut counts = Counts::default();
-        let mut by_resource: BTreeMap<(&str, &str), Vec<&super::Change>> = BTreeMap::new();
-        let mut order: Vec<(&str, &str)> = Vec::new();
-        for change in plan.changes.iter().filter(|c| c.runbook == runbook.id) {
-            let key = (change.region.as_str(), change.resource.id.as_str());
-            if !by_resource.contains_key(&key) {
-                order.push(key);
-            }
-            by_resource.entry(key).or_default().push(change);
-            counts.add(change.kind);
-        }
-        for key in order {
-            let changes = &by_resource[&key];
-            let first = changes[0];
-            let symbol = if changes.iter().all(|c| c.kind == first.kind) {
-                first.kind.symbol()
-            } else {
-                ChangeKind::Update.symbol()
-            };
-            let _ = writeln!(out, "  {symbol} {} ({})", first.resource, first.region);
-            for change in changes {
-                let _ = writeln!(
-                    out,
-                    "      {} {}  [step {}]",
-                    change.kind.symbol(),
-                    change.summary,
-                    change.step
-                );
-                for line in state_diff(&change.before, &change.after) {
-                    let _ = writeln!(out, "        {line}");
+    }
+    let mut per_runbook: BTreeMap<&str, Counts> = BTreeMap::new();
+    for account in &plan.accounts {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "account {} (as {})",
+            label(&account.id, account.name.as_deref()),
+            account.principal
+        );
+        for region in &account.regions {
+            let _ = writeln!(out, "  {region}");
+            for runbook in &plan.runbooks {
+                let here =
+                    |r: &str, a: &str, g: &str| r == runbook.id && a == account.id && g == region;
+                if let Some(left) = plan
+                    .not_planned
+                    .iter()
+                    .find(|n| here(&n.runbook, &n.account_id, &n.region))
+                {
+                    let _ = writeln!(out, "    {}: NOT PLANNED: {}", runbook.id, left.reason);
+                    continue;
                 }
-                let _ = writeln!(
-                    out,
-                    "        call {}:{} {}",
-                    change.call.service, change.call.operation, change.call.input
-                );
-                if let Some(probe) = &change.probe {
-                    let _ = writeln!(out, "        {}", probe_text(probe));
+                let changes: Vec<&super::Change> = plan
+                    .changes
+                    .iter()
+                    .filter(|c| here(&c.runbook, &c.account_id, &c.region))
+                    .collect();
+                let blocked: Vec<&super::Blocked> = plan
+                    .blocked
+                    .iter()
+                    .filter(|b| here(&b.runbook, &b.account_id, &b.region))
+                    .collect();
+                let compliant = runbook
+                    .compliant
+                    .get(&account.id)
+                    .and_then(|r| r.get(region))
+                    .copied()
+                    .unwrap_or(0);
+                let mut counts = Counts::default();
+                for change in &changes {
+                    counts.add(change.kind);
                 }
+                counts.blocked = blocked.len();
+                let totals = per_runbook.entry(runbook.id.as_str()).or_default();
+                totals.merge(&counts);
+                totals.compliant += compliant;
+                if changes.is_empty() && blocked.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "    {}: no changes; {compliant} compliant.",
+                        runbook.id
+                    );
+                    continue;
+                }
+                let _ = writeln!(out, "    {}", runbook.id);
+                render_changes(&mut out, &changes);
+                for b in &blocked {
+                    let _ = writeln!(
+                        out,
+                        "      ! {} blocked, {}: {}",
+                        b.resource, b.reason, b.detail
+                    );
+                }
+                let _ = writeln!(out, "      {}; {compliant} compliant.", counts.describe());
             }
         }
-        for blocked in plan.blocked.iter().filter(|b| b.runbook == runbook.id) {
-            counts.blocked += 1;
-            let _ = writeln!(
-                out,
-                "  ! {} ({}) blocked, {}: {}",
-                blocked.resource, blocked.region, blocked.reason, blocked.detail
-            );
-        }
-        let compliant: usize = runbook.compliant.values().sum();
-        let left_out: Vec<&str> = plan
-            .not_planned
-            .iter()
-            .filter(|n| n.runbook == runbook.id)
-            .map(|n| n.region.as_str())
-            .collect();
-        if left_out.len() == plan.regions.len() && counts.total() + counts.blocked == 0 {
-            let _ = writeln!(out, "  {}: not planned anywhere (see the top).", runbook.id);
-        } else {
-            let _ = write!(
-                out,
-                "  {}: {}; {} compliant",
-                runbook.id,
-                counts.describe(),
-                compliant
-            );
-            if left_out.is_empty() {
-                let _ = writeln!(out, ".");
-            } else {
-                let _ = writeln!(out, "; not planned in {}.", left_out.join(", "));
-            }
-        }
-        totals.create += counts.create;
-        totals.update += counts.update;
-        totals.delete += counts.delete;
-        totals.replace += counts.replace;
-        totals.blocked += counts.blocked;
     }
     let probed: Vec<&Probe> = plan
         .changes
@@ -291,17 +306,42 @@ pub fn text(plan: &Plan) -> String {
         );
     }
     let _ = writeln!(out);
+    let mut totals = Counts::default();
+    for runbook in &plan.runbooks {
+        let counts = per_runbook
+            .get(runbook.id.as_str())
+            .copied()
+            .unwrap_or_default();
+        totals.merge(&counts);
+        let left_out = plan
+            .not_planned
+            .iter()
+            .filter(|n| n.runbook == runbook.id)
+            .count();
+        let _ = write!(
+            out,
+            "{}: {}; {} compliant",
+            runbook.id,
+            counts.describe(),
+            counts.compliant
+        );
+        if left_out > 0 {
+            let _ = write!(out, "; not planned in {left_out} account-region(s)");
+        }
+        let _ = writeln!(out, ".");
+    }
     if plan.is_partial() {
         let _ = writeln!(
             out,
-            "Incomplete: {} runbook-region(s) not planned (listed at the top).",
+            "Incomplete: {} account(s) not reached, {} runbook-region(s) not planned (listed at the top).",
+            plan.unreachable.len(),
             plan.not_planned.len()
         );
     }
     if totals.total() == 0 && plan.is_partial() {
         let _ = writeln!(out, "No changes in what was planned.");
     } else if totals.total() == 0 {
-        let _ = write!(out, "No changes. The account matches the runbooks");
+        let _ = write!(out, "No changes. The accounts match the runbooks");
         if totals.blocked > 0 {
             let _ = write!(
                 out,
@@ -314,6 +354,61 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "Plan: {}.", totals.describe());
     }
     out
+}
+
+/// An account as people name it: `dev (111111111111)`, or the id alone.
+fn label(id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
+    }
+}
+
+fn account_label(plan: &Plan, id: &str) -> String {
+    label(id, plan.account(id).and_then(|a| a.name.as_deref()))
+}
+
+/// One account-region's changes of one runbook, resource by resource.
+fn render_changes(out: &mut String, changes: &[&super::Change]) {
+    let mut by_resource: BTreeMap<&str, Vec<&super::Change>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for change in changes {
+        let key = change.resource.id.as_str();
+        if !by_resource.contains_key(key) {
+            order.push(key);
+        }
+        by_resource.entry(key).or_default().push(change);
+    }
+    for key in order {
+        let changes = &by_resource[key];
+        let first = changes[0];
+        let symbol = if changes.iter().all(|c| c.kind == first.kind) {
+            first.kind.symbol()
+        } else {
+            ChangeKind::Update.symbol()
+        };
+        let _ = writeln!(out, "      {symbol} {}", first.resource);
+        for change in changes {
+            let _ = writeln!(
+                out,
+                "          {} {}  [step {}]",
+                change.kind.symbol(),
+                change.summary,
+                change.step
+            );
+            for line in state_diff(&change.before, &change.after) {
+                let _ = writeln!(out, "            {line}");
+            }
+            let _ = writeln!(
+                out,
+                "            call {}:{} {}",
+                change.call.service, change.call.operation, change.call.input
+            );
+            if let Some(probe) = &change.probe {
+                let _ = writeln!(out, "            {}", probe_text(probe));
+            }
+        }
+    }
 }
 
 /// Renders the plan as its versioned JSON document (the saved-plan format).

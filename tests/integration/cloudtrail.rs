@@ -254,9 +254,10 @@ fn localstack_community_fails_clearly_because_it_does_not_emulate_cloudtrail() {
     let out = plan(&[]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
-        out.stdout
-            .contains("? enable-cloudtrail (us-east-1): discovery failed: DescribeTrails failed")
-            && out.stdout.contains("not emulated"),
+        out.stdout.contains(&format!(
+            "? enable-cloudtrail in {}, us-east-1: discovery failed: DescribeTrails failed",
+            emulator.account()
+        )) && out.stdout.contains("not emulated"),
         "{}",
         out.stdout
     );

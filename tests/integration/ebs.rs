@@ -84,8 +84,11 @@ fn localstack_flag_needs_no_configuration() {
     let out = run(cmd);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
-    assert_eq!(plan["account_id"], "000000000000");
-    assert_eq!(plan["regions"], serde_json::json!(["us-east-1"]));
+    assert_eq!(plan["accounts"][0]["id"], "000000000000");
+    assert_eq!(
+        plan["accounts"][0]["regions"],
+        serde_json::json!(["us-east-1"])
+    );
 }
 
 /// (id, encrypted, type, size, iops, throughput, zone, tags) of every volume.

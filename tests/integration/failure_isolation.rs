@@ -319,20 +319,23 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
     assert_eq!(out.code, 1, "an incomplete plan fails:\n{}", out.stdout);
     let top: Vec<&str> = out.stdout.lines().take(5).collect();
     assert!(
-        top[2].starts_with("INCOMPLETE PLAN: 2 runbook-region(s)"),
+        top[2].starts_with(
+            "INCOMPLETE PLAN: 0 account(s) not reached and 2 runbook-region(s) not planned"
+        ),
         "{top:?}"
     );
+    let account = emulator.account();
     for (line, region) in top[3..].iter().zip(REGIONS) {
         assert!(
             line.starts_with(&format!(
-                "  ? enable-cloudtrail ({region}): discovery failed: DescribeTrails failed"
+                "  ? enable-cloudtrail in {account}, {region}: discovery failed: DescribeTrails failed"
             )) && line.contains("not emulated"),
             "{line}"
         );
     }
     assert!(
         out.stdout
-            .contains("enable-cloudtrail: not planned anywhere (see the top)."),
+            .contains("enable-cloudtrail: 0 to create, 0 to update, 0 to delete; 0 compliant; not planned in 2 account-region(s)."),
         "{}",
         out.stdout
     );
@@ -395,7 +398,7 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout
-            .contains("This apply leaves out 2 runbook-region(s)"),
+            .contains("This apply leaves out 0 account(s) and 2 runbook-region(s)"),
         "{}",
         out.stdout
     );

@@ -26,7 +26,7 @@ fn region_all_plans_every_enabled_region_concurrently() {
     let out = run(cmd);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
-    let regions: Vec<&str> = plan["regions"]
+    let regions: Vec<&str> = plan["accounts"][0]["regions"]
         .as_array()
         .expect("regions")
         .iter()

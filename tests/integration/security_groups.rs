@@ -284,7 +284,7 @@ fn scenario(kind: Kind) {
 
     // The plan is exact: every change, by runbook, resource and call.
     let plan = plan_json(&emulator, state.path(), &[&exclude]);
-    assert_eq!(plan["account_id"], emulator.account());
+    assert_eq!(plan["accounts"][0]["id"], emulator.account());
     let changes: BTreeSet<(String, String, String)> = plan["changes"]
         .as_array()
         .expect("changes")

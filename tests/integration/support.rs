@@ -129,7 +129,7 @@ impl Emulator {
     }
 
     /// SDK configuration for the emulator in `region`, with test credentials.
-    fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+    pub(crate) fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
@@ -175,9 +175,14 @@ impl Emulator {
     }
 
     pub(crate) fn harden(&self, state_dir: &Path) -> Command {
+        self.harden_through(&self.endpoint, state_dir)
+    }
+
+    /// The binary sending every call to `endpoint` (a proxy in front of the emulator).
+    pub(crate) fn harden_through(&self, endpoint: &str, state_dir: &Path) -> Command {
         let mut cmd = Command::cargo_bin("harden").expect("binary is built");
         cmd.arg("--endpoint-url")
-            .arg(&self.endpoint)
+            .arg(endpoint)
             .arg("--state-dir")
             .arg(state_dir)
             .env("AWS_ACCESS_KEY_ID", "test")

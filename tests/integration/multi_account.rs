@@ -1,0 +1,486 @@
+//! Many accounts in one plan, against moto (which isolates accounts reached with STS
+//! AssumeRole): three accounts over two regions from an accounts file (YAML, then CSV)
+//! and one more whose role cannot be assumed (a proxy of the test suite refuses its
+//! AssumeRole, as moto accepts any); then the accounts of an emulated organization.
+//! Asserted: the plan groups changes by account then region and names each account's
+//! principal; the unreachable account is reported up front and the others go on; apply
+//! changes each account and no other; every audit record names its account.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::proxy::{Answer, Proxy, error_xml};
+use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
+
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
+const LOCKED: &str = "444444444444";
+const RUNBOOK: &str = "runbooks/restrict-sg-egress.yaml";
+
+/// Credentials acting in `account`, as moto hands them out for AssumeRole.
+async fn ec2_in(emulator: &Emulator, account: &str, region: &str) -> aws_sdk_ec2::Client {
+    let base = emulator.sdk_config(region);
+    let out = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role");
+    let credentials = out.credentials().expect("credentials");
+    let config = base
+        .into_builder()
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            aws_sdk_ec2::config::Credentials::new(
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                Some(credentials.session_token().to_string()),
+                None,
+                "tests",
+            ),
+        ))
+        .build();
+    aws_sdk_ec2::Client::new(&config)
+}
+
+/// Whether any group of the region lets all traffic out to the internet.
+async fn any_open(ec2: &aws_sdk_ec2::Client) -> bool {
+    ec2.describe_security_groups()
+        .send()
+        .await
+        .expect("groups")
+        .security_groups()
+        .iter()
+        .filter(|g| g.group_name() == Some("app"))
+        .any(|g| {
+            g.ip_permissions_egress().iter().any(|p| {
+                p.ip_protocol() == Some("-1")
+                    && p.ip_ranges()
+                        .iter()
+                        .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+            })
+        })
+}
+
+/// An "app" group (open egress, as new groups are) in each region of each account.
+async fn seed(emulator: &Emulator, accounts: &[&str]) {
+    for (n, account) in accounts.iter().enumerate() {
+        for (m, region) in REGIONS.iter().enumerate() {
+            let ec2 = ec2_in(emulator, account, region).await;
+            let vpc = create_vpc(&ec2, &format!("10.{}.{}.0/24", 30 + n, m)).await;
+            ec2.create_security_group()
+                .group_name("app")
+                .description("app")
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .expect("app group");
+        }
+    }
+}
+
+/// A proxy that refuses every AssumeRole into the locked account, as STS does when
+/// the role's trust policy does not admit the caller.
+fn locking_proxy(emulator: &Emulator) -> Proxy {
+    Proxy::start(&emulator.endpoint, |request| {
+        let body = request.text();
+        if body.contains("Action=AssumeRole") && body.contains(LOCKED) {
+            Answer::Respond(
+                403,
+                error_xml(
+                    "AccessDenied",
+                    "User: arn:aws:iam::123456789012:user/test is not authorized to perform: sts:AssumeRole",
+                ),
+            )
+        } else {
+            Answer::Forward
+        }
+    })
+}
+
+fn harden_via(proxy: &Proxy, emulator: &Emulator, state: &std::path::Path, args: &[&str]) -> Run {
+    let mut cmd = emulator.harden_through(&proxy.endpoint, state);
+    cmd.args(args);
+    for region in REGIONS {
+        cmd.args(["--region", region]);
+    }
+    run(cmd)
+}
+
+fn plan_json(out: &Run) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}\n{}", out.stdout))
+}
+
+/// (account, region) of every change, in plan order.
+fn places(plan: &Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["account_id"].as_str().unwrap_or_default().to_string(),
+                c["region"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_accounts_two_regions_and_one_unreachable_from_an_accounts_file_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let proxy = locking_proxy(&emulator);
+    block_on(seed(&emulator, &ACCOUNTS));
+    // The caller's own account has an open group too; it is not in the file.
+    block_on(seed(&emulator, &[emulator.account()]));
+    let state = tempfile::tempdir().expect("state");
+    let file = state.path().join("accounts.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "accounts:\n  - {{id: \"{}\", name: dev, tags: {{env: dev}}}}\n  - {{id: \"{}\", name: stage, tags: {{env: stage}}}}\n  - {{id: \"{}\", name: prod, tags: {{env: prod}}}}\n  - {{id: \"{LOCKED}\", name: locked}}\n",
+            ACCOUNTS[0], ACCOUNTS[1], ACCOUNTS[2]
+        ),
+    )
+    .expect("accounts file");
+    let accounts = file.to_str().expect("utf-8 path");
+
+    // The unreachable account makes the plan partial: reported at the top, exit 1.
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &["plan", RUNBOOK, "--accounts", accounts],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with(&format!("  ? account locked ({LOCKED}): not reached: cannot assume arn:aws:iam::{LOCKED}:role/OrganizationAccountAccessRole")) && l.contains("AccessDenied")),
+        "{}",
+        out.stdout
+    );
+
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            RUNBOOK,
+            "--accounts",
+            accounts,
+            "--allow-partial",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = plan_json(&out);
+    let planned: Vec<&str> = plan["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(
+        planned, ACCOUNTS,
+        "the reachable accounts, in the file's order"
+    );
+    for account in plan["accounts"].as_array().expect("accounts") {
+        let id = account["id"].as_str().expect("id");
+        assert_eq!(account["regions"], serde_json::json!(REGIONS));
+        assert_eq!(account["role"], "OrganizationAccountAccessRole");
+        let principal = account["principal"].as_str().expect("principal");
+        assert!(
+            principal.starts_with(&format!(
+                "arn:aws:sts::{id}:assumed-role/OrganizationAccountAccessRole/harden-"
+            )),
+            "each account is acted in as its assumed role, the session named for the run: {principal}"
+        );
+    }
+    assert_eq!(plan["accounts"][0]["tags"]["env"], "dev");
+    assert_eq!(plan["unreachable"][0]["id"], LOCKED);
+    // Three groups per account-region (the default VPC's default group, the new VPC's,
+    // and "app"), one change each, grouped by account then region.
+    let expected: Vec<(String, String)> = ACCOUNTS
+        .iter()
+        .flat_map(|a| REGIONS.iter().map(move |r| (a.to_string(), r.to_string())))
+        .collect();
+    let mut grouped = places(&plan);
+    assert_eq!(grouped.len(), 18);
+    grouped.dedup();
+    assert_eq!(grouped, expected);
+    for change in plan["changes"].as_array().expect("changes") {
+        let id = change["id"].as_str().expect("id");
+        assert!(
+            id.starts_with(&format!(
+                "{}/restrict-sg-egress/{}/",
+                change["account_id"].as_str().unwrap_or_default(),
+                change["region"].as_str().unwrap_or_default()
+            )),
+            "{id}"
+        );
+    }
+
+    // The text plan is grouped by account then region.
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &["plan", RUNBOOK, "--accounts", accounts, "--allow-partial"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let headings: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("account ") || l.starts_with("  us-") || l.starts_with("  eu-"))
+        .collect();
+    assert_eq!(headings.len(), 9, "{}", out.stdout);
+    assert!(
+        headings[0]
+            .starts_with("account dev (111111111111) (as arn:aws:sts::111111111111:assumed-role/"),
+        "{headings:?}"
+    );
+    assert_eq!(&headings[1..3], ["  us-east-1", "  eu-west-1"]);
+
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            RUNBOOK,
+            "--accounts",
+            accounts,
+            "--allow-partial",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("18 succeeded, 0 failed, 0 not attempted"),
+        "{}",
+        out.stdout
+    );
+    block_on(async {
+        for account in ACCOUNTS {
+            for region in REGIONS {
+                assert!(
+                    !any_open(&ec2_in(&emulator, account, region).await).await,
+                    "{account} {region}"
+                );
+            }
+        }
+        for region in REGIONS {
+            assert!(
+                any_open(&emulator.ec2(region)).await,
+                "the caller's own account is not in the file"
+            );
+        }
+    });
+    // Every change record names its account and who acted there.
+    let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
+    let changes: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["type"] == "change")
+        .collect();
+    assert_eq!(changes.len(), 18);
+    let named: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|r| r["account_id"].as_str())
+        .collect();
+    assert_eq!(named, ACCOUNTS.into_iter().collect());
+    for record in &changes {
+        let account = record["account_id"].as_str().unwrap_or_default();
+        assert!(
+            record["principal"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("sts::{account}:assumed-role/")),
+            "{record}"
+        );
+    }
+    emulator.assert_audit_verifies(state.path());
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            RUNBOOK,
+            "--accounts",
+            accounts,
+            "--allow-partial",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    assert!(
+        proxy.answered() >= 4,
+        "the locked account's AssumeRole was refused each time"
+    );
+
+    // The same accounts from a CSV file, with a tag filter.
+    let csv = state.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        format!("id,name,regions,role,external_id,tags\n{},dev,,,,env=dev\n{},prod,eu-west-1,,,env=prod\n", ACCOUNTS[0], ACCOUNTS[2]),
+    )
+    .expect("csv");
+    let out = harden_via(
+        &proxy,
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            RUNBOOK,
+            "--accounts",
+            csv.to_str().expect("utf-8"),
+            "--account-tag",
+            "env=prod",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = plan_json(&out);
+    assert_eq!(plan["accounts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(plan["accounts"][0]["id"], ACCOUNTS[2]);
+    assert_eq!(
+        plan["accounts"][0]["regions"],
+        serde_json::json!(["eu-west-1"]),
+        "the file's regions win"
+    );
+}
+
+#[test]
+fn a_bad_accounts_file_is_refused_before_anything_is_contacted() {
+    let state = tempfile::tempdir().expect("state");
+    let file = state.path().join("accounts.yaml");
+    std::fs::write(&file, "accounts:\n  - id: \"1234\"\n").expect("file");
+    // No emulator: nothing may be contacted.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harden"));
+    cmd.args(["--endpoint-url", "http://127.0.0.1:9", "--state-dir"])
+        .arg(state.path())
+        .args(["plan", RUNBOOK, "--region", "us-east-1", "--accounts"])
+        .arg(&file)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    let out = run(cmd);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "error: {}:2:9: account id \"1234\": expected 12 digits (quote it in YAML if it starts with 0)",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let org = aws_sdk_organizations::Client::new(&emulator.sdk_config("us-east-1"));
+    let created: Vec<(String, &str)> = block_on(async {
+        org.create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("organization");
+        let mut created = Vec::new();
+        for (name, env) in [("team-a", "dev"), ("team-b", "dev"), ("team-c", "prod")] {
+            let status = org
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .tags(
+                    aws_sdk_organizations::types::Tag::builder()
+                        .key("env")
+                        .value(env)
+                        .build()
+                        .expect("tag"),
+                )
+                .send()
+                .await
+                .expect("account");
+            let id = status
+                .create_account_status()
+                .and_then(|s| s.account_id())
+                .expect("account id")
+                .to_string();
+            created.push((id, env));
+        }
+        created
+    });
+    let dev: Vec<&str> = created
+        .iter()
+        .filter(|(_, env)| *env == "dev")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    block_on(seed(&emulator, &dev));
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "plan",
+        RUNBOOK,
+        "--org",
+        "--account-tag",
+        "env=dev",
+        "--format",
+        "json",
+    ]);
+    for region in REGIONS {
+        cmd.args(["--region", region]);
+    }
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = plan_json(&out);
+    let mut planned: Vec<&str> = plan["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    planned.sort_unstable();
+    let mut expected = dev.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        planned, expected,
+        "the organization's dev accounts, and no other"
+    );
+    assert_eq!(
+        plan["accounts"][0]["name"]
+            .as_str()
+            .map(|n| n.starts_with("team-")),
+        Some(true)
+    );
+    let changed: BTreeSet<String> = places(&plan).into_iter().map(|(a, _)| a).collect();
+    assert_eq!(
+        changed.len(),
+        2,
+        "each dev account's open groups are planned"
+    );
+
+    // A saved plan reaches each account again the way it was planned, and applies.
+    let file = state.path().join("plan.json");
+    std::fs::write(&file, &out.stdout).expect("plan file");
+    let mut apply = emulator.harden(state.path());
+    apply.args(["apply", "--yes", "--plan", file.to_str().expect("utf-8")]);
+    let out = run(apply);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    block_on(async {
+        for account in &dev {
+            for region in REGIONS {
+                assert!(
+                    !any_open(&ec2_in(&emulator, account, region).await).await,
+                    "{account} {region}"
+                );
+            }
+        }
+    });
+    emulator.assert_audit_verifies(state.path());
+}

@@ -1,0 +1,193 @@
+//! An HTTP proxy of the test suite in front of an emulator: it forwards each request
+//! unchanged and relays the answer, except the requests a rule picks, which it answers
+//! itself. This is how the tests show what no emulator does: a role that cannot be
+//! assumed (moto's AssumeRole accepts any role). One request per connection: the proxy
+//! answers with `Connection: close`, so the SDK reconnects for the next.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A request as the proxy sees it.
+pub(crate) struct Request {
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Request {
+    /// The body as text (query-protocol calls are form-encoded).
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the proxy does with a request.
+pub(crate) enum Answer {
+    /// Send it on.
+    Forward,
+    /// Answer it with this status and body (XML, as the query protocol answers).
+    Respond(u16, String),
+}
+
+type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
+
+/// A running proxy; stops accepting when dropped.
+pub(crate) struct Proxy {
+    pub(crate) endpoint: String,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` (`http://127.0.0.1:PORT`).
+    pub(crate) fn start(
+        upstream: &str,
+        rule: impl Fn(&Request) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().expect("address").port();
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let rule: Arc<Rule> = Arc::new(rule);
+        {
+            let stop = Arc::clone(&stop);
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (rule, upstream, answered) =
+                        (Arc::clone(&rule), upstream.clone(), Arc::clone(&answered));
+                    std::thread::spawn(move || {
+                        let _ = serve(stream, &upstream, rule.as_ref(), &answered);
+                    });
+                }
+            });
+        }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            stop,
+            answered,
+        }
+    }
+
+    /// How many requests the rule answered itself.
+    pub(crate) fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.endpoint.trim_start_matches("http://"));
+    }
+}
+
+/// Reads one request (head and a Content-Length or chunked body).
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Request> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let end = line == "\r\n";
+        head.push_str(&line);
+        if end {
+            break;
+        }
+    }
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+        // Sent on with a length instead.
+        head = head
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding"))
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{l}\r\n"))
+            .collect::<String>()
+            + &format!("Content-Length: {}\r\n\r\n", body.len());
+    }
+    Ok(Request { head, body })
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    rule: &Rule,
+    answered: &AtomicUsize,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let request = read_request(&mut reader)?;
+    let mut client = client;
+    match rule(&request) {
+        Answer::Respond(status, body) => {
+            answered.fetch_add(1, Ordering::SeqCst);
+            let reason = if status < 400 { "OK" } else { "Error" };
+            write!(
+                client,
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-requestid: proxy-{status}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+        }
+        Answer::Forward => {
+            let mut server = TcpStream::connect(upstream)?;
+            // One request per upstream connection, answered until it closes.
+            let head: String = request
+                .head
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                + "Connection: close\r\n\r\n";
+            server.write_all(head.as_bytes())?;
+            server.write_all(&request.body)?;
+            let mut answer = Vec::new();
+            server.read_to_end(&mut answer)?;
+            client.write_all(&answer)?;
+        }
+    }
+    client.flush()
+}
+
+/// The query-protocol error document AWS answers a refused call with.
+pub(crate) fn error_xml(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+    )
+}
