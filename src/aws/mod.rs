@@ -16,6 +16,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::error::{AwsFailure, Error, Result};
 
+pub mod limiter;
+
+pub use limiter::Ec2Rates;
+
 /// The endpoint `--localstack` uses when no `--endpoint-url` is given.
 pub const LOCALSTACK_ENDPOINT: &str = "http://127.0.0.1:4566";
 
@@ -28,6 +32,9 @@ pub struct Connection {
     pub profile: Option<String>,
     /// `--localstack`: LocalStack's endpoint and test credentials when none are set.
     pub localstack: bool,
+    /// EC2's request-token buckets to pace calls by, per account-region; `None` sends
+    /// calls as fast as they come (the adaptive retry alone then backs off).
+    pub ec2_rates: Option<Ec2Rates>,
 }
 
 /// Who is calling, from STS GetCallerIdentity.
@@ -49,8 +56,14 @@ pub struct Aws {
     /// (aws-smithy-mocks) behind the engine for states no emulator shows.
     ec2: Option<aws_sdk_ec2::Client>,
     /// One set of clients per region, made once: the adaptive retry mode's client-side
-    /// rate limiter lives in the client, so every call to a region must share it.
+    /// rate limiter and EC2's token buckets live in the clients, so every call to a
+    /// region must share them.
     clients: Arc<Mutex<HashMap<String, RegionClients>>>,
+    /// EC2's buckets, when calls are paced; the HTTP client the paced EC2 clients wrap.
+    pacing: Option<(
+        Ec2Rates,
+        aws_smithy_runtime_api::client::http::SharedHttpClient,
+    )>,
 }
 
 /// Clients for one region.
@@ -155,6 +168,10 @@ impl Aws {
             config: loader.load().await,
             ec2: None,
             clients: Arc::default(),
+            pacing: connection
+                .ec2_rates
+                .clone()
+                .map(|rates| (rates, default_https_client())),
         }
     }
 
@@ -164,6 +181,7 @@ impl Aws {
             config: SdkConfig::builder().build(),
             ec2: Some(ec2),
             clients: Arc::default(),
+            pacing: None,
         }
     }
 
@@ -180,16 +198,23 @@ impl Aws {
         self.config.region().map(|r| r.to_string())
     }
 
+    /// An EC2 client for `config`'s region, paced by its own buckets when pacing is on.
+    fn ec2_client(&self, config: &SdkConfig) -> aws_sdk_ec2::Client {
+        let mut builder = aws_sdk_ec2::config::Builder::from(config);
+        if let Some((rates, http)) = &self.pacing {
+            let limiter = Arc::new(limiter::Limiter::new(rates.clone()));
+            builder = builder.http_client(limiter::limited_client(http.clone(), limiter));
+        }
+        aws_sdk_ec2::Client::from_conf(builder.build())
+    }
+
     /// Clients bound to `region`.
     pub fn region(&self, region: &str) -> RegionClients {
         let make = || {
             let config = self.config_for(region);
             RegionClients {
                 region: region.to_string(),
-                ec2: self
-                    .ec2
-                    .clone()
-                    .unwrap_or_else(|| aws_sdk_ec2::Client::new(&config)),
+                ec2: self.ec2.clone().unwrap_or_else(|| self.ec2_client(&config)),
                 s3: aws_sdk_s3::Client::from_conf(
                     aws_sdk_s3::config::Builder::from(&config)
                         .force_path_style(config.endpoint_url().is_some())
@@ -248,6 +273,7 @@ impl Aws {
                 .build(),
             ec2: self.ec2.clone(),
             clients: Arc::default(),
+            pacing: self.pacing.clone(),
         })
     }
 
@@ -293,6 +319,24 @@ impl Aws {
             },
         })
     }
+}
+
+/// The HTTPS client the SDK makes by default (rustls with aws-lc, the proxy from the
+/// environment), made here so the EC2 clients can wrap it with their buckets.
+fn default_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Describes a failed SDK call: the service's code and message when it answered, the

@@ -35,6 +35,16 @@ pub struct GlobalArgs {
     /// otherwise, test credentials when none are configured.
     #[arg(long, global = true)]
     pub localstack: bool,
+    /// Pace EC2 calls by this bucket instead of EC2's published one, per account and
+    /// region: CATEGORY=BURST/PER_SECOND, CATEGORY one of describe (default 100/20),
+    /// mutating (50/5), tags (100/10), volumes (snapshot and volume creates and
+    /// deletes, 100/5), start (5/2); repeat for several. `off` sends calls unpaced.
+    #[arg(
+        long = "ec2-rate",
+        global = true,
+        value_name = "CATEGORY=BURST/PER_SECOND"
+    )]
+    pub ec2_rates: Vec<String>,
 }
 
 /// Output formats.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::args::{AccountArgs, GlobalArgs, Selection};
 use crate::accounts::{self, Reach, Session, Target, Unreachable};
-use crate::aws::{Aws, CallerIdentity, Connection};
+use crate::aws::{Aws, CallerIdentity, Connection, Ec2Rates};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::runbook::{self, LoadedRunbook, params, validate::validate};
@@ -39,12 +39,22 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
 }
 
 /// The connection the global flags describe.
-pub fn connection(global: &GlobalArgs) -> Connection {
-    Connection {
+pub fn connection(global: &GlobalArgs) -> Result<Connection> {
+    let ec2_rates = if global.ec2_rates.iter().any(|r| r == "off") {
+        None
+    } else {
+        let mut rates = Ec2Rates::default();
+        for assignment in &global.ec2_rates {
+            rates.set(assignment)?;
+        }
+        Some(rates)
+    };
+    Ok(Connection {
         endpoint_url: global.endpoint_url.clone(),
         profile: global.profile.clone(),
         localstack: global.localstack,
-    }
+        ec2_rates,
+    })
 }
 
 /// The session name of a run's assumed roles: it carries the run id, so each account's
@@ -70,7 +80,8 @@ pub async fn resolve(
         .as_deref()
         .map(accounts::load_file)
         .transpose()?;
-    let aws = Aws::connect(&connection(global)).await;
+    let connection = connection(global)?;
+    let aws = Aws::connect(&connection).await;
     let first = first_region(&aws, &selection.regions)?;
     let caller = aws.caller_identity(&first).await?;
     let regions = regions(&aws, &selection.regions, &first).await?;
@@ -186,7 +197,7 @@ pub async fn sessions_for_plan(
     run_id: &str,
     concurrency: usize,
 ) -> Result<(Vec<Session>, BTreeMap<String, String>)> {
-    let aws = Aws::connect(&connection(global)).await;
+    let aws = Aws::connect(&connection(global)?).await;
     let home = plan
         .regions()
         .first()

@@ -15,3 +15,4 @@ mod proxy;
 mod regions_and_terminal;
 mod security_groups;
 mod support;
+mod throttling;

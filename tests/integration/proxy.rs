@@ -191,3 +191,52 @@ pub(crate) fn error_xml(code: &str, message: &str) -> String {
         "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
     )
 }
+
+/// EC2's request-token buckets as the proxy enforces them: one bucket per action,
+/// describes (`Describe*`, `Get*`) of one size and every other EC2 action of another;
+/// a request over the limit is answered `RequestLimitExceeded` (HTTP 503), as EC2 does.
+pub(crate) struct Buckets {
+    /// (burst, per second) of describes.
+    describe: (f64, f64),
+    /// (burst, per second) of the other actions.
+    mutating: (f64, f64),
+    state: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl Buckets {
+    /// Buckets of `describe` and `mutating` (burst, per second).
+    pub(crate) fn new(describe: (f64, f64), mutating: (f64, f64)) -> Self {
+        Self {
+            describe,
+            mutating,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether the request must be refused: it is an EC2 call and its bucket is empty.
+    pub(crate) fn over(&self, request: &Request) -> bool {
+        let body = request.text();
+        let Some(action) = body.split('&').find_map(|p| p.strip_prefix("Action=")) else {
+            return false;
+        };
+        if !body.contains("Version=2016-11-15") {
+            return false; // not EC2
+        }
+        let (burst, rate) = if action.starts_with("Describe") || action.starts_with("Get") {
+            self.describe
+        } else {
+            self.mutating
+        };
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().expect("buckets");
+        let (tokens, at) = state.entry(action.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            false
+        } else {
+            true
+        }
+    }
+}
