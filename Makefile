@@ -8,7 +8,9 @@ MOTO_VENV   := .venv-moto
 LS_VENV     := .venv-localstack
 LS_VERSION  := 2026.3.0
 
-.PHONY: all build test lint unit demo bench emulators moto localstack clean
+CHROMIUM    ?= /usr/bin/chromium
+
+.PHONY: all build test lint unit demo bench emulators moto localstack browser clean
 
 all: build
 
@@ -35,13 +37,19 @@ $(LS_VENV)/.installed: localstack/requirements-localstack-runtime.txt
 	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps localstack-core==$(LS_VERSION)
 	touch $@
 
+## Debian's Chromium, for the headless check of the HTML report (needs root, as CI has).
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "Chromium is needed at $(CHROMIUM) for the HTML report test: apt-get install chromium, or set CHROMIUM=" >&2; exit 1; }
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 ## The whole suite: lint, unit tests, and integration tests against moto and LocalStack,
 ## which the tests start and stop themselves on free ports of 127.0.0.1.
-test: emulators lint
+test: emulators browser lint
+	HARDEN_CHROMIUM=$(CHROMIUM) \
 	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server \
 	HARDEN_LOCALSTACK_PYTHON=$(CURDIR)/$(LS_VENV)/bin/python \
 	$(CARGO) test --locked

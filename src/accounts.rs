@@ -495,6 +495,43 @@ fn finish(
     Ok(targets.into_iter().map(|(_, t)| t).collect())
 }
 
+/// One of N shards of the accounts: shard K holds the accounts whose id hashes to K
+/// modulo N. Each id is hashed alone, so adding or removing accounts moves no other
+/// account to another shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, 0-based.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("expected K/N with 0 <= K < N (for example 0/4), found {text:?}");
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the account belongs to this shard.
+    pub fn holds(&self, account_id: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(account_id.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
 /// Keeps the targets tagged with every `KEY=VALUE` of `filters`.
 pub fn with_tags(targets: Vec<Target>, filters: &[(String, String)]) -> Vec<Target> {
     targets
@@ -603,6 +640,37 @@ mod tests {
                 "a.csv:1:1: invalid accounts file: the header row has no id column (expected id,name,regions,role,external_id,tags)"
             ]
         );
+    }
+
+    #[test]
+    fn every_account_is_in_exactly_one_shard_and_stays_there_when_accounts_are_added() {
+        let ids: Vec<String> = (0..500u64)
+            .map(|n| format!("{:012}", 100_000_000_000 + n * 7919))
+            .collect();
+        let shards: Vec<Shard> = (0..4).map(|index| Shard { index, count: 4 }).collect();
+        let home = |id: &str| -> Vec<u32> {
+            shards
+                .iter()
+                .filter(|s| s.holds(id))
+                .map(|s| s.index)
+                .collect()
+        };
+        for id in &ids {
+            assert_eq!(home(id).len(), 1, "{id} is in exactly one shard");
+        }
+        // Roughly even: no shard holds less than a sixth of the accounts.
+        for shard in &shards {
+            assert!(ids.iter().filter(|id| shard.holds(id)).count() > ids.len() / 6);
+        }
+        // Adding accounts moves none: a shard's membership depends on the id alone.
+        let before: Vec<Vec<u32>> = ids.iter().map(|id| home(id)).collect();
+        let mut more = ids.clone();
+        more.extend((0..100u64).map(|n| format!("{:012}", 900_000_000_000 + n)));
+        let after: Vec<Vec<u32>> = more.iter().take(ids.len()).map(|id| home(id)).collect();
+        assert_eq!(before, after);
+        assert!("3/4".parse::<Shard>().is_ok());
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod execute;
 pub mod inventory;
 pub mod jsonl;
 pub mod plan;
+pub mod policy;
+pub mod report;
 pub mod runbook;
 pub mod template;
 

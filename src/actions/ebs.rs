@@ -316,6 +316,7 @@ mod tests {
             resource: ResourceRef {
                 kind: ResourceKind::EbsEncryptionDefault,
                 id: "eu-west-1".into(),
+                tags: Default::default(),
             },
             kind: ChangeKind::Update,
             summary: String::new(),

@@ -1555,6 +1555,7 @@ mod tests {
             resource: ResourceRef {
                 kind: ResourceKind::Instance,
                 id: "i-1".into(),
+                tags: Default::default(),
             },
             kind: ChangeKind::Update,
             summary: String::new(),

@@ -1084,6 +1084,7 @@ mod tests {
             resource: ResourceRef {
                 kind: ResourceKind::Volume,
                 id: "vol-1".into(),
+                tags: Default::default(),
             },
             kind: ChangeKind::Create,
             summary: "snapshot".into(),

@@ -99,6 +99,15 @@ pub struct AccountArgs {
     /// The external id the roles' trust policies ask for (unless an account gives its own).
     #[arg(long, value_name = "ID")]
     pub external_id: Option<String>,
+    /// Cover only shard K of N (0-based K, as Kubernetes' JOB_COMPLETION_INDEX): a
+    /// stable subset of the accounts, by a hash of each id, so adding accounts moves
+    /// none of the others.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<crate::accounts::Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<crate::accounts::Shard, String> {
+    text.parse()
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -159,6 +168,39 @@ pub struct ApplyArgs {
     pub allow_partial: bool,
 }
 
+/// `enforce` options.
+#[derive(Debug, Clone, Args)]
+pub struct EnforceArgs {
+    /// What to enforce.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The enforcement policy (docs/policy-format.md); without it every change is
+    /// reported, none applied.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Where the report (report.json, report.html) and the held changes
+    /// (pending-plan.json) go. Default: STATE_DIR/reports/RUN_ID/.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Resources changed at once, and account-regions planned at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Stop everything at the first failure instead of only what depends on it.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table per account, for people.
+    Text,
+    /// Versioned JSON (docs/report-format.md).
+    Json,
+    /// One self-contained HTML page.
+    Html,
+}
+
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -174,6 +216,24 @@ pub enum Command {
     DryRun(PlanArgs),
     /// Change the account, step by step, verifying every change.
     Apply(ApplyArgs),
+    /// Plan, apply what the policy says to apply now, hold what needs approval as a
+    /// saved plan, report the rest; exit 0 compliant, 2 drift left, 1 error.
+    Enforce(EnforceArgs),
+    /// The compliance report of a run (default: the last) or of a saved plan.
+    Report {
+        /// The run (see STATE_DIR/runs/).
+        #[arg(long = "run", value_name = "RUN_ID", conflicts_with = "plan")]
+        run: Option<String>,
+        /// A saved plan: everything it would change is drift.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Write it here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Inspect the audit log.
     Audit {
         /// What to do.

@@ -24,6 +24,13 @@ use crate::{actions, inventory};
 pub async fn run(cli: Cli) -> Result<Status> {
     let global = cli.global;
     match cli.command {
+        Command::Enforce(args) => super::enforce::enforce_command(&global, args).await,
+        Command::Report {
+            run,
+            plan,
+            format,
+            out,
+        } => super::report::report_command(&global, run, plan, format, out),
         Command::Validate { paths } => validate_command(&paths),
         Command::Plan(args) => plan_command(&global, args, false).await,
         Command::DryRun(args) => plan_command(&global, args, true).await,
@@ -51,7 +58,7 @@ fn validate_command(paths: &[PathBuf]) -> Result<Status> {
     Ok(Status::Success)
 }
 
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let now = jiff::Timestamp::now();
     let unique = uuid::Uuid::now_v7().simple().to_string();
     format!(
@@ -61,7 +68,7 @@ fn new_run_id() -> String {
     )
 }
 
-fn summary(plan: &Plan) -> Result<Summary> {
+pub(super) fn summary(plan: &Plan) -> Result<Summary> {
     Ok(Summary {
         plan_digest: plan.digest()?,
         runbooks: plan
@@ -85,7 +92,11 @@ fn summary(plan: &Plan) -> Result<Summary> {
     })
 }
 
-async fn make_plan(settings: &Settings, fail_fast: bool, concurrency: usize) -> Result<Plan> {
+pub(super) async fn make_plan(
+    settings: &Settings,
+    fail_fast: bool,
+    concurrency: usize,
+) -> Result<Plan> {
     plan::plan(
         &settings.sessions,
         PlanRequest {
@@ -101,7 +112,7 @@ async fn make_plan(settings: &Settings, fail_fast: bool, concurrency: usize) -> 
 }
 
 /// Says which organization accounts were left out for not being active.
-fn report_inactive(settings: &Settings) {
+pub(super) fn report_inactive(settings: &Settings) {
     for (target, state) in &settings.inactive {
         eprintln!(
             "note: skipped account {} ({state}): not active",
@@ -266,6 +277,81 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         return Ok(Status::Failure);
     }
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let (report, run_dir) = run_apply(
+        &audit,
+        Applying {
+            state_dir: &global.state_dir,
+            run_id: &run_id,
+            sessions: &sessions,
+            plan: &plan,
+            unreachable,
+            caller: &caller,
+            concurrency: args.concurrency,
+            fail_fast: args.fail_fast,
+        },
+    )
+    .await?;
+    if plan.is_partial() {
+        println!("Left out, not planned:");
+        leaves_out();
+    }
+    let outcomes = report
+        .outcomes
+        .iter()
+        .map(|(id, o)| (id.as_str(), o))
+        .collect();
+    crate::cli::report::save(
+        &run_dir,
+        &crate::report::build(
+            &plan,
+            &crate::report::Run {
+                run_id: Some(&run_id),
+                modes: None,
+                outcomes,
+            },
+            crate::report::Source::Apply,
+        ),
+    )?;
+    if report.failed() > 0 || report.skipped() > 0 {
+        eprintln!(
+            "error: apply did not finish; the changes listed as ok were made and verified, the rest were not"
+        );
+        return Ok(Status::Failure);
+    }
+    Ok(Status::Success)
+}
+
+/// A plan about to be applied, and how.
+pub(super) struct Applying<'a> {
+    pub(super) state_dir: &'a std::path::Path,
+    pub(super) run_id: &'a str,
+    pub(super) sessions: &'a [Session],
+    pub(super) plan: &'a Plan,
+    /// Accounts of the plan not reached now, with why.
+    pub(super) unreachable: BTreeMap<String, String>,
+    /// (principal, account) of the caller, for the summary record.
+    pub(super) caller: &'a (String, String),
+    pub(super) concurrency: usize,
+    pub(super) fail_fast: bool,
+}
+
+/// Applies a plan: Ctrl-C stops starting changes, the run is journaled, every change
+/// audited, the summary recorded, and each outcome printed with what each failure held
+/// back and what was put back. Returns the executor's report and the run's folder.
+pub(super) async fn run_apply(
+    audit: &Mutex<AuditLog>,
+    applying: Applying<'_>,
+) -> Result<(execute::ApplyReport, PathBuf)> {
+    let Applying {
+        state_dir,
+        run_id,
+        sessions,
+        plan,
+        unreachable,
+        caller,
+        concurrency,
+        fail_fast,
+    } = applying;
     // Ctrl-C stops starting changes; those in flight finish and are recorded.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
@@ -281,34 +367,34 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             std::process::exit(130);
         }
     });
-    let journal = Journal::create(&global.state_dir, &run_id, &plan)?;
+    let journal = Journal::create(state_dir, run_id, plan)?;
     for (account, why) in &unreachable {
         eprintln!(
             "error: account {account} could not be reached, its changes are not attempted: {why}"
         );
     }
     let report = execute::apply(
-        &sessions,
-        &plan,
-        &audit,
+        sessions,
+        plan,
+        audit,
         &journal,
         &ApplyOptions {
-            concurrency: args.concurrency,
-            run_id: run_id.clone(),
+            concurrency,
+            run_id: run_id.to_string(),
             interrupted,
-            fail_fast: args.fail_fast,
+            fail_fast,
             unreachable,
         },
     )
     .await?;
-    let mut summary = summary(&plan)?;
+    let mut summary = summary(plan)?;
     summary.succeeded = report.succeeded();
     summary.failed = report.failed();
     summary.skipped = report.skipped();
     audit
         .lock()
         .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-        .append(&run_id, &caller.1, &caller.0, Entry::Apply(summary))?;
+        .append(run_id, &caller.1, &caller.0, Entry::Apply(summary))?;
     println!("\nApply {run_id}:");
     for (id, outcome) in &report.outcomes {
         match outcome {
@@ -334,10 +420,6 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             );
         }
     }
-    if plan.is_partial() {
-        println!("Left out, not planned:");
-        leaves_out();
-    }
     for undone in &report.compensations {
         match &undone.failure {
             None => println!(
@@ -353,13 +435,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             ),
         }
     }
-    if report.failed() > 0 || report.skipped() > 0 {
-        eprintln!(
-            "error: apply did not finish; the changes listed as ok were made and verified, the rest were not"
-        );
-        return Ok(Status::Failure);
-    }
-    Ok(Status::Success)
+    Ok((report, journal.dir().to_path_buf()))
 }
 
 /// The account the apply summary is recorded under: the caller's, which for a saved

@@ -5,6 +5,8 @@
 
 pub mod args;
 pub mod commands;
+pub mod enforce;
+pub mod report;
 pub mod settings;
 
 use std::io::IsTerminal;

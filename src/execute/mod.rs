@@ -968,6 +968,7 @@ mod tests {
             resource: ResourceRef {
                 kind: ResourceKind::SecurityGroup,
                 id: group.into(),
+                tags: Default::default(),
             },
             kind: ChangeKind::Delete,
             summary: "revoke".into(),
@@ -1425,6 +1426,7 @@ mod tests {
             resource: ResourceRef {
                 kind: ResourceKind::Vpc,
                 id: vpc.into(),
+                tags: Default::default(),
             },
             kind: ChangeKind::Create,
             summary: "flow log".into(),

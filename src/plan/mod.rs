@@ -118,6 +118,25 @@ impl Plan {
         regions
     }
 
+    /// The same plan with only the changes whose index `keep` accepts (and no blocks or
+    /// gaps, which stay in the report of the whole): what enforce applies now, or holds
+    /// for approval as a plan of its own.
+    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> Plan {
+        Plan {
+            changes: self
+                .changes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(_, c)| c.clone())
+                .collect(),
+            blocked: Vec::new(),
+            not_planned: Vec::new(),
+            unreachable: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The planned account with this id.
     pub fn account(&self, id: &str) -> Option<&PlannedAccount> {
         self.accounts.iter().find(|a| a.id == id)
@@ -242,6 +261,9 @@ pub struct ResourceRef {
     pub kind: ResourceKind,
     /// Id.
     pub id: String,
+    /// Its tags when planned, for policies that match on them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl fmt::Display for ResourceRef {

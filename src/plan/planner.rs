@@ -501,6 +501,7 @@ pub fn plan_on_inventory(
                 let resource = ResourceRef {
                     kind,
                     id: id.clone(),
+                    tags: target.tags().cloned().unwrap_or_default(),
                 };
                 let block = |reason: BlockReason, detail: String| Blocked {
                     runbook: rid.clone(),

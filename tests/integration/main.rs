@@ -7,6 +7,7 @@ mod cloudtrail;
 mod config;
 mod ebs;
 mod ebs_instances;
+mod enforce;
 mod failure_isolation;
 mod flow_logs;
 mod multi_account;

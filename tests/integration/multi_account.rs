@@ -18,36 +18,8 @@ const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
 const LOCKED: &str = "444444444444";
 const RUNBOOK: &str = "runbooks/restrict-sg-egress.yaml";
 
-/// Credentials acting in `account`, as moto hands them out for AssumeRole.
-async fn ec2_in(emulator: &Emulator, account: &str, region: &str) -> aws_sdk_ec2::Client {
-    let base = emulator.sdk_config(region);
-    let out = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume role");
-    let credentials = out.credentials().expect("credentials");
-    let config = base
-        .into_builder()
-        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
-            aws_sdk_ec2::config::Credentials::new(
-                credentials.access_key_id(),
-                credentials.secret_access_key(),
-                Some(credentials.session_token().to_string()),
-                None,
-                "tests",
-            ),
-        ))
-        .build();
-    aws_sdk_ec2::Client::new(&config)
-}
-
 /// Whether any group of the region lets all traffic out to the internet.
-async fn any_open(ec2: &aws_sdk_ec2::Client) -> bool {
+pub(crate) async fn any_open(ec2: &aws_sdk_ec2::Client) -> bool {
     ec2.describe_security_groups()
         .send()
         .await
@@ -66,10 +38,10 @@ async fn any_open(ec2: &aws_sdk_ec2::Client) -> bool {
 }
 
 /// An "app" group (open egress, as new groups are) in each region of each account.
-async fn seed(emulator: &Emulator, accounts: &[&str]) {
+pub(crate) async fn seed(emulator: &Emulator, accounts: &[&str]) {
     for (n, account) in accounts.iter().enumerate() {
         for (m, region) in REGIONS.iter().enumerate() {
-            let ec2 = ec2_in(emulator, account, region).await;
+            let ec2 = emulator.ec2_in(account, region).await;
             let vpc = create_vpc(&ec2, &format!("10.{}.{}.0/24", 30 + n, m)).await;
             ec2.create_security_group()
                 .group_name("app")
@@ -269,7 +241,7 @@ fn three_accounts_two_regions_and_one_unreachable_from_an_accounts_file_on_moto(
         for account in ACCOUNTS {
             for region in REGIONS {
                 assert!(
-                    !any_open(&ec2_in(&emulator, account, region).await).await,
+                    !any_open(&emulator.ec2_in(account, region).await).await,
                     "{account} {region}"
                 );
             }
@@ -476,7 +448,7 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
         for account in &dev {
             for region in REGIONS {
                 assert!(
-                    !any_open(&ec2_in(&emulator, account, region).await).await,
+                    !any_open(&emulator.ec2_in(account, region).await).await,
                     "{account} {region}"
                 );
             }

@@ -145,6 +145,34 @@ impl Emulator {
         aws_sdk_ec2::Client::new(&self.sdk_config(region))
     }
 
+    /// An EC2 client acting in `account` with the credentials acting in `account`, as moto hands them out for AssumeRole.
+    pub(crate) async fn ec2_in(&self, account: &str, region: &str) -> aws_sdk_ec2::Client {
+        let base = self.sdk_config(region);
+        let out = aws_sdk_sts::Client::new(&base)
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("seed")
+            .send()
+            .await
+            .expect("assume role");
+        let credentials = out.credentials().expect("credentials");
+        let config = base
+            .into_builder()
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                aws_sdk_ec2::config::Credentials::new(
+                    credentials.access_key_id(),
+                    credentials.secret_access_key(),
+                    Some(credentials.session_token().to_string()),
+                    None,
+                    "tests",
+                ),
+            ))
+            .build();
+        aws_sdk_ec2::Client::new(&config)
+    }
+
     /// An S3 client for the emulator: path-style, as emulators have no bucket DNS.
     pub(crate) fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         aws_sdk_s3::Client::from_conf(

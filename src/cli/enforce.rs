@@ -1,0 +1,139 @@
+//! `harden enforce`: plan every runbook over the accounts and regions, decide each
+//! change by the policy, apply the `auto` ones now, write the `approve` ones as a saved
+//! plan a person reviews and applies with `harden apply --plan`, and report everything.
+//! Exit 0: compliant after the run; 2: drift left (reported, or awaiting approval);
+//! 1: an error (a failed change, an account or runbook that could not be covered).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::Status;
+use super::args::{EnforceArgs, GlobalArgs, ReportFormat};
+use super::commands::{Applying, make_plan, new_run_id, report_inactive, run_apply, summary};
+use super::report::{rendered, save};
+use super::settings;
+use crate::audit::{AuditLog, Entry};
+use crate::error::{Error, Result};
+use crate::policy::{Mode, Policy};
+use crate::report::{self, Source};
+
+/// The name of the held changes in the report folder.
+pub const PENDING_PLAN: &str = "pending-plan.json";
+
+/// Runs `harden enforce`.
+pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<Status> {
+    // The policy is checked with the rest of the input, before anything is contacted.
+    let policy = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    // Held for the whole run: a second enforce on this state directory is refused at
+    // once, before it plans anything.
+    let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let run_id = new_run_id();
+    let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
+    report_inactive(&settings);
+    let plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
+    let caller = (
+        settings.caller.arn.clone(),
+        settings.caller.account_id.clone(),
+    );
+    audit
+        .lock()
+        .map_err(|_| Error::Internal("audit lock poisoned".into()))?
+        .append(&run_id, &caller.1, &caller.0, Entry::Plan(summary(&plan)?))?;
+
+    let modes = policy.decide(&plan);
+    let count = |mode: Mode| modes.iter().filter(|m| **m == mode).count();
+    println!(
+        "harden enforce {run_id}: {} change(s) planned over {} account(s): {} to apply now, {} held for approval, {} reported.",
+        plan.changes.len(),
+        plan.accounts.len(),
+        count(Mode::Auto),
+        count(Mode::Approve),
+        count(Mode::Report)
+    );
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| global.state_dir.join("reports").join(&run_id));
+    std::fs::create_dir_all(&report_dir).map_err(|e| Error::io(&report_dir, e))?;
+
+    let now = plan.subset(|i| modes[i] == Mode::Auto);
+    let mut outcomes = BTreeMap::new();
+    let mut run_dir: Option<PathBuf> = None;
+    let applied;
+    if now.changes.is_empty() {
+        applied = None;
+    } else {
+        let (report, dir) = run_apply(
+            &audit,
+            Applying {
+                state_dir: &global.state_dir,
+                run_id: &run_id,
+                sessions: &settings.sessions,
+                plan: &now,
+                unreachable: BTreeMap::new(),
+                caller: &caller,
+                concurrency: args.concurrency,
+                fail_fast: args.fail_fast,
+            },
+        )
+        .await?;
+        run_dir = Some(dir);
+        applied = Some(report);
+    }
+    if let Some(report) = &applied {
+        for (id, outcome) in &report.outcomes {
+            outcomes.insert(id.as_str(), outcome);
+        }
+    }
+
+    let held = plan.subset(|i| modes[i] == Mode::Approve);
+    let pending = report_dir.join(PENDING_PLAN);
+    if !held.changes.is_empty() {
+        held.save(&pending)?;
+        println!(
+            "\n{} change(s) await approval in {}: review it, then apply it exactly with: harden apply --plan {}",
+            held.changes.len(),
+            pending.display(),
+            pending.display()
+        );
+    }
+
+    let built = report::build(
+        &plan,
+        &report::Run {
+            run_id: Some(&run_id),
+            modes: Some(&modes),
+            outcomes,
+        },
+        Source::Enforce,
+    );
+    save(&report_dir, &built)?;
+    let html = report_dir.join("report.html");
+    std::fs::write(&html, rendered(&built, ReportFormat::Html)).map_err(|e| Error::io(&html, e))?;
+    // The run's folder keeps it too, for `harden report --run`.
+    let run_dir = run_dir.unwrap_or_else(|| global.state_dir.join("runs").join(&run_id));
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    save(&run_dir, &built)?;
+    println!();
+    print!("{}", rendered(&built, ReportFormat::Text));
+    println!(
+        "\nReport: {} and {}",
+        report_dir.join(super::report::REPORT_FILE).display(),
+        html.display()
+    );
+    let totals = &built.summary;
+    Ok(if totals.has_errors() {
+        eprintln!(
+            "error: enforce did not cover everything: see the failed, not planned and not reached entries above"
+        );
+        Status::Failure
+    } else if totals.is_compliant() {
+        Status::Success
+    } else {
+        Status::ChangesPending
+    })
+}
