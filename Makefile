@@ -6,11 +6,12 @@ PYTHON313   ?= $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/ve
 CARGO       ?= cargo
 MOTO_VENV   := .venv-moto
 LS_VENV     := .venv-localstack
+TOOLS_VENV  := .venv-tools
 LS_VERSION  := 2026.3.0
 
 CHROMIUM    ?= /usr/bin/chromium
 
-.PHONY: all build test lint unit demo bench emulators moto localstack browser clean
+.PHONY: all build test lint unit demo bench emulators moto localstack browser tools clean
 
 all: build
 
@@ -37,6 +38,15 @@ $(LS_VENV)/.installed: localstack/requirements-localstack-runtime.txt
 	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps localstack-core==$(LS_VERSION)
 	touch $@
 
+## Test tools in their own venv, pinned: kubernetes-validate for the manifests in deploy/.
+tools: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: deploy/requirements-tools.txt
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements-tools.txt
+	touch $@
+
 ## Debian's Chromium, for the headless check of the HTML report (needs root, as CI has).
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -48,8 +58,9 @@ lint:
 
 ## The whole suite: lint, unit tests, and integration tests against moto and LocalStack,
 ## which the tests start and stop themselves on free ports of 127.0.0.1.
-test: emulators browser lint
+test: emulators tools browser lint
 	HARDEN_CHROMIUM=$(CHROMIUM) \
+	HARDEN_KUBERNETES_VALIDATE=$(CURDIR)/$(TOOLS_VENV)/bin/kubernetes-validate \
 	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server \
 	HARDEN_LOCALSTACK_PYTHON=$(CURDIR)/$(LS_VENV)/bin/python \
 	$(CARGO) test --locked
@@ -65,5 +76,5 @@ bench: moto
 	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server $(CARGO) bench --locked
 
 clean:
-	rm -rf $(MOTO_VENV) $(LS_VENV) .harden-emulators .harden-demo
+	rm -rf $(MOTO_VENV) $(LS_VENV) $(TOOLS_VENV) .harden-emulators .harden-demo
 	$(CARGO) clean

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod runbook;
+pub mod ship;
 pub mod template;
 
 pub use error::{Error, Result};

@@ -188,6 +188,17 @@ pub struct EnforceArgs {
     /// Stop everything at the first failure instead of only what depends on it.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Also write the report (report.json, report.html, pending-plan.json) to this S3
+    /// bucket, encrypted, under harden/reports/ACCOUNT/SHARD/RUN_ID/.
+    #[arg(long, value_name = "BUCKET")]
+    pub report_bucket: Option<String>,
+    /// Ship the run's audit records to this S3 bucket, encrypted, as
+    /// harden/audit/ACCOUNT/SHARD/RUN_ID.jsonl.
+    #[arg(long, value_name = "BUCKET")]
+    pub audit_bucket: Option<String>,
+    /// Encrypt what is shipped with this KMS key (SSE-KMS) instead of SSE-S3.
+    #[arg(long, value_name = "KEY_ID")]
+    pub ship_kms_key: Option<String>,
 }
 
 /// Report formats.
@@ -204,11 +215,17 @@ pub enum ReportFormat {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check runbooks without contacting AWS.
+    /// Check runbooks (and an accounts file or a policy) without contacting AWS.
     Validate {
         /// Runbook files or folders.
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
+        /// Also check this accounts file.
+        #[arg(long, value_name = "FILE")]
+        accounts: Option<PathBuf>,
+        /// Also check this enforcement policy.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Show what apply would change; read-only.
     Plan(PlanArgs),

@@ -31,7 +31,11 @@ pub async fn run(cli: Cli) -> Result<Status> {
             format,
             out,
         } => super::report::report_command(&global, run, plan, format, out),
-        Command::Validate { paths } => validate_command(&paths),
+        Command::Validate {
+            paths,
+            accounts,
+            policy,
+        } => validate_command(&paths, accounts.as_deref(), policy.as_deref()),
         Command::Plan(args) => plan_command(&global, args, false).await,
         Command::DryRun(args) => plan_command(&global, args, true).await,
         Command::Apply(args) => apply_command(&global, args).await,
@@ -49,12 +53,29 @@ pub async fn run(cli: Cli) -> Result<Status> {
     }
 }
 
-fn validate_command(paths: &[PathBuf]) -> Result<Status> {
+fn validate_command(
+    paths: &[PathBuf],
+    accounts: Option<&Path>,
+    policy: Option<&Path>,
+) -> Result<Status> {
     let runbooks = load(paths)?;
     for r in &runbooks {
         println!("ok  {}  {}", r.id(), r.path.display());
     }
     println!("{} runbook(s) valid.", runbooks.len());
+    if let Some(path) = accounts {
+        let listed = crate::accounts::load_file(path)?;
+        println!("ok  {}: {} account(s)", path.display(), listed.len());
+    }
+    if let Some(path) = policy {
+        let policy = crate::policy::Policy::load(path)?;
+        println!(
+            "ok  {}: {} rule(s), default {}",
+            path.display(),
+            policy.rules.len(),
+            policy.default.name()
+        );
+    }
     Ok(Status::Success)
 }
 

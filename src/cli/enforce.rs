@@ -17,6 +17,7 @@ use crate::audit::{AuditLog, Entry};
 use crate::error::{Error, Result};
 use crate::policy::{Mode, Policy};
 use crate::report::{self, Source};
+use crate::ship;
 
 /// The name of the held changes in the report folder.
 pub const PENDING_PLAN: &str = "pending-plan.json";
@@ -125,6 +126,36 @@ pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<S
         report_dir.join(super::report::REPORT_FILE).display(),
         html.display()
     );
+    let destination = ship::Destination {
+        account: &caller.1,
+        shard: args.selection.accounts.shard,
+        run_id: &run_id,
+    };
+    let clients = settings.caller_aws.region(&settings.home_region);
+    let kms = args.ship_kms_key.as_deref();
+    if let Some(bucket) = &args.report_bucket {
+        let mut files = vec![
+            ("report.json", "application/json"),
+            ("report.html", "text/html"),
+        ];
+        if !held.changes.is_empty() {
+            files.push((PENDING_PLAN, "application/json"));
+        }
+        for (file, kind) in files {
+            let path = report_dir.join(file);
+            let body = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let key = destination.report_key(file);
+            ship::put(&clients, bucket, &key, body, kind, kms).await?;
+            println!("Shipped s3://{bucket}/{key}");
+        }
+    }
+    if let Some(bucket) = &args.audit_bucket {
+        // The audit log is held open by this run, so its records so far are all here.
+        let segment = ship::audit_segment(&crate::audit::log_path(&global.state_dir), &run_id)?;
+        let key = destination.audit_key();
+        ship::put(&clients, bucket, &key, segment, "application/x-ndjson", kms).await?;
+        println!("Shipped s3://{bucket}/{key}");
+    }
     let totals = &built.summary;
     Ok(if totals.has_errors() {
         eprintln!(

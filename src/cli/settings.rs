@@ -20,6 +20,10 @@ pub struct Settings {
     pub params: params::ResolvedParams,
     /// Who runs harden.
     pub caller: CallerIdentity,
+    /// The caller's own connection (for what the run writes outside the accounts).
+    pub caller_aws: Aws,
+    /// The run's first region.
+    pub home_region: String,
     /// The accounts reached, each with its regions and clients.
     pub sessions: Vec<Session>,
     /// The accounts that could not be reached, with why.
@@ -103,6 +107,8 @@ pub async fn resolve(
         runbooks,
         params,
         caller,
+        caller_aws: aws,
+        home_region: first,
         sessions,
         unreachable,
         inactive,

@@ -158,7 +158,26 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
     );
     assert!(!reports.exists(), "nothing was planned or written");
 
-    let out = enforce(&emulator, state.path(), &flags);
+    block_on(async {
+        emulator
+            .s3("us-east-1")
+            .create_bucket()
+            .bucket("org-harden")
+            .send()
+            .await
+            .expect("bucket")
+    });
+    let shipping = [
+        "--report-bucket",
+        "org-harden",
+        "--audit-bucket",
+        "org-harden",
+    ];
+    let out = enforce(
+        &emulator,
+        state.path(),
+        &[&flags[..], &shipping[..]].concat(),
+    );
     assert_eq!(out.code, 2, "drift is left: {}\n{}", out.stdout, out.stderr);
     block_on(async {
         for account in ACCOUNTS {
@@ -250,6 +269,64 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
             ("eu-west-1", "restrict-sg-egress", "fixed"),
         ]
     );
+
+    // The report and the run's audit records were shipped, encrypted, under keys that
+    // name the account, the shard and the run.
+    let run_id = report["run_id"].as_str().expect("run id").to_string();
+    let caller = emulator.account();
+    block_on(async {
+        let s3 = emulator.s3("us-east-1");
+        let listed = s3
+            .list_objects_v2()
+            .bucket("org-harden")
+            .send()
+            .await
+            .expect("list");
+        let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                format!("harden/audit/{caller}/all/{run_id}.jsonl"),
+                format!("harden/reports/{caller}/all/{run_id}/pending-plan.json"),
+                format!("harden/reports/{caller}/all/{run_id}/report.html"),
+                format!("harden/reports/{caller}/all/{run_id}/report.json"),
+            ]
+        );
+        for key in &keys {
+            let head = s3
+                .head_object()
+                .bucket("org-harden")
+                .key(*key)
+                .send()
+                .await
+                .expect("head");
+            assert_eq!(
+                head.server_side_encryption(),
+                Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
+                "{key}"
+            );
+        }
+        let segment = s3
+            .get_object()
+            .bucket("org-harden")
+            .key(format!("harden/audit/{caller}/all/{run_id}.jsonl"))
+            .send()
+            .await
+            .expect("segment")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        let records: Vec<Value> = String::from_utf8_lossy(&segment)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect();
+        assert!(records.iter().all(|r| r["run_id"] == run_id.as_str()));
+        // The plan summary, the six changes and the apply summary.
+        assert_eq!(records.len(), 8, "{records:?}");
+    });
 
     // The HTML page renders in a real browser, without console errors, summary first.
     let (dom, log) = render_in_chromium(&reports.join("report.html"));

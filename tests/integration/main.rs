@@ -5,6 +5,7 @@
 mod cli_errors;
 mod cloudtrail;
 mod config;
+mod deploy;
 mod ebs;
 mod ebs_instances;
 mod enforce;
