@@ -17,6 +17,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use crate::error::{AwsFailure, Error, Result};
 
 pub mod limiter;
+pub mod security_hub;
 
 pub use limiter::Ec2Rates;
 
@@ -92,6 +93,11 @@ pub struct RegionClients {
 }
 
 impl RegionClients {
+    /// A Security Hub client for this region (made when asked: only reports use it).
+    pub fn security_hub(&self) -> aws_sdk_securityhub::Client {
+        aws_sdk_securityhub::Client::new(&self.sdk_config)
+    }
+
     /// A CloudTrail client for `region` (this one's when equal).
     pub fn cloudtrail_in(&self, region: &str) -> aws_sdk_cloudtrail::Client {
         if region == self.region {

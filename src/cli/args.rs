@@ -199,6 +199,10 @@ pub struct EnforceArgs {
     /// Encrypt what is shipped with this KMS key (SSE-KMS) instead of SSE-S3.
     #[arg(long, value_name = "KEY_ID")]
     pub ship_kms_key: Option<String>,
+    /// Import the report's findings into each account's Security Hub (fixed ones
+    /// resolved, with a note naming the run).
+    #[arg(long)]
+    pub security_hub: bool,
 }
 
 /// Report formats.
@@ -210,6 +214,10 @@ pub enum ReportFormat {
     Json,
     /// One self-contained HTML page.
     Html,
+    /// OCSF 1.3 Detection Findings (JSON array), one per resource not compliant or fixed.
+    Ocsf,
+    /// AWS Security Finding Format (JSON array), as Security Hub imports them.
+    Asff,
 }
 
 /// Commands.
@@ -250,6 +258,11 @@ pub enum Command {
         /// Write it here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Import the findings into Security Hub, each account's with its own session
+        /// (reached as the run or plan reached it); fixed ones are marked resolved with
+        /// a note naming the run.
+        #[arg(long)]
+        security_hub: bool,
     },
     /// Inspect the audit log.
     Audit {

@@ -30,7 +30,8 @@ pub async fn run(cli: Cli) -> Result<Status> {
             plan,
             format,
             out,
-        } => super::report::report_command(&global, run, plan, format, out),
+            security_hub,
+        } => super::report::report_command(&global, run, plan, format, out, security_hub).await,
         Command::Validate {
             paths,
             accounts,

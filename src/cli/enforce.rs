@@ -119,6 +119,8 @@ pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<S
     let run_dir = run_dir.unwrap_or_else(|| global.state_dir.join("runs").join(&run_id));
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     save(&run_dir, &built)?;
+    // The whole plan, whatever the policy applied: what the report is of.
+    plan.save(&run_dir.join(super::report::PLANNED_FILE))?;
     println!();
     print!("{}", rendered(&built, ReportFormat::Text));
     println!(
@@ -156,7 +158,15 @@ pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<S
         ship::put(&clients, bucket, &key, segment, "application/x-ndjson", kms).await?;
         println!("Shipped s3://{bucket}/{key}");
     }
+    let imported = if args.security_hub {
+        super::report::import_findings(&settings.sessions, &built).await?
+    } else {
+        true
+    };
     let totals = &built.summary;
+    if !imported {
+        return Ok(Status::Failure);
+    }
     Ok(if totals.has_errors() {
         eprintln!(
             "error: enforce did not cover everything: see the failed, not planned and not reached entries above"

@@ -5,6 +5,7 @@
 //! outcomes; rendered for people ([`render::text`], [`render::html`]) or as versioned
 //! JSON (docs/report-format.md).
 
+pub mod findings;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -407,5 +408,117 @@ fn fate(plan: &Plan, run: &Run<'_>, indices: &[usize]) -> Fate {
         (_, Some(why)) => Fate::Drift(Some(why)),
         (Some(Mode::Approve), None) => Fate::Awaiting,
         _ => Fate::Fixed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn plan() -> Plan {
+        let change = |resource: &str| {
+            json!({
+                "id": format!("111111111111/r/us-east-1/s/{resource}#1"), "runbook": "r",
+                "account_id": "111111111111", "region": "us-east-1", "step": "s", "action": "a",
+                "kind": "update", "summary": format!("fix {resource}"),
+                "resource": {"kind": "ec2:security-group", "id": resource},
+                "before": null, "after": null, "on_failure": "stop",
+                "call": {"service": "ec2", "operation": "X", "input": {}}
+            })
+        };
+        serde_json::from_value(json!({
+            "format_version": crate::plan::PLAN_FORMAT_VERSION, "harden_version": "t",
+            "created_at": "2026-12-01T00:00:00Z", "principal": "arn:aws:iam::111111111111:user/p",
+            "accounts": [{"id": "111111111111", "principal": "p", "regions": ["us-east-1"]}],
+            "runbooks": [{"id": "r", "title": "R", "path": "", "digest": "",
+                "controls": [{"framework": "AWS FSBP", "id": "EC2.2"}], "steps": ["s"],
+                "parameters": {}, "compliant": {"111111111111": {"us-east-1": 4}}}],
+            "changes": [change("sg-ok"), change("sg-bad"), change("sg-later"), change("sg-held")],
+            "blocked": [{"runbook": "r", "account_id": "111111111111", "region": "us-east-1",
+                "step": "s", "resource": {"kind": "ec2:security-group", "id": "sg-exempt"},
+                "reason": "exempt", "detail": "tagged harden:exempt=true"}]
+        }))
+        .expect("plan")
+    }
+
+    #[test]
+    fn each_resource_is_fixed_failed_left_or_held_as_its_changes_went() {
+        let plan = plan();
+        let ok = Outcome::Succeeded;
+        let bad = Outcome::Failed {
+            code: "InvalidGroup.NotFound".into(),
+            message: "gone".into(),
+        };
+        let skipped = Outcome::Skipped {
+            reason: "not attempted: apply was interrupted".into(),
+        };
+        let modes = [Mode::Auto, Mode::Auto, Mode::Auto, Mode::Approve];
+        let run = Run {
+            run_id: Some("run-1"),
+            modes: Some(&modes),
+            outcomes: BTreeMap::from([
+                ("111111111111/r/us-east-1/s/sg-ok#1", &ok),
+                ("111111111111/r/us-east-1/s/sg-bad#1", &bad),
+                ("111111111111/r/us-east-1/s/sg-later#1", &skipped),
+            ]),
+        };
+        let report = build(&plan, &run, Source::Enforce);
+        let runbook = &report.accounts[0].regions[0].runbooks[0];
+        let ids = |items: &[Item]| {
+            items
+                .iter()
+                .map(|i| i.resource.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&runbook.fixed), ["sg-ok"]);
+        assert_eq!(ids(&runbook.failed), ["sg-bad"]);
+        assert_eq!(
+            runbook.failed[0].detail.as_deref(),
+            Some("111111111111/r/us-east-1/s/sg-bad#1: InvalidGroup.NotFound: gone")
+        );
+        assert_eq!(ids(&runbook.drift), ["sg-later"]);
+        assert!(
+            runbook.drift[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("interrupted"))
+        );
+        assert_eq!(ids(&runbook.awaiting_approval), ["sg-held"]);
+        assert_eq!(ids(&runbook.blocked), ["sg-exempt"]);
+        assert_eq!(runbook.status, Status::Failed);
+        assert_eq!(report.summary.compliant, 4);
+        assert!(report.summary.has_errors());
+
+        // As findings: the fixed one resolved with the run, the others open.
+        let asff = findings::asff(&report, "aws");
+        assert_eq!(asff.len(), 5);
+        let fixed = asff
+            .iter()
+            .find(|f| f.resource_id == "sg-ok")
+            .expect("fixed");
+        assert_eq!(
+            (fixed.workflow_status, fixed.compliance_status),
+            ("RESOLVED", "PASSED")
+        );
+        assert!(fixed.note.as_deref().is_some_and(|n| n.contains("run-1")));
+        assert_eq!(fixed.id, "harden/111111111111/us-east-1/r/sg-ok");
+        assert_eq!(fixed.related_requirements, ["AWS FSBP EC2.2"]);
+        assert!(
+            asff.iter()
+                .filter(|f| f.resource_id != "sg-ok")
+                .all(|f| f.workflow_status == "NEW")
+        );
+    }
+
+    #[test]
+    fn a_plan_alone_is_all_drift() {
+        let report = build(&plan(), &Run::default(), Source::Plan);
+        let runbook = &report.accounts[0].regions[0].runbooks[0];
+        assert_eq!(runbook.drift.len(), 4);
+        assert_eq!(runbook.status, Status::Drift);
+        assert!(!report.summary.is_compliant());
+        assert!(!report.summary.has_errors());
     }
 }

@@ -172,6 +172,7 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
         "org-harden",
         "--audit-bucket",
         "org-harden",
+        "--security-hub",
     ];
     let out = enforce(
         &emulator,
@@ -327,6 +328,78 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
         // The plan summary, the six changes and the apply summary.
         assert_eq!(records.len(), 8, "{records:?}");
     });
+
+    // Each account's findings went to its own Security Hub: the fixed group resolved,
+    // with a note naming the run; the reported drift new and failed.
+    assert!(
+        out.stdout.contains(&format!(
+            "Security Hub {} us-east-1: 4 finding(s) imported (1 resolved), 0 refused",
+            ACCOUNTS[0]
+        )),
+        "{}",
+        out.stdout
+    );
+    block_on(async {
+        let hub =
+            aws_sdk_securityhub::Client::new(&emulator.config_in(ACCOUNTS[0], "us-east-1").await);
+        let found = hub
+            .get_findings()
+            .max_results(100)
+            .send()
+            .await
+            .expect("findings");
+        let findings = found.findings();
+        assert_eq!(findings.len(), 4, "{findings:?}");
+        let fixed: Vec<_> = findings
+            .iter()
+            .filter(|f| f.generator_id() == Some("harden/restrict-sg-egress"))
+            .collect();
+        assert_eq!(fixed.len(), 1);
+        assert_eq!(
+            fixed[0].workflow().and_then(|w| w.status()),
+            Some(&aws_sdk_securityhub::types::WorkflowStatus::Resolved)
+        );
+        assert!(
+            fixed[0]
+                .note()
+                .and_then(|n| n.text())
+                .is_some_and(|t| t.contains(&run_id)),
+            "{:?}",
+            fixed[0].note()
+        );
+        let ebs: Vec<_> = findings
+            .iter()
+            .filter(|f| f.generator_id() == Some("harden/encrypt-ebs-volumes"))
+            .collect();
+        assert_eq!(ebs.len(), 1);
+        assert_eq!(
+            ebs[0].compliance().and_then(|c| c.status()),
+            Some(&aws_sdk_securityhub::types::ComplianceStatus::Failed)
+        );
+    });
+    // The same findings as OCSF Detection Findings, as Prowler writes them.
+    let mut ocsf = emulator.harden(state.path());
+    ocsf.args(["report", "--run", &run_id, "--format", "ocsf"]);
+    let out = run(ocsf);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let findings: Vec<Value> = serde_json::from_str(&out.stdout).expect("OCSF JSON");
+    assert_eq!(
+        findings.len(),
+        6 + 12 + 6,
+        "one per resource fixed, held or left"
+    );
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["class_uid"] == 2004 && f["category_uid"] == 2)
+    );
+    assert_eq!(
+        findings
+            .iter()
+            .filter(|f| f["status"] == "Resolved")
+            .count(),
+        6
+    );
 
     // The HTML page renders in a real browser, without console errors, summary first.
     let (dom, log) = render_in_chromium(&reports.join("report.html"));

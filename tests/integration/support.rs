@@ -147,6 +147,11 @@ impl Emulator {
 
     /// An EC2 client acting in `account` with the credentials acting in `account`, as moto hands them out for AssumeRole.
     pub(crate) async fn ec2_in(&self, account: &str, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config_in(account, region).await)
+    }
+
+    /// SDK configuration acting in `account` (moto's AssumeRole credentials).
+    pub(crate) async fn config_in(&self, account: &str, region: &str) -> aws_config::SdkConfig {
         let base = self.sdk_config(region);
         let out = aws_sdk_sts::Client::new(&base)
             .assume_role()
@@ -158,8 +163,7 @@ impl Emulator {
             .await
             .expect("assume role");
         let credentials = out.credentials().expect("credentials");
-        let config = base
-            .into_builder()
+        base.into_builder()
             .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
                 aws_sdk_ec2::config::Credentials::new(
                     credentials.access_key_id(),
@@ -169,8 +173,7 @@ impl Emulator {
                     "tests",
                 ),
             ))
-            .build();
-        aws_sdk_ec2::Client::new(&config)
+            .build()
     }
 
     /// An S3 client for the emulator: path-style, as emulators have no bucket DNS.
