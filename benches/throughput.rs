@@ -205,6 +205,7 @@ fn planner_only(groups: usize) {
         unreachable: &[],
         fail_fast: false,
         concurrency: 1,
+        progress: &harden::progress::Silent,
     };
     let renderer = Renderer::new();
     let mut samples = Vec::new();

@@ -26,6 +26,7 @@ pub mod inventory;
 pub mod jsonl;
 pub mod plan;
 pub mod policy;
+pub mod progress;
 pub mod report;
 pub mod runbook;
 pub mod ship;

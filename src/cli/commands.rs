@@ -128,6 +128,7 @@ pub(super) async fn make_plan(
             unreachable: &settings.unreachable,
             fail_fast,
             concurrency,
+            progress: &super::progress::Shown::new(),
         },
     )
     .await
@@ -406,6 +407,7 @@ pub(super) async fn run_apply(
             interrupted,
             fail_fast,
             unreachable,
+            progress: Arc::new(super::progress::Shown::new()),
         },
     )
     .await?;

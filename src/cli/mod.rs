@@ -6,6 +6,7 @@
 pub mod args;
 pub mod commands;
 pub mod enforce;
+pub mod progress;
 pub mod report;
 pub mod settings;
 

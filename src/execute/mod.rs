@@ -45,6 +45,8 @@ pub struct ApplyOptions {
     /// Accounts of the plan that could not be reached now, with why: their changes are
     /// not attempted.
     pub unreachable: BTreeMap<String, String>,
+    /// Told of each change ended (made, failed or not attempted).
+    pub progress: Arc<dyn crate::progress::Progress>,
 }
 
 /// The outcome of each change, in plan order, and what was undone.
@@ -139,6 +141,7 @@ struct Run<'a> {
     /// Each reached account's session, by account id.
     sessions: BTreeMap<&'a str, &'a Session>,
     unreachable: &'a BTreeMap<String, String>,
+    progress: &'a dyn crate::progress::Progress,
     plan: &'a Plan,
     audit: &'a Mutex<AuditLog>,
     journal: &'a Journal,
@@ -186,6 +189,7 @@ pub async fn apply(
             .map(|s| (s.scope.target.id.as_str(), s))
             .collect(),
         unreachable: &options.unreachable,
+        progress: options.progress.as_ref(),
         plan,
         audit,
         journal,
@@ -201,6 +205,9 @@ pub async fn apply(
         compensations: Mutex::default(),
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    options
+        .progress
+        .start("changes applied", plan.changes.len());
     for (stage_index, stage) in stages(plan).into_iter().enumerate() {
         let units = batched(plan, stage);
         let results: Vec<Vec<(usize, Outcome)>> = stream::iter(units.into_iter().map(|unit| {
@@ -217,6 +224,7 @@ pub async fn apply(
         .await;
         outcomes.extend(results.into_iter().flatten());
     }
+    options.progress.finish();
     outcomes.sort_by_key(|(index, _)| *index);
     Ok(ApplyReport {
         outcomes: outcomes
@@ -895,6 +903,7 @@ impl Run<'_> {
             request_ids,
             duration_ms,
         };
+        self.progress.advance();
         let journaled = self.journal.record(&change.id, phase, detail);
         let audited = self.append(&change.account_id, Entry::Change(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
@@ -1069,6 +1078,7 @@ mod tests {
                 interrupted: Arc::new(AtomicBool::new(interrupted)),
                 fail_fast,
                 unreachable: BTreeMap::new(),
+                progress: Arc::new(crate::progress::Silent),
             },
         )
         .await

@@ -39,6 +39,8 @@ pub struct PlanRequest<'a> {
     pub fail_fast: bool,
     /// Account-regions discovered and planned at once.
     pub concurrency: usize,
+    /// Told of each account-region planned.
+    pub progress: &'a dyn crate::progress::Progress,
 }
 
 /// Where one region plan is made: an account and one of its regions.
@@ -169,19 +171,27 @@ pub async fn plan(sessions: &[Session], request: PlanRequest<'_>) -> Result<Plan
         .flat_map(|s| s.scope.regions.iter().map(move |r| (s, r.as_str())))
         .collect();
     let request = &request;
-    let planned: Vec<Result<RegionPlan>> = stream::iter(places.iter().map(|(session, region)| {
-        plan_region(
-            &session.aws,
-            request,
-            Place {
-                scope: &session.scope,
-                region,
-            },
-        )
-    }))
-    .buffered(request.concurrency.max(1))
-    .collect()
-    .await;
+    request
+        .progress
+        .start("account-regions planned", places.len());
+    let planned: Vec<Result<RegionPlan>> =
+        stream::iter(places.iter().map(|(session, region)| async move {
+            let planned = plan_region(
+                &session.aws,
+                request,
+                Place {
+                    scope: &session.scope,
+                    region,
+                },
+            )
+            .await;
+            request.progress.advance();
+            planned
+        }))
+        .buffered(request.concurrency.max(1))
+        .collect()
+        .await;
+    request.progress.finish();
     let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
     let scopes: Vec<&Scope> = sessions.iter().map(|s| &s.scope).collect();
     Ok(assemble(request, &scopes, created_at, planned))
@@ -769,6 +779,7 @@ mod tests {
             unreachable: &[],
             fail_fast: false,
             concurrency: 1,
+            progress: &crate::progress::Silent,
         }
     }
 

@@ -237,6 +237,13 @@ fn three_accounts_two_regions_and_one_unreachable_from_an_accounts_file_on_moto(
         "{}",
         out.stdout
     );
+    // Without a terminal, progress is plain lines on stderr, the last of each phase.
+    assert!(
+        out.stderr.contains("6/6 account-regions planned")
+            && out.stderr.contains("18/18 changes applied"),
+        "{}",
+        out.stderr
+    );
     block_on(async {
         for account in ACCOUNTS {
             for region in REGIONS {
