@@ -56,6 +56,17 @@ pub enum Format {
     Json,
 }
 
+/// Plan output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people (colour on a terminal unless NO_COLOR is set).
+    Text,
+    /// Versioned JSON (docs/plan-format.md).
+    Json,
+    /// One self-contained HTML page for a reviewer.
+    Html,
+}
+
 /// Selecting runbooks and their inputs.
 #[derive(Debug, Clone, Args)]
 pub struct Selection {
@@ -127,8 +138,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
     /// Exit 2 when changes are pending, 0 when none.
     #[arg(long)]
     pub detailed_exitcode: bool,

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use comfy_table::Table;
 
 use super::Status;
-use super::args::{ApplyArgs, AuditCommand, Cli, Command, Format, GlobalArgs, PlanArgs};
+use super::args::{
+    ApplyArgs, AuditCommand, Cli, Command, Format, GlobalArgs, PlanArgs, PlanFormat,
+};
 use super::settings::{self, Settings, load};
 use crate::accounts::Session;
 use crate::audit::{self, AuditLog, Entry, Outcome, Summary};
@@ -144,6 +146,16 @@ pub(super) fn report_inactive(settings: &Settings) {
     }
 }
 
+/// The text plan, in colour on a terminal unless `NO_COLOR` is set.
+fn shown(plan: &Plan) -> String {
+    let text = render::text(plan);
+    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        render::coloured(&text)
+    } else {
+        text
+    }
+}
+
 /// The error line for a partial plan not accepted with `--allow-partial`.
 fn refuse_partial(plan: &Plan, what: &str) {
     eprintln!(
@@ -173,8 +185,9 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
         entry,
     )?;
     match args.format {
-        Format::Text => print!("{}", render::text(&plan)),
-        Format::Json => println!("{}", render::json(&plan)),
+        PlanFormat::Text => print!("{}", shown(&plan)),
+        PlanFormat::Json => println!("{}", render::json(&plan)),
+        PlanFormat::Html => print!("{}", render::html(&plan)),
     }
     if plan.is_partial() && !args.allow_partial {
         refuse_partial(
@@ -189,7 +202,7 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     }
     if let Some(out) = &args.out {
         plan.save(out)?;
-        if args.format == Format::Text {
+        if args.format == PlanFormat::Text {
             println!(
                 "Saved the plan to {}; apply it exactly with: harden apply --plan {}",
                 out.display(),
@@ -256,7 +269,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             report_inactive(&settings);
             let plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
             if plan.is_partial() && !args.allow_partial {
-                print!("{}", render::text(&plan));
+                print!("{}", shown(&plan));
                 refuse_partial(&plan, "nothing was changed; fix what failed");
                 return Ok(Status::Failure);
             }
@@ -268,7 +281,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             (settings.sessions, BTreeMap::new(), plan, caller)
         }
     };
-    print!("{}", render::text(&plan));
+    print!("{}", shown(&plan));
     let leaves_out = || {
         for account in &plan.unreachable {
             println!(

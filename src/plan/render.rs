@@ -110,46 +110,14 @@ fn compact(value: &Value) -> String {
     }
 }
 
-/// What a change does to its resource's state, Terraform-style: only the fields that
-/// change, nested fields dotted (`volumes.vol-1.state ~ in-use -> available`); for a
-/// list, `- ` what goes and `+ ` what comes (one entry a line); for a field that
-/// appears or disappears, `+ ` or `- ` with its value.
+/// What a change does to its resource's state, Terraform-style: only what changes,
+/// nested fields dotted (`volumes.vol-1.state ~ in-use -> available`). Lists of objects
+/// that carry an identity (`Sid`, `name`, `id`, `rule_id`, ...) are matched by it, so a
+/// changed element shows only its changed fields (`trails[main].is_logging ~ false ->
+/// true`), and an element that comes or goes is shown whole, as indented JSON under a
+/// `+ ` or `- ` line. A string holding a JSON document (a bucket or queue policy) is
+/// compared as that document. Other list elements are `- ` what goes, `+ ` what comes.
 pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
-    fn walk(path: &str, old: &Value, new: &Value, lines: &mut Vec<String>) {
-        if old == new {
-            return;
-        }
-        match (old, new) {
-            (Value::Object(b), Value::Object(a)) => {
-                // Fields of the before first, then any only the after has, each once.
-                let mut seen = std::collections::BTreeSet::new();
-                for key in b.keys().chain(a.keys()).filter(|k| seen.insert(*k)) {
-                    let nested = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    walk(
-                        &nested,
-                        b.get(key).unwrap_or(&Value::Null),
-                        a.get(key).unwrap_or(&Value::Null),
-                        lines,
-                    );
-                }
-            }
-            (Value::Array(old), Value::Array(new)) => {
-                for gone in old.iter().filter(|v| !new.contains(v)) {
-                    lines.push(format!("{path} - {}", compact(gone)));
-                }
-                for came in new.iter().filter(|v| !old.contains(v)) {
-                    lines.push(format!("{path} + {}", compact(came)));
-                }
-            }
-            (Value::Null, new) => lines.push(format!("{path} + {}", compact(new))),
-            (old, Value::Null) => lines.push(format!("{path} - {}", compact(old))),
-            (old, new) => lines.push(format!("{path} ~ {} -> {}", compact(old), compact(new))),
-        }
-    }
     let mut lines = Vec::new();
     let empty = Value::Object(serde_json::Map::new());
     walk(
@@ -159,6 +127,134 @@ pub fn state_diff(before: &Value, after: &Value) -> Vec<String> {
         &mut lines,
     );
     lines
+}
+
+/// The fields that name a list element, in the order they are tried.
+const IDENTITIES: [&str; 7] = ["Sid", "name", "id", "rule_id", "arn", "Name", "key"];
+
+/// The identity field every element of both lists has, uniquely, if one does.
+fn identity<'a>(old: &'a [Value], new: &'a [Value]) -> Option<&'static str> {
+    IDENTITIES.into_iter().find(|field| {
+        let ids = |list: &'a [Value]| -> Option<Vec<&'a Value>> {
+            list.iter()
+                .map(|v| v.get(*field).filter(|id| id.is_string() || id.is_number()))
+                .collect()
+        };
+        let unique = |ids: &[&Value]| {
+            let mut seen = std::collections::BTreeSet::new();
+            ids.iter().all(|id| seen.insert(id.to_string()))
+        };
+        matches!((ids(old), ids(new)), (Some(a), Some(b)) if !(a.is_empty() && b.is_empty()) && unique(&a) && unique(&b))
+    })
+}
+
+fn element_label(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON document held in a string (policies are stored that way), parsed.
+fn document(value: &Value) -> Option<Value> {
+    let text = value.as_str()?.trim_start();
+    if !(text.starts_with('{') || text.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// A whole element that comes or goes: one line when it reads on one, else (and always
+/// for a policy statement, which a reviewer reads as IAM writes it) indented JSON.
+fn whole(path: &str, sign: char, value: &Value, lines: &mut Vec<String>) {
+    let line = compact(value);
+    let structured = matches!(value, Value::Object(_) | Value::Array(_));
+    match value {
+        _ if structured && (line.len() > 100 || path.contains("Statement")) => {
+            lines.push(format!("{path} {sign}"));
+            let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+            lines.extend(pretty.lines().map(|l| format!("    {sign} {l}")));
+        }
+        _ => lines.push(format!("{path} {sign} {line}")),
+    }
+}
+
+fn walk(path: &str, old: &Value, new: &Value, lines: &mut Vec<String>) {
+    if old == new {
+        return;
+    }
+    let nested = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (old, new) {
+        (Value::Object(b), Value::Object(a)) => {
+            // Fields of the before first, then any only the after has, each once.
+            let mut seen = std::collections::BTreeSet::new();
+            for key in b.keys().chain(a.keys()).filter(|k| seen.insert(*k)) {
+                walk(
+                    &nested(key),
+                    b.get(key).unwrap_or(&Value::Null),
+                    a.get(key).unwrap_or(&Value::Null),
+                    lines,
+                );
+            }
+        }
+        (Value::Array(old), Value::Array(new)) => match identity(old, new) {
+            Some(field) => {
+                let find = |list: &'_ [Value], id: &Value| {
+                    list.iter().find(|v| v.get(field) == Some(id)).cloned()
+                };
+                for gone in old.iter().filter(|v| find(new, &v[field]).is_none()) {
+                    whole(
+                        &format!("{path}[{}]", element_label(&gone[field])),
+                        '-',
+                        gone,
+                        lines,
+                    );
+                }
+                for item in new {
+                    let at = format!("{path}[{}]", element_label(&item[field]));
+                    match find(old, &item[field]) {
+                        Some(before) => walk(&at, &before, item, lines),
+                        None => whole(&at, '+', item, lines),
+                    }
+                }
+            }
+            None => {
+                for gone in old.iter().filter(|v| !new.contains(v)) {
+                    lines.push(format!("{path} - {}", compact(gone)));
+                }
+                for came in new.iter().filter(|v| !old.contains(v)) {
+                    lines.push(format!("{path} + {}", compact(came)));
+                }
+            }
+        },
+        (Value::String(_), Value::String(_))
+            if document(old).is_some() && document(new).is_some() =>
+        {
+            walk(
+                path,
+                &document(old).unwrap_or_default(),
+                &document(new).unwrap_or_default(),
+                lines,
+            );
+        }
+        (Value::Null, new) => match document(new) {
+            Some(doc) => whole(path, '+', &doc, lines),
+            None if new.is_object() => whole(path, '+', new, lines),
+            None => lines.push(format!("{path} + {}", compact(new))),
+        },
+        (old, Value::Null) => match document(old) {
+            Some(doc) => whole(path, '-', &doc, lines),
+            None if old.is_object() => whole(path, '-', old, lines),
+            None => lines.push(format!("{path} - {}", compact(old))),
+        },
+        (old, new) => lines.push(format!("{path} ~ {} -> {}", compact(old), compact(new))),
+    }
 }
 
 /// Renders the plan for a terminal: what it could not cover first, then per account
@@ -411,6 +507,74 @@ fn render_changes(out: &mut String, changes: &[&super::Change]) {
     }
 }
 
+/// What a line of the text plan does, by its sign: `+` (green), `-` (red), `~` or
+/// `-/+` (yellow), or nothing.
+fn sign_of(line: &str) -> Option<&'static str> {
+    let trimmed = line.trim_start();
+    let first = trimmed.split_whitespace().next()?;
+    let second = trimmed.split_whitespace().nth(1);
+    let sign = |word: &str| match word {
+        "+" => Some("+"),
+        "-" => Some("-"),
+        "~" | "-/+" => Some("~"),
+        _ => None,
+    };
+    // Resource and change headers start with their sign, diff lines have it after the
+    // path (`egress[sgr-1] - ...`).
+    sign(first).or_else(|| second.and_then(sign))
+}
+
+/// The text plan with its signs in colour (ANSI), for a terminal that wants colour.
+pub fn coloured(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.lines() {
+        let colour = match sign_of(line) {
+            Some("+") => Some("32"),
+            Some("-") => Some("31"),
+            Some(_) => Some("33"),
+            None if line.trim_start().starts_with('!') => Some("35"),
+            None => None,
+        };
+        match colour {
+            Some(code) => {
+                let _ = writeln!(out, "\x1b[{code}m{line}\x1b[0m");
+            }
+            None => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    out
+}
+
+/// The plan as one self-contained HTML page for a reviewer: the text plan, each line
+/// coloured by its sign (no script, no external asset).
+pub fn html(plan: &Plan) -> String {
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>harden plan</title><style>body{font:14px system-ui,sans-serif;margin:2rem}pre{font:12.5px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f6f8fa;padding:1rem;border-radius:6px;overflow-x:auto}.add{color:#1a7f37}.del{color:#cf222e}.chg{color:#9a6700}.blk{color:#8250df}</style></head><body>\n<h1>harden plan</h1>\n<pre>",
+    );
+    for line in text(plan).lines() {
+        let class = match sign_of(line) {
+            Some("+") => Some("add"),
+            Some("-") => Some("del"),
+            Some(_) => Some("chg"),
+            None if line.trim_start().starts_with('!') => Some("blk"),
+            None => None,
+        };
+        let escaped = handlebars::html_escape(line);
+        match class {
+            Some(class) => {
+                let _ = writeln!(out, "<span class=\"{class}\">{escaped}</span>");
+            }
+            None => {
+                let _ = writeln!(out, "{escaped}");
+            }
+        }
+    }
+    out.push_str("</pre>\n</body></html>\n");
+    out
+}
+
 /// Renders the plan as its versioned JSON document (the saved-plan format).
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -430,12 +594,21 @@ mod tests {
         let after = json!({"ingress": [], "egress": [
             {"rule_id": "sgr-1", "protocol": "tcp", "from_port": 443, "to_port": 443, "peer": {"cidr": "0.0.0.0/0"}, "description": "HTTPS out"},
             {"rule_id": "sgr-2", "protocol": "tcp", "from_port": 5432, "to_port": 5432, "peer": {"cidr": "10.0.0.0/8"}, "description": null}]});
+        // The rule keeps its id: only what changes in it is shown.
         assert_eq!(
             state_diff(&before, &after),
             vec![
-                "egress - rule_id=sgr-1 protocol=-1 peer.cidr=0.0.0.0/0".to_string(),
-                "egress + rule_id=sgr-1 protocol=tcp from_port=443 to_port=443 peer.cidr=0.0.0.0/0 description=\"HTTPS out\"".to_string(),
+                "egress[sgr-1].protocol ~ -1 -> tcp".to_string(),
+                "egress[sgr-1].description + HTTPS out".to_string(),
+                "egress[sgr-1].from_port + 443".to_string(),
+                "egress[sgr-1].to_port + 443".to_string(),
             ]
+        );
+        // A rule that goes is named whole, on one line.
+        let closed = json!({"ingress": [], "egress": [after["egress"][1].clone()]});
+        assert_eq!(
+            state_diff(&after, &closed),
+            vec!["egress[sgr-1] - rule_id=sgr-1 protocol=tcp from_port=443 to_port=443 peer.cidr=0.0.0.0/0 description=\"HTTPS out\"".to_string()]
         );
         assert_eq!(
             state_diff(
@@ -443,6 +616,55 @@ mod tests {
                 &json!({"region": "eu-west-1", "enabled": true})
             ),
             vec!["enabled ~ false -> true".to_string()]
+        );
+    }
+
+    #[test]
+    fn signs_are_coloured_and_the_rest_is_not() {
+        let text = "      ~ ec2:security-group sg-1\n            egress[sgr-1] - rule_id=sgr-1\n            egress[sgr-2].protocol ~ -1 -> tcp\n    runbook: no changes\n";
+        assert_eq!(
+            coloured(text),
+            "\x1b[33m      ~ ec2:security-group sg-1\x1b[0m\n\x1b[31m            egress[sgr-1] - rule_id=sgr-1\x1b[0m\n\x1b[33m            egress[sgr-2].protocol ~ -1 -> tcp\x1b[0m\n    runbook: no changes\n"
+        );
+    }
+
+    #[test]
+    fn a_changed_trail_shows_only_what_changes_and_a_policy_its_statements() {
+        let trail = |logging: bool| {
+            json!({"name": "main", "home_region": "us-east-1", "is_multi_region": true,
+                   "is_logging": logging, "bucket": "logs"})
+        };
+        assert_eq!(
+            state_diff(
+                &json!({"trails": [trail(false), {"name": "other", "is_logging": true}]}),
+                &json!({"trails": [trail(true), {"name": "other", "is_logging": true}]})
+            ),
+            vec!["trails[main].is_logging ~ false -> true".to_string()]
+        );
+        let policy = |statements: Value| json!({"policy": serde_json::to_string(&json!({"Version": "2012-10-17", "Statement": statements})).expect("json")});
+        let write = json!({"Sid": "Write", "Effect": "Allow", "Action": "s3:PutObject",
+                           "Condition": {"StringEquals": {"aws:SourceArn": "arn:old"}}});
+        let mut changed = write.clone();
+        changed["Condition"]["StringEquals"]["aws:SourceArn"] = json!("arn:new");
+        let tls = json!({"Sid": "TLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                         "Condition": {"Bool": {"aws:SecureTransport": "false"}}});
+        assert_eq!(
+            state_diff(&policy(json!([write])), &policy(json!([changed, tls]))),
+            vec![
+                "policy.Statement[Write].Condition.StringEquals.aws:SourceArn ~ arn:old -> arn:new",
+                "policy.Statement[TLS] +",
+                "    + {",
+                "    +   \"Sid\": \"TLS\",",
+                "    +   \"Effect\": \"Deny\",",
+                "    +   \"Principal\": \"*\",",
+                "    +   \"Action\": \"s3:*\",",
+                "    +   \"Condition\": {",
+                "    +     \"Bool\": {",
+                "    +       \"aws:SecureTransport\": \"false\"",
+                "    +     }",
+                "    +   }",
+                "    + }",
+            ]
         );
     }
 }

@@ -419,6 +419,26 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
     assert!(dom.find("id=\"summary\"") < dom.find("id=\"account-111111111111\""));
     assert!(!log.contains("CONSOLE"), "no console message: {log}");
 
+    // The held plan as a page for a reviewer: the changes coloured by their sign.
+    let mut page = emulator.harden(state.path());
+    page.args(["plan", "--format", "html"])
+        .args(RUNBOOKS[..1].iter());
+    page.args(["--accounts", accounts.to_str().expect("utf-8")]);
+    for region in REGIONS {
+        page.args(["--region", region]);
+    }
+    let out = run(page);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan_page = state.path().join("plan.html");
+    std::fs::write(&plan_page, &out.stdout).expect("page");
+    let (dom, log) = render_in_chromium(&plan_page);
+    assert!(
+        dom.contains("<span class=\"del\">")
+            && dom.contains("Plan: 0 to create, 0 to update, 12 to delete."),
+        "{dom}"
+    );
+    assert!(!log.contains("CONSOLE"), "{log}");
+
     // The held changes, applied exactly after review.
     let mut apply = emulator.harden(state.path());
     apply.args(["apply", "--yes", "--plan", pending.to_str().expect("utf-8")]);
