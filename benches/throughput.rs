@@ -3,11 +3,18 @@
 //!
 //! - plan of N security groups (discovery: three paginated list calls per region);
 //! - apply of N independent group changes at --concurrency 1 and 8;
-//! - the planner alone over 20,000 groups, with the process's peak memory.
+//! - the planner alone over 20,000 groups, with the process's peak memory;
+//! - 8 account-regions against 1, each call 40 ms late (a proxy), plan and apply;
+//! - apply of N groups through EC2's real request-token buckets (a proxy enforcing
+//!   them), against the floor the mutating bucket sets: (N - 50) / 5 seconds.
 
 #[path = "../tests/integration/support.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod support;
+
+#[path = "../tests/integration/proxy.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -235,9 +242,128 @@ fn planner_only(groups: usize) {
     );
 }
 
+/// An "app" group with open egress in each region of each account (moto keeps the
+/// accounts apart by the credentials AssumeRole gives).
+async fn seed_accounts(emulator: &Emulator, accounts: &[&str], regions: &[&str], groups: usize) {
+    for account in accounts {
+        for region in regions {
+            let ec2 = emulator.ec2_in(account, region).await;
+            let vpc = create_vpc(&ec2, "10.60.0.0/16").await;
+            for i in 0..groups {
+                ec2.create_security_group()
+                    .group_name(format!("app-{i}"))
+                    .description("app")
+                    .vpc_id(&vpc)
+                    .send()
+                    .await
+                    .expect("group");
+            }
+        }
+    }
+}
+
+/// Plan and apply of `accounts` x `regions` account-regions, every call 40 ms late.
+fn side_by_side(accounts: &[&str], regions: &[&str], groups: usize) -> (Duration, Duration) {
+    let emulator = Emulator::start(Kind::Moto);
+    block_on(seed_accounts(&emulator, accounts, regions, groups));
+    let latency = proxy::Proxy::start(&emulator.endpoint, |_| {
+        proxy::Answer::Delay(Duration::from_millis(40))
+    });
+    let state = tempfile::tempdir().expect("state");
+    let file = state.path().join("accounts.yaml");
+    let listed: String = accounts
+        .iter()
+        .map(|a| format!("  - {{id: \"{a}\"}}\n"))
+        .collect();
+    std::fs::write(&file, format!("accounts:\n{listed}")).expect("accounts");
+    let run_one = |command: &str| {
+        let mut cmd = emulator.harden_through(&latency.endpoint, state.path());
+        cmd.args([command, "runbooks/restrict-sg-egress.yaml", "--accounts"])
+            .arg(&file)
+            .args(["--concurrency", "8"]);
+        if command == "apply" {
+            cmd.arg("--yes");
+        }
+        for region in regions {
+            cmd.args(["--region", region]);
+        }
+        let started = Instant::now();
+        let out = run(cmd);
+        assert!(out.code == 0, "{command}: {}{}", out.stdout, out.stderr);
+        started.elapsed()
+    };
+    let plan = run_one("plan");
+    let apply = run_one("apply");
+    (plan, apply)
+}
+
+fn accounts_side_by_side(groups: usize) {
+    let one = side_by_side(&["111111111111"], &["us-east-1"], groups);
+    let eight = side_by_side(
+        &[
+            "111111111111",
+            "222222222222",
+            "333333333333",
+            "444444444444",
+        ],
+        &["us-east-1", "eu-west-1"],
+        groups,
+    );
+    println!(
+        "plan, {groups} groups per account-region, 40 ms a call: 1 account-region {:>7.2?}, 8 {:>7.2?} ({:.2}x)",
+        one.0,
+        eight.0,
+        eight.0.as_secs_f64() / one.0.as_secs_f64()
+    );
+    println!(
+        "apply, {groups} groups per account-region, 40 ms a call: 1 account-region {:>7.2?}, 8 {:>7.2?} ({:.2}x)",
+        one.1,
+        eight.1,
+        eight.1.as_secs_f64() / one.1.as_secs_f64()
+    );
+}
+
+/// Apply of `groups` groups (two changes each, on two actions) through a proxy that
+/// enforces EC2's published buckets, paced by harden's own.
+fn through_real_buckets(groups: usize) {
+    let emulator = Emulator::start(Kind::Moto);
+    block_on(seed_groups(&emulator.ec2(REGION), groups));
+    let buckets = std::sync::Arc::new(proxy::Buckets::new((100.0, 20.0), (50.0, 5.0)));
+    let throttling = proxy::Proxy::start(&emulator.endpoint, move |request| {
+        if buckets.over(request) {
+            proxy::Answer::Respond(503, "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy</RequestID></Response>".into())
+        } else {
+            proxy::Answer::Forward
+        }
+    });
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden_through(&throttling.endpoint, state.path());
+    cmd.args([
+        "apply",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        "--yes",
+    ]);
+    let started = Instant::now();
+    let out = run(cmd);
+    let took = started.elapsed();
+    let floor = (groups as f64 - 50.0) / 5.0;
+    println!(
+        "apply, {groups} groups through EC2's buckets (mutating 50 then 5/s): {took:>7.2?}, floor {floor:.0} s ({:.3}x); exit {}, {} throttled",
+        took.as_secs_f64() / floor,
+        out.code,
+        throttling.answered()
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not supported here.
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("project root");
-    planner_only(20_000);
-    against_moto(300);
+    if std::env::var_os("HARDEN_BENCH_ONLY_NETWORK").is_none() {
+        planner_only(20_000);
+        against_moto(300);
+    }
+    accounts_side_by_side(10);
+    through_real_buckets(300);
 }

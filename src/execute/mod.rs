@@ -33,7 +33,7 @@ use journal::{Journal, Phase};
 /// How to apply.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// Chains (resources) changed at once.
+    /// Account-regions applied at once, and resources changed at once in each.
     pub concurrency: usize,
     /// This run's id.
     pub run_id: String,
@@ -208,20 +208,38 @@ pub async fn apply(
     options
         .progress
         .start("changes applied", plan.changes.len());
+    let concurrency = options.concurrency.max(1);
     for (stage_index, stage) in stages(plan).into_iter().enumerate() {
-        let units = batched(plan, stage);
-        let results: Vec<Vec<(usize, Outcome)>> = stream::iter(units.into_iter().map(|unit| {
-            let run = &run;
-            async move {
-                match unit {
-                    Unit::Chain(chain) => run.chain(stage_index, chain).await,
-                    Unit::Batch(batch) => run.batch(stage_index, batch).await,
-                }
+        // Each account-region has its own EC2 buckets and clients: they go on side by
+        // side (up to `concurrency` of them), each changing up to `concurrency`
+        // resources at once, so eight account-regions take about as long as one.
+        let mut places: Vec<((&str, &str), Vec<Unit>)> = Vec::new();
+        for unit in batched(plan, stage) {
+            let first = &plan.changes[unit.first()];
+            let key = (first.account_id.as_str(), first.region.as_str());
+            match places.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, units)) => units.push(unit),
+                None => places.push((key, vec![unit])),
             }
-        }))
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
+        }
+        let run = &run;
+        let results: Vec<Vec<(usize, Outcome)>> =
+            stream::iter(places.into_iter().map(|(_, units)| async move {
+                let done: Vec<Vec<(usize, Outcome)>> =
+                    stream::iter(units.into_iter().map(|unit| async move {
+                        match unit {
+                            Unit::Chain(chain) => run.chain(stage_index, chain).await,
+                            Unit::Batch(batch) => run.batch(stage_index, batch).await,
+                        }
+                    }))
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+                done.into_iter().flatten().collect::<Vec<_>>()
+            }))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         outcomes.extend(results.into_iter().flatten());
     }
     options.progress.finish();
@@ -272,6 +290,15 @@ enum Unit {
     Chain(Vec<usize>),
     /// Single changes to different resources sent as one call.
     Batch(Vec<usize>),
+}
+
+impl Unit {
+    /// Its first change (all of a unit's are of one account and region).
+    fn first(&self) -> usize {
+        match self {
+            Unit::Chain(changes) | Unit::Batch(changes) => changes.first().copied().unwrap_or(0),
+        }
+    }
 }
 
 /// Groups a stage's single-change chains whose calls may go out as one (same region,
@@ -1370,11 +1397,27 @@ mod tests {
         let out = run_with(client, &isolation_plan(), false, true).await;
         let report = &out.report;
         assert_eq!(report.failed(), 1);
-        // sg-bad's stage goes first; at concurrency 1 nothing else has started.
-        assert_eq!(report.succeeded(), 0);
-        assert_eq!(report.skipped(), 7);
         assert_eq!(refused.num_calls(), 1);
-        assert_eq!(revoked.num_calls(), 0);
+        // sg-bad's stage goes first. At concurrency 1, us-east-1's next chain waits for
+        // it and is not attempted; eu-west-1's runs beside it and may be under way.
+        // Nothing of a later stage starts.
+        assert!(matches!(
+            outcome_of(report, "t/us-east-1/close/sg-a#1"),
+            Outcome::Skipped { .. }
+        ));
+        assert!(report.succeeded() <= 1 && revoked.num_calls() <= 1);
+        for later in [
+            "t/us-east-1/later/sg-b#1",
+            "u/us-east-1/close/sg-c#1",
+            "v/us-east-1/close/sg-d#1",
+            "t/eu-west-1/later/sg-f#1",
+            "v/eu-west-1/close/sg-g#1",
+        ] {
+            assert!(
+                matches!(outcome_of(report, later), Outcome::Skipped { reason } if reason.ends_with("(--fail-fast)")),
+                "{later}"
+            );
+        }
         assert!(matches!(
             outcome_of(report, "u/us-east-1/close/sg-c#1"),
             Outcome::Skipped { reason } if reason == "not attempted: apply stopped after t/us-east-1/close/sg-bad#1 failed (--fail-fast)"

@@ -29,6 +29,10 @@ pub(crate) enum Answer {
     Forward,
     /// Answer it with this status and body (XML, as the query protocol answers).
     Respond(u16, String),
+    /// Send it on after this long: the network latency of a call to AWS (what
+    /// `make bench` adds; benches/throughput.rs includes this file).
+    #[allow(dead_code)]
+    Delay(Duration),
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -164,25 +168,32 @@ fn serve(
                 body.len()
             )?;
         }
-        Answer::Forward => {
-            let mut server = TcpStream::connect(upstream)?;
-            // One request per upstream connection, answered until it closes.
-            let head: String = request
-                .head
-                .lines()
-                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                .filter(|l| !l.is_empty())
-                .map(|l| format!("{l}\r\n"))
-                .collect::<String>()
-                + "Connection: close\r\n\r\n";
-            server.write_all(head.as_bytes())?;
-            server.write_all(&request.body)?;
-            let mut answer = Vec::new();
-            server.read_to_end(&mut answer)?;
-            client.write_all(&answer)?;
+        Answer::Delay(latency) => {
+            std::thread::sleep(latency);
+            forward(&mut client, upstream, &request)?;
         }
+        Answer::Forward => forward(&mut client, upstream, &request)?,
     }
     client.flush()
+}
+
+/// Sends a request to the emulator and relays its answer.
+fn forward(client: &mut TcpStream, upstream: &str, request: &Request) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(upstream)?;
+    // One request per upstream connection, answered until it closes.
+    let head: String = request
+        .head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        + "Connection: close\r\n\r\n";
+    server.write_all(head.as_bytes())?;
+    server.write_all(&request.body)?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    client.write_all(&answer)
 }
 
 /// The query-protocol error document AWS answers a refused call with.
