@@ -329,13 +329,7 @@ fn through_real_buckets(groups: usize) {
     let emulator = Emulator::start(Kind::Moto);
     block_on(seed_groups(&emulator.ec2(REGION), groups));
     let buckets = std::sync::Arc::new(proxy::Buckets::new((100.0, 20.0), (50.0, 5.0)));
-    let throttling = proxy::Proxy::start(&emulator.endpoint, move |request| {
-        if buckets.over(request) {
-            proxy::Answer::Respond(503, "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy</RequestID></Response>".into())
-        } else {
-            proxy::Answer::Forward
-        }
-    });
+    let throttling = proxy::Proxy::throttling(&emulator.endpoint, buckets);
     let state = tempfile::tempdir().expect("state");
     let mut cmd = emulator.harden_through(&throttling.endpoint, state.path());
     cmd.args([

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
+use crate::support::{Emulator, Kind, Run, block_on, create_vpc, lets_all_out, run};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const NEEDS: &str = "tests/fixtures/needs-closed-default-groups.yaml";
@@ -31,12 +31,7 @@ async fn egress(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, bool)> {
         .security_groups()
         .iter()
         .map(|g| {
-            let open = g.ip_permissions_egress().iter().any(|p| {
-                p.ip_protocol() == Some("-1")
-                    && p.ip_ranges()
-                        .iter()
-                        .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-            });
+            let open = lets_all_out(g);
             (
                 g.group_id().unwrap_or_default().to_string(),
                 g.group_name().unwrap_or_default().to_string(),

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::proxy::{Answer, Proxy, error_xml};
-use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
+use crate::support::{Emulator, Kind, Run, block_on, create_vpc, lets_all_out, run};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
@@ -27,14 +27,7 @@ pub(crate) async fn any_open(ec2: &aws_sdk_ec2::Client) -> bool {
         .security_groups()
         .iter()
         .filter(|g| g.group_name() == Some("app"))
-        .any(|g| {
-            g.ip_permissions_egress().iter().any(|p| {
-                p.ip_protocol() == Some("-1")
-                    && p.ip_ranges()
-                        .iter()
-                        .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-            })
-        })
+        .any(lets_all_out)
 }
 
 /// An "app" group (open egress, as new groups are) in each region of each account.

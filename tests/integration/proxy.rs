@@ -83,6 +83,21 @@ impl Proxy {
         }
     }
 
+    /// A proxy that answers `RequestLimitExceeded` (HTTP 503, as EC2 does) to every EC2
+    /// call over `buckets`, and sends the rest on.
+    pub(crate) fn throttling(upstream: &str, buckets: Arc<Buckets>) -> Self {
+        Self::start(upstream, move |request| {
+            if buckets.over(request) {
+                Answer::Respond(
+                    503,
+                    "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy</RequestID></Response>".to_string(),
+                )
+            } else {
+                Answer::Forward
+            }
+        })
+    }
+
     /// How many requests the rule answered itself.
     pub(crate) fn answered(&self) -> usize {
         self.answered.load(Ordering::SeqCst)

@@ -259,6 +259,17 @@ impl Drop for Emulator {
     }
 }
 
+/// Whether a group lets all traffic out to the internet (an allow-all rule to 0.0.0.0/0;
+/// the egress runbook's allow-list keeps tcp 443 there).
+pub(crate) fn lets_all_out(group: &aws_sdk_ec2::types::SecurityGroup) -> bool {
+    group.ip_permissions_egress().iter().any(|p| {
+        p.ip_protocol() == Some("-1")
+            && p.ip_ranges()
+                .iter()
+                .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+    })
+}
+
 /// Output of one run of the binary.
 pub(crate) struct Run {
     pub(crate) code: i32,

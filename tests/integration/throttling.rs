@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::proxy::{Answer, Buckets, Proxy};
+use crate::proxy::{Buckets, Proxy};
 use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
 
 const REGION: &str = "eu-west-1";
@@ -13,16 +13,7 @@ const RUNBOOK: &str = "runbooks/restrict-sg-egress.yaml";
 const GROUPS: usize = 40;
 
 fn throttling_proxy(emulator: &Emulator, buckets: Arc<Buckets>) -> Proxy {
-    Proxy::start(&emulator.endpoint, move |request| {
-        if buckets.over(request) {
-            Answer::Respond(
-                503,
-                "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy</RequestID></Response>".to_string(),
-            )
-        } else {
-            Answer::Forward
-        }
-    })
+    Proxy::throttling(&emulator.endpoint, buckets)
 }
 
 fn seed(emulator: &Emulator) {
