@@ -435,7 +435,14 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
     expected.sort_unstable();
     assert_eq!(
         planned, expected,
-        "the organization's dev accounts, and no other"
+        "the organization's active dev accounts, and no other"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "note: skipped account team-gone ({gone}) (SUSPENDED): not active"
+        )),
+        "{}",
+        out.stderr
     );
     assert_eq!(
         plan["accounts"][0]["name"]
