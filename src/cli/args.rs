@@ -167,7 +167,7 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
-    /// Resources changed at once (and account-regions planned at once).
+    /// Account-regions planned and applied at once, and resources changed at once in each.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Stop everything at the first failure (and at the first failed discovery),
@@ -193,7 +193,7 @@ pub struct EnforceArgs {
     /// (pending-plan.json) go. Default: STATE_DIR/reports/RUN_ID/.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
-    /// Resources changed at once, and account-regions planned at once.
+    /// Account-regions planned and applied at once, and resources changed at once in each.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Stop everything at the first failure instead of only what depends on it.
