@@ -512,7 +512,7 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
             }
             let mut table = Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(["#", "time", "run", "what", "target", "outcome"]);
+            table.set_header(["#", "time", "run", "account", "what", "target", "outcome"]);
             for r in &records {
                 let (what, target, outcome) = match &r.entry {
                     Entry::Plan(s) | Entry::DryRun(s) => (
@@ -564,6 +564,7 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
                     r.seq.to_string(),
                     r.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
                     r.run_id.clone(),
+                    r.account_id.clone(),
                     what,
                     target,
                     outcome,
