@@ -260,7 +260,9 @@ impl Policy {
             .changes
             .iter()
             .map(|c| {
-                let tags = plan.account(&c.account_id).map_or(&no_tags, |a| &a.tags);
+                let tags = plan
+                    .account(&c.account_id)
+                    .map_or(&no_tags, |a| &a.target.tags);
                 self.mode_of(c, tags)
             })
             .collect();

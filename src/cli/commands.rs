@@ -101,7 +101,7 @@ pub(super) fn summary(plan: &Plan) -> Result<Summary> {
             .map(|r| (r.id.clone(), r.digest.clone()))
             .collect(),
         regions: plan.regions(),
-        accounts: plan.accounts.iter().map(|a| a.id.clone()).collect(),
+        accounts: plan.accounts.iter().map(|a| a.target.id.clone()).collect(),
         changes: plan.pending(),
         blocked: plan.blocked.len(),
         succeeded: 0,
@@ -237,7 +237,7 @@ fn confirm(plan: &Plan) -> Result<bool> {
             "refusing to apply without confirmation: no terminal to ask on; pass --yes to apply non-interactively".into(),
         ));
     }
-    let accounts: Vec<&str> = plan.accounts.iter().map(|a| a.id.as_str()).collect();
+    let accounts: Vec<&str> = plan.accounts.iter().map(|a| a.target.id.as_str()).collect();
     print!(
         "\nApply {} change(s) to account(s) {}? Only 'yes' is accepted: ",
         plan.pending(),
@@ -483,7 +483,7 @@ fn caller_account(sessions: &[Session], plan: &Plan) -> String {
         .iter()
         .find(|s| s.scope.role.is_none())
         .map(|s| s.scope.target.id.clone())
-        .or_else(|| plan.accounts.first().map(|a| a.id.clone()))
+        .or_else(|| plan.accounts.first().map(|a| a.target.id.clone()))
         .unwrap_or_default()
 }
 

@@ -212,7 +212,7 @@ pub async fn sessions_for_plan(
     let caller = aws.caller_identity(&home).await?;
     let mut unreachable = BTreeMap::new();
     let mut targets = Vec::new();
-    for account in &plan.accounts {
+    for account in plan.accounts.iter().map(|a| &a.target) {
         if account.role.is_none() && account.id != caller.account_id {
             // Planned with the caller's own credentials: these are another account's.
             unreachable.insert(
@@ -224,14 +224,7 @@ pub async fn sessions_for_plan(
             );
             continue;
         }
-        targets.push(Target {
-            id: account.id.clone(),
-            name: account.name.clone(),
-            regions: account.regions.clone(),
-            role: account.role.clone(),
-            external_id: account.external_id.clone(),
-            tags: account.tags.clone(),
-        });
+        targets.push(account.clone());
     }
     let (sessions, failed) = accounts::connect(
         Reach {

@@ -1028,13 +1028,15 @@ mod tests {
             created_at: jiff::Timestamp::UNIX_EPOCH,
             principal: "arn:aws:iam::123456789012:user/t".into(),
             accounts: vec![crate::plan::PlannedAccount {
-                id: "123456789012".into(),
-                name: None,
+                target: crate::accounts::Target {
+                    id: "123456789012".into(),
+                    name: None,
+                    regions: vec!["us-east-1".into()],
+                    role: None,
+                    external_id: None,
+                    tags: Default::default(),
+                },
                 principal: "arn:aws:iam::123456789012:user/t".into(),
-                regions: vec!["us-east-1".into()],
-                role: None,
-                external_id: None,
-                tags: Default::default(),
             }],
             unreachable: Vec::new(),
             runbooks: vec![PlannedRunbook {
@@ -1290,7 +1292,7 @@ mod tests {
             keep("t", "eu-west-1", "later", "sg-f"),
             keep("v", "eu-west-1", "close", "sg-g"),
         ]);
-        plan.accounts[0].regions = vec!["us-east-1".into(), "eu-west-1".into()];
+        plan.accounts[0].target.regions = vec!["us-east-1".into(), "eu-west-1".into()];
         plan.runbooks = vec![
             runbook("t", &["close", "later"], &[]),
             runbook("u", &["close"], &[]),

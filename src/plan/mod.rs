@@ -57,27 +57,16 @@ pub struct Plan {
     pub unprobed_services: Vec<String>,
 }
 
-/// An account as it was planned: who harden acted as there, and how to reach it again.
+/// An account as it was planned: how to reach it again (its id, name, tags, the
+/// regions planned with the home region first, the role assumed, absent when the
+/// caller's own credentials reached it, and its external id) and who harden acted as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedAccount {
-    /// The account id.
-    pub id: String,
-    /// Its name, when the accounts file or the organization gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    /// The account as `apply --plan` reaches it again.
+    #[serde(flatten)]
+    pub target: crate::accounts::Target,
     /// Who harden acted as there (the assumed role's session, or the caller).
     pub principal: String,
-    /// Regions planned, the home region first.
-    pub regions: Vec<String>,
-    /// The role assumed to reach it; absent when the caller's own credentials did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// The external id the role asks for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    /// Its tags.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
 }
 
 /// An account the run could not reach.
@@ -110,7 +99,7 @@ impl Plan {
     /// Every region planned in some account, in order of first appearance.
     pub fn regions(&self) -> Vec<String> {
         let mut regions: Vec<String> = Vec::new();
-        for region in self.accounts.iter().flat_map(|a| &a.regions) {
+        for region in self.accounts.iter().flat_map(|a| &a.target.regions) {
             if !regions.contains(region) {
                 regions.push(region.clone());
             }
@@ -139,7 +128,7 @@ impl Plan {
 
     /// The planned account with this id.
     pub fn account(&self, id: &str) -> Option<&PlannedAccount> {
-        self.accounts.iter().find(|a| a.id == id)
+        self.accounts.iter().find(|a| a.target.id == id)
     }
 
     /// Reads a saved plan, checking its format version.

@@ -234,13 +234,13 @@ pub fn assemble(
         accounts: scopes
             .iter()
             .map(|s| PlannedAccount {
-                id: s.target.id.clone(),
-                name: s.target.name.clone(),
+                // What was used, not what was asked: the role assumed, the regions planned.
+                target: crate::accounts::Target {
+                    regions: s.regions.clone(),
+                    role: s.role.clone(),
+                    ..s.target.clone()
+                },
                 principal: s.identity.arn.clone(),
-                regions: s.regions.clone(),
-                role: s.role.clone(),
-                external_id: s.target.external_id.clone(),
-                tags: s.target.tags.clone(),
             })
             .collect(),
         unreachable: request

@@ -313,13 +313,14 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out);
     }
     let mut per_runbook: BTreeMap<&str, Counts> = BTreeMap::new();
-    for account in &plan.accounts {
+    for planned in &plan.accounts {
+        let account = &planned.target;
         let _ = writeln!(out);
         let _ = writeln!(
             out,
             "account {} (as {})",
             label(&account.id, account.name.as_deref()),
-            account.principal
+            planned.principal
         );
         for region in &account.regions {
             let _ = writeln!(out, "  {region}");
@@ -461,7 +462,7 @@ fn label(id: &str, name: Option<&str>) -> String {
 }
 
 fn account_label(plan: &Plan, id: &str) -> String {
-    label(id, plan.account(id).and_then(|a| a.name.as_deref()))
+    label(id, plan.account(id).and_then(|a| a.target.name.as_deref()))
 }
 
 /// One account-region's changes of one runbook, resource by resource.

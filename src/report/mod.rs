@@ -240,7 +240,7 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
         unreachable: plan.unreachable.len(),
         ..Totals::default()
     };
-    for account in &plan.accounts {
+    for account in plan.accounts.iter().map(|a| &a.target) {
         let mut totals = Totals {
             accounts: 1,
             ..Totals::default()
