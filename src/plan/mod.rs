@@ -57,6 +57,32 @@ pub struct Plan {
     pub unprobed_services: Vec<String>,
 }
 
+/// (account, region, runbook): where a change or block is.
+pub type PlaceKey<'a> = (&'a str, &'a str, &'a str);
+
+/// [`Plan::by_place`]: indices into `changes` and `blocked`.
+#[derive(Debug, Default)]
+pub struct ByPlace<'a> {
+    changes: BTreeMap<PlaceKey<'a>, Vec<usize>>,
+    blocked: BTreeMap<PlaceKey<'a>, Vec<usize>>,
+}
+
+impl<'a> ByPlace<'a> {
+    /// The changes of one account, region and runbook, in plan order.
+    pub fn changes(&self, account: &'a str, region: &'a str, runbook: &'a str) -> &[usize] {
+        self.changes
+            .get(&(account, region, runbook))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The blocks of one account, region and runbook, in plan order.
+    pub fn blocked(&self, account: &'a str, region: &'a str, runbook: &'a str) -> &[usize] {
+        self.blocked
+            .get(&(account, region, runbook))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
 /// An account as it was planned: how to reach it again (its id, name, tags, the
 /// regions planned with the home region first, the role assumed, absent when the
 /// caller's own credentials reached it, and its external id) and who harden acted as.
@@ -124,6 +150,26 @@ impl Plan {
             unreachable: Vec::new(),
             ..self.clone()
         }
+    }
+
+    /// The indices of the changes and of the blocks of each (account, region, runbook),
+    /// in plan order: what the renderers and reports walk, made once rather than
+    /// scanning the whole plan for every account, region and runbook.
+    pub fn by_place(&self) -> ByPlace<'_> {
+        let mut by = ByPlace::default();
+        for (index, change) in self.changes.iter().enumerate() {
+            by.changes
+                .entry((&change.account_id, &change.region, &change.runbook))
+                .or_default()
+                .push(index);
+        }
+        for (index, block) in self.blocked.iter().enumerate() {
+            by.blocked
+                .entry((&block.account_id, &block.region, &block.runbook))
+                .or_default()
+                .push(index);
+        }
+        by
     }
 
     /// The planned account with this id.

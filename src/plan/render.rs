@@ -313,6 +313,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out);
     }
     let mut per_runbook: BTreeMap<&str, Counts> = BTreeMap::new();
+    let by_place = plan.by_place();
     for planned in &plan.accounts {
         let account = &planned.target;
         let _ = writeln!(out);
@@ -335,15 +336,15 @@ pub fn text(plan: &Plan) -> String {
                     let _ = writeln!(out, "    {}: NOT PLANNED: {}", runbook.id, left.reason);
                     continue;
                 }
-                let changes: Vec<&super::Change> = plan
-                    .changes
+                let changes: Vec<&super::Change> = by_place
+                    .changes(&account.id, region, &runbook.id)
                     .iter()
-                    .filter(|c| here(&c.runbook, &c.account_id, &c.region))
+                    .map(|i| &plan.changes[*i])
                     .collect();
-                let blocked: Vec<&super::Blocked> = plan
-                    .blocked
+                let blocked: Vec<&super::Blocked> = by_place
+                    .blocked(&account.id, region, &runbook.id)
                     .iter()
-                    .filter(|b| here(&b.runbook, &b.account_id, &b.region))
+                    .map(|i| &plan.blocked[*i])
                     .collect();
                 let compliant = runbook
                     .compliant

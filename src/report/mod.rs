@@ -240,6 +240,7 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
         unreachable: plan.unreachable.len(),
         ..Totals::default()
     };
+    let by_place = plan.by_place();
     for account in plan.accounts.iter().map(|a| &a.target) {
         let mut totals = Totals {
             accounts: 1,
@@ -276,16 +277,15 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
                 // Changes to one resource make one item, in plan order.
                 let mut order: Vec<&ResourceRef> = Vec::new();
                 let mut by_resource: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-                for (index, change) in plan.changes.iter().enumerate() {
-                    if here(&change.runbook, &change.account_id, &change.region) {
-                        if !by_resource.contains_key(change.resource.id.as_str()) {
-                            order.push(&change.resource);
-                        }
-                        by_resource
-                            .entry(change.resource.id.as_str())
-                            .or_default()
-                            .push(index);
+                for &index in by_place.changes(&account.id, region, &planned.id) {
+                    let change = &plan.changes[index];
+                    if !by_resource.contains_key(change.resource.id.as_str()) {
+                        order.push(&change.resource);
                     }
+                    by_resource
+                        .entry(change.resource.id.as_str())
+                        .or_default()
+                        .push(index);
                 }
                 for resource in order {
                     let indices = &by_resource[resource.id.as_str()];
@@ -304,10 +304,10 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
                         Fate::Failed(error) => report.failed.push(item(Some(error))),
                     }
                 }
-                for blocked in plan
-                    .blocked
+                for blocked in by_place
+                    .blocked(&account.id, region, &planned.id)
                     .iter()
-                    .filter(|b| here(&b.runbook, &b.account_id, &b.region))
+                    .map(|i| &plan.blocked[*i])
                 {
                     report.blocked.push(Item {
                         resource: blocked.resource.clone(),
