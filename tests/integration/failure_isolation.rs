@@ -8,7 +8,9 @@
 
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, Run, block_on, create_vpc, lets_all_out, run};
+use crate::support::{
+    Emulator, Kind, Run, block_on, create_open_group, lets_all_out, run, runbooks_changed,
+};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const NEEDS: &str = "tests/fixtures/needs-closed-default-groups.yaml";
@@ -57,15 +59,12 @@ async fn encryption_by_default(ec2: &aws_sdk_ec2::Client) -> bool {
 fn seed(emulator: &Emulator) {
     block_on(async {
         for (n, region) in REGIONS.iter().enumerate() {
-            let ec2 = emulator.ec2(region);
-            let vpc = create_vpc(&ec2, &format!("10.{}.0.0/16", 20 + n)).await;
-            ec2.create_security_group()
-                .group_name("app")
-                .description("app")
-                .vpc_id(&vpc)
-                .send()
-                .await
-                .expect("app group");
+            create_open_group(
+                &emulator.ec2(region),
+                &format!("10.{}.0.0/16", 20 + n),
+                "app",
+            )
+            .await;
         }
     });
 }
@@ -369,14 +368,8 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
             ("enable-cloudtrail", "eu-west-1")
         ]
     );
-    let planned: std::collections::BTreeSet<&str> = plan["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .filter_map(|c| c["runbook"].as_str())
-        .collect();
     assert_eq!(
-        planned.into_iter().collect::<Vec<_>>(),
+        runbooks_changed(&plan),
         [
             "close-default-security-groups",
             "enable-aws-config",

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::proxy::{Answer, Proxy, error_xml};
-use crate::support::{Emulator, Kind, Run, block_on, create_vpc, lets_all_out, run};
+use crate::support::{Emulator, Kind, Run, block_on, create_open_group, lets_all_out, run};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
@@ -35,14 +35,7 @@ pub(crate) async fn seed(emulator: &Emulator, accounts: &[&str]) {
     for (n, account) in accounts.iter().enumerate() {
         for (m, region) in REGIONS.iter().enumerate() {
             let ec2 = emulator.ec2_in(account, region).await;
-            let vpc = create_vpc(&ec2, &format!("10.{}.{}.0/24", 30 + n, m)).await;
-            ec2.create_security_group()
-                .group_name("app")
-                .description("app")
-                .vpc_id(&vpc)
-                .send()
-                .await
-                .expect("app group");
+            create_open_group(&ec2, &format!("10.{}.{}.0/24", 30 + n, m), "app").await;
         }
     }
 }

@@ -259,6 +259,33 @@ impl Drop for Emulator {
     }
 }
 
+/// A new VPC with a security group `name` in it, whose egress is open to the internet
+/// as every new group's is; returns the group's id.
+pub(crate) async fn create_open_group(ec2: &aws_sdk_ec2::Client, cidr: &str, name: &str) -> String {
+    let vpc = create_vpc(ec2, cidr).await;
+    ec2.create_security_group()
+        .group_name(name)
+        .description(name)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("group")
+        .group_id()
+        .expect("group id")
+        .to_string()
+}
+
+/// The runbooks a plan (as JSON) has changes of, each once, sorted.
+pub(crate) fn runbooks_changed(plan: &serde_json::Value) -> Vec<&str> {
+    let changed: std::collections::BTreeSet<&str> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["runbook"].as_str())
+        .collect();
+    changed.into_iter().collect()
+}
+
 /// Whether a group lets all traffic out to the internet (an allow-all rule to 0.0.0.0/0;
 /// the egress runbook's allow-list keeps tcp 443 there).
 pub(crate) fn lets_all_out(group: &aws_sdk_ec2::types::SecurityGroup) -> bool {
