@@ -213,6 +213,7 @@ fn planner_only(groups: usize) {
         fail_fast: false,
         concurrency: 1,
         progress: &harden::progress::Silent,
+        focus: None,
     };
     let renderer = Renderer::new();
     let mut samples = Vec::new();

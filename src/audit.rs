@@ -72,6 +72,10 @@ pub struct ChangeRecord {
     pub request_ids: Vec<String>,
     /// Milliseconds from the read before to the read back.
     pub duration_ms: u64,
+    /// The event the change responded to (`harden respond`, `harden watch`): who made
+    /// the call it reverts, from where, and the call as AWS recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::event::EventCause>,
 }
 
 /// What apply did to put a resource back after its chain of changes stopped part-way

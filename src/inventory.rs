@@ -52,6 +52,21 @@ pub enum ResourceKind {
     LogGroup,
 }
 
+/// How planning for one event (`harden respond`, `harden watch`) narrows a runbook's
+/// discovery to the resources the event names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Narrowing {
+    /// Listed kinds: the list call is filtered by this filter to the ids the event names,
+    /// and an entry no matching trigger names lists nothing.
+    ById(&'static str),
+    /// One resource per region (a setting, or a set judged as a whole): planned whole
+    /// when a trigger names it, otherwise not at all.
+    RegionWide,
+    /// Looked up by a name the runbook renders (a log bucket, a role): a prerequisite of
+    /// the runbook's other steps, always read.
+    Named,
+}
+
 impl ResourceKind {
     /// Every kind, for `harden list` and validation messages.
     pub const ALL: &'static [ResourceKind] = &[
@@ -129,6 +144,23 @@ impl ResourceKind {
                 "vpc-id",
                 "tag-key",
             ],
+        }
+    }
+
+    /// How an event naming one resource narrows a discovery of this kind.
+    pub fn narrowing(self) -> Narrowing {
+        match self {
+            ResourceKind::SecurityGroup => Narrowing::ById("group-id"),
+            ResourceKind::Vpc => Narrowing::ById("vpc-id"),
+            ResourceKind::Volume => Narrowing::ById("volume-id"),
+            ResourceKind::Instance => Narrowing::ById("instance-id"),
+            ResourceKind::EbsEncryptionDefault
+            | ResourceKind::Trails
+            | ResourceKind::ConfigRecorder => Narrowing::RegionWide,
+            ResourceKind::Bucket
+            | ResourceKind::Role
+            | ResourceKind::ServiceLinkedRole
+            | ResourceKind::LogGroup => Narrowing::Named,
         }
     }
 

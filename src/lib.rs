@@ -21,6 +21,7 @@ pub mod aws;
 pub mod cli;
 pub mod discovery;
 pub mod error;
+pub mod event;
 pub mod execute;
 pub mod inventory;
 pub mod jsonl;
@@ -31,5 +32,6 @@ pub mod report;
 pub mod runbook;
 pub mod ship;
 pub mod template;
+pub mod trigger;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ pub mod iam;
 pub mod logs;
 pub mod s3;
 pub mod security_group;
+pub mod sqs;
 
 use async_trait::async_trait;
 use serde_json::Value;

@@ -84,6 +84,10 @@ pub struct RegionClients {
     pub iam: aws_sdk_iam::Client,
     /// CloudWatch Logs.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
     /// The configuration the clients were made from, for the odd call that must go to
     /// another region (a multi-region trail answers only in its home region).
     sdk_config: SdkConfig,
@@ -230,6 +234,8 @@ impl Aws {
                 config: aws_sdk_config::Client::new(&config),
                 iam: aws_sdk_iam::Client::new(&config),
                 logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+                events: aws_sdk_eventbridge::Client::new(&config),
+                sqs: aws_sdk_sqs::Client::new(&config),
                 sdk_config: config,
                 cloudtrail_elsewhere: Arc::default(),
             }

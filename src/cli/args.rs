@@ -216,6 +216,54 @@ pub struct EnforceArgs {
     pub security_hub: bool,
 }
 
+/// Options of `respond` and `watch`: which runbooks answer events, and how.
+#[derive(Debug, Clone, Args)]
+pub struct ResponseArgs {
+    /// The runbooks whose triggers events are matched against, their parameters, the
+    /// regions acted in (default: whichever region an event names) and the accounts
+    /// (an event's account must be among them when a file or the organization is
+    /// given; it is reached with --assume-role unless it is the caller's own).
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The enforcement policy (docs/policy-format.md) deciding each change; without it
+    /// every change is reported, none applied.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Resources changed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// `watch` options.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// The SQS queue the alerting runbook's rule delivers events to.
+    #[arg(long, value_name = "URL")]
+    pub queue: String,
+    /// What to respond with.
+    #[command(flatten)]
+    pub response: ResponseArgs,
+    /// Exit 0 once the queue has been empty this many seconds (for scripts and tests).
+    #[arg(long, value_name = "SECONDS")]
+    pub until_idle: Option<u64>,
+    /// Also run a full enforcement (every runbook, every account and region selected)
+    /// this often, for what events missed: e.g. 1h, 30m, 90s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub sweep_every: Option<std::time::Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("expected a duration such as 1h, 30m or 90s: {e}"))?;
+    let duration = std::time::Duration::try_from(parsed)
+        .map_err(|_| format!("expected a positive duration, found {text}"))?;
+    if duration.is_zero() {
+        return Err("expected a positive duration, found zero".into());
+    }
+    Ok(duration)
+}
+
 /// Report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -255,6 +303,19 @@ pub enum Command {
     /// Plan, apply what the policy says to apply now, hold what needs approval as a
     /// saved plan, report the rest; exit 0 compliant, 2 drift left, 1 error.
     Enforce(EnforceArgs),
+    /// Remediate what one CloudTrail event (a record, or its EventBridge event) names:
+    /// exit 0 compliant afterwards (or no runbook matches), 2 drift left, 1 error.
+    Respond {
+        /// The event, as a file or `-` for standard input.
+        #[arg(long, value_name = "FILE|-")]
+        event: PathBuf,
+        /// What to respond with.
+        #[command(flatten)]
+        response: ResponseArgs,
+    },
+    /// Long-poll a queue of CloudTrail events and remediate what each names, deleting
+    /// a message only once its resource is verified (or its drift reported).
+    Watch(WatchArgs),
     /// The compliance report of a run (default: the last) or of a saved plan.
     Report {
         /// The run (see STATE_DIR/runs/).

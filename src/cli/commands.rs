@@ -27,6 +27,10 @@ pub async fn run(cli: Cli) -> Result<Status> {
     let global = cli.global;
     match cli.command {
         Command::Enforce(args) => super::enforce::enforce_command(&global, args).await,
+        Command::Respond { event, response } => {
+            super::respond::respond_command(&global, &event, response).await
+        }
+        Command::Watch(args) => super::watch::watch_command(&global, args).await,
         Command::Report {
             run,
             plan,
@@ -131,6 +135,7 @@ pub(super) async fn make_plan(
             fail_fast,
             concurrency,
             progress: &super::progress::Shown::new(),
+            focus: None,
         },
     )
     .await
@@ -324,6 +329,8 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             caller: &caller,
             concurrency: args.concurrency,
             fail_fast: args.fail_fast,
+            cause: None,
+            interrupted: None,
         },
     )
     .await?;
@@ -369,6 +376,10 @@ pub(super) struct Applying<'a> {
     pub(super) caller: &'a (String, String),
     pub(super) concurrency: usize,
     pub(super) fail_fast: bool,
+    /// The event the apply responds to, named in each change's audit record.
+    pub(super) cause: Option<crate::event::EventCause>,
+    /// Set to stop starting changes; without it, Ctrl-C sets one.
+    pub(super) interrupted: Option<Arc<AtomicBool>>,
 }
 
 /// Applies a plan: Ctrl-C stops starting changes, the run is journaled, every change
@@ -387,22 +398,13 @@ pub(super) async fn run_apply(
         caller,
         concurrency,
         fail_fast,
+        cause,
+        interrupted,
     } = applying;
-    // Ctrl-C stops starting changes; those in flight finish and are recorded.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "interrupted: finishing the changes in flight, starting no more (Ctrl-C again to exit at once)"
-            );
-            flag.store(true, Ordering::SeqCst);
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("exiting at once; the run's journal shows any change left in flight");
-            std::process::exit(130);
-        }
-    });
+    let interrupted = match interrupted {
+        Some(flag) => flag,
+        None => stop_on_ctrl_c(),
+    };
     let journal = Journal::create(state_dir, run_id, plan)?;
     for (account, why) in &unreachable {
         eprintln!(
@@ -421,6 +423,7 @@ pub(super) async fn run_apply(
             fail_fast,
             unreachable,
             progress: Arc::new(super::progress::Shown::new()),
+            cause,
         },
     )
     .await?;
@@ -473,6 +476,26 @@ pub(super) async fn run_apply(
         }
     }
     Ok((report, journal.dir().to_path_buf()))
+}
+
+/// A flag Ctrl-C sets: apply stops starting changes; those in flight finish and are
+/// recorded. A second Ctrl-C exits at once.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "interrupted: finishing the changes in flight, starting no more (Ctrl-C again to exit at once)"
+            );
+            flag.store(true, Ordering::SeqCst);
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("exiting at once; the run's journal shows any change left in flight");
+            std::process::exit(130);
+        }
+    });
+    interrupted
 }
 
 /// The account the apply summary is recorded under: the caller's, which for a saved
@@ -610,6 +633,13 @@ fn list_command(path: Option<PathBuf>) -> Result<Status> {
                     spec.kind.value.name(),
                     spec.description
                 );
+            }
+            for t in &rb.triggers {
+                let place = match &t.resource_id {
+                    Some(path) => format!("the {} named at {}", t.discover.value, path.value),
+                    None => format!("every {} of the region", t.discover.value),
+                };
+                println!("  trigger: {} -> {place}", t.event.value);
             }
             println!();
         }

@@ -25,13 +25,26 @@ pub const PENDING_PLAN: &str = "pending-plan.json";
 /// Runs `harden enforce`.
 pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<Status> {
     // The policy is checked with the rest of the input, before anything is contacted.
+    if let Some(path) = &args.policy {
+        Policy::load(path)?;
+    }
+    // Held for the whole run: a second enforce on this state directory is refused at
+    // once, before it plans anything.
+    let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    enforce_with(global, args, &audit).await
+}
+
+/// An enforcement run writing to `audit` (held by the caller: `harden watch`'s sweeps
+/// share the watcher's).
+pub(super) async fn enforce_with(
+    global: &GlobalArgs,
+    args: EnforceArgs,
+    audit: &Mutex<AuditLog>,
+) -> Result<Status> {
     let policy = match &args.policy {
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
     };
-    // Held for the whole run: a second enforce on this state directory is refused at
-    // once, before it plans anything.
-    let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
     let run_id = new_run_id();
     let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
     report_inactive(&settings);
@@ -69,7 +82,7 @@ pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<S
         applied = None;
     } else {
         let (report, dir) = run_apply(
-            &audit,
+            audit,
             Applying {
                 state_dir: &global.state_dir,
                 run_id: &run_id,
@@ -79,6 +92,8 @@ pub async fn enforce_command(global: &GlobalArgs, args: EnforceArgs) -> Result<S
                 caller: &caller,
                 concurrency: args.concurrency,
                 fail_fast: args.fail_fast,
+                cause: None,
+                interrupted: None,
             },
         )
         .await?;

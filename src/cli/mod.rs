@@ -8,7 +8,9 @@ pub mod commands;
 pub mod enforce;
 pub mod progress;
 pub mod report;
+pub mod respond;
 pub mod settings;
+pub mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -47,6 +47,8 @@ pub struct ApplyOptions {
     pub unreachable: BTreeMap<String, String>,
     /// Told of each change ended (made, failed or not attempted).
     pub progress: Arc<dyn crate::progress::Progress>,
+    /// The event the run responds to, recorded with each change.
+    pub cause: Option<crate::event::EventCause>,
 }
 
 /// The outcome of each change, in plan order, and what was undone.
@@ -146,6 +148,7 @@ struct Run<'a> {
     audit: &'a Mutex<AuditLog>,
     journal: &'a Journal,
     run_id: &'a str,
+    cause: Option<&'a crate::event::EventCause>,
     /// Set by a failure under `--fail-fast`, or when a record could not be written:
     /// nothing more starts.
     stop: AtomicBool,
@@ -194,6 +197,7 @@ pub async fn apply(
         audit,
         journal,
         run_id: &options.run_id,
+        cause: options.cause.as_ref(),
         stop: AtomicBool::new(false),
         stopped_by: Mutex::default(),
         fail_fast: options.fail_fast,
@@ -929,6 +933,7 @@ impl Run<'_> {
             outcome: outcome.clone(),
             request_ids,
             duration_ms,
+            cause: self.cause.cloned(),
         };
         self.progress.advance();
         let journaled = self.journal.record(&change.id, phase, detail);
@@ -1108,6 +1113,7 @@ mod tests {
                 fail_fast,
                 unreachable: BTreeMap::new(),
                 progress: Arc::new(crate::progress::Silent),
+                cause: None,
             },
         )
         .await

@@ -18,10 +18,11 @@ use crate::actions;
 use crate::aws::Aws;
 use crate::discovery::{self, Query};
 use crate::error::{Error, Problems, Result};
-use crate::inventory::{RegionInventory, ResourceKind};
+use crate::inventory::{Narrowing, RegionInventory, ResourceKind};
 use crate::runbook::LoadedRunbook;
 use crate::runbook::params::ResolvedParams;
 use crate::template::{KNOWN_AFTER_APPLY, Renderer};
+use crate::trigger::{Focus, Narrowed};
 
 /// What to plan.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct PlanRequest<'a> {
     pub concurrency: usize,
     /// Told of each account-region planned.
     pub progress: &'a dyn crate::progress::Progress,
+    /// Plan only what one event concerns (`harden respond`, `harden watch`): the
+    /// runbooks it triggers, their discovery narrowed to the resources it names.
+    pub focus: Option<&'a Focus>,
 }
 
 /// Where one region plan is made: an account and one of its regions.
@@ -255,6 +259,7 @@ pub fn assemble(
         runbooks: request
             .runbooks
             .iter()
+            .filter(|r| request.focus.is_none_or(|f| f.includes(r.id())))
             .map(|r| PlannedRunbook {
                 id: r.id().to_string(),
                 title: r.runbook.title.clone(),
@@ -294,9 +299,15 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, place: Place<'_>) -> 
     // Render every query first so discovery can run once, concurrently.
     let mut queries: BTreeMap<(String, String), Query> = BTreeMap::new();
     for runbook in request.runbooks {
+        if request.focus.is_some_and(|f| !f.includes(runbook.id())) {
+            continue;
+        }
         let context = base_context(&renderer, runbook, request, place)?;
         for name in runbook.runbook.discover.keys() {
             let query = query_for(&renderer, runbook, name, &context)?;
+            let Some(query) = narrowed(query, request.focus, runbook.id(), name) else {
+                continue;
+            };
             queries.insert((runbook.id().to_string(), name.clone()), query);
         }
     }
@@ -369,6 +380,31 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, place: Place<'_>) -> 
     )
 }
 
+/// The query of discover entry `name` of `runbook` as `focus` narrows it: `None` when
+/// the entry is not to be read at all (the event names none of its resources).
+fn narrowed(mut query: Query, focus: Option<&Focus>, runbook: &str, name: &str) -> Option<Query> {
+    let Some(focus) = focus else {
+        return Some(query);
+    };
+    match (query.kind.narrowing(), focus.entry(runbook, name)) {
+        // Prerequisites looked up by name are read whenever their runbook is.
+        (Narrowing::Named, _) | (_, Some(Narrowed::Whole)) => Some(query),
+        (Narrowing::ById(filter), Some(Narrowed::Ids(ids))) => {
+            // Keep a runbook's own filter on ids: only ids both name are read.
+            let ids: Vec<String> = match query.filters.get(filter) {
+                Some(own) => ids.iter().filter(|id| own.contains(id)).cloned().collect(),
+                None => ids.iter().cloned().collect(),
+            };
+            if ids.is_empty() {
+                return None;
+            }
+            query.filters.insert(filter.to_string(), ids);
+            Some(query)
+        }
+        (Narrowing::RegionWide, Some(Narrowed::Ids(_))) | (_, None) => None,
+    }
+}
+
 /// Plans every runbook of a region on `inventory`, projecting each change onto it,
 /// except those in `left_out` (runbook id to why), which are listed as not planned.
 /// Pure: no AWS call, so unit tests drive it directly.
@@ -386,6 +422,9 @@ pub fn plan_on_inventory(
     let mut protected: BTreeMap<String, (BlockReason, String)> = BTreeMap::new();
     for runbook in request.runbooks {
         let rid = runbook.id().to_string();
+        if request.focus.is_some_and(|f| !f.includes(&rid)) {
+            continue;
+        }
         if let Some(reason) = left_out.get(&rid) {
             out.not_planned.push(super::NotPlanned {
                 runbook: rid,
@@ -780,6 +819,7 @@ mod tests {
             fail_fast: false,
             concurrency: 1,
             progress: &crate::progress::Silent,
+            focus: None,
         }
     }
 

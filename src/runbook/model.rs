@@ -39,6 +39,11 @@ pub struct Runbook {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub requires: Vec<Spanned<String>>,
+    /// CloudTrail events that can make this runbook's resources non-compliant, and
+    /// where each names the resource: what `harden watch` and `harden respond` act on,
+    /// and what the alerting runbook's EventBridge rule listens for.
+    #[serde(default)]
+    pub triggers: Vec<TriggerSpec>,
     /// Typed parameters, by name.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParameterSpec>,
@@ -60,6 +65,27 @@ pub struct Control {
     /// Optional note, e.g. why no control covers this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// A CloudTrail event that can undo what a runbook does.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// The CloudTrail `eventName`, e.g. `AuthorizeSecurityGroupEgress` (see
+    /// `docs/runbook-format.md` for the events harden knows).
+    #[schemars(with = "String")]
+    pub event: Spanned<String>,
+    /// The `discover` entry whose resources the event can affect.
+    #[schemars(with = "String")]
+    pub discover: Spanned<String>,
+    /// Where the event names the resource, as a dotted path from the EventBridge
+    /// envelope: `detail.requestParameters.groupId` or
+    /// `detail.responseElements.volumeId` (a list on the way is searched element by
+    /// element). Without it, the event concerns every resource of the entry in the
+    /// event's region (for region-wide settings such as the trails or the recorder).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub resource_id: Option<Spanned<String>>,
 }
 
 /// Parameter types.

@@ -14,8 +14,9 @@ use super::model::{ParamType, Runbook};
 use super::params::check_value;
 use crate::actions;
 use crate::error::{Problems, Result, SourceLocation};
-use crate::inventory::ResourceKind;
+use crate::inventory::{Narrowing, ResourceKind};
 use crate::template::{KNOWN_AFTER_APPLY, Renderer, step_references};
+use crate::trigger;
 
 static RUNBOOK_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]*$").expect("static regex is valid"));
@@ -143,6 +144,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             *value = rendered;
         }
     }
+
+    check_triggers(loaded, problems);
 
     // Discoveries.
     let base = json!({
@@ -396,6 +399,77 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
     }
 }
 
+/// Each trigger names an event harden knows, a discover entry of the runbook it can
+/// narrow, and (for listed kinds) a valid path to the resource id.
+fn check_triggers(loaded: &LoadedRunbook, problems: &mut Problems) {
+    let runbook = &loaded.runbook;
+    let mut seen = BTreeSet::new();
+    for (index, trigger) in runbook.triggers.iter().enumerate() {
+        let here = Some(loaded.at(&trigger.event.referenced));
+        let event = &trigger.event.value;
+        if trigger::known_event(event).is_none() {
+            problems.push(
+                here.clone(),
+                format!(
+                    "triggers[{index}]: unknown event \"{event}\": expected one of {}",
+                    trigger::KNOWN_EVENTS
+                        .iter()
+                        .map(|e| e.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        let entry = &trigger.discover.value;
+        if !seen.insert((event.clone(), entry.clone())) {
+            problems.push(
+                here.clone(),
+                format!("triggers[{index}]: {event} on {entry} is declared twice"),
+            );
+        }
+        let discover_at = Some(loaded.at(&trigger.discover.referenced));
+        let Some(spec) = runbook.discover.get(entry) else {
+            problems.push(
+                discover_at,
+                format!(
+                    "triggers[{index}]: discover entry \"{entry}\" does not exist: expected one of {}",
+                    runbook.discover.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        };
+        // An unknown kind is reported with the discover entry.
+        let Some(kind) = ResourceKind::from_name(&spec.resource.value) else {
+            continue;
+        };
+        match (kind.narrowing(), &trigger.resource_id) {
+            (Narrowing::Named, _) => problems.push(
+                discover_at,
+                format!(
+                    "triggers[{index}]: {entry} is a {} looked up by name, read whenever the runbook is: trigger on the entry whose resources the event changes",
+                    kind.name()
+                ),
+            ),
+            (Narrowing::RegionWide, Some(path)) => problems.push(
+                Some(loaded.at(&path.referenced)),
+                format!(
+                    "triggers[{index}]: {entry} is a {}, one per region: an event names the region, not an id, so leave resource_id out",
+                    kind.name()
+                ),
+            ),
+            (Narrowing::ById(_), Some(path)) => {
+                if let Err(message) = trigger::EventPath::parse(&path.value) {
+                    problems.push(
+                        Some(loaded.at(&path.referenced)),
+                        format!("triggers[{index}]: {message}"),
+                    );
+                }
+            }
+            (Narrowing::ById(_) | Narrowing::RegionWide, None) => {}
+        }
+    }
+}
+
 /// A `steps.X` reference must name an earlier step of the same runbook.
 fn check_references(
     value: &Value,
@@ -596,5 +670,27 @@ mod tests {
                 "b.yaml:4:12: runbook b is part of an `after:`/`requires:` cycle",
             ]
         );
+    }
+
+    #[test]
+    fn triggers_name_known_events_entries_and_paths() {
+        let text = "version: 1\nid: t\ntitle: t\ntriggers:\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\n    resource_id: detail.requestParameters.groupId\n  - event: AuthoriseSecurityGroupEgress\n    discover: groups\n  - event: CreateVpc\n    discover: vpcs\n  - event: DisableEbsEncryptionByDefault\n    discover: setting\n    resource_id: detail.requestParameters.x\n  - event: CreateSecurityGroup\n    discover: groups\n    resource_id: responseElements.groupId\n  - event: DeleteTrail\n    discover: bucket\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\ndiscover:\n  groups:\n    resource: ec2:security-group\n  setting:\n    resource: ec2:ebs-encryption-default\n  bucket:\n    resource: s3:bucket\n    filters:\n      name: b\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n";
+        let loaded = parse_runbook(Path::new("t.yaml"), text).expect("parses");
+        let found = messages(validate(vec![loaded]));
+        let expected_prefixes = [
+            "t.yaml:8:12: triggers[1]: unknown event \"AuthoriseSecurityGroupEgress\": expected one of AuthorizeSecurityGroupEgress,",
+            "t.yaml:11:15: triggers[2]: discover entry \"vpcs\" does not exist: expected one of bucket, groups, setting",
+            "t.yaml:14:18: triggers[3]: setting is a ec2:ebs-encryption-default, one per region: an event names the region, not an id, so leave resource_id out",
+            "t.yaml:17:18: triggers[4]: resource_id \"responseElements.groupId\": expected detail.requestParameters.KEY...",
+            "t.yaml:19:15: triggers[5]: bucket is a s3:bucket looked up by name",
+            "t.yaml:20:12: triggers[6]: AuthorizeSecurityGroupEgress on groups is declared twice",
+        ];
+        assert_eq!(found.len(), expected_prefixes.len(), "{found:#?}");
+        for (message, prefix) in found.iter().zip(expected_prefixes) {
+            assert!(
+                message.starts_with(prefix),
+                "{message}\n  expected {prefix}"
+            );
+        }
     }
 }

@@ -1,0 +1,362 @@
+//! `harden respond`, and the [`Responder`] it shares with `harden watch`: one event in,
+//! the runbooks its triggers match planned for just the resources it names (read
+//! afresh: the event is a hint, the live state decides), decided by the enforcement
+//! policy, applied and verified, every change's audit record naming the event.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use super::Status;
+use super::args::{GlobalArgs, ResponseArgs};
+use super::commands::{Applying, new_run_id, run_apply, summary};
+use super::settings;
+use crate::accounts::{self, Reach, Target};
+use crate::audit::{AuditLog, Entry};
+use crate::aws::{Aws, CallerIdentity};
+use crate::error::{Error, Result};
+use crate::event::{self, CloudTrailEvent, Parsed};
+use crate::plan::{self, PlanRequest, render};
+use crate::policy::{Mode, Policy};
+use crate::runbook::LoadedRunbook;
+use crate::runbook::params::{self, ResolvedParams};
+use crate::trigger;
+
+/// What handling one event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Response {
+    /// No runbook concerns it; why.
+    Unrelated(String),
+    /// What it names is compliant now; `fixed` changes were made and verified.
+    Compliant {
+        /// Changes made.
+        fixed: usize,
+    },
+    /// Drift is left: reported, or held for approval in a saved plan.
+    DriftLeft {
+        /// Changes the policy reports.
+        reported: usize,
+        /// Changes awaiting approval.
+        held: usize,
+    },
+    /// A change failed (the apply's output says which).
+    Failed {
+        /// Changes that failed.
+        failed: usize,
+    },
+}
+
+/// Everything answering events needs, resolved once: the runbooks, the policy, the
+/// caller and how to reach the accounts events name.
+pub(super) struct Responder {
+    runbooks: Vec<LoadedRunbook>,
+    params: ResolvedParams,
+    policy: Policy,
+    pub(super) caller: CallerIdentity,
+    pub(super) aws: Aws,
+    /// The accounts of the file or organization, when given: an event's account must
+    /// be one of them.
+    listed: Option<Vec<Target>>,
+    role: String,
+    external_id: Option<String>,
+    /// Regions acted in; empty: whichever an event names.
+    regions: Vec<String>,
+    pub(super) concurrency: usize,
+    state_dir: PathBuf,
+    /// Held while the responder lives: one writer of the state directory.
+    pub(super) audit: Mutex<AuditLog>,
+}
+
+impl Responder {
+    /// Checks the input (runbooks, parameters, policy, accounts file) before contacting
+    /// anything, then who the caller is. `region_hint` is where to ask STS when no
+    /// `--region` is given and the SDK has none.
+    pub(super) async fn new(
+        global: &GlobalArgs,
+        args: &ResponseArgs,
+        region_hint: Option<&str>,
+    ) -> Result<Self> {
+        let selection = &args.selection;
+        let runbooks = settings::load(&selection.paths)?;
+        let params = params::resolve(&runbooks, &selection.params)?;
+        let policy = match &args.policy {
+            Some(path) => Policy::load(path)?,
+            None => Policy::default(),
+        };
+        let file = selection
+            .accounts
+            .accounts
+            .as_deref()
+            .map(accounts::load_file)
+            .transpose()?;
+        if selection.regions.iter().any(|r| r == "all") {
+            return Err(Error::Usage(
+                "--region all: name the regions to act in, or leave --region out to act in whichever region an event names".into(),
+            ));
+        }
+        let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+        let aws = Aws::connect(&settings::connection(global)?).await;
+        let first = selection
+            .regions
+            .first()
+            .cloned()
+            .or_else(|| aws.default_region())
+            .or_else(|| region_hint.map(str::to_string))
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let caller = aws.caller_identity(&first).await?;
+        let listed = match file {
+            Some(listed) => Some(accounts::with_tags(
+                listed,
+                &selection.accounts.account_tags,
+            )),
+            None if selection.accounts.org => {
+                let listing =
+                    accounts::org::list(&aws.organizations(&first), &selection.accounts.org_units)
+                        .await?;
+                Some(accounts::with_tags(
+                    listing.active,
+                    &selection.accounts.account_tags,
+                ))
+            }
+            None => None,
+        };
+        Ok(Responder {
+            runbooks,
+            params,
+            policy,
+            caller,
+            aws,
+            listed,
+            role: selection.accounts.assume_role.clone(),
+            external_id: selection.accounts.external_id.clone(),
+            regions: selection.regions.clone(),
+            concurrency: args.concurrency,
+            state_dir: global.state_dir.clone(),
+            audit,
+        })
+    }
+
+    /// Which runbooks `event` concerns and what they are narrowed to; `Err` says why
+    /// none is acted on.
+    pub(super) fn focus(
+        &self,
+        event: &CloudTrailEvent,
+    ) -> std::result::Result<trigger::Focus, String> {
+        let name = &event.detail.event_name;
+        if let Some(code) = &event.detail.error_code {
+            return Err(format!(
+                "{name} failed ({code}), so it changed nothing: no runbook to run"
+            ));
+        }
+        let focus = trigger::focus(&self.runbooks, event);
+        if focus.is_empty() {
+            return Err(format!(
+                "no runbook matches {name} from {} (or the event names no resource a trigger can act on)",
+                event.detail.event_source
+            ));
+        }
+        if !self.regions.is_empty() && !self.regions.iter().any(|r| r == event.region()) {
+            return Err(format!(
+                "{name} in {} is outside the regions acted in ({})",
+                event.region(),
+                self.regions.join(", ")
+            ));
+        }
+        Ok(focus)
+    }
+
+    /// Handles one event: plans what it names, applies what the policy allows now,
+    /// holds or reports the rest. `interrupted` stops starting changes.
+    pub(super) async fn respond(
+        &self,
+        event: &CloudTrailEvent,
+        interrupted: Option<Arc<AtomicBool>>,
+    ) -> Result<Response> {
+        let focus = match self.focus(event) {
+            Ok(focus) => focus,
+            Err(why) => return Ok(Response::Unrelated(why)),
+        };
+        let target = self.target(event)?;
+        let run_id = new_run_id();
+        let (sessions, unreachable) = accounts::connect(
+            Reach {
+                base: &self.aws,
+                caller: &self.caller,
+                role: &self.role,
+                external_id: self.external_id.as_deref(),
+                session_name: &settings::session_name(&run_id),
+                regions: &[event.region().to_string()],
+                concurrency: 1,
+            },
+            vec![target],
+        )
+        .await;
+        if let Some(failed) = unreachable.into_iter().next() {
+            return Err(Error::AccountUnreachable {
+                account: failed.target.label(),
+                reason: failed.reason,
+            });
+        }
+        let plan = plan::plan(
+            &sessions,
+            PlanRequest {
+                runbooks: &self.runbooks,
+                params: &self.params,
+                principal: &self.caller.arn,
+                unreachable: &[],
+                fail_fast: false,
+                concurrency: self.concurrency,
+                progress: &crate::progress::Silent,
+                focus: Some(&focus),
+            },
+        )
+        .await?;
+        let caller = (self.caller.arn.clone(), self.caller.account_id.clone());
+        self.audit
+            .lock()
+            .map_err(|_| Error::Internal("audit lock poisoned".into()))?
+            .append(&run_id, &caller.1, &caller.0, Entry::Plan(summary(&plan)?))?;
+        println!("harden respond {run_id}: {}", event.summary());
+        if !plan.not_planned.is_empty() || !plan.changes.is_empty() || !plan.blocked.is_empty() {
+            print!("{}", render::text(&plan));
+        } else {
+            println!("  compliant: the live state needs no change");
+        }
+        if !plan.not_planned.is_empty() {
+            return Err(Error::DiscoveryFailed {
+                runbook: plan.not_planned[0].runbook.clone(),
+                account: plan.not_planned[0].account_id.clone(),
+                region: plan.not_planned[0].region.clone(),
+                reason: plan.not_planned[0].reason.clone(),
+            });
+        }
+        let modes = self.policy.decide(&plan);
+        let count = |mode: Mode| modes.iter().filter(|m| **m == mode).count();
+        let now = plan.subset(|i| modes[i] == Mode::Auto);
+        let mut fixed = 0;
+        if !now.changes.is_empty() {
+            let (report, _) = run_apply(
+                &self.audit,
+                Applying {
+                    state_dir: &self.state_dir,
+                    run_id: &run_id,
+                    sessions: &sessions,
+                    plan: &now,
+                    unreachable: Default::default(),
+                    caller: &caller,
+                    concurrency: self.concurrency,
+                    fail_fast: false,
+                    cause: Some(event.cause()),
+                    interrupted,
+                },
+            )
+            .await?;
+            if report.failed() > 0 || report.skipped() > 0 {
+                return Ok(Response::Failed {
+                    failed: report.failed().max(1),
+                });
+            }
+            fixed = report.succeeded();
+        }
+        let held = plan.subset(|i| modes[i] == Mode::Approve);
+        if !held.changes.is_empty() {
+            let dir = self.state_dir.join("reports").join(&run_id);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let pending = dir.join(super::enforce::PENDING_PLAN);
+            held.save(&pending)?;
+            println!(
+                "  {} change(s) await approval: review, then apply exactly with: harden apply --plan {}",
+                held.changes.len(),
+                pending.display()
+            );
+        }
+        let reported = count(Mode::Report);
+        if reported > 0 {
+            println!("  {reported} change(s) reported, not made (policy: report)");
+        }
+        Ok(if held.changes.is_empty() && reported == 0 {
+            Response::Compliant { fixed }
+        } else {
+            Response::DriftLeft {
+                reported,
+                held: held.changes.len(),
+            }
+        })
+    }
+
+    /// The account an event names, as the run reaches it: from the accounts file or
+    /// organization when given (then it must be one of them), otherwise the caller's
+    /// own or reached with `--assume-role`.
+    fn target(&self, event: &CloudTrailEvent) -> Result<Target> {
+        let id = &event.account_id;
+        let mut target = match &self.listed {
+            Some(listed) => listed.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
+                Error::AccountUnreachable {
+                    account: id.clone(),
+                    reason: "the event names an account that is not one of the accounts given (--accounts or --org): nothing done".into(),
+                }
+            })?,
+            None => Target {
+                id: id.clone(),
+                name: None,
+                regions: Vec::new(),
+                role: None,
+                external_id: None,
+                tags: Default::default(),
+            },
+        };
+        target.regions = vec![event.region().to_string()];
+        Ok(target)
+    }
+}
+
+/// Reads an event from a file or `-` (standard input), never more than an event may be.
+pub(super) fn read_event(path: &Path) -> Result<(Vec<u8>, String)> {
+    let limit = event::MAX_EVENT_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        Ok((bytes, "<stdin>".into()))
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(path, e))?;
+        Ok((bytes, path.display().to_string()))
+    }
+}
+
+/// Runs `harden respond`: exit 0 compliant afterwards (or unrelated), 2 drift left,
+/// 1 error. A malformed event is refused before anything is contacted.
+pub async fn respond_command(
+    global: &GlobalArgs,
+    event_path: &Path,
+    args: ResponseArgs,
+) -> Result<Status> {
+    let (bytes, origin) = read_event(event_path)?;
+    let event = match event::parse(&bytes, &origin)? {
+        Parsed::CloudTrail(event) => event,
+        Parsed::Other {
+            detail_type,
+            source,
+        } => {
+            println!(
+                "no runbook matches: {origin} is an EventBridge event \"{detail_type}\" from {source}, not a CloudTrail API call"
+            );
+            return Ok(Status::Success);
+        }
+    };
+    let responder = Responder::new(global, &args, Some(event.region())).await?;
+    Ok(match responder.respond(&event, None).await? {
+        Response::Unrelated(why) => {
+            println!("{why}");
+            Status::Success
+        }
+        Response::Compliant { .. } => Status::Success,
+        Response::DriftLeft { .. } => Status::ChangesPending,
+        Response::Failed { .. } => Status::Failure,
+    })
+}

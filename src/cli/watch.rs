@@ -1,0 +1,238 @@
+//! `harden watch`: long-polls the alerting runbook's queue and answers each event with
+//! the [`Responder`]. A message is deleted only once what it names is verified
+//! compliant (or its drift reported or held for approval); a failed remediation is left
+//! for the queue to deliver again after its visibility timeout, and past the redrive
+//! policy's count to the dead-letter queue; so is a message that is not an event, or
+//! one no runbook matches (logged). Events for one resource are handled in order, one
+//! at a time; different resources concurrently, under `--concurrency`. SIGTERM (or
+//! Ctrl-C) stops polling; the events in hand are finished, then it exits 0.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::Notify;
+
+use super::Status;
+use super::args::{EnforceArgs, GlobalArgs, WatchArgs};
+use super::respond::{Responder, Response};
+use crate::actions::sqs::messages::{self, MAX_WAIT_SECONDS, Message};
+use crate::error::Result;
+use crate::event::{self, CloudTrailEvent, Parsed};
+
+/// Runs `harden watch`.
+pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Status> {
+    let queue_region = messages::region_of(&args.queue);
+    let responder = Responder::new(global, &args.response, queue_region.as_deref()).await?;
+    let region = queue_region
+        .or_else(|| args.response.selection.regions.first().cloned())
+        .or_else(|| responder.aws.default_region())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let sqs = responder.aws.region(&region).sqs.clone();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::new(Notify::new());
+    spawn_stop_handler(Arc::clone(&stopping), Arc::clone(&stopped));
+    eprintln!(
+        "harden watch: polling {} (region {region}) as {}",
+        args.queue, responder.caller.arn
+    );
+    let mut idle_since = Instant::now();
+    let mut next_sweep = args.sweep_every.map(|every| Instant::now() + every);
+    while !stopping.load(Ordering::SeqCst) {
+        if let (Some(due), Some(every)) = (next_sweep, args.sweep_every)
+            && Instant::now() >= due
+        {
+            eprintln!("harden watch: full sweep");
+            let sweep = enforce_args(&args);
+            if let Err(e) = super::enforce::enforce_with(global, sweep, &responder.audit).await {
+                super::report(&e);
+            }
+            next_sweep = Some(Instant::now() + every);
+        }
+        let mut wait = MAX_WAIT_SECONDS as u64;
+        if let Some(idle) = args.until_idle {
+            let left = idle.saturating_sub(idle_since.elapsed().as_secs());
+            if left == 0 {
+                eprintln!("harden watch: the queue has been empty {idle} s; exiting");
+                break;
+            }
+            wait = wait.min(left);
+        }
+        if let Some(due) = next_sweep {
+            wait = wait.min(due.saturating_duration_since(Instant::now()).as_secs());
+        }
+        let received = tokio::select! {
+            received = messages::receive(&sqs, &args.queue, wait as i32) => received,
+            // Messages received by a poll cut short are not deleted: they come back.
+            () = stopped.notified() => break,
+        };
+        let batch = match received {
+            Ok(batch) => batch,
+            Err(e) => {
+                // The queue may be briefly unreachable: say so, and poll again.
+                super::report(&e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        idle_since = Instant::now();
+        handle_batch(&responder, &sqs, &args.queue, batch).await;
+    }
+    eprintln!("harden watch: stopped");
+    Ok(Status::Success)
+}
+
+/// The full sweep's enforcement: every selected runbook, account and region.
+fn enforce_args(args: &WatchArgs) -> EnforceArgs {
+    EnforceArgs {
+        selection: args.response.selection.clone(),
+        policy: args.response.policy.clone(),
+        report_dir: None,
+        concurrency: args.response.concurrency,
+        fail_fast: false,
+        report_bucket: None,
+        audit_bucket: None,
+        ship_kms_key: None,
+        security_hub: false,
+    }
+}
+
+/// SIGTERM or Ctrl-C: stop polling, finish what is in hand.
+fn spawn_stop_handler(stopping: Arc<AtomicBool>, stopped: Arc<Notify>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        eprintln!("harden watch: stopping: finishing the events in hand, polling no more");
+        stopping.store(true, Ordering::SeqCst);
+        stopped.notify_one();
+    });
+}
+
+/// Handles one batch: events grouped by the resources they name, each group in the
+/// order the events were sent, groups concurrently.
+async fn handle_batch(
+    responder: &Responder,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    batch: Vec<Message>,
+) {
+    let mut groups: BTreeMap<String, Vec<(Message, Box<CloudTrailEvent>)>> = BTreeMap::new();
+    for message in batch {
+        let origin = format!("message {}", message.id);
+        let event = match event::parse(message.body.as_bytes(), &origin) {
+            Ok(Parsed::CloudTrail(event)) => event,
+            Ok(Parsed::Other {
+                detail_type,
+                source,
+            }) => {
+                eprintln!(
+                    "{origin}: an EventBridge event \"{detail_type}\" from {source}, not a CloudTrail API call: left for the dead-letter queue"
+                );
+                continue;
+            }
+            Err(e) => {
+                eprintln!(
+                    "{origin}: not an event harden reads, left for the dead-letter queue: {e}"
+                );
+                continue;
+            }
+        };
+        let key = match responder.focus(&event) {
+            Ok(focus) => format!("{}/{}/{:?}", event.account_id, event.region(), focus),
+            Err(why) => {
+                eprintln!("{origin}: {why}: left for the dead-letter queue");
+                continue;
+            }
+        };
+        groups.entry(key).or_default().push((message, event));
+    }
+    for group in groups.values_mut() {
+        group.sort_by_key(|(m, e)| (e.detail.event_time, m.sent_at_ms));
+    }
+    stream::iter(groups.into_values())
+        .for_each_concurrent(responder.concurrency.max(1), |group| async move {
+            for (message, event) in group {
+                handle_one(responder, sqs, queue, &message, &event).await;
+            }
+        })
+        .await;
+}
+
+/// Handles one event and deletes its message when done.
+async fn handle_one(
+    responder: &Responder,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    message: &Message,
+    event: &CloudTrailEvent,
+) {
+    // The event's changes are finished even when a stop is asked for meanwhile.
+    let finish = Some(Arc::new(AtomicBool::new(false)));
+    let done = match responder.respond(event, finish).await {
+        Ok(Response::Compliant { fixed }) => {
+            eprintln!(
+                "message {}: {}: compliant ({fixed} change(s) made)",
+                message.id,
+                event.summary()
+            );
+            true
+        }
+        Ok(Response::DriftLeft { reported, held }) => {
+            eprintln!(
+                "message {}: {}: drift left by policy ({reported} reported, {held} awaiting approval)",
+                message.id,
+                event.summary()
+            );
+            true
+        }
+        Ok(Response::Failed { failed }) => {
+            eprintln!(
+                "message {}: {}: {failed} change(s) failed: left on the queue to be retried (receive {})",
+                message.id,
+                event.summary(),
+                message.receive_count
+            );
+            false
+        }
+        Ok(Response::Unrelated(why)) => {
+            eprintln!(
+                "message {}: {why}: left for the dead-letter queue",
+                message.id
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!(
+                "message {}: {}: left on the queue to be retried: {e}",
+                message.id,
+                event.summary()
+            );
+            false
+        }
+    };
+    if !done {
+        return;
+    }
+    if let Err(e) = messages::delete(sqs, queue, message).await {
+        // Not deleted: it comes back, and the re-read then finds nothing to do.
+        eprintln!("message {}: handled, but not deleted: {e}", message.id);
+    }
+}

@@ -1,0 +1,381 @@
+//! Events that say a resource may have changed: a CloudTrail record, or the EventBridge
+//! event "AWS API Call via CloudTrail" wrapping one (what the alerting runbook's rule
+//! puts on its queue). Parsed into typed fields where harden reads them; the record is
+//! kept whole too, because the audit keeps the call exactly as AWS recorded it and a
+//! trigger's path may reach any field of it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Problems, SourceLocation};
+
+/// The largest event accepted: EventBridge's and SQS's limit on one event or message.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// EventBridge's detail type of CloudTrail management events.
+pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// The fields of a CloudTrail record harden reads (AWS's "CloudTrail record contents").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudTrailRecord {
+    /// The API call, e.g. `AuthorizeSecurityGroupEgress`.
+    pub event_name: String,
+    /// The service, e.g. `ec2.amazonaws.com`.
+    pub event_source: String,
+    /// When the call was made.
+    pub event_time: jiff::Timestamp,
+    /// The region the call was made in.
+    pub aws_region: String,
+    /// CloudTrail's id of the record.
+    #[serde(rename = "eventID")]
+    pub event_id: String,
+    /// The account the call acted in.
+    #[serde(default)]
+    pub recipient_account_id: Option<String>,
+    /// Who made the call.
+    pub user_identity: UserIdentity,
+    /// Where the call came from.
+    #[serde(rename = "sourceIPAddress", default)]
+    pub source_ip_address: Option<String>,
+    /// The caller's user agent.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Set when the call failed: then nothing changed.
+    #[serde(default)]
+    pub error_code: Option<String>,
+}
+
+/// `userIdentity` of a CloudTrail record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity {
+    /// `IAMUser`, `AssumedRole`, `Root`, `AWSService`, ...
+    #[serde(rename = "type", default)]
+    pub identity_type: Option<String>,
+    /// The principal's ARN.
+    #[serde(default)]
+    pub arn: Option<String>,
+    /// The principal's account.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The access key used.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+}
+
+/// A CloudTrail event to respond to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudTrailEvent {
+    /// The EventBridge event id, when it came through EventBridge.
+    pub bridge_id: Option<String>,
+    /// The account it concerns (`recipientAccountId`, else the envelope's `account`).
+    pub account_id: String,
+    /// The typed fields.
+    pub detail: CloudTrailRecord,
+    /// The record exactly as received (EventBridge's `detail`).
+    pub record: Value,
+}
+
+impl CloudTrailEvent {
+    /// The region the call was made in.
+    pub fn region(&self) -> &str {
+        &self.detail.aws_region
+    }
+
+    /// What the audit records of the event: who did what, when, from where, and the
+    /// call's parameters exactly as AWS recorded them.
+    pub fn cause(&self) -> EventCause {
+        let identity = &self.detail.user_identity;
+        EventCause {
+            event_id: self.detail.event_id.clone(),
+            event_name: self.detail.event_name.clone(),
+            event_source: self.detail.event_source.clone(),
+            event_time: self.detail.event_time,
+            account_id: self.account_id.clone(),
+            region: self.detail.aws_region.clone(),
+            actor_arn: identity.arn.clone(),
+            actor_type: identity.identity_type.clone(),
+            access_key_id: identity.access_key_id.clone(),
+            source_ip_address: self.detail.source_ip_address.clone(),
+            user_agent: self.detail.user_agent.clone(),
+            request_parameters: self
+                .record
+                .get("requestParameters")
+                .cloned()
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// The event in one line, for logs: `AuthorizeSecurityGroupEgress by ARN in
+    /// 111111111111 us-east-1 (event ID)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} by {} in {} {} (event {})",
+            self.detail.event_name,
+            self.detail
+                .user_identity
+                .arn
+                .as_deref()
+                .unwrap_or("an unknown principal"),
+            self.account_id,
+            self.detail.aws_region,
+            self.detail.event_id
+        )
+    }
+}
+
+/// The event a change was made in response to, as its audit record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCause {
+    /// CloudTrail's event id.
+    pub event_id: String,
+    /// The API call.
+    pub event_name: String,
+    /// The service.
+    pub event_source: String,
+    /// When it was made.
+    pub event_time: jiff::Timestamp,
+    /// The account it acted in.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+    /// Who made it (`userIdentity.arn`).
+    pub actor_arn: Option<String>,
+    /// `userIdentity.type`.
+    pub actor_type: Option<String>,
+    /// The access key used.
+    pub access_key_id: Option<String>,
+    /// Where the call came from.
+    pub source_ip_address: Option<String>,
+    /// The caller's user agent.
+    pub user_agent: Option<String>,
+    /// The call's parameters exactly as CloudTrail recorded them (for an
+    /// AuthorizeSecurityGroupEgress: the rule that was opened).
+    pub request_parameters: Value,
+}
+
+/// What a message or file held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// A CloudTrail API call.
+    CloudTrail(Box<CloudTrailEvent>),
+    /// A well-formed EventBridge event of another kind: nothing harden acts on.
+    Other {
+        /// Its `detail-type`.
+        detail_type: String,
+        /// Its `source`.
+        source: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    source: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    detail: Value,
+}
+
+/// Parses one event (an EventBridge event or a bare CloudTrail record) from `bytes`;
+/// `origin` names where it came from (a file, `<stdin>`, a queue message) in errors,
+/// which say what was wrong and where: the line and column, or the field.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<Parsed, Error> {
+    let fail = |line: usize, column: usize, message: String| {
+        let mut problems = Problems::default();
+        problems.push(
+            Some(SourceLocation {
+                file: PathBuf::from(origin),
+                line: line as u64,
+                column: column as u64,
+            }),
+            message,
+        );
+        Error::Invalid(problems)
+    };
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(fail(
+            0,
+            0,
+            format!(
+                "{} bytes: an event is at most {MAX_EVENT_BYTES} bytes (EventBridge's limit)",
+                bytes.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        fail(
+            e.line(),
+            e.column(),
+            format!("not JSON: {e} (expected an EventBridge event or a CloudTrail record)"),
+        )
+    })?;
+    let object = value.as_object().ok_or_else(|| {
+        fail(
+            0,
+            0,
+            "expected a JSON object (an EventBridge event or a CloudTrail record)".into(),
+        )
+    })?;
+    let field_error = |prefix: &str, e: serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            prefix.trim_end_matches('.').to_string()
+        } else {
+            format!("{prefix}{path}")
+        };
+        fail(0, 0, format!("{field}: {}", e.into_inner()))
+    };
+    let wrapped = object.contains_key("detail-type");
+    let (bridge_id, envelope_account, record) = if wrapped {
+        let envelope: Envelope =
+            serde_path_to_error::deserialize(&value).map_err(|e| field_error("", e))?;
+        if envelope.detail_type != CLOUDTRAIL_DETAIL_TYPE {
+            return Ok(Parsed::Other {
+                detail_type: envelope.detail_type,
+                source: envelope.source,
+            });
+        }
+        (envelope.id, envelope.account, envelope.detail)
+    } else if object.contains_key("eventName") {
+        (None, None, value)
+    } else {
+        return Err(fail(
+            0,
+            0,
+            "neither an EventBridge event (no detail-type) nor a CloudTrail record (no eventName)"
+                .into(),
+        ));
+    };
+    let prefix = if wrapped { "detail." } else { "" };
+    let detail: CloudTrailRecord =
+        serde_path_to_error::deserialize(&record).map_err(|e| field_error(prefix, e))?;
+    let account_id = detail
+        .recipient_account_id
+        .clone()
+        .or(envelope_account)
+        .ok_or_else(|| {
+            fail(
+                0,
+                0,
+                format!("{prefix}recipientAccountId: missing, and no account in the envelope"),
+            )
+        })?;
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(fail(
+            0,
+            0,
+            format!("account \"{account_id}\": expected 12 digits"),
+        ));
+    }
+    Ok(Parsed::CloudTrail(Box::new(CloudTrailEvent {
+        bridge_id,
+        account_id,
+        detail,
+        record,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> Value {
+        json!({
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "IAMUser",
+                "principalId": "AIDAEXAMPLE",
+                "arn": "arn:aws:iam::111111111111:user/mallory",
+                "accountId": "111111111111",
+                "accessKeyId": "AKIAEXAMPLE",
+                "userName": "mallory"
+            },
+            "eventTime": "2026-12-01T10:00:00Z",
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "AuthorizeSecurityGroupEgress",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "203.0.113.7",
+            "userAgent": "aws-cli/2.15.0",
+            "requestParameters": {"groupId": "sg-1", "ipPermissions": {"items": []}},
+            "responseElements": {"_return": true},
+            "requestID": "req-1",
+            "eventID": "ev-1",
+            "eventType": "AwsApiCall",
+            "recipientAccountId": "111111111111"
+        })
+    }
+
+    fn parsed(value: &Value) -> Result<Parsed, Error> {
+        parse(value.to_string().as_bytes(), "event.json")
+    }
+
+    #[test]
+    fn a_bare_record_and_its_eventbridge_envelope_read_the_same() {
+        let bare = parsed(&record()).expect("a record");
+        let wrapped = parsed(&json!({
+            "version": "0", "id": "eb-1", "detail-type": CLOUDTRAIL_DETAIL_TYPE,
+            "source": "aws.ec2", "account": "111111111111", "time": "2026-12-01T10:00:01Z",
+            "region": "us-east-1", "resources": [], "detail": record()
+        }))
+        .expect("an envelope");
+        let (Parsed::CloudTrail(bare), Parsed::CloudTrail(wrapped)) = (bare, wrapped) else {
+            panic!("both are CloudTrail events");
+        };
+        assert_eq!(bare.detail, wrapped.detail);
+        assert_eq!(wrapped.bridge_id.as_deref(), Some("eb-1"));
+        let cause = wrapped.cause();
+        assert_eq!(
+            cause.actor_arn.as_deref(),
+            Some("arn:aws:iam::111111111111:user/mallory")
+        );
+        assert_eq!(cause.source_ip_address.as_deref(), Some("203.0.113.7"));
+        assert_eq!(cause.request_parameters["groupId"], "sg-1");
+    }
+
+    #[test]
+    fn other_eventbridge_events_are_not_errors() {
+        let other = parsed(&json!({
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2", "detail": {"state": "running"}
+        }))
+        .expect("well formed");
+        assert!(matches!(other, Parsed::Other { .. }));
+    }
+
+    #[test]
+    fn malformed_events_name_what_is_wrong() {
+        let text = |e: Error| e.to_string();
+        let cut = parse(br#"{"eventName": "Auth"#, "cut.json").expect_err("truncated");
+        assert!(text(cut).starts_with("cut.json:1:"), "line and column");
+        let mut no_time = record();
+        no_time["eventTime"] = json!("yesterday");
+        let message = text(parsed(&no_time).expect_err("bad time"));
+        assert!(message.contains("eventTime"), "{message}");
+        let mut wrapped =
+            json!({"detail-type": CLOUDTRAIL_DETAIL_TYPE, "source": "aws.ec2", "detail": record()});
+        wrapped["detail"]["userIdentity"] = json!("someone");
+        let message = text(parsed(&wrapped).expect_err("bad identity"));
+        assert!(message.contains("detail.userIdentity"), "{message}");
+        let mut no_account = record();
+        no_account
+            .as_object_mut()
+            .expect("object")
+            .remove("recipientAccountId");
+        let message = text(parsed(&no_account).expect_err("no account"));
+        assert!(message.contains("recipientAccountId"), "{message}");
+        let message = text(parse(b"[1]", "list.json").expect_err("not an object"));
+        assert!(message.contains("expected a JSON object"), "{message}");
+        let big = vec![b' '; MAX_EVENT_BYTES + 1];
+        let message = text(parse(&big, "big.json").expect_err("too big"));
+        assert!(message.contains("at most"), "{message}");
+    }
+}

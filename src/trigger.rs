@@ -1,0 +1,283 @@
+//! Triggers: the CloudTrail events a runbook declares can undo its work, where each
+//! names the resource, and the matching of one event against them. A match narrows
+//! planning to the resources the event names ([`Focus`]); the live state read then
+//! decides whether anything is to be done: the event is only a hint.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::event::CloudTrailEvent;
+use crate::runbook::LoadedRunbook;
+
+/// A CloudTrail event harden knows: its `eventName` and the `eventSource` of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownEvent {
+    /// `eventName`, e.g. `AuthorizeSecurityGroupEgress`.
+    pub name: &'static str,
+    /// `eventSource`, e.g. `ec2.amazonaws.com`.
+    pub source: &'static str,
+}
+
+const fn known(name: &'static str, source: &'static str) -> KnownEvent {
+    KnownEvent { name, source }
+}
+
+const EC2: &str = "ec2.amazonaws.com";
+const CLOUDTRAIL: &str = "cloudtrail.amazonaws.com";
+const CONFIG: &str = "config.amazonaws.com";
+const EVENTS: &str = "events.amazonaws.com";
+const SQS: &str = "sqs.amazonaws.com";
+
+/// The events a trigger may name: the write calls of the APIs harden's runbooks
+/// configure that can make a resource non-compliant. A runbook naming another event is
+/// refused at validation, so a typo cannot leave an event unwatched.
+pub const KNOWN_EVENTS: &[KnownEvent] = &[
+    known("AuthorizeSecurityGroupEgress", EC2),
+    known("AuthorizeSecurityGroupIngress", EC2),
+    known("ModifySecurityGroupRules", EC2),
+    known("CreateSecurityGroup", EC2),
+    known("UpdateSecurityGroupRuleDescriptionsEgress", EC2),
+    known("DeleteFlowLogs", EC2),
+    known("CreateVpc", EC2),
+    known("DisableEbsEncryptionByDefault", EC2),
+    known("ModifyEbsDefaultKmsKeyId", EC2),
+    known("ResetEbsDefaultKmsKeyId", EC2),
+    known("CreateVolume", EC2),
+    known("AttachVolume", EC2),
+    known("StopLogging", CLOUDTRAIL),
+    known("DeleteTrail", CLOUDTRAIL),
+    known("UpdateTrail", CLOUDTRAIL),
+    known("PutEventSelectors", CLOUDTRAIL),
+    known("StopConfigurationRecorder", CONFIG),
+    known("DeleteConfigurationRecorder", CONFIG),
+    known("DeleteDeliveryChannel", CONFIG),
+    known("PutConfigurationRecorder", CONFIG),
+    known("DeleteRule", EVENTS),
+    known("DisableRule", EVENTS),
+    known("RemoveTargets", EVENTS),
+    known("PutRule", EVENTS),
+    known("DeleteQueue", SQS),
+    known("SetQueueAttributes", SQS),
+];
+
+/// The known event of this name.
+pub fn known_event(name: &str) -> Option<KnownEvent> {
+    KNOWN_EVENTS.iter().copied().find(|e| e.name == name)
+}
+
+/// The EventBridge `source` of events from this `eventSource`: `aws.ec2` for
+/// `ec2.amazonaws.com`.
+pub fn bridge_source(event_source: &str) -> String {
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
+    format!("aws.{service}")
+}
+
+/// Where in an EventBridge event a trigger finds resource ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPath {
+    /// The keys after `detail`, e.g. `["requestParameters", "groupId"]`.
+    keys: Vec<String>,
+}
+
+impl EventPath {
+    /// Parses `detail.requestParameters.KEY...` or `detail.responseElements.KEY...`;
+    /// the error says what was expected.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split('.');
+        let first = parts.next();
+        let second = parts.next();
+        let rest: Vec<&str> = parts.collect();
+        let valid_key = |k: &&str| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        match (first, second) {
+            (Some("detail"), Some(part @ ("requestParameters" | "responseElements")))
+                if !rest.is_empty() && rest.iter().all(valid_key) =>
+            {
+                let mut keys = vec![part.to_string()];
+                keys.extend(rest.iter().map(|k| k.to_string()));
+                Ok(EventPath { keys })
+            }
+            _ => Err(format!(
+                "resource_id \"{text}\": expected detail.requestParameters.KEY... or detail.responseElements.KEY... (keys of letters, digits, _ and -)"
+            )),
+        }
+    }
+
+    /// Every string the path reaches in a CloudTrail record; a list met on the way is
+    /// searched element by element, so `...ipPermissions.items.groupId` finds each.
+    pub fn values(&self, record: &Value) -> Vec<String> {
+        let mut found = Vec::new();
+        collect(record, &self.keys, &mut found);
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+fn collect(value: &Value, keys: &[String], found: &mut Vec<String>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|i| collect(i, keys, found)),
+        _ => match keys.split_first() {
+            None => {
+                if let Value::String(s) = value {
+                    found.push(s.clone());
+                }
+            }
+            Some((key, rest)) => {
+                if let Some(inner) = value.get(key) {
+                    collect(inner, rest, found);
+                }
+            }
+        },
+    }
+}
+
+/// What one event narrows a runbook's discovery to, by `discover` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narrowed {
+    /// Only these resource ids.
+    Ids(BTreeSet<String>),
+    /// Every resource of the entry in the region.
+    Whole,
+}
+
+/// The runbooks an event concerns and, for each, the discover entries it narrows.
+/// Runbooks absent from it are not planned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Focus {
+    /// Runbook id to discover entry to what it is narrowed to.
+    pub runbooks: BTreeMap<String, BTreeMap<String, Narrowed>>,
+}
+
+impl Focus {
+    /// Whether no runbook matches.
+    pub fn is_empty(&self) -> bool {
+        self.runbooks.is_empty()
+    }
+
+    /// What the entry `name` of `runbook` is narrowed to, if the runbook is in focus:
+    /// `None` for an entry no matching trigger names.
+    pub fn entry(&self, runbook: &str, name: &str) -> Option<&Narrowed> {
+        self.runbooks.get(runbook).and_then(|e| e.get(name))
+    }
+
+    /// Whether `runbook` is planned at all.
+    pub fn includes(&self, runbook: &str) -> bool {
+        self.runbooks.contains_key(runbook)
+    }
+}
+
+/// Which runbooks `event` concerns and what it narrows each to. A trigger whose path
+/// finds no id in the event does not match (the event names nothing it can act on).
+/// A failed call (`errorCode` set) changed nothing and matches no runbook.
+pub fn focus(runbooks: &[LoadedRunbook], event: &CloudTrailEvent) -> Focus {
+    let mut focus = Focus::default();
+    if event.detail.error_code.is_some() {
+        return focus;
+    }
+    for runbook in runbooks {
+        for trigger in &runbook.runbook.triggers {
+            if trigger.event.value != event.detail.event_name {
+                continue;
+            }
+            let source_matches = known_event(&trigger.event.value)
+                .is_some_and(|k| k.source == event.detail.event_source);
+            if !source_matches {
+                continue;
+            }
+            let narrowed = match &trigger.resource_id {
+                None => Narrowed::Whole,
+                Some(path) => {
+                    // Validation checked the path; a bad one cannot reach here.
+                    let Ok(path) = EventPath::parse(&path.value) else {
+                        continue;
+                    };
+                    let ids = path.values(&event.record);
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    Narrowed::Ids(ids.into_iter().collect())
+                }
+            };
+            let entries = focus.runbooks.entry(runbook.id().to_string()).or_default();
+            let merged = match (entries.remove(&trigger.discover.value), narrowed) {
+                (Some(Narrowed::Whole), _) | (_, Narrowed::Whole) => Narrowed::Whole,
+                (Some(Narrowed::Ids(mut a)), Narrowed::Ids(b)) => {
+                    a.extend(b);
+                    Narrowed::Ids(a)
+                }
+                (None, ids) => ids,
+            };
+            entries.insert(trigger.discover.value.clone(), merged);
+        }
+    }
+    focus
+}
+
+/// Every event the runbooks' triggers name, once each, sorted: what the alerting
+/// runbook's rule listens for.
+pub fn events_of(runbooks: &[LoadedRunbook]) -> Vec<KnownEvent> {
+    let names: BTreeSet<&str> = runbooks
+        .iter()
+        .flat_map(|r| r.runbook.triggers.iter().map(|t| t.event.value.as_str()))
+        .collect();
+    names.into_iter().filter_map(known_event).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_must_start_in_the_request_or_the_response() {
+        assert!(EventPath::parse("detail.requestParameters.groupId").is_ok());
+        assert!(EventPath::parse("detail.responseElements.vpc.vpcId").is_ok());
+        for bad in [
+            "requestParameters.groupId",
+            "detail.userIdentity.arn",
+            "detail.requestParameters",
+            "detail.requestParameters..groupId",
+            "detail.requestParameters.group Id",
+        ] {
+            let message = EventPath::parse(bad).expect_err(bad);
+            assert!(
+                message.contains("expected detail.requestParameters"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_search_lists_element_by_element() {
+        let record = json!({
+            "requestParameters": {
+                "groupId": "sg-1",
+                "ipPermissions": {"items": [
+                    {"groups": {"items": [{"groupId": "sg-2"}]}},
+                    {"groups": {"items": [{"groupId": "sg-3"}, {"groupId": "sg-2"}]}}
+                ]}
+            }
+        });
+        let direct = EventPath::parse("detail.requestParameters.groupId").expect("valid");
+        assert_eq!(direct.values(&record), vec!["sg-1"]);
+        let nested =
+            EventPath::parse("detail.requestParameters.ipPermissions.items.groups.items.groupId")
+                .expect("valid");
+        assert_eq!(nested.values(&record), vec!["sg-2", "sg-3"]);
+        let missing = EventPath::parse("detail.responseElements.groupId").expect("valid");
+        assert!(missing.values(&record).is_empty());
+    }
+
+    #[test]
+    fn bridge_sources_follow_the_event_source() {
+        assert_eq!(bridge_source("ec2.amazonaws.com"), "aws.ec2");
+        assert_eq!(bridge_source("cloudtrail.amazonaws.com"), "aws.cloudtrail");
+    }
+}
