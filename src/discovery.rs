@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use futures::future::{join_all, try_join_all};
 
 use crate::actions::{
-    cloudtrail, config, ebs, ebs_instances, ebs_volumes, flow_logs, iam, logs, s3, security_group,
+    cloudtrail, config, ebs, ebs_instances, ebs_volumes, events, flow_logs, iam, logs, s3,
+    security_group, sns, sqs,
 };
 use crate::aws::RegionClients;
 use crate::error::Result;
@@ -65,6 +66,33 @@ pub async fn run(clients: &RegionClients, query: &Query) -> Result<Vec<Resource>
                 "name",
                 |n| logs::read_log_group(clients, n),
                 Resource::LogGroup,
+            )
+            .await?
+        }
+        ResourceKind::Queue => {
+            named(
+                &query.filters,
+                "name",
+                |n| sqs::queue::read_queue(clients, n),
+                Resource::Queue,
+            )
+            .await?
+        }
+        ResourceKind::EventRule => {
+            named(
+                &query.filters,
+                "name",
+                |n| events::rule::read_rule(clients, n),
+                Resource::EventRule,
+            )
+            .await?
+        }
+        ResourceKind::Topic => {
+            named(
+                &query.filters,
+                "name",
+                |n| sns::read_topic(clients, n),
+                Resource::Topic,
             )
             .await?
         }

@@ -50,6 +50,15 @@ pub enum ResourceKind {
     /// A CloudWatch Logs log group by name; it may not exist yet.
     #[serde(rename = "logs:log-group")]
     LogGroup,
+    /// An SQS queue by name; it may not exist yet.
+    #[serde(rename = "sqs:queue")]
+    Queue,
+    /// An EventBridge rule on the default bus, by name; it may not exist yet.
+    #[serde(rename = "events:rule")]
+    EventRule,
+    /// An SNS topic by name; it may not exist yet.
+    #[serde(rename = "sns:topic")]
+    Topic,
 }
 
 /// How planning for one event (`harden respond`, `harden watch`) narrows a runbook's
@@ -62,8 +71,8 @@ pub enum Narrowing {
     /// One resource per region (a setting, or a set judged as a whole): planned whole
     /// when a trigger names it, otherwise not at all.
     RegionWide,
-    /// Looked up by a name the runbook renders (a log bucket, a role): a prerequisite of
-    /// the runbook's other steps, always read.
+    /// Looked up by a name the runbook renders (a log bucket, a role, the alerting
+    /// queue): read whenever its runbook is planned, so a trigger on it names no id.
     Named,
 }
 
@@ -81,6 +90,9 @@ impl ResourceKind {
         ResourceKind::Volume,
         ResourceKind::Instance,
         ResourceKind::LogGroup,
+        ResourceKind::Queue,
+        ResourceKind::EventRule,
+        ResourceKind::Topic,
     ];
 
     /// The name used in runbooks, e.g. `ec2:security-group`.
@@ -97,6 +109,9 @@ impl ResourceKind {
             ResourceKind::Volume => "ec2:volume",
             ResourceKind::Instance => "ec2:instance",
             ResourceKind::LogGroup => "logs:log-group",
+            ResourceKind::Queue => "sqs:queue",
+            ResourceKind::EventRule => "events:rule",
+            ResourceKind::Topic => "sns:topic",
         }
     }
 
@@ -134,8 +149,11 @@ impl ResourceKind {
                 "attachment.instance-id",
                 "tag-key",
             ],
-            // Log groups are looked up by name, not listed: `name` is required.
-            ResourceKind::LogGroup => &["name"],
+            // Looked up by name, not listed: `name` is required.
+            ResourceKind::LogGroup
+            | ResourceKind::Queue
+            | ResourceKind::EventRule
+            | ResourceKind::Topic => &["name"],
             ResourceKind::Instance => &[
                 "instance-id",
                 "instance-state-name",
@@ -160,7 +178,10 @@ impl ResourceKind {
             ResourceKind::Bucket
             | ResourceKind::Role
             | ResourceKind::ServiceLinkedRole
-            | ResourceKind::LogGroup => Narrowing::Named,
+            | ResourceKind::LogGroup
+            | ResourceKind::Queue
+            | ResourceKind::EventRule
+            | ResourceKind::Topic => Narrowing::Named,
         }
     }
 
@@ -235,6 +256,11 @@ impl ResourceKind {
                 Resource::ServiceLinkedRole(ServiceLinkedRole::missing("config.amazonaws.com"))
                     .to_template_value()
             }
+            ResourceKind::Queue => Resource::Queue(Queue::missing("sample")).to_template_value(),
+            ResourceKind::EventRule => {
+                Resource::EventRule(EventRule::missing("sample")).to_template_value()
+            }
+            ResourceKind::Topic => Resource::Topic(Topic::missing("sample")).to_template_value(),
         }
     }
 }
@@ -1003,6 +1029,130 @@ impl Instance {
     }
 }
 
+/// An SQS queue a runbook names: whether it exists, how it is encrypted, who may send
+/// to it and where what it cannot deliver goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no queue has the name.
+    pub exists: bool,
+    /// Its URL, once it exists.
+    pub url: Option<String>,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// SQS-managed server-side encryption (SSE-SQS) is on.
+    pub sqs_managed_sse: bool,
+    /// The KMS key of SSE-KMS, when that is used instead.
+    pub kms_key_id: Option<String>,
+    /// Seconds a received message stays invisible before it is delivered again.
+    pub visibility_timeout_seconds: Option<i64>,
+    /// Seconds a message is kept.
+    pub message_retention_seconds: Option<i64>,
+    /// The access policy (parsed), when it has one.
+    pub policy: Option<serde_json::Value>,
+    /// Where messages received too often go.
+    pub redrive: Option<Redrive>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Queue {
+    /// A queue of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        Queue {
+            name: name.to_string(),
+            exists: false,
+            url: None,
+            arn: None,
+            sqs_managed_sse: false,
+            kms_key_id: None,
+            visibility_timeout_seconds: None,
+            message_retention_seconds: None,
+            policy: None,
+            redrive: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// A queue's redrive policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redrive {
+    /// The dead-letter queue's ARN.
+    pub dead_letter_target_arn: String,
+    /// Receives after which a message goes there.
+    pub max_receive_count: i64,
+}
+
+/// An EventBridge rule on the default bus that a runbook names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRule {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no rule has the name.
+    pub exists: bool,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// `State` is `ENABLED`.
+    pub enabled: bool,
+    /// The event pattern (parsed).
+    pub event_pattern: Option<serde_json::Value>,
+    /// Its description.
+    pub description: Option<String>,
+    /// Where it sends what matches, by target id.
+    pub targets: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl EventRule {
+    /// A rule of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        EventRule {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            enabled: false,
+            event_pattern: None,
+            description: None,
+            targets: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// An SNS topic a runbook names, for people to be told of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no topic has the name.
+    pub exists: bool,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// The KMS key it is encrypted with.
+    pub kms_key_id: Option<String>,
+    /// The email addresses subscribed (confirmed or pending).
+    pub email_subscriptions: Vec<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// A topic of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        Topic {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            kms_key_id: None,
+            email_subscriptions: Vec::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
 /// A discovered resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -1028,6 +1178,12 @@ pub enum Resource {
     Instance(Instance),
     /// A CloudWatch Logs log group.
     LogGroup(LogGroup),
+    /// An SQS queue.
+    Queue(Queue),
+    /// An EventBridge rule.
+    EventRule(EventRule),
+    /// An SNS topic.
+    Topic(Topic),
 }
 
 impl Resource {
@@ -1045,6 +1201,9 @@ impl Resource {
             Resource::Volume(_) => ResourceKind::Volume,
             Resource::Instance(_) => ResourceKind::Instance,
             Resource::LogGroup(_) => ResourceKind::LogGroup,
+            Resource::Queue(_) => ResourceKind::Queue,
+            Resource::EventRule(_) => ResourceKind::EventRule,
+            Resource::Topic(_) => ResourceKind::Topic,
         }
     }
 
@@ -1062,6 +1221,9 @@ impl Resource {
             Resource::Volume(v) => &v.id,
             Resource::Instance(i) => &i.id,
             Resource::LogGroup(g) => &g.name,
+            Resource::Queue(q) => &q.name,
+            Resource::EventRule(r) => &r.name,
+            Resource::Topic(t) => &t.name,
         }
     }
 
@@ -1081,6 +1243,9 @@ impl Resource {
             Resource::Volume(v) => Some(&v.tags),
             Resource::Instance(i) => Some(&i.tags),
             Resource::LogGroup(g) => Some(&g.tags),
+            Resource::Queue(q) => Some(&q.tags),
+            Resource::EventRule(r) => Some(&r.tags),
+            Resource::Topic(t) => Some(&t.tags),
         }
     }
 
@@ -1105,6 +1270,9 @@ impl Resource {
             Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
             Resource::Instance(i) => serde_json::to_value(i).unwrap_or_default(),
             Resource::LogGroup(g) => serde_json::to_value(g).unwrap_or_default(),
+            Resource::Queue(q) => serde_json::to_value(q).unwrap_or_default(),
+            Resource::EventRule(r) => serde_json::to_value(r).unwrap_or_default(),
+            Resource::Topic(t) => serde_json::to_value(t).unwrap_or_default(),
         };
         if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
             map.insert("is_default".into(), g.is_default().into());

@@ -12,11 +12,13 @@ pub mod config;
 pub mod ebs;
 pub mod ebs_instances;
 pub mod ebs_volumes;
+pub mod events;
 pub mod flow_logs;
 pub mod iam;
 pub mod logs;
 pub mod s3;
 pub mod security_group;
+pub mod sns;
 pub mod sqs;
 
 use async_trait::async_trait;
@@ -343,6 +345,38 @@ pub fn arg_string(args: &Value, name: &str) -> std::result::Result<Option<String
     }
 }
 
+/// A step's rendered arguments as the action's typed arguments; the error names the
+/// argument and what was expected.
+pub fn typed_args<T: serde::de::DeserializeOwned>(args: &Value) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("arguments: {}", e.into_inner())
+        } else {
+            format!("argument {path}: {}", e.into_inner())
+        }
+    })
+}
+
+/// A change's call input as its operation's typed input; a plan whose input does not
+/// hold up is refused naming the change.
+pub fn typed_input<T: serde::de::DeserializeOwned>(change: &Change) -> Result<T> {
+    serde_path_to_error::deserialize(&change.call.input).map_err(|e| {
+        let mut problems = crate::error::Problems::default();
+        problems.push(
+            None,
+            format!(
+                "change {}: {} input at {}: {}",
+                change.id,
+                change.call.operation,
+                e.path(),
+                e.inner()
+            ),
+        );
+        crate::Error::Invalid(problems)
+    })
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
     &[
@@ -358,6 +392,9 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &iam::EnsureRole,
         &logs::EnsureLogGroup,
         &config::EnsureRecorder,
+        &sqs::queue::EnsureQueue,
+        &events::rule::EnsureRule,
+        &sns::topic::EnsureTopic,
     ]
 }
 

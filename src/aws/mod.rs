@@ -88,6 +88,8 @@ pub struct RegionClients {
     pub events: aws_sdk_eventbridge::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
     /// The configuration the clients were made from, for the odd call that must go to
     /// another region (a multi-region trail answers only in its home region).
     sdk_config: SdkConfig,
@@ -236,6 +238,7 @@ impl Aws {
                 logs: aws_sdk_cloudwatchlogs::Client::new(&config),
                 events: aws_sdk_eventbridge::Client::new(&config),
                 sqs: aws_sdk_sqs::Client::new(&config),
+                sns: aws_sdk_sns::Client::new(&config),
                 sdk_config: config,
                 cloudtrail_elsewhere: Arc::default(),
             }

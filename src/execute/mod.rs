@@ -383,13 +383,15 @@ fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
         .map(|(i, (_, runbook, step))| ((*runbook, *step), i))
         .collect();
     let mut stages: Vec<Vec<Vec<usize>>> = vec![Vec::new(); keys.len()];
-    let mut chain_of: BTreeMap<(usize, &str, &str, &str), usize> = BTreeMap::new();
+    let mut chain_of: BTreeMap<(usize, &str, &str, crate::inventory::ResourceKind, &str), usize> =
+        BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
         let stage = stage_of[&(change.runbook.as_str(), change.step.as_str())];
         let key = (
             stage,
             change.account_id.as_str(),
             change.region.as_str(),
+            change.resource.kind,
             change.resource.id.as_str(),
         );
         let chain = *chain_of.entry(key).or_insert_with(|| {
@@ -945,12 +947,13 @@ impl Run<'_> {
     }
 }
 
-/// Where a change's resource is: its account, region and id.
+/// Where a change's resource is: its account, region, and kind and id (a queue and a
+/// rule may share a name).
 fn resource_place(change: &Change) -> Place {
     (
         change.account_id.clone(),
         change.region.clone(),
-        change.resource.id.clone(),
+        format!("{}/{}", change.resource.kind, change.resource.id),
     )
 }
 

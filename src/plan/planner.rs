@@ -96,9 +96,30 @@ fn base_context(
         values.insert(name.clone(), rendered);
     }
     let mut context = scope;
+    context["triggers"] = trigger_context(request.runbooks, runbook);
     context["params"] = Value::Object(values);
     context["runbook"] = json!({"id": runbook.id()});
     Ok(context)
+}
+
+/// The CloudTrail events templates see as `triggers` (what the alerting runbook's rule
+/// listens for): those the runbooks selected with `runbook` declare, with its own; or,
+/// when none of the others declares any, every event harden knows.
+pub fn trigger_context(runbooks: &[LoadedRunbook], runbook: &LoadedRunbook) -> Value {
+    let others_declare = runbooks
+        .iter()
+        .any(|r| r.id() != runbook.id() && !r.runbook.triggers.is_empty());
+    let events = if others_declare {
+        crate::trigger::events_of(runbooks)
+    } else {
+        crate::trigger::KNOWN_EVENTS.to_vec()
+    };
+    Value::Array(
+        events
+            .iter()
+            .map(|e| json!({"name": e.name, "source": e.source}))
+            .collect(),
+    )
 }
 
 fn render_error(
@@ -479,8 +500,8 @@ pub fn plan_on_inventory(
         }
         context["discovered"] = Value::Object(discovered);
         context["steps"] = json!({});
-        let mut targets: BTreeSet<String> = BTreeSet::new();
-        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let mut targets: BTreeSet<(ResourceKind, String)> = BTreeSet::new();
+        let mut touched: BTreeSet<(ResourceKind, String)> = BTreeSet::new();
         for step in &runbook.runbook.steps {
             let sid = step.id.value.clone();
             let action = actions::find(&step.action.value).ok_or_else(|| {
@@ -524,7 +545,7 @@ pub fn plan_on_inventory(
                     }
                 }
                 // Only what a step looked at can be called compliant.
-                targets.insert(id.clone());
+                targets.insert((kind, id.clone()));
                 let mut args = Map::new();
                 for (name, value) in &step.args {
                     let rendered = renderer.render_value(&value.value, &context).map_err(|m| {
@@ -546,7 +567,7 @@ pub fn plan_on_inventory(
                 if planned.changes.is_empty() && planned.blocked.is_none() {
                     continue;
                 }
-                touched.insert(id.clone());
+                touched.insert((kind, id.clone()));
                 let resource = ResourceRef {
                     kind,
                     id: id.clone(),

@@ -468,17 +468,18 @@ fn account_label(plan: &Plan, id: &str) -> String {
 
 /// One account-region's changes of one runbook, resource by resource.
 fn render_changes(out: &mut String, changes: &[&super::Change]) {
-    let mut by_resource: BTreeMap<&str, Vec<&super::Change>> = BTreeMap::new();
-    let mut order: Vec<&str> = Vec::new();
+    let mut by_resource: BTreeMap<(crate::inventory::ResourceKind, &str), Vec<&super::Change>> =
+        BTreeMap::new();
+    let mut order: Vec<(crate::inventory::ResourceKind, &str)> = Vec::new();
     for change in changes {
-        let key = change.resource.id.as_str();
-        if !by_resource.contains_key(key) {
+        let key = (change.resource.kind, change.resource.id.as_str());
+        if !by_resource.contains_key(&key) {
             order.push(key);
         }
         by_resource.entry(key).or_default().push(change);
     }
     for key in order {
-        let changes = &by_resource[key];
+        let changes = &by_resource[&key];
         let first = changes[0];
         let symbol = if changes.iter().all(|c| c.kind == first.kind) {
             first.kind.symbol()

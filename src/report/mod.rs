@@ -276,19 +276,18 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
                 };
                 // Changes to one resource make one item, in plan order.
                 let mut order: Vec<&ResourceRef> = Vec::new();
-                let mut by_resource: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+                let mut by_resource: BTreeMap<(crate::inventory::ResourceKind, &str), Vec<usize>> =
+                    BTreeMap::new();
                 for &index in by_place.changes(&account.id, region, &planned.id) {
                     let change = &plan.changes[index];
-                    if !by_resource.contains_key(change.resource.id.as_str()) {
+                    let key = (change.resource.kind, change.resource.id.as_str());
+                    if !by_resource.contains_key(&key) {
                         order.push(&change.resource);
                     }
-                    by_resource
-                        .entry(change.resource.id.as_str())
-                        .or_default()
-                        .push(index);
+                    by_resource.entry(key).or_default().push(index);
                 }
                 for resource in order {
-                    let indices = &by_resource[resource.id.as_str()];
+                    let indices = &by_resource[&(resource.kind, resource.id.as_str())];
                     let item = |detail: Option<String>| Item {
                         resource: resource.clone(),
                         changes: indices

@@ -156,6 +156,7 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         "home_region": "us-east-1",
         "regions": ["us-east-1"],
         "runbook": {"id": runbook.id.value},
+        "triggers": [{"name": "AuthorizeSecurityGroupEgress", "source": "ec2.amazonaws.com"}],
     });
     let mut discovered = Map::new();
     let mut kinds: BTreeMap<&str, ResourceKind> = BTreeMap::new();
@@ -443,10 +444,10 @@ fn check_triggers(loaded: &LoadedRunbook, problems: &mut Problems) {
             continue;
         };
         match (kind.narrowing(), &trigger.resource_id) {
-            (Narrowing::Named, _) => problems.push(
-                discover_at,
+            (Narrowing::Named, Some(path)) => problems.push(
+                Some(loaded.at(&path.referenced)),
                 format!(
-                    "triggers[{index}]: {entry} is a {} looked up by name, read whenever the runbook is: trigger on the entry whose resources the event changes",
+                    "triggers[{index}]: {entry} is a {} looked up by the name the runbook gives it, not by an id in the event: leave resource_id out",
                     kind.name()
                 ),
             ),
@@ -465,7 +466,7 @@ fn check_triggers(loaded: &LoadedRunbook, problems: &mut Problems) {
                     );
                 }
             }
-            (Narrowing::ById(_) | Narrowing::RegionWide, None) => {}
+            (Narrowing::ById(_) | Narrowing::RegionWide | Narrowing::Named, None) => {}
         }
     }
 }
@@ -674,7 +675,7 @@ mod tests {
 
     #[test]
     fn triggers_name_known_events_entries_and_paths() {
-        let text = "version: 1\nid: t\ntitle: t\ntriggers:\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\n    resource_id: detail.requestParameters.groupId\n  - event: AuthoriseSecurityGroupEgress\n    discover: groups\n  - event: CreateVpc\n    discover: vpcs\n  - event: DisableEbsEncryptionByDefault\n    discover: setting\n    resource_id: detail.requestParameters.x\n  - event: CreateSecurityGroup\n    discover: groups\n    resource_id: responseElements.groupId\n  - event: DeleteTrail\n    discover: bucket\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\ndiscover:\n  groups:\n    resource: ec2:security-group\n  setting:\n    resource: ec2:ebs-encryption-default\n  bucket:\n    resource: s3:bucket\n    filters:\n      name: b\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n";
+        let text = "version: 1\nid: t\ntitle: t\ntriggers:\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\n    resource_id: detail.requestParameters.groupId\n  - event: AuthoriseSecurityGroupEgress\n    discover: groups\n  - event: CreateVpc\n    discover: vpcs\n  - event: DisableEbsEncryptionByDefault\n    discover: setting\n    resource_id: detail.requestParameters.x\n  - event: CreateSecurityGroup\n    discover: groups\n    resource_id: responseElements.groupId\n  - event: DeleteTrail\n    discover: bucket\n    resource_id: detail.requestParameters.name\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\ndiscover:\n  groups:\n    resource: ec2:security-group\n  setting:\n    resource: ec2:ebs-encryption-default\n  bucket:\n    resource: s3:bucket\n    filters:\n      name: b\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n";
         let loaded = parse_runbook(Path::new("t.yaml"), text).expect("parses");
         let found = messages(validate(vec![loaded]));
         let expected_prefixes = [
@@ -682,8 +683,8 @@ mod tests {
             "t.yaml:11:15: triggers[2]: discover entry \"vpcs\" does not exist: expected one of bucket, groups, setting",
             "t.yaml:14:18: triggers[3]: setting is a ec2:ebs-encryption-default, one per region: an event names the region, not an id, so leave resource_id out",
             "t.yaml:17:18: triggers[4]: resource_id \"responseElements.groupId\": expected detail.requestParameters.KEY...",
-            "t.yaml:19:15: triggers[5]: bucket is a s3:bucket looked up by name",
-            "t.yaml:20:12: triggers[6]: AuthorizeSecurityGroupEgress on groups is declared twice",
+            "t.yaml:20:18: triggers[5]: bucket is a s3:bucket looked up by the name the runbook gives it",
+            "t.yaml:21:12: triggers[6]: AuthorizeSecurityGroupEgress on groups is declared twice",
         ];
         assert_eq!(found.len(), expected_prefixes.len(), "{found:#?}");
         for (message, prefix) in found.iter().zip(expected_prefixes) {

@@ -2,3 +2,4 @@
 //! reading events from it (`harden watch`).
 
 pub mod messages;
+pub mod queue;

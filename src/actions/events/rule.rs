@@ -1,0 +1,421 @@
+//! `events:ensure-rule`: a rule on the default bus matching "AWS API Call via
+//! CloudTrail" events for a set of event names, enabled, with a target. `PutRule`
+//! creates or corrects the rule; `PutTargets` adds or corrects harden's target (other
+//! targets are left alone). EventBridge has no dry-run.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::operation::RequestId;
+use aws_sdk_eventbridge::types::{RuleState, Target};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::actions::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, not_ours, typed_args,
+    typed_input,
+};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::event::CLOUDTRAIL_DETAIL_TYPE;
+use crate::inventory::{EventRule, Resource, ResourceKind};
+use crate::plan::{Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::bridge_source;
+
+/// One CloudTrail event the rule matches.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventArg {
+    /// `eventName`.
+    pub name: String,
+    /// `eventSource`, e.g. `ec2.amazonaws.com`.
+    pub source: String,
+}
+
+/// The arguments of `events:ensure-rule`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleArgs {
+    /// The CloudTrail events to match (templates see the selected runbooks' triggers
+    /// as `triggers`).
+    pub events: Vec<EventArg>,
+    /// Where matching events go: a queue, a topic or another account's event bus.
+    pub target_arn: String,
+    /// The target's id on the rule.
+    #[serde(default = "default_target_id")]
+    pub target_id: String,
+    /// The rule's description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_target_id() -> String {
+    "harden".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutRuleInput {
+    name: String,
+    /// A JSON document, as the API takes it.
+    event_pattern: String,
+    state: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct TargetInput {
+    id: String,
+    arn: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutTargetsInput {
+    rule: String,
+    targets: Vec<TargetInput>,
+}
+
+/// Creates or corrects the rule and its target.
+pub struct EnsureRule;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "events:ensure-rule",
+    description: "hold an EventBridge rule on the default bus to a pattern matching the given CloudTrail events, enabled (PutRule), with its target (PutTargets)",
+    resource_kind: ResourceKind::EventRule,
+    args: &[
+        ArgSpec {
+            name: "events",
+            kind: ParamType::List,
+            required: true,
+            description: "the CloudTrail events to match, each {name, source}; `{{triggers}}` is those of the selected runbooks",
+        },
+        ArgSpec {
+            name: "target_arn",
+            kind: ParamType::String,
+            required: true,
+            description: "where matching events go: a queue, a topic or another account's bus",
+        },
+        ArgSpec {
+            name: "target_id",
+            kind: ParamType::String,
+            required: false,
+            description: "the target's id on the rule (default harden)",
+        },
+        ArgSpec {
+            name: "description",
+            kind: ParamType::String,
+            required: false,
+            description: "the rule's description",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+/// The event pattern matching these CloudTrail events: sources, the CloudTrail detail
+/// type, and the event sources and names, each sorted and once.
+pub fn pattern(events: &[EventArg]) -> Value {
+    let sources: BTreeSet<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let names: BTreeSet<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    let bridge: BTreeSet<String> = sources.iter().map(|s| bridge_source(s)).collect();
+    json!({
+        "source": bridge,
+        "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
+        "detail": {"eventSource": sources, "eventName": names}
+    })
+}
+
+fn state(rule: &EventRule) -> Value {
+    serde_json::to_value(rule).unwrap_or_default()
+}
+
+impl Action for EnsureRule {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::EventRule(rule) = target else {
+            return Err(format!(
+                "expected an EventBridge rule, given {}",
+                target.kind()
+            ));
+        };
+        let args: RuleArgs = typed_args(args)?;
+        if args.events.is_empty() {
+            return Err("argument events: expected at least one event".into());
+        }
+        let wanted_pattern = pattern(&args.events);
+        let description = args.description.clone().filter(|d| !d.is_empty());
+        let name = rule.name.clone();
+        let mut current = rule.clone();
+        let mut chain = DraftChain::new("events", state(&current));
+        let rule_matches = rule.exists
+            && rule.enabled
+            && rule.event_pattern.as_ref() == Some(&wanted_pattern)
+            && (description.is_none() || rule.description == description);
+        if !rule_matches {
+            let (kind, summary) = if rule.exists {
+                (
+                    ChangeKind::Update,
+                    format!(
+                        "match {} CloudTrail event(s) with the rule {name}, enabled",
+                        args.events.len()
+                    ),
+                )
+            } else {
+                current.arn = Some(KNOWN_AFTER_APPLY.into());
+                (
+                    ChangeKind::Create,
+                    format!(
+                        "create the rule {name} matching {} CloudTrail event(s)",
+                        args.events.len()
+                    ),
+                )
+            };
+            current.exists = true;
+            current.enabled = true;
+            current.event_pattern = Some(wanted_pattern.clone());
+            if description.is_some() {
+                current.description = description.clone();
+            }
+            let input = PutRuleInput {
+                name: name.clone(),
+                event_pattern: wanted_pattern.to_string(),
+                state: "ENABLED".into(),
+                description: description.clone(),
+            };
+            chain.push(
+                kind,
+                summary,
+                state(&current),
+                "PutRule",
+                serde_json::to_value(input).map_err(|e| e.to_string())?,
+            );
+        }
+        if current.targets.get(&args.target_id) != Some(&args.target_arn) {
+            current
+                .targets
+                .insert(args.target_id.clone(), args.target_arn.clone());
+            let input = PutTargetsInput {
+                rule: name.clone(),
+                targets: vec![TargetInput {
+                    id: args.target_id.clone(),
+                    arn: args.target_arn.clone(),
+                }],
+            };
+            chain.push(
+                ChangeKind::Update,
+                format!("send what {name} matches to {}", args.target_arn),
+                state(&current),
+                "PutTargets",
+                serde_json::to_value(input).map_err(|e| e.to_string())?,
+            );
+        }
+        if chain.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        Ok(ActionPlan {
+            changes: chain.into_changes(),
+            blocked: None,
+            projected: Some(Resource::EventRule(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &RuleCalls
+    }
+}
+
+/// Reads and applies rule changes.
+pub struct RuleCalls;
+
+#[async_trait]
+impl Calls for RuleCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_rule(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let events = &clients.events;
+        let operation = change.call.operation.as_str();
+        let request_id = match operation {
+            "PutRule" => {
+                let input: PutRuleInput = typed_input(change)?;
+                events
+                    .put_rule()
+                    .name(input.name)
+                    .event_pattern(input.event_pattern)
+                    .state(RuleState::from(input.state.as_str()))
+                    .set_description(input.description)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            "PutTargets" => {
+                let input: PutTargetsInput = typed_input(change)?;
+                let targets = input
+                    .targets
+                    .into_iter()
+                    .map(|t| Target::builder().id(t.id).arn(t.arn).build())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::Internal(format!("a rule target: {e}")))?;
+                let answer = events
+                    .put_targets()
+                    .rule(input.rule)
+                    .set_targets(Some(targets))
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                // A refused target is in a successful answer.
+                if let Some(refused) = answer.failed_entries().first() {
+                    return Err(Error::Aws(crate::error::AwsFailure {
+                        operation: operation.into(),
+                        code: refused.error_code().unwrap_or("FailedEntry").into(),
+                        message: refused.error_message().unwrap_or_default().into(),
+                        request_id: answer.request_id().map(str::to_string),
+                    }));
+                }
+                answer.request_id().map(str::to_string)
+            }
+            _ => return Err(not_ours(change, "an EventBridge rule action")),
+        };
+        Ok(Applied::request(request_id.as_deref()))
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Reads the rule named `name` on the default bus: `exists: false` when there is none.
+pub async fn read_rule(clients: &RegionClients, name: &str) -> Result<EventRule> {
+    let events = &clients.events;
+    let rule = match events.describe_rule().name(name).send().await {
+        Ok(rule) => rule,
+        Err(e) => {
+            let failed = failure("DescribeRule", &e);
+            if failed.code == "ResourceNotFoundException" {
+                return Ok(EventRule::missing(name));
+            }
+            return Err(Error::Aws(failed));
+        }
+    };
+    let arn = rule.arn().map(str::to_string);
+    let targets = events
+        .list_targets_by_rule()
+        .rule(name)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("ListTargetsByRule", &e)))?;
+    let tags = match &arn {
+        Some(arn) => events
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("ListTagsForResource", &e)))?
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        None => Default::default(),
+    };
+    Ok(EventRule {
+        name: name.to_string(),
+        exists: true,
+        arn,
+        enabled: rule.state() == Some(&RuleState::Enabled),
+        event_pattern: rule
+            .event_pattern()
+            .and_then(|p| serde_json::from_str(p).ok()),
+        description: rule.description().map(str::to_string),
+        targets: targets
+            .targets()
+            .iter()
+            .map(|t| (t.id().to_string(), t.arn().to_string()))
+            .collect(),
+        tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> Value {
+        json!({
+            "events": [
+                {"name": "StopLogging", "source": "cloudtrail.amazonaws.com"},
+                {"name": "AuthorizeSecurityGroupEgress", "source": "ec2.amazonaws.com"},
+                {"name": "CreateVpc", "source": "ec2.amazonaws.com"}
+            ],
+            "target_arn": "arn:aws:sqs:us-east-1:111111111111:events"
+        })
+    }
+
+    #[test]
+    fn the_pattern_lists_sources_and_names_once_each_sorted() {
+        let args: RuleArgs = typed_args(&args()).expect("typed");
+        assert_eq!(
+            pattern(&args.events),
+            json!({
+                "source": ["aws.cloudtrail", "aws.ec2"],
+                "detail-type": ["AWS API Call via CloudTrail"],
+                "detail": {
+                    "eventSource": ["cloudtrail.amazonaws.com", "ec2.amazonaws.com"],
+                    "eventName": ["AuthorizeSecurityGroupEgress", "CreateVpc", "StopLogging"]
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_rule_is_created_with_its_target_and_then_converges() {
+        let planned = EnsureRule
+            .plan(&Resource::EventRule(EventRule::missing("events")), &args())
+            .expect("plans");
+        let operations: Vec<&str> = planned
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect();
+        assert_eq!(operations, ["PutRule", "PutTargets"]);
+        assert_eq!(planned.changes[0].call.input["State"], "ENABLED");
+        assert_eq!(
+            planned.changes[1].call.input["Targets"][0]["Arn"],
+            "arn:aws:sqs:us-east-1:111111111111:events"
+        );
+        let Some(Resource::EventRule(mut made)) = planned.projected else {
+            panic!("a projected rule");
+        };
+        made.arn = Some("arn:aws:events:us-east-1:111111111111:rule/events".into());
+        let again = EnsureRule
+            .plan(&Resource::EventRule(made.clone()), &args())
+            .expect("plans");
+        assert!(again.changes.is_empty());
+        made.enabled = false;
+        let disabled = EnsureRule
+            .plan(&Resource::EventRule(made), &args())
+            .expect("plans");
+        let operations: Vec<&str> = disabled
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect();
+        assert_eq!(operations, ["PutRule"], "the target is kept");
+    }
+}

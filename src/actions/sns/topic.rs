@@ -1,0 +1,382 @@
+//! `sns:ensure-topic`: a topic encrypted with a KMS key (by default AWS's own
+//! `alias/aws/sns`) with an email subscription for each address given. SNS has no
+//! dry-run. An email subscription stays pending until its owner confirms it; harden
+//! counts a pending one as made (it cannot confirm on the owner's behalf).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_sns::operation::RequestId;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::actions::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, not_ours, typed_args,
+    typed_input,
+};
+use crate::aws::{RegionClients, failure};
+use crate::error::{Error, Result};
+use crate::inventory::{Resource, ResourceKind, Topic};
+use crate::plan::{Change, ChangeKind, Probe};
+use crate::runbook::model::ParamType;
+
+/// The arguments of `sns:ensure-topic`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicArgs {
+    /// The topic's ARN (known before it exists: arn:PARTITION:sns:REGION:ACCOUNT:NAME).
+    pub arn: String,
+    /// The KMS key it is encrypted with.
+    #[serde(default = "default_key")]
+    pub kms_key_id: String,
+    /// Email addresses to subscribe.
+    #[serde(default)]
+    pub emails: Vec<String>,
+}
+
+fn default_key() -> String {
+    "alias/aws/sns".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateTopicInput {
+    name: String,
+    attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SetTopicAttributesInput {
+    topic_arn: String,
+    attribute_name: String,
+    attribute_value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SubscribeInput {
+    topic_arn: String,
+    protocol: String,
+    endpoint: String,
+}
+
+/// Creates or corrects the topic and its email subscriptions.
+pub struct EnsureTopic;
+
+static ENSURE: ActionInfo = ActionInfo {
+    name: "sns:ensure-topic",
+    description: "create the topic when missing (CreateTopic), encrypted with kms_key_id (SetTopicAttributes), and subscribe each of emails (Subscribe; the owner confirms)",
+    resource_kind: ResourceKind::Topic,
+    args: &[
+        ArgSpec {
+            name: "arn",
+            kind: ParamType::String,
+            required: true,
+            description: "the topic's ARN, arn:PARTITION:sns:REGION:ACCOUNT:NAME",
+        },
+        ArgSpec {
+            name: "kms_key_id",
+            kind: ParamType::String,
+            required: false,
+            description: "the KMS key it is encrypted with (default alias/aws/sns)",
+        },
+        ArgSpec {
+            name: "emails",
+            kind: ParamType::List,
+            required: false,
+            description: "email addresses to subscribe",
+        },
+    ],
+    outputs: &[],
+    waits: false,
+};
+
+fn state(topic: &Topic) -> Value {
+    serde_json::to_value(topic).unwrap_or_default()
+}
+
+fn to_input<T: Serialize>(input: T) -> std::result::Result<Value, String> {
+    serde_json::to_value(input).map_err(|e| e.to_string())
+}
+
+impl Action for EnsureTopic {
+    fn info(&self) -> &'static ActionInfo {
+        &ENSURE
+    }
+
+    fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
+        let Resource::Topic(topic) = target else {
+            return Err(format!("expected an SNS topic, given {}", target.kind()));
+        };
+        let args: TopicArgs = typed_args(args)?;
+        let name = topic.name.clone();
+        let mut current = topic.clone();
+        let mut chain = DraftChain::new("sns", state(&current));
+        if !topic.exists {
+            current.exists = true;
+            current.arn = Some(args.arn.clone());
+            current.kms_key_id = Some(args.kms_key_id.clone());
+            chain.push(
+                ChangeKind::Create,
+                format!(
+                    "create the topic {name}, encrypted with {}",
+                    args.kms_key_id
+                ),
+                state(&current),
+                "CreateTopic",
+                to_input(CreateTopicInput {
+                    name: name.clone(),
+                    attributes: BTreeMap::from([(
+                        "KmsMasterKeyId".to_string(),
+                        args.kms_key_id.clone(),
+                    )]),
+                })?,
+            );
+        } else if topic.kms_key_id.as_deref() != Some(args.kms_key_id.as_str()) {
+            current.kms_key_id = Some(args.kms_key_id.clone());
+            chain.push(
+                ChangeKind::Update,
+                format!("encrypt the topic {name} with {}", args.kms_key_id),
+                state(&current),
+                "SetTopicAttributes",
+                to_input(SetTopicAttributesInput {
+                    topic_arn: args.arn.clone(),
+                    attribute_name: "KmsMasterKeyId".into(),
+                    attribute_value: args.kms_key_id.clone(),
+                })?,
+            );
+        }
+        for email in &args.emails {
+            if current.email_subscriptions.contains(email) {
+                continue;
+            }
+            current.email_subscriptions.push(email.clone());
+            current.email_subscriptions.sort();
+            chain.push(
+                ChangeKind::Create,
+                format!("subscribe {email} to {name} (they confirm by email)"),
+                state(&current),
+                "Subscribe",
+                to_input(SubscribeInput {
+                    topic_arn: args.arn.clone(),
+                    protocol: "email".into(),
+                    endpoint: email.clone(),
+                })?,
+            );
+        }
+        if chain.is_empty() {
+            return Ok(ActionPlan::default());
+        }
+        Ok(ActionPlan {
+            changes: chain.into_changes(),
+            blocked: None,
+            projected: Some(Resource::Topic(current)),
+        })
+    }
+
+    fn calls(&self) -> &'static dyn Calls {
+        &TopicCalls
+    }
+}
+
+/// Reads and applies topic changes.
+pub struct TopicCalls;
+
+#[async_trait]
+impl Calls for TopicCalls {
+    async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
+        Ok(state(&read_topic(clients, resource_id).await?))
+    }
+
+    async fn apply(
+        &self,
+        clients: &RegionClients,
+        change: &Change,
+        _current: &Value,
+    ) -> Result<Applied> {
+        let sns = &clients.sns;
+        let operation = change.call.operation.as_str();
+        let aws = |e| Error::Aws(e);
+        let request_id = match operation {
+            "CreateTopic" => {
+                let input: CreateTopicInput = typed_input(change)?;
+                sns.create_topic()
+                    .name(input.name)
+                    .set_attributes(Some(input.attributes.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            "SetTopicAttributes" => {
+                let input: SetTopicAttributesInput = typed_input(change)?;
+                sns.set_topic_attributes()
+                    .topic_arn(input.topic_arn)
+                    .attribute_name(input.attribute_name)
+                    .attribute_value(input.attribute_value)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            "Subscribe" => {
+                let input: SubscribeInput = typed_input(change)?;
+                sns.subscribe()
+                    .topic_arn(input.topic_arn)
+                    .protocol(input.protocol)
+                    .endpoint(input.endpoint)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            _ => return Err(not_ours(change, "an SNS topic action")),
+        };
+        Ok(Applied::request(request_id.as_deref()))
+    }
+
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
+}
+
+/// Reads the topic named `name` (SNS finds topics by ARN only, so the region's topics
+/// are listed, 100 a page): `exists: false` when there is none.
+pub async fn read_topic(clients: &RegionClients, name: &str) -> Result<Topic> {
+    let sns = &clients.sns;
+    let suffix = format!(":{name}");
+    let mut pages = sns.list_topics().into_paginator().send();
+    let mut arn = None;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("ListTopics", &e)))?;
+        if let Some(found) = page
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|a| a.ends_with(&suffix))
+        {
+            arn = Some(found.to_string());
+            break;
+        }
+    }
+    let Some(arn) = arn else {
+        return Ok(Topic::missing(name));
+    };
+    let attributes = sns
+        .get_topic_attributes()
+        .topic_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("GetTopicAttributes", &e)))?;
+    let mut emails = Vec::new();
+    let mut subscriptions = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = subscriptions.next().await {
+        let page = page.map_err(|e| Error::Aws(failure("ListSubscriptionsByTopic", &e)))?;
+        emails.extend(
+            page.subscriptions()
+                .iter()
+                .filter(|s| s.protocol() == Some("email"))
+                .filter_map(|s| s.endpoint().map(str::to_string)),
+        );
+    }
+    emails.sort();
+    emails.dedup();
+    let tags = sns
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("ListTagsForResource", &e)))?
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Ok(Topic {
+        name: name.to_string(),
+        exists: true,
+        kms_key_id: attributes
+            .attributes()
+            .and_then(|a| a.get("KmsMasterKeyId"))
+            .filter(|k| !k.is_empty())
+            .cloned(),
+        arn: Some(arn),
+        email_subscriptions: emails,
+        tags,
+    })
+}
+
+/// Publishes a notification to `topic_arn`; returns the message id.
+pub async fn publish(
+    clients: &RegionClients,
+    topic_arn: &str,
+    subject: &str,
+    message: &str,
+) -> Result<String> {
+    // SNS subjects are at most 100 characters, ASCII, one line.
+    let subject: String = subject
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_control())
+        .take(100)
+        .collect();
+    let answer = clients
+        .sns
+        .publish()
+        .topic_arn(topic_arn)
+        .subject(subject)
+        .message(message)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("Publish", &e)))?;
+    Ok(answer.message_id().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_missing_topic_is_created_encrypted_and_subscribed() {
+        let planned = EnsureTopic
+            .plan(
+                &Resource::Topic(Topic::missing("alerts")),
+                &json!({
+                    "arn": "arn:aws:sns:us-east-1:111111111111:alerts",
+                    "emails": ["oncall@example.com"]
+                }),
+            )
+            .expect("plans");
+        let operations: Vec<&str> = planned
+            .changes
+            .iter()
+            .map(|c| c.call.operation.as_str())
+            .collect();
+        assert_eq!(operations, ["CreateTopic", "Subscribe"]);
+        assert_eq!(
+            planned.changes[0].call.input["Attributes"]["KmsMasterKeyId"],
+            "alias/aws/sns"
+        );
+        let Some(Resource::Topic(made)) = planned.projected else {
+            panic!("a projected topic");
+        };
+        let again = EnsureTopic
+            .plan(
+                &Resource::Topic(made),
+                &json!({
+                    "arn": "arn:aws:sns:us-east-1:111111111111:alerts",
+                    "emails": ["oncall@example.com"]
+                }),
+            )
+            .expect("plans");
+        assert!(again.changes.is_empty());
+    }
+}
