@@ -157,6 +157,118 @@ pub struct EventCause {
     pub request_parameters: Value,
 }
 
+impl EventCause {
+    /// What the call did, in words: for the security-group calls the rules opened
+    /// exactly as recorded, otherwise the call and what it named.
+    pub fn what_was_done(&self) -> String {
+        let params = &self.request_parameters;
+        let group = params["groupId"].as_str().unwrap_or("a security group");
+        let direction = match self.event_name.as_str() {
+            "AuthorizeSecurityGroupEgress" => Some("outbound"),
+            "AuthorizeSecurityGroupIngress" => Some("inbound"),
+            _ => None,
+        };
+        match direction {
+            Some(direction) => {
+                let rules: Vec<String> = params["ipPermissions"]["items"]
+                    .as_array()
+                    .map(|items| items.iter().map(describe_permission).collect())
+                    .unwrap_or_default();
+                if rules.is_empty() {
+                    format!("opened {direction} traffic of {group}")
+                } else {
+                    format!(
+                        "opened {direction} traffic of {group}: {}",
+                        rules.join("; ")
+                    )
+                }
+            }
+            None => {
+                let mut shown = params.to_string();
+                if shown.len() > 300 {
+                    let cut = (0..=300)
+                        .rev()
+                        .find(|i| shown.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    shown.truncate(cut);
+                    shown.push_str("...");
+                }
+                format!("called {} with {shown}", self.event_name)
+            }
+        }
+    }
+
+    /// One readable paragraph for people: what was done, by whom, from where, and (in
+    /// `outcome`) what harden did about it.
+    pub fn notification(&self, outcome: &str) -> String {
+        let who = self.actor_arn.as_deref().unwrap_or("an unknown principal");
+        let kind = self
+            .actor_type
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        let key = self
+            .access_key_id
+            .as_deref()
+            .map(|k| format!(" with access key {k}"))
+            .unwrap_or_default();
+        let from = self
+            .source_ip_address
+            .as_deref()
+            .map(|ip| format!(" from {ip}"))
+            .unwrap_or_default();
+        let agent = self
+            .user_agent
+            .as_deref()
+            .map(|a| format!(" using {a}"))
+            .unwrap_or_default();
+        format!(
+            "At {} {who}{kind}{key}{from}{agent} {} in account {}, {} (CloudTrail event {}). {outcome}",
+            self.event_time,
+            self.what_was_done(),
+            self.account_id,
+            self.region,
+            self.event_id
+        )
+    }
+}
+
+/// One recorded IP permission as people write it: `all traffic to 0.0.0.0/0`.
+fn describe_permission(permission: &Value) -> String {
+    let protocol = match permission["ipProtocol"].as_str() {
+        Some("-1") | None => "all traffic".to_string(),
+        Some(p) => {
+            let from = permission["fromPort"].as_i64();
+            let to = permission["toPort"].as_i64();
+            match (from, to) {
+                (Some(f), Some(t)) if f == t => format!("{p} port {f}"),
+                (Some(f), Some(t)) => format!("{p} ports {f}-{t}"),
+                _ => p.to_string(),
+            }
+        }
+    };
+    let mut peers: Vec<String> = Vec::new();
+    for (list, key) in [
+        ("ipRanges", "cidrIp"),
+        ("ipv6Ranges", "cidrIpv6"),
+        ("prefixListIds", "prefixListId"),
+        ("groups", "groupId"),
+    ] {
+        if let Some(items) = permission[list]["items"].as_array() {
+            peers.extend(
+                items
+                    .iter()
+                    .filter_map(|i| i[key].as_str().map(str::to_string)),
+            );
+        }
+    }
+    if peers.is_empty() {
+        protocol
+    } else {
+        format!("{protocol} with {}", peers.join(", "))
+    }
+}
+
 /// What a message or file held.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
@@ -342,6 +454,22 @@ mod tests {
     }
 
     #[test]
+    fn the_notification_says_what_was_opened_by_whom_and_from_where() {
+        let mut opened = record();
+        opened["requestParameters"] = json!({"groupId": "sg-1", "ipPermissions": {"items": [
+            {"ipProtocol": "-1", "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}},
+            {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv6Ranges": {"items": [{"cidrIpv6": "::/0"}]}}
+        ]}});
+        let Parsed::CloudTrail(event) = parsed(&opened).expect("parses") else {
+            panic!("a CloudTrail event");
+        };
+        assert_eq!(
+            event.cause().notification("harden replaced it."),
+            "At 2026-12-01T10:00:00Z arn:aws:iam::111111111111:user/mallory (IAMUser) with access key AKIAEXAMPLE from 203.0.113.7 using aws-cli/2.15.0 opened outbound traffic of sg-1: all traffic with 0.0.0.0/0; tcp port 22 with ::/0 in account 111111111111, us-east-1 (CloudTrail event ev-1). harden replaced it."
+        );
+    }
+
+    #[test]
     fn other_eventbridge_events_are_not_errors() {
         let other = parsed(&json!({
             "detail-type": "EC2 Instance State-change Notification",
@@ -377,5 +505,47 @@ mod tests {
         let big = vec![b' '; MAX_EVENT_BYTES + 1];
         let message = text(parse(&big, "big.json").expect_err("too big"));
         assert!(message.contains("at most"), "{message}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Truncated, corrupted or re-typed events are refused with a message, never a
+        /// panic; what still parses names an account of 12 digits.
+        #[test]
+        fn mutated_events_never_panic(
+            cut in 0usize..2000,
+            flips in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 0..4),
+            field in 0usize..12,
+            replacement in proptest::prop_oneof![
+                proptest::prelude::Just(Value::Null),
+                proptest::prelude::Just(json!(7)),
+                proptest::prelude::Just(json!([])),
+                proptest::prelude::Just(json!({"items": "x"})),
+                proptest::prelude::Just(json!("\u{0}\u{ffff}")),
+            ],
+        ) {
+            let mut event = json!({"detail-type": CLOUDTRAIL_DETAIL_TYPE, "source": "aws.ec2", "detail": record()});
+            let keys: Vec<String> = event["detail"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            if let Some(key) = keys.get(field % keys.len().max(1)) {
+                event["detail"][key] = replacement;
+            }
+            let mut bytes = event.to_string().into_bytes();
+            for (at, byte) in flips {
+                if !bytes.is_empty() {
+                    let at = at % bytes.len();
+                    bytes[at] = byte;
+                }
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            match parse(&bytes, "mutated.json") {
+                Ok(Parsed::CloudTrail(parsed)) => {
+                    proptest::prop_assert_eq!(parsed.account_id.len(), 12);
+                    let _ = parsed.cause().notification("done");
+                }
+                Ok(Parsed::Other { .. }) => {}
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("mutated.json")),
+            }
+        }
     }
 }

@@ -280,4 +280,101 @@ mod tests {
         assert_eq!(bridge_source("ec2.amazonaws.com"), "aws.ec2");
         assert_eq!(bridge_source("cloudtrail.amazonaws.com"), "aws.cloudtrail");
     }
+
+    fn shipped() -> Vec<LoadedRunbook> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+        crate::runbook::validate::validate(crate::runbook::load_paths(&[dir]).expect("loads"))
+            .expect("the shipped runbooks are valid")
+    }
+
+    fn event(name: &str, source: &str, request: Value, response: Value) -> CloudTrailEvent {
+        let record = json!({
+            "eventName": name, "eventSource": source, "eventTime": "2026-12-01T10:00:00Z",
+            "awsRegion": "us-east-1", "eventID": "ev", "recipientAccountId": "111111111111",
+            "userIdentity": {"type": "Root"},
+            "requestParameters": request, "responseElements": response
+        });
+        match crate::event::parse(record.to_string().as_bytes(), "t").expect("parses") {
+            crate::event::Parsed::CloudTrail(event) => *event,
+            other => panic!("not a CloudTrail event: {other:?}"),
+        }
+    }
+
+    fn ids(list: &[&str]) -> Narrowed {
+        Narrowed::Ids(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn an_opened_egress_narrows_both_security_group_runbooks_to_the_group() {
+        let runbooks = shipped();
+        let opened = event(
+            "AuthorizeSecurityGroupEgress",
+            EC2,
+            json!({"groupId": "sg-1", "ipPermissions": {"items": []}}),
+            json!({"_return": true}),
+        );
+        let found = focus(&runbooks, &opened);
+        assert_eq!(
+            found.runbooks,
+            BTreeMap::from([
+                (
+                    "close-default-security-groups".to_string(),
+                    BTreeMap::from([("default_groups".to_string(), ids(&["sg-1"]))])
+                ),
+                (
+                    "restrict-sg-egress".to_string(),
+                    BTreeMap::from([("groups".to_string(), ids(&["sg-1"]))])
+                ),
+            ])
+        );
+        let mut failed = opened.clone();
+        failed.detail.error_code = Some("UnauthorizedOperation".into());
+        assert!(
+            focus(&runbooks, &failed).is_empty(),
+            "a failed call changed nothing"
+        );
+        let mut elsewhere = opened;
+        elsewhere.detail.event_source = "cloudtrail.amazonaws.com".into();
+        assert!(
+            focus(&runbooks, &elsewhere).is_empty(),
+            "the source must match too"
+        );
+    }
+
+    #[test]
+    fn a_new_vpc_concerns_its_flow_logs_and_every_default_group() {
+        let found = focus(
+            &shipped(),
+            &event(
+                "CreateVpc",
+                EC2,
+                json!({"cidrBlock": "10.0.0.0/16"}),
+                json!({"vpc": {"vpcId": "vpc-9"}}),
+            ),
+        );
+        assert_eq!(
+            found.entry("enable-vpc-flow-logs", "vpcs"),
+            Some(&ids(&["vpc-9"]))
+        );
+        assert_eq!(
+            found.entry("close-default-security-groups", "default_groups"),
+            Some(&Narrowed::Whole)
+        );
+        assert!(!found.includes("restrict-sg-egress"));
+    }
+
+    #[test]
+    fn every_known_event_is_a_trigger_of_a_shipped_runbook() {
+        let shipped: Vec<&str> = events_of(&shipped()).iter().map(|e| e.name).collect();
+        let known: Vec<&str> = KNOWN_EVENTS
+            .iter()
+            .map(|e| e.name)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            shipped, known,
+            "the rule of the alerting runbook alone listens for what the runbooks undo"
+        );
+    }
 }

@@ -232,6 +232,10 @@ pub struct ResponseArgs {
     /// Resources changed at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Tell people of each event handled on this SNS topic (the alerting runbook's,
+    /// with notify_email): what was done, by whom, from where, and what harden did.
+    #[arg(long, value_name = "TOPIC_ARN")]
+    pub notify: Option<String>,
 }
 
 /// `watch` options.

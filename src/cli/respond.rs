@@ -63,6 +63,8 @@ pub(super) struct Responder {
     /// Regions acted in; empty: whichever an event names.
     regions: Vec<String>,
     pub(super) concurrency: usize,
+    /// The SNS topic people are told on.
+    notify: Option<String>,
     state_dir: PathBuf,
     /// Held while the responder lives: one writer of the state directory.
     pub(super) audit: Mutex<AuditLog>,
@@ -132,6 +134,7 @@ impl Responder {
             external_id: selection.accounts.external_id.clone(),
             regions: selection.regions.clone(),
             concurrency: args.concurrency,
+            notify: args.notify.clone(),
             state_dir: global.state_dir.clone(),
             audit,
         })
@@ -253,12 +256,28 @@ impl Responder {
             )
             .await?;
             if report.failed() > 0 || report.skipped() > 0 {
+                self.notify(
+                    event,
+                    &format!(
+                        "harden tried to revert it and {} change(s) failed (run {run_id}); the event is retried.",
+                        report.failed().max(1)
+                    ),
+                )
+                .await;
                 return Ok(Response::Failed {
                     failed: report.failed().max(1),
                 });
             }
             fixed = report.succeeded();
         }
+        let summaries = |subset: &plan::Plan| {
+            subset
+                .changes
+                .iter()
+                .map(|c| format!("{} {}", c.resource.id, c.summary))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let held = plan.subset(|i| modes[i] == Mode::Approve);
         if !held.changes.is_empty() {
             let dir = self.state_dir.join("reports").join(&run_id);
@@ -275,6 +294,29 @@ impl Responder {
         if reported > 0 {
             println!("  {reported} change(s) reported, not made (policy: report)");
         }
+        let mut outcome = Vec::new();
+        if fixed > 0 {
+            outcome.push(format!(
+                "harden reverted it and verified the result ({}; run {run_id}).",
+                summaries(&now)
+            ));
+        }
+        if reported > 0 {
+            outcome.push(format!(
+                "By policy harden only reports it, so it is still open: {}.",
+                summaries(&plan.subset(|i| modes[i] == Mode::Report))
+            ));
+        }
+        if !held.changes.is_empty() {
+            outcome.push(format!(
+                "{} change(s) await a person's approval ({}).",
+                held.changes.len(),
+                summaries(&held)
+            ));
+        }
+        if !outcome.is_empty() {
+            self.notify(event, &outcome.join(" ")).await;
+        }
         Ok(if held.changes.is_empty() && reported == 0 {
             Response::Compliant { fixed }
         } else {
@@ -283,6 +325,27 @@ impl Responder {
                 held: held.changes.len(),
             }
         })
+    }
+
+    /// Tells people on the `--notify` topic; a failure to publish is said, not fatal
+    /// (the change itself is done and audited).
+    async fn notify(&self, event: &CloudTrailEvent, outcome: &str) {
+        let Some(topic) = &self.notify else {
+            return;
+        };
+        let region = topic.split(':').nth(3).unwrap_or(event.region());
+        let cause = event.cause();
+        let subject = format!(
+            "harden: {} in {} {}",
+            cause.event_name, cause.account_id, cause.region
+        );
+        let clients = self.aws.region(region);
+        match crate::actions::sns::publish(&clients, topic, &subject, &cause.notification(outcome))
+            .await
+        {
+            Ok(id) => println!("  told {topic} (message {id})"),
+            Err(e) => eprintln!("error: could not tell {topic}: {e}"),
+        }
     }
 
     /// The account an event names, as the run reaches it: from the accounts file or
