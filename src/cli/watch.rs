@@ -5,7 +5,9 @@
 //! policy's count to the dead-letter queue; so is a message that is not an event, or
 //! one no runbook matches (logged). Events for one resource are handled in order, one
 //! at a time; different resources concurrently, under `--concurrency`. SIGTERM (or
-//! Ctrl-C) stops polling; the events in hand are finished, then it exits 0.
+//! Ctrl-C) stops polling and starting events; those being handled are finished (their
+//! changes verified, their messages deleted), the rest of the batch is left to come
+//! back, and it exits 0.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,7 +83,7 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
             continue;
         }
         idle_since = Instant::now();
-        handle_batch(&responder, &sqs, &args.queue, batch).await;
+        handle_batch(&responder, &sqs, &args.queue, batch, &stopping).await;
     }
     eprintln!("harden watch: stopped");
     Ok(Status::Success)
@@ -127,12 +129,14 @@ fn spawn_stop_handler(stopping: Arc<AtomicBool>, stopped: Arc<Notify>) {
 }
 
 /// Handles one batch: events grouped by the resources they name, each group in the
-/// order the events were sent, groups concurrently.
+/// order the events were sent, groups concurrently. Once `stopping` is set no further
+/// event is started: those in hand finish, the rest stay on the queue and come back.
 async fn handle_batch(
     responder: &Responder,
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
     batch: Vec<Message>,
+    stopping: &AtomicBool,
 ) {
     let mut groups: BTreeMap<String, Vec<(Message, Box<CloudTrailEvent>)>> = BTreeMap::new();
     for message in batch {
@@ -170,6 +174,9 @@ async fn handle_batch(
     stream::iter(groups.into_values())
         .for_each_concurrent(responder.concurrency.max(1), |group| async move {
             for (message, event) in group {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 handle_one(responder, sqs, queue, &message, &event).await;
             }
         })

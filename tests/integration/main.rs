@@ -15,6 +15,7 @@ mod multi_account;
 mod onboarding;
 mod proxy;
 mod regions_and_terminal;
+mod respond;
 mod security_groups;
 mod support;
 mod throttling;
