@@ -29,6 +29,14 @@ say apply runbooks/ --param allow_stop=true --yes
 harden apply runbooks/ --param allow_stop=true --yes
 say plan runbooks/ --detailed-exitcode
 harden plan runbooks/ --detailed-exitcode
+# Within seconds of someone opening a group again: the alerting runbook's rule routes
+# the CloudTrail event to its queue, and watch replaces the rule it opened.
+web=$(.venv-moto/bin/python -c "import boto3; print(boto3.client('ec2', endpoint_url='$endpoint', region_name='us-east-1').describe_security_groups(Filters=[{'Name': 'group-name', 'Values': ['web']}])['SecurityGroups'][0]['GroupId'])")
+printf '\n\033[1m$ localstack/emit_event.py %s %s --open\033[0m\n' "$endpoint" "$web"
+.venv-moto/bin/python localstack/emit_event.py "$endpoint" "$web" --open
+queue="$endpoint/123456789012/harden-security-events"
+say watch --queue "$queue" runbooks/ --policy examples/policy.yaml --until-idle 3
+harden watch --queue "$queue" runbooks/ --policy examples/policy.yaml --until-idle 3
 say audit show
 harden audit show
 say audit verify

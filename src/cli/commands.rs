@@ -565,7 +565,17 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
                         ),
                     ),
                     Entry::Change(c) => (
-                        format!("{} {}", c.call.operation, c.step),
+                        match &c.cause {
+                            // Who made the call this change answered.
+                            Some(cause) => format!(
+                                "{} {} (after {} by {})",
+                                c.call.operation,
+                                c.step,
+                                cause.event_name,
+                                cause.actor_arn.as_deref().unwrap_or("unknown")
+                            ),
+                            None => format!("{} {}", c.call.operation, c.step),
+                        },
                         format!("{} ({})", c.resource.id, c.region),
                         outcome_cell(&c.outcome),
                     ),
