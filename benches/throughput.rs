@@ -6,7 +6,10 @@
 //! - the planner alone over 20,000 groups, with the process's peak memory;
 //! - 8 account-regions against 1, each call 40 ms late (a proxy), plan and apply;
 //! - apply of N groups through EC2's real request-token buckets (a proxy enforcing
-//!   them), against the floor the mutating bucket sets: (N - 50) / 5 seconds.
+//!   them), against the floor the mutating bucket sets: (N - 50) / 5 seconds;
+//! - event to verified fix: an AuthorizeSecurityGroupEgress put on the bus, through the
+//!   alerting runbook's rule and queue, to `harden watch`'s verified fix and deleted
+//!   message: the median of single events, and 100 events for 100 groups at once.
 
 #[path = "../tests/integration/support.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -352,13 +355,156 @@ fn through_real_buckets(groups: usize) {
     );
 }
 
+/// The CloudTrail record of opening all egress of `group`, as the bus carries it.
+fn opened(group: &str, n: usize) -> String {
+    serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/bench",
+                         "accountId": "123456789012", "accessKeyId": "AKIABENCH"},
+        "eventTime": "2026-12-01T10:00:00Z",
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "AuthorizeSecurityGroupEgress",
+        "awsRegion": REGION,
+        "sourceIPAddress": "203.0.113.7",
+        "userAgent": "bench",
+        "requestParameters": {"groupId": group, "ipPermissions": {"items": [
+            {"ipProtocol": "-1", "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
+        "responseElements": {"_return": true},
+        "eventID": format!("bench-{n}"),
+        "eventType": "AwsApiCall",
+        "recipientAccountId": "123456789012"
+    })
+    .to_string()
+}
+
+async fn put_on_bus(events: &aws_sdk_eventbridge::Client, records: &[String]) {
+    for chunk in records.chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|detail| {
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.ec2")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(detail)
+                    .build()
+            })
+            .collect();
+        events
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("put events");
+    }
+}
+
+/// Event to verified fix and deleted message, through moto's EventBridge and SQS.
+fn event_latency(singles: usize, burst: usize) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let groups: Vec<String> = block_on(async {
+        let vpc = create_vpc(&ec2, "10.90.0.0/16").await;
+        let mut groups = Vec::new();
+        for i in 0..singles + burst {
+            groups.push(
+                ec2.create_security_group()
+                    .group_name(format!("latency-{i}"))
+                    .description("bench")
+                    .vpc_id(&vpc)
+                    .send()
+                    .await
+                    .expect("group")
+                    .group_id()
+                    .expect("id")
+                    .to_string(),
+            );
+        }
+        groups
+    });
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "apply",
+        "runbooks/alert-on-security-changes.yaml",
+        "--region",
+        REGION,
+        "--yes",
+    ]);
+    assert_eq!(run(cmd).code, 0, "the alerting runbook applies");
+    let policy = state.path().join("policy.yaml");
+    std::fs::write(&policy, "version: 1\ndefault: auto\n").expect("policy");
+    let queue = format!("{}/123456789012/harden-security-events", emulator.endpoint);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "watch",
+        "--queue",
+        &queue,
+        "runbooks/restrict-sg-egress.yaml",
+    ])
+    .args(["--region", REGION, "--policy"])
+    .arg(&policy)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut watch = cmd.spawn().expect("watch starts");
+    let (sender, handled) = std::sync::mpsc::channel::<String>();
+    let stderr = watch.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("message ") && line.ends_with("; deleted") {
+                let _ = sender.send(line);
+            }
+        }
+    });
+    let events = aws_sdk_eventbridge::Client::new(&emulator.sdk_config(REGION));
+    let wait_for = |count: usize| {
+        for _ in 0..count {
+            handled
+                .recv_timeout(Duration::from_secs(60))
+                .expect("an event handled within a minute");
+        }
+    };
+    let mut samples = Vec::new();
+    for (n, group) in groups.iter().take(singles).enumerate() {
+        let started = Instant::now();
+        block_on(put_on_bus(&events, &[opened(group, n)]));
+        wait_for(1);
+        samples.push(started.elapsed());
+    }
+    let records: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .skip(singles)
+        .map(|(n, g)| opened(g, n))
+        .collect();
+    let started = Instant::now();
+    block_on(put_on_bus(&events, &records));
+    wait_for(burst);
+    let all = started.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &watch.id().to_string()])
+        .status();
+    let _ = watch.wait();
+    let worst = samples.iter().max().copied().unwrap_or_default();
+    println!(
+        "event to verified fix and deleted message: median {:>7.2?} (worst {worst:.2?}) over {singles} single events; {burst} events for {burst} groups at once: {all:>7.2?}",
+        median(samples)
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not supported here.
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("project root");
+    if std::env::var_os("HARDEN_BENCH_ONLY_EVENTS").is_some() {
+        event_latency(20, 100);
+        return;
+    }
     if std::env::var_os("HARDEN_BENCH_ONLY_NETWORK").is_none() {
         planner_only(20_000);
         against_moto(300);
     }
     accounts_side_by_side(10);
     through_real_buckets(300);
+    event_latency(20, 100);
 }

@@ -3,6 +3,7 @@
 //! afresh: the event is a hint, the live state decides), decided by the enforcement
 //! policy, applied and verified, every change's audit record naming the event.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -12,7 +13,7 @@ use super::Status;
 use super::args::{GlobalArgs, ResponseArgs};
 use super::commands::{Applying, new_run_id, run_apply, summary};
 use super::settings;
-use crate::accounts::{self, Reach, Target};
+use crate::accounts::{self, Reach, Session, Target};
 use crate::audit::{AuditLog, Entry};
 use crate::aws::{Aws, CallerIdentity};
 use crate::error::{Error, Result};
@@ -68,6 +69,8 @@ pub(super) struct Responder {
     state_dir: PathBuf,
     /// Held while the responder lives: one writer of the state directory.
     pub(super) audit: Mutex<AuditLog>,
+    /// Sessions reached so far, by account and region.
+    sessions: Mutex<BTreeMap<(String, String), Session>>,
 }
 
 impl Responder {
@@ -135,6 +138,7 @@ impl Responder {
             regions: selection.regions.clone(),
             concurrency: args.concurrency,
             notify: args.notify.clone(),
+            sessions: Mutex::default(),
             state_dir: global.state_dir.clone(),
             audit,
         })
@@ -180,27 +184,8 @@ impl Responder {
             Ok(focus) => focus,
             Err(why) => return Ok(Response::Unrelated(why)),
         };
-        let target = self.target(event)?;
         let run_id = new_run_id();
-        let (sessions, unreachable) = accounts::connect(
-            Reach {
-                base: &self.aws,
-                caller: &self.caller,
-                role: &self.role,
-                external_id: self.external_id.as_deref(),
-                session_name: &settings::session_name(&run_id),
-                regions: &[event.region().to_string()],
-                concurrency: 1,
-            },
-            vec![target],
-        )
-        .await;
-        if let Some(failed) = unreachable.into_iter().next() {
-            return Err(Error::AccountUnreachable {
-                account: failed.target.label(),
-                reason: failed.reason,
-            });
-        }
+        let sessions = vec![self.session(event, &run_id).await?];
         let plan = plan::plan(
             &sessions,
             PlanRequest {
@@ -325,6 +310,48 @@ impl Responder {
                 held: held.changes.len(),
             }
         })
+    }
+
+    /// The session acting in the event's account and region: reached (and its identity
+    /// checked) the first time, then reused, so an event costs no STS call. Assumed
+    /// credentials renew themselves before they expire.
+    async fn session(&self, event: &CloudTrailEvent, run_id: &str) -> Result<Session> {
+        let key = (event.account_id.clone(), event.region().to_string());
+        if let Some(session) = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned())
+        {
+            return Ok(session);
+        }
+        let (sessions, unreachable) = accounts::connect(
+            Reach {
+                base: &self.aws,
+                caller: &self.caller,
+                role: &self.role,
+                external_id: self.external_id.as_deref(),
+                session_name: &settings::session_name(run_id),
+                regions: &[event.region().to_string()],
+                concurrency: 1,
+            },
+            vec![self.target(event)?],
+        )
+        .await;
+        if let Some(failed) = unreachable.into_iter().next() {
+            return Err(Error::AccountUnreachable {
+                account: failed.target.label(),
+                reason: failed.reason,
+            });
+        }
+        let session = sessions
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("connect returned no session".into()))?;
+        if let Ok(mut cache) = self.sessions.lock() {
+            cache.insert(key, session.clone());
+        }
+        Ok(session)
     }
 
     /// Tells people on the `--notify` topic; a failure to publish is said, not fatal

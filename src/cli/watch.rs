@@ -9,13 +9,13 @@
 //! changes verified, their messages deleted), the rest of the batch is left to come
 //! back, and it exits 0.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::Status;
 use super::args::{EnforceArgs, GlobalArgs, WatchArgs};
@@ -27,7 +27,8 @@ use crate::event::{self, CloudTrailEvent, Parsed};
 /// Runs `harden watch`.
 pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Status> {
     let queue_region = messages::region_of(&args.queue);
-    let responder = Responder::new(global, &args.response, queue_region.as_deref()).await?;
+    let responder =
+        Arc::new(Responder::new(global, &args.response, queue_region.as_deref()).await?);
     let region = queue_region
         .or_else(|| args.response.selection.regions.first().cloned())
         .or_else(|| responder.aws.default_region())
@@ -40,6 +41,15 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
         "harden watch: polling {} (region {region}) as {}",
         args.queue, responder.caller.arn
     );
+    let mut dispatcher = Dispatcher {
+        responder: Arc::clone(&responder),
+        sqs: sqs.clone(),
+        queue: Arc::from(args.queue.as_str()),
+        stopping: Arc::clone(&stopping),
+        permits: Arc::new(Semaphore::new(args.response.concurrency.max(1))),
+        last: HashMap::new(),
+        tasks: JoinSet::new(),
+    };
     let mut idle_since = Instant::now();
     let mut next_sweep = args.sweep_every.map(|every| Instant::now() + every);
     while !stopping.load(Ordering::SeqCst) {
@@ -83,8 +93,10 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
             continue;
         }
         idle_since = Instant::now();
-        handle_batch(&responder, &sqs, &args.queue, batch, &stopping).await;
+        dispatcher.dispatch(batch).await;
     }
+    // Events in hand finish (or, once stopping, are not started and come back).
+    while dispatcher.tasks.join_next().await.is_some() {}
     eprintln!("harden watch: stopped");
     Ok(Status::Success)
 }
@@ -128,59 +140,88 @@ fn spawn_stop_handler(stopping: Arc<AtomicBool>, stopped: Arc<Notify>) {
     });
 }
 
-/// Handles one batch: events grouped by the resources they name, each group in the
-/// order the events were sent, groups concurrently. Once `stopping` is set no further
-/// event is started: those in hand finish, the rest stay on the queue and come back.
-async fn handle_batch(
-    responder: &Responder,
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    batch: Vec<Message>,
-    stopping: &AtomicBool,
-) {
-    let mut groups: BTreeMap<String, Vec<(Message, Box<CloudTrailEvent>)>> = BTreeMap::new();
-    for message in batch {
-        let origin = format!("message {}", message.id);
-        let event = match event::parse(message.body.as_bytes(), &origin) {
-            Ok(Parsed::CloudTrail(event)) => event,
-            Ok(Parsed::Other {
-                detail_type,
-                source,
-            }) => {
-                eprintln!(
-                    "{origin}: an EventBridge event \"{detail_type}\" from {source}, not a CloudTrail API call: left for the dead-letter queue"
-                );
-                continue;
-            }
-            Err(e) => {
-                eprintln!(
-                    "{origin}: not an event harden reads, left for the dead-letter queue: {e}"
-                );
-                continue;
-            }
-        };
-        let key = match responder.focus(&event) {
-            Ok(focus) => format!("{}/{}/{:?}", event.account_id, event.region(), focus),
-            Err(why) => {
-                eprintln!("{origin}: {why}: left for the dead-letter queue");
-                continue;
-            }
-        };
-        groups.entry(key).or_default().push((message, event));
-    }
-    for group in groups.values_mut() {
-        group.sort_by_key(|(m, e)| (e.detail.event_time, m.sent_at_ms));
-    }
-    stream::iter(groups.into_values())
-        .for_each_concurrent(responder.concurrency.max(1), |group| async move {
-            for (message, event) in group {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
+/// Hands each event to a task as soon as it is received, so handling overlaps the
+/// next poll: at most `--concurrency` at once, and each resource's events one at a
+/// time, in the order received (a task waits for the one before it on the same
+/// resource). Once `stopping` is set no event is started: those being handled finish,
+/// the rest stay on the queue and come back.
+struct Dispatcher {
+    responder: Arc<Responder>,
+    sqs: aws_sdk_sqs::Client,
+    queue: Arc<str>,
+    stopping: Arc<AtomicBool>,
+    permits: Arc<Semaphore>,
+    /// Per resource key, whether its latest task has ended.
+    last: HashMap<String, watch::Receiver<bool>>,
+    tasks: JoinSet<()>,
+}
+
+impl Dispatcher {
+    async fn dispatch(&mut self, batch: Vec<Message>) {
+        let mut events = Vec::new();
+        for message in batch {
+            let origin = format!("message {}", message.id);
+            let event = match event::parse(message.body.as_bytes(), &origin) {
+                Ok(Parsed::CloudTrail(event)) => event,
+                Ok(Parsed::Other {
+                    detail_type,
+                    source,
+                }) => {
+                    eprintln!(
+                        "{origin}: an EventBridge event \"{detail_type}\" from {source}, not a CloudTrail API call: left for the dead-letter queue"
+                    );
+                    continue;
                 }
-                handle_one(responder, sqs, queue, &message, &event).await;
+                Err(e) => {
+                    eprintln!(
+                        "{origin}: not an event harden reads, left for the dead-letter queue: {e}"
+                    );
+                    continue;
+                }
+            };
+            match self.responder.focus(&event) {
+                Ok(focus) => {
+                    let key = format!("{}/{}/{:?}", event.account_id, event.region(), focus);
+                    events.push((key, message, event));
+                }
+                Err(why) => eprintln!("{origin}: {why}: left for the dead-letter queue"),
             }
-        })
-        .await;
+        }
+        // Within a batch, a resource's events in the order they happened.
+        events.sort_by(|a, b| {
+            (&a.0, a.2.detail.event_time, a.1.sent_at_ms).cmp(&(
+                &b.0,
+                b.2.detail.event_time,
+                b.1.sent_at_ms,
+            ))
+        });
+        self.last.retain(|_, done| !*done.borrow());
+        for (key, message, event) in events {
+            let before = self.last.remove(&key);
+            let (ended, done) = watch::channel(false);
+            self.last.insert(key, done);
+            // Waiting here holds back polling while every slot is busy.
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                return;
+            };
+            let responder = Arc::clone(&self.responder);
+            let sqs = self.sqs.clone();
+            let queue = Arc::clone(&self.queue);
+            let stopping = Arc::clone(&self.stopping);
+            self.tasks.spawn(async move {
+                if let Some(mut before) = before {
+                    let _ = before.wait_for(|done| *done).await;
+                }
+                if !stopping.load(Ordering::SeqCst) {
+                    handle_one(&responder, &sqs, &queue, &message, &event).await;
+                }
+                drop(permit);
+                let _ = ended.send(true);
+            });
+        }
+        // Reap what has ended, so the set does not grow with the run.
+        while self.tasks.try_join_next().is_some() {}
+    }
 }
 
 /// Handles one event and deletes its message when done.
@@ -193,53 +234,34 @@ async fn handle_one(
 ) {
     // The event's changes are finished even when a stop is asked for meanwhile.
     let finish = Some(Arc::new(AtomicBool::new(false)));
-    let done = match responder.respond(event, finish).await {
-        Ok(Response::Compliant { fixed }) => {
-            eprintln!(
-                "message {}: {}: compliant ({fixed} change(s) made)",
-                message.id,
-                event.summary()
-            );
-            true
-        }
-        Ok(Response::DriftLeft { reported, held }) => {
-            eprintln!(
-                "message {}: {}: drift left by policy ({reported} reported, {held} awaiting approval)",
-                message.id,
-                event.summary()
-            );
-            true
-        }
-        Ok(Response::Failed { failed }) => {
-            eprintln!(
-                "message {}: {}: {failed} change(s) failed: left on the queue to be retried (receive {})",
-                message.id,
-                event.summary(),
-                message.receive_count
-            );
-            false
-        }
+    let handled = match responder.respond(event, finish).await {
+        Ok(Response::Compliant { fixed }) => Ok(format!("compliant ({fixed} change(s) made)")),
+        Ok(Response::DriftLeft { reported, held }) => Ok(format!(
+            "drift left by policy ({reported} reported, {held} awaiting approval)"
+        )),
+        Ok(Response::Failed { failed }) => Err(format!(
+            "{failed} change(s) failed: left on the queue to be retried (receive {})",
+            message.receive_count
+        )),
         Ok(Response::Unrelated(why)) => {
             eprintln!(
                 "message {}: {why}: left for the dead-letter queue",
                 message.id
             );
-            false
+            return;
         }
-        Err(e) => {
-            eprintln!(
-                "message {}: {}: left on the queue to be retried: {e}",
-                message.id,
-                event.summary()
-            );
-            false
-        }
+        Err(e) => Err(format!("left on the queue to be retried: {e}")),
     };
-    if !done {
-        return;
-    }
-    if let Err(e) = messages::delete(sqs, queue, message).await {
-        // Not deleted: it comes back, and the re-read then finds nothing to do.
-        eprintln!("message {}: handled, but not deleted: {e}", message.id);
+    let summary = event.summary();
+    match handled {
+        Ok(outcome) => match messages::delete(sqs, queue, message).await {
+            Ok(()) => eprintln!("message {}: {summary}: {outcome}; deleted", message.id),
+            // Not deleted: it comes back, and the re-read then finds nothing to do.
+            Err(e) => eprintln!(
+                "message {}: {summary}: {outcome}; not deleted: {e}",
+                message.id
+            ),
+        },
+        Err(why) => eprintln!("message {}: {summary}: {why}", message.id),
     }
 }

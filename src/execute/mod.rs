@@ -227,20 +227,31 @@ pub async fn apply(
             }
         }
         let run = &run;
-        let results: Vec<Vec<(usize, Outcome)>> =
-            stream::iter(places.into_iter().map(|(_, units)| async move {
-                let done: Vec<Vec<(usize, Outcome)>> =
-                    stream::iter(units.into_iter().map(|unit| async move {
+        // The futures are made first, so no stream holds a closure over references: such
+        // a future is not provably `Send` for every lifetime, which a spawned caller
+        // (`harden watch`) needs (rust-lang/rust issue 100013).
+        let per_place: Vec<_> = places
+            .into_iter()
+            .map(|(_, units)| {
+                let units: Vec<_> = units
+                    .into_iter()
+                    .map(|unit| async move {
                         match unit {
                             Unit::Chain(chain) => run.chain(stage_index, chain).await,
                             Unit::Batch(batch) => run.batch(stage_index, batch).await,
                         }
-                    }))
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
-                done.into_iter().flatten().collect::<Vec<_>>()
-            }))
+                    })
+                    .collect();
+                async move {
+                    let done: Vec<Vec<(usize, Outcome)>> = stream::iter(units)
+                        .buffer_unordered(concurrency)
+                        .collect()
+                        .await;
+                    done.into_iter().flatten().collect::<Vec<_>>()
+                }
+            })
+            .collect();
+        let results: Vec<Vec<(usize, Outcome)>> = stream::iter(per_place)
             .buffer_unordered(concurrency)
             .collect()
             .await;

@@ -199,8 +199,12 @@ pub async fn plan(sessions: &[Session], request: PlanRequest<'_>) -> Result<Plan
     request
         .progress
         .start("account-regions planned", places.len());
-    let planned: Vec<Result<RegionPlan>> =
-        stream::iter(places.iter().map(|(session, region)| async move {
+    // The futures are made first, so the stream holds no closure: one over references
+    // is not provably `Send` for every lifetime, which a spawned caller (`harden
+    // watch`) needs (rust-lang/rust issue 100013).
+    let planning: Vec<_> = places
+        .into_iter()
+        .map(|(session, region)| async move {
             let planned = plan_region(
                 &session.aws,
                 request,
@@ -212,7 +216,9 @@ pub async fn plan(sessions: &[Session], request: PlanRequest<'_>) -> Result<Plan
             .await;
             request.progress.advance();
             planned
-        }))
+        })
+        .collect();
+    let planned: Vec<Result<RegionPlan>> = stream::iter(planning)
         .buffered(request.concurrency.max(1))
         .collect()
         .await;
