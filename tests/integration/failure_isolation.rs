@@ -371,6 +371,7 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
     assert_eq!(
         runbooks_changed(&plan),
         [
+            "alert-on-security-changes",
             "close-default-security-groups",
             "enable-aws-config",
             "enable-vpc-flow-logs",

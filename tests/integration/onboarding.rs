@@ -6,13 +6,14 @@ use serde_json::Value;
 
 use crate::support::{Emulator, Kind, block_on, create_vpc, run};
 
-const ORDER: [&str; 6] = [
+const ORDER: [&str; 7] = [
     "enable-cloudtrail",
     "enable-aws-config",
     "enable-vpc-flow-logs",
     "close-default-security-groups",
     "encrypt-ebs-volumes",
     "restrict-sg-egress",
+    "alert-on-security-changes",
 ];
 
 #[test]

@@ -699,3 +699,43 @@ fn respond_acts_in_the_events_account_by_policy_and_refuses_malformed_events() {
     assert_eq!(audit_changes(&emulator, state.path()).len(), 1);
     emulator.assert_audit_verifies(state.path());
 }
+
+/// LocalStack emulates EventBridge, SQS and SNS too: the alerting runbook applies and
+/// converges there, and an event put on its bus reaches `watch` through the rule.
+#[test]
+fn the_alerting_runbook_and_watch_work_on_localstack() {
+    let emulator = Emulator::start(Kind::LocalStack);
+    let account = emulator.account();
+    let ec2 = emulator.ec2(REGION);
+    let target = block_on(create_open_group(&ec2, "10.63.0.0/24", "opened"));
+    let state = tempfile::tempdir().expect("state");
+    let files = tempfile::tempdir().expect("files");
+    let policy = write(files.path(), "policy.yaml", AUTO);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["apply", ALERT, "--region", REGION, "--yes"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "apply:\n{}\n{}", out.stdout, out.stderr);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["plan", ALERT, "--region", REGION, "--detailed-exitcode"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "converges:\n{}", out.stdout);
+
+    let url = block_on(queue_url(&emulator, "harden-security-events"));
+    block_on(emit(&emulator, &[opened_egress(account, &target, "ev-ls")]));
+    let out = watch(
+        &emulator,
+        state.path(),
+        &url,
+        &["--policy", &policy, "--until-idle", "4"],
+    );
+    assert_eq!(out.code, 0, "watch:\n{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("; deleted"), "{}", out.stderr);
+    let fixed = block_on(group(&emulator, account, &target));
+    assert!(!lets_all_out(&fixed));
+    assert!(allows_https_out(&fixed));
+    assert_eq!(
+        block_on(messages_in(&emulator, "harden-security-events")),
+        0
+    );
+    emulator.assert_audit_verifies(state.path());
+}

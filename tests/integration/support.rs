@@ -83,7 +83,7 @@ impl Emulator {
                 let mut c = Command::new(python);
                 c.args(["-m", "localstack.runtime.main"])
                     .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-                    .env("SERVICES", "ec2,sts,s3,config,iam,kms,logs")
+                    .env("SERVICES", "ec2,sts,s3,config,iam,kms,logs,events,sqs,sns")
                     .env("LOCALSTACK_DATA_DIR", dir.path());
                 c
             }
