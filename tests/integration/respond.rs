@@ -739,3 +739,108 @@ fn the_alerting_runbook_and_watch_work_on_localstack() {
     );
     emulator.assert_audit_verifies(state.path());
 }
+
+/// EC2 refuses the remediation (a proxy answers UnauthorizedOperation, as EC2 does to a
+/// role without the right): the message is not deleted, comes back after the visibility
+/// timeout, fails again and goes to the dead-letter queue, each attempt audited with
+/// its event. A periodic sweep then catches what no event named.
+#[test]
+fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_rest() {
+    use crate::proxy::{Answer, Proxy};
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let (refused, unnoticed) = block_on(async {
+        (
+            create_open_group(&ec2, "10.64.0.0/24", "refused").await,
+            create_open_group(&ec2, "10.65.0.0/24", "unnoticed").await,
+        )
+    });
+    let state = tempfile::tempdir().expect("state");
+    let files = tempfile::tempdir().expect("files");
+    let policy = write(files.path(), "policy.yaml", AUTO);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["apply", ALERT, "--region", REGION, "--yes"])
+        .args([
+            "--param",
+            "visibility_timeout_seconds=1",
+            "--param",
+            "max_receive_count=2",
+        ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let url = block_on(queue_url(&emulator, "harden-security-events"));
+    block_on(emit(
+        &emulator,
+        &[opened_egress(emulator.account(), &refused, "ev-r")],
+    ));
+
+    let refusing = Proxy::start(&emulator.endpoint, |request| {
+        let body = request.text();
+        if body.contains("Action=ModifySecurityGroupRules")
+            || body.contains("Action=RevokeSecurityGroupEgress")
+        {
+            Answer::Respond(
+                403,
+                "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>proxy</RequestID></Response>".into(),
+            )
+        } else {
+            Answer::Forward
+        }
+    });
+    let mut cmd = emulator.harden_through(&refusing.endpoint, state.path());
+    cmd.args(["watch", "--queue", &url, EGRESS, "--region", REGION])
+        .args(["--policy", &policy, "--until-idle", "4"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "watch:\n{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("failed: left on the queue to be retried"),
+        "{}",
+        out.stderr
+    );
+    assert!(lets_all_out(&block_on(group(
+        &emulator,
+        emulator.account(),
+        &refused
+    ))));
+    assert_eq!(
+        block_on(messages_in(&emulator, "harden-security-events")),
+        0
+    );
+    assert_eq!(
+        block_on(messages_in(&emulator, "harden-security-events-dlq")),
+        1,
+        "retried once, then dead-lettered"
+    );
+    let attempts: Vec<Value> = audit_changes(&emulator, state.path())
+        .into_iter()
+        .filter(|c| c["outcome"]["status"] == "failed")
+        .collect();
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    for attempt in &attempts {
+        assert_eq!(attempt["outcome"]["code"], "UnauthorizedOperation");
+        assert_eq!(attempt["cause"]["event_id"], "ev-r");
+    }
+
+    // No event names the second group; the sweep finds both.
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["watch", "--queue", &url, EGRESS, "--region", REGION])
+        .args([
+            "--policy",
+            &policy,
+            "--until-idle",
+            "3",
+            "--sweep-every",
+            "1s",
+        ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "watch:\n{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("full sweep"), "{}", out.stderr);
+    for g in [&refused, &unnoticed] {
+        assert!(
+            !lets_all_out(&block_on(group(&emulator, emulator.account(), g))),
+            "{g}"
+        );
+    }
+    emulator.assert_audit_verifies(state.path());
+}
