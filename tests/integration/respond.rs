@@ -711,6 +711,29 @@ fn the_alerting_runbook_and_watch_work_on_localstack() {
     let state = tempfile::tempdir().expect("state");
     let files = tempfile::tempdir().expect("files");
     let policy = write(files.path(), "policy.yaml", AUTO);
+    // A member account sending to a central bus makes no queue of its own.
+    let central = "arn:aws:events:us-east-1:999999999999:event-bus/security";
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["plan", ALERT, "--region", REGION, "--format", "json"])
+        .args(["--param", &format!("target_arn={central}")])
+        .args([
+            "--param",
+            "target_role_arn=arn:aws:iam::000000000000:role/to-central",
+        ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let changes = plan["changes"].as_array().expect("changes");
+    let operations: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["call"]["operation"].as_str())
+        .collect();
+    assert_eq!(operations, ["PutRule", "PutTargets"]);
+    assert_eq!(
+        changes[1]["call"]["input"]["Targets"][0],
+        json!({"Id": "harden", "Arn": central, "RoleArn": "arn:aws:iam::000000000000:role/to-central"})
+    );
+
     let mut cmd = emulator.harden(state.path());
     cmd.args(["apply", ALERT, "--region", REGION, "--yes"]);
     let out = run(cmd);

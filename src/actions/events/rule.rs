@@ -50,6 +50,10 @@ pub struct RuleArgs {
     /// The rule's description.
     #[serde(default)]
     pub description: Option<String>,
+    /// The role EventBridge sends with, where the target needs one (another account's
+    /// bus that admits an organization rather than this account); empty: none.
+    #[serde(default)]
+    pub target_role_arn: Option<String>,
 }
 
 fn default_target_id() -> String {
@@ -72,6 +76,8 @@ struct PutRuleInput {
 struct TargetInput {
     id: String,
     arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +118,12 @@ static ENSURE: ActionInfo = ActionInfo {
             kind: ParamType::String,
             required: false,
             description: "the rule's description",
+        },
+        ArgSpec {
+            name: "target_role_arn",
+            kind: ParamType::String,
+            required: false,
+            description: "the role EventBridge sends with, for another account's bus that admits an organization",
         },
     ],
     outputs: &[],
@@ -208,6 +220,7 @@ impl Action for EnsureRule {
                 targets: vec![TargetInput {
                     id: args.target_id.clone(),
                     arn: args.target_arn.clone(),
+                    role_arn: args.target_role_arn.clone().filter(|r| !r.is_empty()),
                 }],
             };
             chain.push(
@@ -270,7 +283,13 @@ impl Calls for RuleCalls {
                 let targets = input
                     .targets
                     .into_iter()
-                    .map(|t| Target::builder().id(t.id).arn(t.arn).build())
+                    .map(|t| {
+                        Target::builder()
+                            .id(t.id)
+                            .arn(t.arn)
+                            .set_role_arn(t.role_arn)
+                            .build()
+                    })
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| Error::Internal(format!("a rule target: {e}")))?;
                 let answer = events
