@@ -178,11 +178,7 @@ impl Action for EnsureRecorder {
                 ),
             ));
         }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::ConfigRecorder(next)),
-        })
+        Ok(chain.into_plan(Resource::ConfigRecorder(next)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

@@ -86,14 +86,7 @@ impl Action for EnableEncryptionByDefault {
                 json!({"KmsKeyId": key}),
             );
         }
-        if chain.is_empty() {
-            return Ok(ActionPlan::default());
-        }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::EbsEncryptionDefault(current)),
-        })
+        Ok(chain.into_plan(Resource::EbsEncryptionDefault(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

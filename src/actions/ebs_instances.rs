@@ -397,11 +397,7 @@ impl Action for EncryptInstanceVolumes {
                 push_volume_step(&mut chain, &mut current, &original.id, step);
             }
         }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::Instance(current)),
-        })
+        Ok(chain.into_plan(Resource::Instance(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

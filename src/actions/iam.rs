@@ -84,11 +84,7 @@ impl Action for EnsureServiceLinkedRole {
             "CreateServiceLinkedRole",
             serde_json::to_value(input).unwrap_or_default(),
         );
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::ServiceLinkedRole(created)),
-        })
+        Ok(chain.into_plan(Resource::ServiceLinkedRole(created)))
     }
 
     fn calls(&self) -> &'static dyn Calls {
@@ -279,14 +275,7 @@ impl Action for EnsureRole {
                 json!({"RoleName": name, "PolicyName": policy_name, "PolicyDocument": text(&policy)}),
             );
         }
-        if chain.is_empty() {
-            return Ok(ActionPlan::default());
-        }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::Role(current)),
-        })
+        Ok(chain.into_plan(Resource::Role(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

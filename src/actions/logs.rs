@@ -117,14 +117,7 @@ impl Action for EnsureLogGroup {
                 json!({"logGroupName": name, "kmsKeyId": key}),
             );
         }
-        if chain.is_empty() {
-            return Ok(ActionPlan::default());
-        }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::LogGroup(current)),
-        })
+        Ok(chain.into_plan(Resource::LogGroup(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

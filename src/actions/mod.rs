@@ -113,6 +113,19 @@ impl DraftChain {
     pub fn into_changes(self) -> Vec<ChangeDraft> {
         self.changes
     }
+
+    /// The action's plan: these changes, leaving the resource as `projected`; nothing
+    /// to do when no change was added.
+    pub fn into_plan(self, projected: Resource) -> ActionPlan {
+        if self.changes.is_empty() {
+            return ActionPlan::default();
+        }
+        ActionPlan {
+            changes: self.changes,
+            blocked: None,
+            projected: Some(projected),
+        }
+    }
 }
 
 /// What an action would do to one resource.
@@ -356,6 +369,11 @@ pub fn typed_args<T: serde::de::DeserializeOwned>(args: &Value) -> std::result::
             format!("argument {path}: {}", e.into_inner())
         }
     })
+}
+
+/// A typed call input as the plan stores it (AWS's field names, as JSON).
+pub fn call_input<T: serde::Serialize>(input: T) -> std::result::Result<Value, String> {
+    serde_json::to_value(input).map_err(|e| format!("a call input: {e}"))
 }
 
 /// A change's call input as its operation's typed input; a plan whose input does not

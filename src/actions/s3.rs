@@ -297,11 +297,7 @@ impl Action for EnsureBucket {
                 );
             }
         }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::Bucket(current)),
-        })
+        Ok(chain.into_plan(Resource::Bucket(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

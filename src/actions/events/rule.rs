@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, not_ours, typed_args,
-    typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
+    typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -208,7 +208,7 @@ impl Action for EnsureRule {
                 summary,
                 state(&current),
                 "PutRule",
-                serde_json::to_value(input).map_err(|e| e.to_string())?,
+                call_input(input)?,
             );
         }
         if current.targets.get(&args.target_id) != Some(&args.target_arn) {
@@ -228,17 +228,10 @@ impl Action for EnsureRule {
                 format!("send what {name} matches to {}", args.target_arn),
                 state(&current),
                 "PutTargets",
-                serde_json::to_value(input).map_err(|e| e.to_string())?,
+                call_input(input)?,
             );
         }
-        if chain.is_empty() {
-            return Ok(ActionPlan::default());
-        }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::EventRule(current)),
-        })
+        Ok(chain.into_plan(Resource::EventRule(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

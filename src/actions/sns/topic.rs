@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, not_ours, typed_args,
-    typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
+    typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -97,10 +97,6 @@ fn state(topic: &Topic) -> Value {
     serde_json::to_value(topic).unwrap_or_default()
 }
 
-fn to_input<T: Serialize>(input: T) -> std::result::Result<Value, String> {
-    serde_json::to_value(input).map_err(|e| e.to_string())
-}
-
 impl Action for EnsureTopic {
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
@@ -126,7 +122,7 @@ impl Action for EnsureTopic {
                 ),
                 state(&current),
                 "CreateTopic",
-                to_input(CreateTopicInput {
+                call_input(CreateTopicInput {
                     name: name.clone(),
                     attributes: BTreeMap::from([(
                         "KmsMasterKeyId".to_string(),
@@ -141,7 +137,7 @@ impl Action for EnsureTopic {
                 format!("encrypt the topic {name} with {}", args.kms_key_id),
                 state(&current),
                 "SetTopicAttributes",
-                to_input(SetTopicAttributesInput {
+                call_input(SetTopicAttributesInput {
                     topic_arn: args.arn.clone(),
                     attribute_name: "KmsMasterKeyId".into(),
                     attribute_value: args.kms_key_id.clone(),
@@ -159,21 +155,14 @@ impl Action for EnsureTopic {
                 format!("subscribe {email} to {name} (they confirm by email)"),
                 state(&current),
                 "Subscribe",
-                to_input(SubscribeInput {
+                call_input(SubscribeInput {
                     topic_arn: args.arn.clone(),
                     protocol: "email".into(),
                     endpoint: email.clone(),
                 })?,
             );
         }
-        if chain.is_empty() {
-            return Ok(ActionPlan::default());
-        }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::Topic(current)),
-        })
+        Ok(chain.into_plan(Resource::Topic(current)))
     }
 
     fn calls(&self) -> &'static dyn Calls {

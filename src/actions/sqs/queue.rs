@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, not_ours, typed_args,
-    typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
+    typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -259,7 +259,7 @@ impl Action for EnsureQueue {
                 summary,
                 state(&wanted),
                 "SetQueueAttributes",
-                serde_json::to_value(input).map_err(|e| e.to_string())?,
+                call_input(input)?,
             );
         } else {
             wanted.exists = true;
@@ -274,14 +274,10 @@ impl Action for EnsureQueue {
                 format!("create the queue {name}, encrypted"),
                 state(&wanted),
                 "CreateQueue",
-                serde_json::to_value(input).map_err(|e| e.to_string())?,
+                call_input(input)?,
             );
         }
-        Ok(ActionPlan {
-            changes: chain.into_changes(),
-            blocked: None,
-            projected: Some(Resource::Queue(wanted)),
-        })
+        Ok(chain.into_plan(Resource::Queue(wanted)))
     }
 
     fn calls(&self) -> &'static dyn Calls {
