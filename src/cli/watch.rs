@@ -51,6 +51,7 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
         tasks: JoinSet::new(),
     };
     let mut idle_since = Instant::now();
+    let mut reached = false;
     let mut next_sweep = args.sweep_every.map(|every| Instant::now() + every);
     while !stopping.load(Ordering::SeqCst) {
         if let (Some(due), Some(every)) = (next_sweep, args.sweep_every)
@@ -81,9 +82,18 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
             () = stopped.notified() => break,
         };
         let batch = match received {
-            Ok(batch) => batch,
+            Ok(batch) => {
+                reached = true;
+                batch
+            }
+            // A queue never reached is a mistake in the flags (a wrong URL or region, no
+            // right to read it): say so and stop, rather than poll in vain.
+            Err(e) if !reached => {
+                while dispatcher.tasks.join_next().await.is_some() {}
+                return Err(e);
+            }
             Err(e) => {
-                // The queue may be briefly unreachable: say so, and poll again.
+                // The queue was reached before: it may be briefly unreachable.
                 super::report(&e);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

@@ -697,6 +697,19 @@ fn respond_acts_in_the_events_account_by_policy_and_refuses_malformed_events() {
         &own
     ))));
     assert_eq!(audit_changes(&emulator, state.path()).len(), 1);
+
+    // watch on a queue that does not exist stops with the reason (an idle exit is 0).
+    let missing = format!("{}/123456789012/no-such-queue", emulator.endpoint);
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["watch", "--queue", &missing, EGRESS, "--region", REGION])
+        .args(["--until-idle", "30"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ReceiveMessage failed"),
+        "{}",
+        out.stderr
+    );
     emulator.assert_audit_verifies(state.path());
 }
 
