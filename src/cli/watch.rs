@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::Status;
@@ -41,10 +41,11 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
         "harden watch: polling {} (region {region}) as {}",
         args.queue, responder.caller.arn
     );
+    let (to_delete, handled) = mpsc::unbounded_channel();
+    let deleter = tokio::spawn(delete_handled(sqs.clone(), args.queue.clone(), handled));
     let mut dispatcher = Dispatcher {
         responder: Arc::clone(&responder),
-        sqs: sqs.clone(),
-        queue: Arc::from(args.queue.as_str()),
+        to_delete,
         stopping: Arc::clone(&stopping),
         permits: Arc::new(Semaphore::new(args.response.concurrency.max(1))),
         last: HashMap::new(),
@@ -89,7 +90,7 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
             // A queue never reached is a mistake in the flags (a wrong URL or region, no
             // right to read it): say so and stop, rather than poll in vain.
             Err(e) if !reached => {
-                while dispatcher.tasks.join_next().await.is_some() {}
+                dispatcher.finish(deleter).await;
                 return Err(e);
             }
             Err(e) => {
@@ -105,8 +106,7 @@ pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Statu
         idle_since = Instant::now();
         dispatcher.dispatch(batch).await;
     }
-    // Events in hand finish (or, once stopping, are not started and come back).
-    while dispatcher.tasks.join_next().await.is_some() {}
+    dispatcher.finish(deleter).await;
     eprintln!("harden watch: stopped");
     Ok(Status::Success)
 }
@@ -157,8 +157,8 @@ fn spawn_stop_handler(stopping: Arc<AtomicBool>, stopped: Arc<Notify>) {
 /// the rest stay on the queue and come back.
 struct Dispatcher {
     responder: Arc<Responder>,
-    sqs: aws_sdk_sqs::Client,
-    queue: Arc<str>,
+    /// Where handled messages go to be deleted.
+    to_delete: mpsc::UnboundedSender<Handled>,
     stopping: Arc<AtomicBool>,
     permits: Arc<Semaphore>,
     /// Per resource key, whether its latest task has ended.
@@ -215,15 +215,14 @@ impl Dispatcher {
                 return;
             };
             let responder = Arc::clone(&self.responder);
-            let sqs = self.sqs.clone();
-            let queue = Arc::clone(&self.queue);
+            let to_delete = self.to_delete.clone();
             let stopping = Arc::clone(&self.stopping);
             self.tasks.spawn(async move {
                 if let Some(mut before) = before {
                     let _ = before.wait_for(|done| *done).await;
                 }
                 if !stopping.load(Ordering::SeqCst) {
-                    handle_one(&responder, &sqs, &queue, &message, &event).await;
+                    handle_one(&responder, &to_delete, message, &event).await;
                 }
                 drop(permit);
                 let _ = ended.send(true);
@@ -232,27 +231,80 @@ impl Dispatcher {
         // Reap what has ended, so the set does not grow with the run.
         while self.tasks.try_join_next().is_some() {}
     }
+
+    /// Waits for the events in hand (once stopping, those not started return at once
+    /// and their messages come back), then for their messages' deletion.
+    async fn finish(mut self, deleter: tokio::task::JoinHandle<()>) {
+        while self.tasks.join_next().await.is_some() {}
+        drop(self.to_delete);
+        let _ = deleter.await;
+    }
+}
+
+/// A message whose event was handled, with what became of it, awaiting deletion.
+struct Handled {
+    message: Message,
+    said: String,
+}
+
+/// Deletes handled messages, as many per call as are waiting (up to SQS's batch of
+/// 10), so a burst of events costs a tenth of the deletions and a lone one no delay.
+async fn delete_handled(
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+    mut handled: mpsc::UnboundedReceiver<Handled>,
+) {
+    while let Some(first) = handled.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < messages::MAX_BATCH as usize {
+            match handled.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let sent: Vec<Message> = batch.iter().map(|h| h.message.clone()).collect();
+        match messages::delete_batch(&sqs, &queue, &sent).await {
+            Ok(results) => {
+                for (h, result) in batch.iter().zip(results) {
+                    match result {
+                        Ok(()) => eprintln!("{}; deleted", h.said),
+                        // Not deleted: it comes back, and the re-read then finds nothing to do.
+                        Err(e) => eprintln!("{}; not deleted: {e}", h.said),
+                    }
+                }
+            }
+            Err(e) => {
+                for h in &batch {
+                    eprintln!("{}; not deleted: {e}", h.said);
+                }
+            }
+        }
+    }
 }
 
 /// Handles one event and deletes its message when done.
 async fn handle_one(
     responder: &Responder,
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    message: &Message,
+    to_delete: &mpsc::UnboundedSender<Handled>,
+    message: Message,
     event: &CloudTrailEvent,
 ) {
     // The event's changes are finished even when a stop is asked for meanwhile.
     let finish = Some(Arc::new(AtomicBool::new(false)));
-    let handled = match responder.respond(event, finish).await {
-        Ok(Response::Compliant { fixed }) => Ok(format!("compliant ({fixed} change(s) made)")),
-        Ok(Response::DriftLeft { reported, held }) => Ok(format!(
-            "drift left by policy ({reported} reported, {held} awaiting approval)"
-        )),
-        Ok(Response::Failed { failed }) => Err(format!(
-            "{failed} change(s) failed: left on the queue to be retried (receive {})",
-            message.receive_count
-        )),
+    let outcome = match responder.respond(event, finish).await {
+        Ok(Response::Compliant { fixed }) => format!("compliant ({fixed} change(s) made)"),
+        Ok(Response::DriftLeft { reported, held }) => {
+            format!("drift left by policy ({reported} reported, {held} awaiting approval)")
+        }
+        Ok(Response::Failed { failed }) => {
+            eprintln!(
+                "message {}: {}: {failed} change(s) failed: left on the queue to be retried (receive {})",
+                message.id,
+                event.summary(),
+                message.receive_count
+            );
+            return;
+        }
         Ok(Response::Unrelated(why)) => {
             eprintln!(
                 "message {}: {why}: left for the dead-letter queue",
@@ -260,18 +312,17 @@ async fn handle_one(
             );
             return;
         }
-        Err(e) => Err(format!("left on the queue to be retried: {e}")),
+        Err(e) => {
+            eprintln!(
+                "message {}: {}: left on the queue to be retried: {e}",
+                message.id,
+                event.summary()
+            );
+            return;
+        }
     };
-    let summary = event.summary();
-    match handled {
-        Ok(outcome) => match messages::delete(sqs, queue, message).await {
-            Ok(()) => eprintln!("message {}: {summary}: {outcome}; deleted", message.id),
-            // Not deleted: it comes back, and the re-read then finds nothing to do.
-            Err(e) => eprintln!(
-                "message {}: {summary}: {outcome}; not deleted: {e}",
-                message.id
-            ),
-        },
-        Err(why) => eprintln!("message {}: {summary}: {why}", message.id),
+    let said = format!("message {}: {}: {outcome}", message.id, event.summary());
+    if let Err(unsent) = to_delete.send(Handled { message, said }) {
+        eprintln!("{}; not deleted: the deleter has stopped", unsent.0.said);
     }
 }

@@ -63,15 +63,46 @@ pub async fn receive(
         .collect())
 }
 
-/// Deletes a handled message.
-pub async fn delete(sqs: &aws_sdk_sqs::Client, queue_url: &str, message: &Message) -> Result<()> {
-    sqs.delete_message()
+/// Deletes up to [`MAX_BATCH`] handled messages in one call; answers, per message in
+/// order, whether it was deleted (SQS refuses entries one by one within a successful
+/// answer, for example a receipt handle that expired).
+pub async fn delete_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch: &[Message],
+) -> Result<Vec<std::result::Result<(), String>>> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry as Entry;
+    let entries = batch
+        .iter()
+        .enumerate()
+        .map(|(n, m)| {
+            Entry::builder()
+                .id(n.to_string())
+                .receipt_handle(&m.receipt_handle)
+                .build()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(format!("a delete entry: {e}")))?;
+    let answer = sqs
+        .delete_message_batch()
         .queue_url(queue_url)
-        .receipt_handle(&message.receipt_handle)
+        .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("DeleteMessage", &e)))?;
-    Ok(())
+        .map_err(|e| Error::Aws(failure("DeleteMessageBatch", &e)))?;
+    Ok((0..batch.len())
+        .map(|n| {
+            let id = n.to_string();
+            match answer.failed().iter().find(|f| f.id() == id) {
+                Some(refused) => Err(format!(
+                    "{}: {}",
+                    refused.code(),
+                    refused.message().unwrap_or_default()
+                )),
+                None => Ok(()),
+            }
+        })
+        .collect())
 }
 
 /// The region of a queue URL of AWS (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`,
