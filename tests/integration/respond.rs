@@ -612,6 +612,36 @@ fn respond_acts_in_the_events_account_by_policy_and_refuses_malformed_events() {
         run(cmd)
     };
 
+    // --region limits where harden acts: an event elsewhere is left, said so, exit 0.
+    let own_event_path = write(
+        files.path(),
+        "own-elsewhere.json",
+        &opened_egress(emulator.account(), &own, "ev-elsewhere").to_string(),
+    );
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "respond",
+        "--event",
+        &own_event_path,
+        EGRESS,
+        "--policy",
+        &auto,
+    ])
+    .args(["--region", "eu-west-1"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("in us-east-1 is outside the regions acted in (eu-west-1)"),
+        "{}",
+        out.stdout
+    );
+    assert!(lets_all_out(&block_on(group(
+        &emulator,
+        emulator.account(),
+        &own
+    ))));
+
     // Policy report: the rule is left, reported, exit 2.
     let own_event = write(
         files.path(),
