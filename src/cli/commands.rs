@@ -645,9 +645,23 @@ fn list_command(path: Option<PathBuf>) -> Result<Status> {
                 );
             }
             for t in &rb.triggers {
-                let place = match &t.resource_id {
-                    Some(path) => format!("the {} named at {}", t.discover.value, path.value),
-                    None => format!("every {} of the region", t.discover.value),
+                let entry = &t.discover.value;
+                let narrowing = rb
+                    .discover
+                    .get(entry)
+                    .and_then(|d| inventory::ResourceKind::from_name(&d.resource.value))
+                    .map(inventory::ResourceKind::narrowing);
+                let place = match (&t.resource_id, narrowing) {
+                    (Some(path), _) => {
+                        format!("{entry}, narrowed to the ids at {path}", path = path.value)
+                    }
+                    (None, Some(inventory::Narrowing::Named)) => {
+                        format!("{entry} (looked up by its name)")
+                    }
+                    (None, Some(inventory::Narrowing::ById(_))) => {
+                        format!("{entry}, all of them in the event's region")
+                    }
+                    (None, _) => format!("{entry} of the event's region"),
                 };
                 println!("  trigger: {} -> {place}", t.event.value);
             }

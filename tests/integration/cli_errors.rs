@@ -226,6 +226,17 @@ fn schema_and_list_describe_the_format() {
         out.stdout.contains("close-default-security-groups")
             && out.stdout.contains("control: AWS FSBP EC2.2")
     );
+    assert!(
+        out.stdout.contains(
+            "trigger: AuthorizeSecurityGroupEgress -> groups, narrowed to the ids at detail.requestParameters.groupId"
+        ) && out.stdout.contains("trigger: StopLogging -> trails of the event's region"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        schema["properties"]["triggers"].is_object(),
+        "the schema has triggers"
+    );
 }
 
 #[test]
