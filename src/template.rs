@@ -44,6 +44,9 @@ impl Renderer {
         let mut handlebars = Handlebars::new();
         handlebars.set_strict_mode(true);
         handlebars.register_escape_fn(handlebars::no_escape);
+        // Only the documented helpers: `log` writes to the process's log, which a
+        // template must not reach.
+        handlebars.unregister_helper("log");
         Self { handlebars }
     }
 
@@ -210,6 +213,22 @@ mod tests {
                 ("snap".to_string(), Some("snapshot_id".to_string())),
                 ("copy".to_string(), None)
             ]
+        );
+    }
+
+    #[test]
+    fn only_the_documented_helpers_exist() {
+        let renderer = Renderer::new();
+        let context = serde_json::json!({"region": "us-east-1"});
+        let message = renderer
+            .render_str("{{log \"x\"}}", &context)
+            .expect_err("log is gone");
+        assert!(message.contains("log"), "{message}");
+        assert_eq!(
+            renderer
+                .render_str("{{#if (eq region \"us-east-1\")}}home{{/if}}", &context)
+                .expect("eq and if stay"),
+            "home"
         );
     }
 }

@@ -78,6 +78,11 @@ fn base_context(
     let params = request.params;
     let mut values = Map::new();
     for (name, value) in params.get(runbook.id()).into_iter().flatten() {
+        // What --param gave is data: `{{...}}` in it stays as typed.
+        if params.is_given(runbook.id(), name) {
+            values.insert(name.clone(), value.clone());
+            continue;
+        }
         let rendered = renderer.render_value(value, &scope).map_err(|m| {
             let location = runbook
                 .runbook
@@ -867,6 +872,32 @@ mod tests {
             &BTreeMap::new(),
         )
         .expect("plans")
+    }
+
+    #[test]
+    fn a_param_given_on_the_command_line_is_data_not_a_template() {
+        let runbooks = shipped();
+        let given: crate::runbook::params::Assignment =
+            "restrict-sg-egress.exclude_group_ids=[\"{{region}}\"]"
+                .parse()
+                .expect("an assignment");
+        let params = params::resolve(&runbooks, &[given]).expect("resolves");
+        let scope = scope();
+        let request = request(&runbooks, &params);
+        let place = Place {
+            scope: &scope,
+            region: "us-east-1",
+        };
+        let renderer = Renderer::new();
+        let egress = runbooks
+            .iter()
+            .find(|r| r.id() == "restrict-sg-egress")
+            .expect("shipped");
+        let context = base_context(&renderer, egress, &request, place).expect("renders");
+        assert_eq!(
+            context["params"]["exclude_group_ids"],
+            json!(["{{region}}"])
+        );
     }
 
     #[test]

@@ -48,8 +48,30 @@ impl std::str::FromStr for Assignment {
     }
 }
 
-/// Parameter values by runbook id, then by name.
-pub type ResolvedParams = BTreeMap<String, BTreeMap<String, Value>>;
+/// Parameter values by runbook id, then by name (read through `Deref`), and which of
+/// them a `--param` gave: those are data, never rendered as templates; only a
+/// runbook's own defaults may be templates over the documented context.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedParams {
+    values: BTreeMap<String, BTreeMap<String, Value>>,
+    given: std::collections::BTreeSet<(String, String)>,
+}
+
+impl ResolvedParams {
+    /// Whether `--param` gave parameter `name` of runbook `runbook`.
+    pub fn is_given(&self, runbook: &str, name: &str) -> bool {
+        self.given
+            .contains(&(runbook.to_string(), name.to_string()))
+    }
+}
+
+impl std::ops::Deref for ResolvedParams {
+    type Target = BTreeMap<String, BTreeMap<String, Value>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.values
+    }
+}
 
 /// Checks a value against a declaration, coercing a YAML-typed value where the
 /// declared type says otherwise (a string parameter given `123` gets `"123"`).
@@ -120,7 +142,7 @@ fn parse_raw(raw: &str) -> std::result::Result<Value, String> {
 /// Resolves the values of every selected runbook's parameters.
 pub fn resolve(runbooks: &[LoadedRunbook], assignments: &[Assignment]) -> Result<ResolvedParams> {
     let mut problems = Problems::default();
-    let mut resolved = ResolvedParams::new();
+    let mut resolved = ResolvedParams::default();
     for assignment in assignments {
         let targets: Vec<&LoadedRunbook> = runbooks
             .iter()
@@ -164,6 +186,11 @@ pub fn resolve(runbooks: &[LoadedRunbook], assignments: &[Assignment]) -> Result
                 .filter(|a| &a.key == name)
                 .filter(|a| a.runbook.as_deref().is_none_or(|id| id == runbook.id()))
                 .max_by_key(|a| a.runbook.is_some());
+            if given.is_some() {
+                resolved
+                    .given
+                    .insert((runbook.id().to_string(), name.clone()));
+            }
             let value = match given {
                 Some(a) => parse_raw(&a.raw).and_then(|v| check_value(spec, Some(&a.raw), v)),
                 None => match &spec.default {
@@ -191,7 +218,7 @@ pub fn resolve(runbooks: &[LoadedRunbook], assignments: &[Assignment]) -> Result
                 ),
             }
         }
-        resolved.insert(runbook.id().to_string(), values);
+        resolved.values.insert(runbook.id().to_string(), values);
     }
     problems.into_result()?;
     Ok(resolved)
@@ -239,6 +266,17 @@ mod tests {
         assert_eq!(resolved["a"]["count"], json!(3));
         assert_eq!(resolved["b"]["count"], json!(2));
         assert_eq!(resolved["b"]["name"], json!("d"), "defaults fill the rest");
+    }
+
+    #[test]
+    fn given_values_are_told_from_defaults() {
+        let runbooks = vec![runbook("a")];
+        let resolved = resolve(&runbooks, &[assign("name={{log}}")]);
+        // A pattern still applies to what is given.
+        assert!(resolved.is_err());
+        let resolved = resolve(&runbooks, &[assign("count=4")]).expect("resolves");
+        assert!(resolved.is_given("a", "count"));
+        assert!(!resolved.is_given("a", "name"));
     }
 
     #[test]
