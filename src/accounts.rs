@@ -280,7 +280,7 @@ struct Row {
 /// Reads an accounts file: CSV when its name ends in `.csv`, YAML otherwise. Every
 /// problem is reported together, each with its place.
 pub fn load_file(path: &Path) -> Result<Vec<Target>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::MAX_DOCUMENT_BYTES, "accounts file")?;
     let is_csv = path
         .extension()
         .and_then(|e| e.to_str())

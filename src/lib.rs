@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod execute;
+pub mod input;
 pub mod inventory;
 pub mod jsonl;
 pub mod plan;

@@ -151,7 +151,7 @@ fn tag(
 impl Policy {
     /// Reads and checks a policy file; every problem is reported with its place.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_text(path, crate::input::MAX_DOCUMENT_BYTES, "policy")?;
         Self::parse(path, &text)
     }
 

@@ -25,7 +25,7 @@ pub fn save(run_dir: &Path, report: &Report) -> Result<()> {
 
 /// Reads a report `save` kept.
 fn load(path: &Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::MAX_PLAN_BYTES, "report")?;
     serde_json::from_str(&text).map_err(|e| {
         let mut problems = crate::error::Problems::default();
         problems.push(

@@ -179,7 +179,7 @@ impl Plan {
 
     /// Reads a saved plan, checking its format version.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_text(path, crate::input::MAX_PLAN_BYTES, "plan")?;
         let plan: Plan = serde_json::from_str(&text).map_err(|e| {
             let mut problems = Problems::default();
             problems.push(

@@ -129,7 +129,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
     let mut loaded = Vec::new();
     let mut problems = Problems::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let text = crate::input::read_text(&file, crate::input::MAX_DOCUMENT_BYTES, "runbook")?;
         match parse_runbook(&file, &text) {
             Ok(runbook) => loaded.push(runbook),
             Err(Error::Invalid(found)) => problems.0.extend(found.0),

@@ -268,3 +268,43 @@ fn wait_and_outputs_an_action_does_not_have_are_refused() {
         out.stderr
     );
 }
+
+#[test]
+fn endless_and_non_utf8_input_is_refused_within_bounds_with_a_location() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run({
+        let mut c = harden(dir.path());
+        c.args(["validate", "/dev/zero"]);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("/dev/zero: runbook is over 4194304 bytes"),
+        "{}",
+        out.stderr
+    );
+    let file = dir.path().join("latin1.yaml");
+    std::fs::write(&file, b"version: 1\nid: t\ntitle: caf\xe9\nsteps: []\n").expect("write");
+    let out = run({
+        let mut c = harden(dir.path());
+        c.arg("validate").arg(&file);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("{}:3:11: not UTF-8 text", file.display())),
+        "{}",
+        out.stderr
+    );
+    // A saved plan is bounded too.
+    let out = run({
+        let mut c = harden(dir.path());
+        c.args(["apply", "--plan", "/dev/zero", "--yes"]);
+        c
+    });
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("plan is over"), "{}", out.stderr);
+    assert!(!dir.path().join("state").exists(), "nothing written");
+}
