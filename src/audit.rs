@@ -5,7 +5,7 @@
 //! too. Records never hold credentials: only the caller's ARN. Format:
 //! `docs/audit-format.md`.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -155,6 +155,11 @@ pub enum Entry {
     Compensation(Box<CompensationRecord>),
     /// An apply ended.
     Apply(Summary),
+    /// The log was found cut short by a process that stopped mid-write, and mended.
+    Repair {
+        /// What was found and what was done.
+        detail: String,
+    },
 }
 
 /// One line of the log.
@@ -188,6 +193,16 @@ struct Head {
     hash: String,
 }
 
+impl Head {
+    /// The head of an empty log: what a missing `audit.head` stands for.
+    fn none() -> Self {
+        Head {
+            records: 0,
+            hash: GENESIS.to_string(),
+        }
+    }
+}
+
 fn hash_of(prev: &str, record_without_hash: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
@@ -217,45 +232,44 @@ fn head_path(state_dir: &Path) -> PathBuf {
 }
 
 impl AuditLog {
-    /// Opens (creating) the log and finds the chain's end.
+    /// Opens (creating) the log, checks the whole chain, and finds its end. A chain
+    /// that does not verify is refused before anything else happens: harden never
+    /// appends to a broken chain. What a process killed mid-write leaves (a last line
+    /// cut short, or `audit.head` one write behind a record that verifies) is mended,
+    /// and the first record appended says so.
     pub fn open(state_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
         let lock = lock_state_dir(state_dir)?;
         let path = log_path(state_dir);
-        let (seq, last_hash) = match File::open(&path) {
-            Ok(file) => {
-                let mut last = None;
-                for line in BufReader::new(file).lines() {
-                    let line = line.map_err(|e| Error::io(&path, e))?;
-                    if !line.trim().is_empty() {
-                        last = Some(line);
-                    }
-                }
-                match last {
-                    Some(line) => {
-                        let record: Record =
-                            serde_json::from_str(&line).map_err(|e| Error::AuditBroken {
-                                path: path.clone(),
-                                line: 0,
-                                detail: format!(
-                                    "last record does not parse ({e}); run `harden audit verify`"
-                                ),
-                            })?;
-                        (record.seq, record.hash)
-                    }
-                    None => (0, GENESIS.to_string()),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_string()),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        Ok(Self {
+        let chain = check_chain(&path)?;
+        let repairs = assess(&path, &chain, read_head(state_dir)?)?;
+        if let Some(cut) = &chain.cut_short {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            file.set_len(cut.offset)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        let mut log = Self {
             log: JsonLines::open(&path)?,
             head_path: head_path(state_dir),
-            last_hash,
-            seq,
+            last_hash: chain.last_hash,
+            seq: chain.count,
             _lock: lock,
-        })
+        };
+        if !repairs.is_empty() {
+            log.append(
+                "repair",
+                "",
+                "harden",
+                Entry::Repair {
+                    detail: repairs.join("; "),
+                },
+            )?;
+        }
+        Ok(log)
     }
 
     /// Appends one record and syncs it.
@@ -349,28 +363,130 @@ pub fn read(state_dir: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Checks the whole chain; returns the number of records, or the first bad line.
-pub fn verify(state_dir: &Path) -> Result<u64> {
+/// Checks, without writing, that the log in `state_dir` can be appended to: its chain
+/// verifies, or shows only what a process killed mid-write leaves (mended when the log
+/// is next opened). Commands check this before they contact anything, so a broken
+/// chain stops them before discovery.
+pub fn check_appendable(state_dir: &Path) -> Result<()> {
     let path = log_path(state_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let chain = check_chain(&path)?;
+    assess(&path, &chain, read_head(state_dir)?).map(drop)
+}
+
+/// Compares the chain with `audit.head`: an error for what only tampering or loss
+/// explains, otherwise what opening the log must mend (said in its repair record).
+fn assess(path: &Path, chain: &Chain, head: Option<Head>) -> Result<Vec<String>> {
+    let mut repairs = Vec::new();
+    if let Some(cut) = &chain.cut_short {
+        repairs.push(format!(
+            "line {} was cut short (a process stopped while writing it) and was removed: {} bytes",
+            cut.line, cut.bytes
+        ));
+    }
+    let broken = |line: u64, detail: String| Error::AuditBroken {
+        path: path.to_path_buf(),
+        line: line as usize,
+        detail: format!(
+            "{detail}; restore audit.jsonl from a copy (harden will not append to a broken chain)"
+        ),
+    };
+    match head.or_else(|| (chain.count > 0).then(Head::none)) {
+        Some(head) if head.records > chain.count => {
+            return Err(broken(
+                chain.count + 1,
+                format!(
+                    "the log ends after {} records but audit.head records {}: records were removed from the end",
+                    chain.count, head.records
+                ),
+            ));
+        }
+        Some(head) if head.records == chain.count && head.hash != chain.last_hash => {
+            return Err(broken(
+                chain.count,
+                "the last record is not the one audit.head names: it was replaced".into(),
+            ));
+        }
+        Some(head) if head.records < chain.count => {
+            if chain.hash_at.get(head.records as usize) != Some(&head.hash) {
+                return Err(broken(
+                    head.records,
+                    "audit.head names a record the log does not hold".into(),
+                ));
+            }
+            repairs.push(format!(
+                "audit.head was {} record(s) behind the log (a process stopped between writing a record and the head); it now names record {}",
+                chain.count - head.records,
+                chain.count
+            ));
+        }
+        _ => {}
+    }
+    Ok(repairs)
+}
+
+/// A line cut short at the end of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CutShort {
+    /// Its 1-based line number.
+    line: usize,
+    /// Where it starts: the length the log has without it.
+    offset: u64,
+    /// How long it is.
+    bytes: usize,
+}
+
+/// What reading the chain found.
+#[derive(Debug)]
+struct Chain {
+    count: u64,
+    last_hash: String,
+    /// `hash_at[n]` is the hash after `n` records (`GENESIS` for none).
+    hash_at: Vec<String>,
+    cut_short: Option<CutShort>,
+}
+
+/// Checks every record's link and hash. A last line without its newline that does not
+/// parse is what a process killed mid-write leaves: reported as `cut_short`, not as
+/// an error.
+fn check_chain(path: &Path) -> Result<Chain> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => crate::input::text(path, bytes)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io(&path, e)),
+        Err(e) => return Err(Error::io(path, e)),
     };
     let broken = |line: usize, detail: String| Error::AuditBroken {
-        path: path.clone(),
+        path: path.to_path_buf(),
         line,
-        detail,
+        detail: format!(
+            "{detail}; restore audit.jsonl from a copy (harden will not append to a broken chain)"
+        ),
     };
     let mut prev = GENESIS.to_string();
+    let mut hash_at = vec![prev.clone()];
     let mut count = 0u64;
-    for (index, line) in text.lines().enumerate() {
+    let mut offset = 0u64;
+    let mut cut_short = None;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (index, raw) in lines.iter().enumerate() {
         let number = index + 1;
-        if line.trim().is_empty() {
-            return Err(broken(number, "empty line inside the log".into()));
-        }
-        let mut value: Value =
-            serde_json::from_str(line).map_err(|e| broken(number, format!("not JSON: {e}")))?;
+        let line = raw.trim_end_matches('\n');
+        let last_and_unfinished = index + 1 == lines.len() && !raw.ends_with('\n');
+        let parsed = serde_json::from_str::<Value>(line);
+        let mut value = match parsed {
+            Ok(value) => value,
+            Err(_) if last_and_unfinished => {
+                cut_short = Some(CutShort {
+                    line: number,
+                    offset,
+                    bytes: raw.len(),
+                });
+                break;
+            }
+            Err(e) if line.trim().is_empty() => {
+                return Err(broken(number, format!("empty line inside the log ({e})")));
+            }
+            Err(e) => return Err(broken(number, format!("not JSON: {e}"))),
+        };
         let map = value
             .as_object_mut()
             .ok_or_else(|| broken(number, "not a JSON object".into()))?;
@@ -400,26 +516,53 @@ pub fn verify(state_dir: &Path) -> Result<u64> {
             ));
         }
         prev = stated;
+        hash_at.push(prev.clone());
         count += 1;
+        offset += raw.len() as u64;
     }
-    match std::fs::read_to_string(head_path(state_dir)) {
-        Ok(head) => {
-            let head: Head = serde_json::from_str(&head)
-                .map_err(|e| broken(count as usize, format!("audit.head does not parse: {e}")))?;
-            if head.records != count || head.hash != prev {
-                return Err(broken(
-                    count as usize + 1,
-                    format!(
-                        "the log ends after {count} records but audit.head records {}: records were removed from the end",
-                        head.records
-                    ),
-                ));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && count == 0 => {}
-        Err(e) => return Err(Error::io(head_path(state_dir), e)),
+    Ok(Chain {
+        count,
+        last_hash: prev,
+        hash_at,
+        cut_short,
+    })
+}
+
+fn read_head(state_dir: &Path) -> Result<Option<Head>> {
+    let path = head_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::AuditBroken {
+                path: path.clone(),
+                line: 0,
+                detail: format!("audit.head does not parse: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
     }
-    Ok(count)
+}
+
+/// Checks the whole chain; returns the number of records, or the first bad line. What a
+/// process killed mid-write leaves (a last line cut short, `audit.head` one write
+/// behind) is reported as such: the next harden run mends it and records that it did.
+pub fn verify(state_dir: &Path) -> Result<u64> {
+    let path = log_path(state_dir);
+    let chain = check_chain(&path)?;
+    if let Some(cut) = chain.cut_short {
+        return Err(Error::AuditBroken {
+            path,
+            line: cut.line,
+            detail: format!(
+                "the last record was cut short ({} bytes; a process stopped while writing it): the {} records before it verify, and the next harden run removes it and records the repair",
+                cut.bytes, chain.count
+            ),
+        });
+    }
+    // audit.head behind records that verify (or not written yet) means a process
+    // stopped between the two writes: nothing is missing, and the next run mends it.
+    assess(&path, &chain, read_head(state_dir)?)?;
+    Ok(chain.count)
 }
 
 #[cfg(test)]
@@ -533,5 +676,93 @@ mod tests {
             l.pop();
         });
         assert_eq!(bad_line(dir.path()), 3);
+    }
+
+    #[test]
+    fn a_head_one_write_behind_verifies_and_the_next_open_mends_it_saying_so() {
+        let dir = log_with(3);
+        // As a process killed after writing record 3 and before the head leaves it.
+        let records = read(dir.path()).expect("reads");
+        let behind = serde_json::to_string(&Head {
+            records: 2,
+            hash: records[1].hash.clone(),
+        })
+        .expect("head");
+        std::fs::write(head_path(dir.path()), behind).expect("writes");
+        assert_eq!(verify(dir.path()).expect("nothing is missing"), 3);
+        drop(AuditLog::open(dir.path()).expect("mends"));
+        assert_eq!(verify(dir.path()).expect("verifies"), 4);
+        let records = read(dir.path()).expect("reads");
+        let Entry::Repair { detail } = &records[3].entry else {
+            panic!("a repair record: {:?}", records[3].entry);
+        };
+        assert!(
+            detail.contains("audit.head was 1 record(s) behind"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_reported_as_such_then_removed_with_a_record() {
+        let dir = log_with(3);
+        let path = log_path(dir.path());
+        let mut file = OpenOptions::new().append(true).open(&path).expect("opens");
+        file.write_all(br#"{"v":1,"seq":4,"time":"2026-"#)
+            .expect("writes");
+        drop(file);
+        let message = verify(dir.path()).expect_err("cut short").to_string();
+        assert!(
+            message.contains("line 4: the last record was cut short")
+                && message.contains("the 3 records before it verify"),
+            "{message}"
+        );
+        drop(AuditLog::open(dir.path()).expect("mends"));
+        assert_eq!(verify(dir.path()).expect("verifies"), 4);
+        let records = read(dir.path()).expect("reads");
+        let Entry::Repair { detail } = &records[3].entry else {
+            panic!("a repair record");
+        };
+        assert!(detail.contains("line 4 was cut short"), "{detail}");
+    }
+
+    #[test]
+    fn a_broken_chain_is_never_appended_to() {
+        let dir = log_with(3);
+        rewrite(dir.path(), |l| l[1] = l[1].replace("run-1", "run-9"));
+        let before = std::fs::read(log_path(dir.path())).expect("reads");
+        let refused = AuditLog::open(dir.path()).expect_err("refused");
+        assert!(
+            matches!(refused, Error::AuditBroken { line: 2, .. }),
+            "{refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("restore audit.jsonl from a copy")
+        );
+        assert_eq!(std::fs::read(log_path(dir.path())).expect("reads"), before);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any one edit, deletion, insertion, reordering or truncation of a verified log
+        /// is caught.
+        #[test]
+        fn every_single_tampering_is_caught(op in 0usize..5, at in 0usize..5, other in 0usize..5) {
+            let dir = log_with(5);
+            match op {
+                0 => rewrite(dir.path(), |l| l[at] = l[at].replacen("run-", "run-x", 1)),
+                1 => rewrite(dir.path(), |l| { l.remove(at); }),
+                2 => rewrite(dir.path(), |l| { let copy = l[at].clone(); l.insert(other, copy); }),
+                3 => {
+                    proptest::prop_assume!(at != other);
+                    rewrite(dir.path(), |l| l.swap(at, other));
+                }
+                _ => rewrite(dir.path(), |l| l.truncate(at)),
+            }
+            proptest::prop_assert!(verify(dir.path()).is_err());
+            proptest::prop_assert!(AuditLog::open(dir.path()).is_err());
+        }
     }
 }

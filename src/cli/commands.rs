@@ -171,6 +171,8 @@ fn refuse_partial(plan: &Plan, what: &str) {
 }
 
 async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Result<Status> {
+    // A chain that cannot be appended to stops the plan before anything is contacted.
+    audit::check_appendable(&global.state_dir)?;
     let run_id = new_run_id();
     let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
     report_inactive(&settings);
@@ -259,6 +261,8 @@ fn confirm(plan: &Plan) -> Result<bool> {
 }
 
 async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
+    // A chain that cannot be appended to stops the apply before anything is contacted.
+    audit::check_appendable(&global.state_dir)?;
     let run_id = new_run_id();
     let (sessions, unreachable, plan, caller) = match &args.plan {
         Some(path) => {
@@ -592,6 +596,9 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
                         format!("{} ({})", c.resource.id, c.region),
                         outcome_cell(&c.outcome),
                     ),
+                    Entry::Repair { detail } => {
+                        ("repair".to_string(), detail.clone(), "mended".to_string())
+                    }
                 };
                 table.add_row([
                     r.seq.to_string(),

@@ -308,3 +308,46 @@ fn endless_and_non_utf8_input_is_refused_within_bounds_with_a_location() {
     assert!(out.stderr.contains("plan is over"), "{}", out.stderr);
     assert!(!dir.path().join("state").exists(), "nothing written");
 }
+
+#[test]
+fn plan_and_apply_refuse_a_broken_audit_chain_before_contacting_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    {
+        let mut log = harden::audit::AuditLog::open(&state).expect("opens");
+        for run in ["run-a", "run-b"] {
+            log.append(
+                run,
+                "123456789012",
+                "arn:aws:iam::123456789012:user/a",
+                harden::audit::Entry::Repair {
+                    detail: "seeded by the test".into(),
+                },
+            )
+            .expect("appends");
+        }
+    }
+    let path = state.join("audit.jsonl");
+    let text = std::fs::read_to_string(&path).expect("reads");
+    std::fs::write(&path, text.replacen("run-a", "run-z", 1)).expect("writes");
+    for args in [
+        vec!["plan", "runbooks/restrict-sg-egress.yaml"],
+        vec!["apply", "runbooks/restrict-sg-egress.yaml", "--yes"],
+    ] {
+        let out = run({
+            let mut c = harden(dir.path());
+            c.args(&args);
+            c
+        });
+        assert_eq!(out.code, 1, "{args:?}");
+        assert!(
+            out.stderr
+                .contains("line 1: its content does not match its hash")
+                && out.stderr.contains("restore audit.jsonl from a copy"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        // Refused before discovery: the unreachable endpoint was never tried.
+        assert!(!out.stderr.contains("endpoint"), "{}", out.stderr);
+    }
+}
