@@ -340,6 +340,13 @@ pub enum Command {
         #[arg(long)]
         security_hub: bool,
     },
+    /// The apply runs of the state directory: complete, failed or interrupted, with
+    /// their accounts, regions and counts, as their journals tell them.
+    Runs {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Inspect the audit log.
     Audit {
         /// What to do.

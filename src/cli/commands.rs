@@ -47,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<Status> {
         Command::DryRun(args) => plan_command(&global, args, true).await,
         Command::Apply(args) => apply_command(&global, args).await,
         Command::Audit { command } => audit_command(&global, command),
+        Command::Runs { format } => super::runs::runs_command(&global, format),
         Command::Schema => {
             let schema = schemars::schema_for!(runbook::Runbook);
             println!(

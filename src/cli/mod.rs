@@ -9,6 +9,7 @@ pub mod enforce;
 pub mod progress;
 pub mod report;
 pub mod respond;
+pub mod runs;
 pub mod settings;
 pub mod watch;
 

@@ -85,6 +85,30 @@ impl Journal {
             .append(&entry)
     }
 
+    /// Reads a run's journal, leaving out a last line cut short (no newline, not JSON):
+    /// what a process killed while writing it leaves.
+    pub fn read_tolerant(state_dir: &Path, run_id: &str) -> Result<Vec<JournalEntry>> {
+        let path = state_dir.join("runs").join(run_id).join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let cut = !text.is_empty() && !text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut entries = Vec::with_capacity(lines.len());
+        for (index, line) in lines.iter().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(entry) => entries.push(entry),
+                Err(_) if cut && index + 1 == lines.len() => {}
+                Err(e) => {
+                    return Err(Error::Internal(format!(
+                        "{} line {}: journal line does not parse: {e}",
+                        path.display(),
+                        index + 1
+                    )));
+                }
+            }
+        }
+        Ok(entries)
+    }
+
     /// Reads a run's journal.
     pub fn read(state_dir: &Path, run_id: &str) -> Result<Vec<JournalEntry>> {
         let path = state_dir.join("runs").join(run_id).join("journal.jsonl");

@@ -13,6 +13,7 @@
 //! naming the failure that held it back.
 
 pub mod journal;
+pub mod runs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -909,4 +909,51 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
         );
     }
     emulator.assert_audit_verifies(state.path());
+
+    // `harden runs` tells the complete, the failed and (a journal cut as a killed
+    // process leaves it) the interrupted apart.
+    let runs_dir = state.path().join("runs");
+    let first = std::fs::read_dir(&runs_dir)
+        .expect("runs")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().into_string().expect("utf-8"))
+        .filter(|n| runs_dir.join(n).join("journal.jsonl").is_file())
+        .min()
+        .expect("the alerting runbook's apply");
+    let killed = runs_dir.join("29991231T000000Z-killed");
+    std::fs::create_dir_all(&killed).expect("dir");
+    std::fs::copy(
+        runs_dir.join(&first).join("plan.json"),
+        killed.join("plan.json"),
+    )
+    .expect("plan");
+    let journal =
+        std::fs::read_to_string(runs_dir.join(&first).join("journal.jsonl")).expect("journal");
+    let started = journal.lines().next().expect("a started line");
+    std::fs::write(
+        killed.join("journal.jsonl"),
+        format!("{started}\n{{\"time\":\"2026-12-"),
+    )
+    .expect("write");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["runs", "--format", "json"]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let runs: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON");
+    let states: Vec<&str> = runs.iter().filter_map(|r| r["state"].as_str()).collect();
+    assert_eq!(runs[0]["run_id"], json!(first));
+    assert_eq!(states[0], "complete", "{runs:#?}");
+    assert_eq!(
+        states.iter().filter(|s| **s == "failed").count(),
+        2,
+        "the two refused attempts: {runs:#?}"
+    );
+    let last = runs.last().expect("the killed one");
+    assert_eq!(last["state"], "interrupted");
+    assert_eq!(last["in_flight"], 1);
+    assert_eq!(
+        last["not_reached"],
+        json!(runs[0]["changes"].as_u64().expect("n") - 1)
+    );
+    assert_eq!(last["accounts"], json!([emulator.account()]));
 }

@@ -1,0 +1,117 @@
+//! The runs of a state directory, as their journals tell them (`harden runs`): what each
+//! apply covered and how far it got, so an interrupted or failed one is found without
+//! reading journals by hand.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::journal::{Journal, Phase};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Every change was made and verified.
+    Complete,
+    /// A change failed (or putting a resource back failed).
+    Failed,
+    /// The run stopped before it ended every change: a change was in flight, or some
+    /// were never reached (the process died or was stopped).
+    Interrupted,
+}
+
+/// One run, from its plan and journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// The run id (its folder's name).
+    pub run_id: String,
+    /// How it ended.
+    pub state: RunState,
+    /// When its first journal line was written.
+    pub started: Option<jiff::Timestamp>,
+    /// Accounts its plan covers.
+    pub accounts: Vec<String>,
+    /// Regions its plan covers.
+    pub regions: Vec<String>,
+    /// Changes its plan holds.
+    pub changes: usize,
+    /// Made and verified.
+    pub succeeded: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Not attempted (held back by a failure, or stopped).
+    pub skipped: usize,
+    /// Started with no end: in flight when the process died.
+    pub in_flight: usize,
+    /// Never reached.
+    pub not_reached: usize,
+}
+
+/// Every run with a journal in `state_dir`, oldest first. A journal's last line cut
+/// short (the process died writing it) is ignored: its change counts as in flight.
+pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>> {
+    let dir = state_dir.join("runs");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("journal.jsonl").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    // Run ids start with their UTC time: sorted by name is sorted by time.
+    ids.sort();
+    ids.into_iter()
+        .map(|id| summarize(state_dir, &id))
+        .collect()
+}
+
+fn summarize(state_dir: &Path, run_id: &str) -> Result<RunSummary> {
+    let plan = Plan::load(&state_dir.join("runs").join(run_id).join("plan.json"))?;
+    let journal = Journal::read_tolerant(state_dir, run_id)?;
+    let started = journal.first().map(|e| e.time);
+    // The last phase of each change: its end, or `started` when it has none.
+    let mut last: BTreeMap<&str, Phase> = BTreeMap::new();
+    for entry in &journal {
+        let phase = last.entry(entry.change_id.as_str()).or_insert(entry.phase);
+        // Compensation follows an end; it does not undo that the change ended.
+        if !matches!(entry.phase, Phase::Compensated) {
+            *phase = entry.phase;
+        }
+    }
+    let count = |phase: Phase| last.values().filter(|p| **p == phase).count();
+    let in_flight = count(Phase::Started);
+    let failed = count(Phase::Failed) + count(Phase::CompensationFailed);
+    let not_reached = plan
+        .changes
+        .iter()
+        .filter(|c| !last.contains_key(c.id.as_str()))
+        .count();
+    let skipped = count(Phase::Skipped);
+    let state = if failed > 0 {
+        RunState::Failed
+    } else if in_flight > 0 || not_reached > 0 || skipped > 0 {
+        RunState::Interrupted
+    } else {
+        RunState::Complete
+    };
+    Ok(RunSummary {
+        run_id: run_id.to_string(),
+        state,
+        started,
+        accounts: plan.accounts.iter().map(|a| a.target.id.clone()).collect(),
+        regions: plan.regions(),
+        changes: plan.changes.len(),
+        succeeded: count(Phase::Succeeded),
+        failed,
+        skipped,
+        in_flight,
+        not_reached,
+    })
+}
