@@ -212,10 +212,25 @@ pub fn resolve(runbooks: &[LoadedRunbook], assignments: &[Assignment]) -> Result
                 Ok(v) => {
                     values.insert(name.clone(), v);
                 }
-                Err(message) => problems.push(
-                    given.is_none().then(|| runbook.at(&spec.kind.referenced)),
-                    format!("parameter {name} of runbook {}: {message}", runbook.id()),
-                ),
+                // A value given on the command line is the flag's problem, not the file's.
+                Err(message) => match given {
+                    Some(a) => problems.push(
+                        None,
+                        format!(
+                            "--param {}{name}={}: parameter {name} of runbook {}: {message}",
+                            a.runbook
+                                .as_ref()
+                                .map(|r| format!("{r}."))
+                                .unwrap_or_default(),
+                            a.raw,
+                            runbook.id()
+                        ),
+                    ),
+                    None => problems.push(
+                        Some(runbook.at(&spec.kind.referenced)),
+                        format!("parameter {name} of runbook {}: {message}", runbook.id()),
+                    ),
+                },
             }
         }
         resolved.values.insert(runbook.id().to_string(), values);
@@ -287,15 +302,15 @@ mod tests {
         for (flag, message) in [
             (
                 "count=many",
-                "parameter count of runbook a: expected an int, found the string \"many\"",
+                "--param count=many: parameter count of runbook a: expected an int, found the string \"many\"",
             ),
             (
                 "mode=slow",
-                "parameter mode of runbook a: \"slow\" is not one of the allowed values [\"safe\",\"fast\"]",
+                "--param mode=slow: parameter mode of runbook a: \"slow\" is not one of the allowed values [\"safe\",\"fast\"]",
             ),
             (
                 "name=UPPER",
-                "parameter name of runbook a: \"UPPER\" does not match the pattern [a-z0-9]+",
+                "--param name=UPPER: parameter name of runbook a: \"UPPER\" does not match the pattern [a-z0-9]+",
             ),
         ] {
             let error = resolve(&runbooks, &[assign(flag)])

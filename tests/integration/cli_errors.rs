@@ -138,7 +138,7 @@ fn bad_params_are_refused_before_anything_is_contacted() {
     for (param, message) in [
         (
             "close_in_use=maybe",
-            "parameter close_in_use of runbook close-default-security-groups: expected a bool, found the string \"maybe\"",
+            "--param close_in_use=maybe: parameter close_in_use of runbook close-default-security-groups: expected a bool, found the string \"maybe\"",
         ),
         (
             "nonsense=1",
