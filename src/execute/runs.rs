@@ -65,11 +65,14 @@ pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>> {
         .filter(|e| e.path().join("journal.jsonl").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    // Run ids start with their UTC time: sorted by name is sorted by time.
     ids.sort();
-    ids.into_iter()
+    let mut runs = ids
+        .into_iter()
         .map(|id| summarize(state_dir, &id))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // Run ids start with their second, not finer: order by the journal's first line.
+    runs.sort_by(|a, b| (a.started, &a.run_id).cmp(&(b.started, &b.run_id)));
+    Ok(runs)
 }
 
 fn summarize(state_dir: &Path, run_id: &str) -> Result<RunSummary> {

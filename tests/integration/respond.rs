@@ -913,13 +913,18 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
     // `harden runs` tells the complete, the failed and (a journal cut as a killed
     // process leaves it) the interrupted apart.
     let runs_dir = state.path().join("runs");
-    let first = std::fs::read_dir(&runs_dir)
-        .expect("runs")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().into_string().expect("utf-8"))
-        .filter(|n| runs_dir.join(n).join("journal.jsonl").is_file())
-        .min()
-        .expect("the alerting runbook's apply");
+    let list_runs = || {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(["runs", "--format", "json"]);
+        let out = run(cmd);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str::<Vec<Value>>(&out.stdout).expect("JSON")
+    };
+    // Oldest first: the alerting runbook's apply.
+    let first = list_runs()[0]["run_id"]
+        .as_str()
+        .expect("a run id")
+        .to_string();
     let killed = runs_dir.join("29991231T000000Z-killed");
     std::fs::create_dir_all(&killed).expect("dir");
     std::fs::copy(
@@ -935,20 +940,23 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
         format!("{started}\n{{\"time\":\"2026-12-"),
     )
     .expect("write");
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["runs", "--format", "json"]);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let runs: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON");
+    let runs = list_runs();
     let states: Vec<&str> = runs.iter().filter_map(|r| r["state"].as_str()).collect();
     assert_eq!(runs[0]["run_id"], json!(first));
+    assert_eq!(
+        runs[0]["changes"], 4,
+        "the dead-letter queue, the queue, the rule, its target"
+    );
     assert_eq!(states[0], "complete", "{runs:#?}");
     assert_eq!(
         states.iter().filter(|s| **s == "failed").count(),
         2,
         "the two refused attempts: {runs:#?}"
     );
-    let last = runs.last().expect("the killed one");
+    let last = runs
+        .iter()
+        .find(|r| r["run_id"] == "29991231T000000Z-killed")
+        .expect("the killed one");
     assert_eq!(last["state"], "interrupted");
     assert_eq!(last["in_flight"], 1);
     assert_eq!(
