@@ -53,7 +53,22 @@ fn http_ok(port: u16, path: &str) -> bool {
 }
 
 impl Emulator {
+    /// Starts an emulator on a free port. The port is free when chosen but may be taken
+    /// before the emulator binds it (tests start emulators side by side): an emulator
+    /// that exits at once is started again on another port.
     pub(crate) fn start(kind: Kind) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(kind) {
+                Ok(emulator) => return emulator,
+                Err(why) if attempt < 3 => eprintln!("{kind:?}: {why}; starting it again"),
+                Err(why) => panic!("{kind:?}: {why}"),
+            }
+        }
+    }
+
+    fn try_start(kind: Kind) -> Result<Self, String> {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
@@ -103,7 +118,7 @@ impl Emulator {
             Kind::Moto => "/moto-api/",
             Kind::LocalStack => "/_localstack/health",
         };
-        let emulator = Self {
+        let mut emulator = Self {
             kind,
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
@@ -111,13 +126,21 @@ impl Emulator {
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         while !http_ok(port, health) {
-            assert!(
-                Instant::now() < deadline,
-                "{kind:?} did not become healthy on port {port}"
-            );
+            if let Ok(Some(status)) = emulator.child.try_wait() {
+                let log = std::fs::read_to_string(emulator._dir.path().join("emulator.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(format!(
+                    "exited ({status}) before becoming healthy on port {port}: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("did not become healthy on port {port} in 90 s"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        emulator
+        Ok(emulator)
     }
 
     /// The account id the emulator answers with.
