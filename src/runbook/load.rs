@@ -139,3 +139,84 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedRunbook>> {
     problems.into_result()?;
     Ok(loaded)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use proptest::prelude::*;
+
+    use super::parse_runbook;
+    use crate::error::Error;
+    use crate::runbook::validate::validate;
+
+    fn shipped() -> Vec<(PathBuf, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("runbooks/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("a shipped runbook");
+                (p, text)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A shipped runbook cut short, with a line dropped or a character changed, is
+        /// loaded and validated without a panic; what is refused is refused with a
+        /// message, and every problem the parser can place names the file.
+        #[test]
+        fn mutated_shipped_runbooks_never_panic(
+            pick in 0usize..16,
+            cut in 0usize..20_000,
+            drop_line in 0usize..200,
+            at in 0usize..20_000,
+            replacement in prop_oneof![
+                Just(":"), Just("- "), Just("{{"), Just("\""), Just("\t"), Just("&a *a"),
+                Just("[{"), Just("\u{0}"), Just("9999999999999999999999"),
+            ],
+        ) {
+            let files = shipped();
+            let (path, text) = &files[pick % files.len()];
+            let mut lines: Vec<&str> = text.lines().collect();
+            if !lines.is_empty() {
+                let n = drop_line % lines.len();
+                lines.remove(n);
+            }
+            let mut mutated = lines.join("\n");
+            if !mutated.is_empty() {
+                let mut at = at % mutated.len();
+                while !mutated.is_char_boundary(at) {
+                    at -= 1;
+                }
+                mutated.insert_str(at, replacement);
+            }
+            let mut end = cut.min(mutated.len());
+            while !mutated.is_char_boundary(end) {
+                end -= 1;
+            }
+            mutated.truncate(end);
+            match parse_runbook(path, &mutated).and_then(|loaded| validate(vec![loaded])) {
+                Ok(_) => {}
+                Err(Error::Invalid(problems)) => {
+                    prop_assert!(!problems.0.is_empty());
+                    for problem in &problems.0 {
+                        prop_assert!(!problem.message.is_empty());
+                        if let Some(location) = &problem.location {
+                            prop_assert_eq!(&location.file, path);
+                        }
+                    }
+                }
+                Err(other) => prop_assert!(false, "an unexpected error: {other}"),
+            }
+        }
+    }
+}
