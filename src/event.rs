@@ -91,6 +91,7 @@ impl CloudTrailEvent {
         let identity = &self.detail.user_identity;
         EventCause {
             event_id: self.detail.event_id.clone(),
+            bridge_event_id: self.bridge_id.clone(),
             event_name: self.detail.event_name.clone(),
             event_source: self.detail.event_source.clone(),
             event_time: self.detail.event_time,
@@ -132,6 +133,10 @@ impl CloudTrailEvent {
 pub struct EventCause {
     /// CloudTrail's event id.
     pub event_id: String,
+    /// EventBridge's id of the event that carried it, when it came through EventBridge
+    /// (each delivery of one CloudTrail event through one rule has the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_event_id: Option<String>,
     /// The API call.
     pub event_name: String,
     /// The service.
@@ -444,6 +449,7 @@ mod tests {
         };
         assert_eq!(bare.detail, wrapped.detail);
         assert_eq!(wrapped.bridge_id.as_deref(), Some("eb-1"));
+        assert_eq!(wrapped.cause().bridge_event_id.as_deref(), Some("eb-1"));
         let cause = wrapped.cause();
         assert_eq!(
             cause.actor_arn.as_deref(),

@@ -17,33 +17,37 @@ pub const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 /// the error ("runbook", "plan").
 pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let too_big = || {
-        invalid(
-            path,
-            0,
-            0,
-            format!(
-                "{what} is over {} bytes: harden reads a {what} of at most that size",
-                limit
-            ),
-        )
-    };
     // A regular file says its size: refuse it without reading anything.
     if let Ok(meta) = file.metadata()
         && meta.is_file()
         && meta.len() > limit
     {
-        return Err(too_big());
+        return Err(too_big(path, limit, what));
     }
-    // Devices and pipes do not: read one byte past the limit at most.
+    text(path, read_limited(file, path, limit, what)?)
+}
+
+/// Reads `reader` (a device, a pipe, standard input: what cannot say its size) to its
+/// end, but never more than one byte past `limit`; `path` names it in errors.
+pub fn read_limited(reader: impl Read, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    file.take(limit + 1)
+    reader
+        .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > limit {
-        return Err(too_big());
+        return Err(too_big(path, limit, what));
     }
-    text(path, bytes)
+    Ok(bytes)
+}
+
+fn too_big(path: &Path, limit: u64, what: &str) -> Error {
+    invalid(
+        path,
+        0,
+        0,
+        format!("{what} is over {limit} bytes: harden reads a {what} of at most that size"),
+    )
 }
 
 /// `bytes` as UTF-8, or an error naming the line and column (in characters) of the first

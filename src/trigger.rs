@@ -139,7 +139,7 @@ fn collect(value: &Value, keys: &[String], found: &mut Vec<String>) {
 }
 
 /// What one event narrows a runbook's discovery to, by `discover` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Narrowed {
     /// Only these resource ids.
     Ids(BTreeSet<String>),
@@ -149,7 +149,7 @@ pub enum Narrowed {
 
 /// The runbooks an event concerns and, for each, the discover entries it narrows.
 /// Runbooks absent from it are not planned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Focus {
     /// Runbook id to discover entry to what it is narrowed to.
     pub runbooks: BTreeMap<String, BTreeMap<String, Narrowed>>,

@@ -4,7 +4,6 @@
 //! policy, applied and verified, every change's audit record naming the event.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -27,8 +26,6 @@ use crate::trigger;
 /// What handling one event came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Response {
-    /// No runbook concerns it; why.
-    Unrelated(String),
     /// What it names is compliant now; `fixed` changes were made and verified.
     Compliant {
         /// Changes made.
@@ -110,21 +107,16 @@ impl Responder {
             .or_else(|| region_hint.map(str::to_string))
             .unwrap_or_else(|| "us-east-1".to_string());
         let caller = aws.caller_identity(&first).await?;
-        let listed = match file {
-            Some(listed) => Some(accounts::with_tags(
-                listed,
-                &selection.accounts.account_tags,
-            )),
-            None if selection.accounts.org => {
-                let listing =
-                    accounts::org::list(&aws.organizations(&first), &selection.accounts.org_units)
-                        .await?;
-                Some(accounts::with_tags(
-                    listing.active,
-                    &selection.accounts.account_tags,
-                ))
-            }
-            None => None,
+        // An event's account must be one of the file's or the organization's, when
+        // either is given; otherwise any account the role reaches.
+        let listed = if file.is_some() || selection.accounts.org {
+            Some(
+                settings::targets(&aws, &caller, &selection.accounts, file, &first)
+                    .await?
+                    .0,
+            )
+        } else {
+            None
         };
         Ok(Responder {
             runbooks,
@@ -151,17 +143,17 @@ impl Responder {
         event: &CloudTrailEvent,
     ) -> std::result::Result<trigger::Focus, String> {
         let name = &event.detail.event_name;
-        if let Some(code) = &event.detail.error_code {
-            return Err(format!(
-                "{name} failed ({code}), so it changed nothing: no runbook to run"
-            ));
-        }
         let focus = trigger::focus(&self.runbooks, event);
         if focus.is_empty() {
-            return Err(format!(
-                "no runbook matches {name} from {} (or the event names no resource a trigger can act on)",
-                event.detail.event_source
-            ));
+            return Err(match &event.detail.error_code {
+                Some(code) => {
+                    format!("{name} failed ({code}), so it changed nothing: no runbook to run")
+                }
+                None => format!(
+                    "no runbook matches {name} from {} (or the event names no resource a trigger can act on)",
+                    event.detail.event_source
+                ),
+            });
         }
         if !self.regions.is_empty() && !self.regions.iter().any(|r| r == event.region()) {
             return Err(format!(
@@ -173,17 +165,15 @@ impl Responder {
         Ok(focus)
     }
 
-    /// Handles one event: plans what it names, applies what the policy allows now,
-    /// holds or reports the rest. `interrupted` stops starting changes.
+    /// Handles one event whose `focus` (from [`Responder::focus`]) says what it
+    /// concerns: plans that, applies what the policy allows now, holds or reports the
+    /// rest. `interrupted` stops starting changes.
     pub(super) async fn respond(
         &self,
         event: &CloudTrailEvent,
+        focus: &trigger::Focus,
         interrupted: Option<Arc<AtomicBool>>,
     ) -> Result<Response> {
-        let focus = match self.focus(event) {
-            Ok(focus) => focus,
-            Err(why) => return Ok(Response::Unrelated(why)),
-        };
         let run_id = new_run_id();
         let sessions = vec![self.session(event, &run_id).await?];
         let plan = plan::plan(
@@ -196,7 +186,7 @@ impl Responder {
                 fail_fast: false,
                 concurrency: self.concurrency,
                 progress: &crate::progress::Silent,
-                focus: Some(&focus),
+                focus: Some(focus),
             },
         )
         .await?;
@@ -241,17 +231,16 @@ impl Responder {
             )
             .await?;
             if report.failed() > 0 || report.skipped() > 0 {
+                // Skipped without a failure: the apply was interrupted.
+                let failed = report.failed().max(1);
                 self.notify(
                     event,
                     &format!(
-                        "harden tried to revert it and {} change(s) failed (run {run_id}); the event is retried.",
-                        report.failed().max(1)
+                        "harden tried to revert it and {failed} change(s) failed (run {run_id}); the event is retried."
                     ),
                 )
                 .await;
-                return Ok(Response::Failed {
-                    failed: report.failed().max(1),
-                });
+                return Ok(Response::Failed { failed });
             }
             fixed = report.succeeded();
         }
@@ -402,21 +391,16 @@ impl Responder {
 }
 
 /// Reads an event from a file or `-` (standard input), never more than an event may be.
-pub(super) fn read_event(path: &Path) -> Result<(Vec<u8>, String)> {
-    let limit = event::MAX_EVENT_BYTES as u64 + 1;
-    let mut bytes = Vec::new();
+fn read_event(path: &Path) -> Result<(Vec<u8>, String)> {
+    let limit = event::MAX_EVENT_BYTES as u64;
     if path == Path::new("-") {
-        std::io::stdin()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("<stdin>", e))?;
-        Ok((bytes, "<stdin>".into()))
-    } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-            .map_err(|e| Error::io(path, e))?;
-        Ok((bytes, path.display().to_string()))
+        let origin = Path::new("<stdin>");
+        let bytes = crate::input::read_limited(std::io::stdin(), origin, limit, "event")?;
+        return Ok((bytes, origin.display().to_string()));
     }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read_limited(file, path, limit, "event")?;
+    Ok((bytes, path.display().to_string()))
 }
 
 /// Runs `harden respond`: exit 0 compliant afterwards (or unrelated), 2 drift left,
@@ -440,11 +424,14 @@ pub async fn respond_command(
         }
     };
     let responder = Responder::new(global, &args, Some(event.region())).await?;
-    Ok(match responder.respond(&event, None).await? {
-        Response::Unrelated(why) => {
+    let focus = match responder.focus(&event) {
+        Ok(focus) => focus,
+        Err(why) => {
             println!("{why}");
-            Status::Success
+            return Ok(Status::Success);
         }
+    };
+    Ok(match responder.respond(&event, &focus, None).await? {
         Response::Compliant { .. } => Status::Success,
         Response::DriftLeft { .. } => Status::ChangesPending,
         Response::Failed { .. } => Status::Failure,

@@ -115,8 +115,9 @@ pub async fn resolve(
     })
 }
 
-/// The accounts to cover: the file's, the organization's, or the caller's own.
-async fn targets(
+/// The accounts to cover: the file's, the organization's, or the caller's own; with
+/// the organization's inactive ones left out (and returned).
+pub(super) async fn targets(
     aws: &Aws,
     caller: &CallerIdentity,
     flags: &AccountArgs,

@@ -23,6 +23,7 @@ use super::respond::{Responder, Response};
 use crate::actions::sqs::messages::{self, MAX_WAIT_SECONDS, Message};
 use crate::error::Result;
 use crate::event::{self, CloudTrailEvent, Parsed};
+use crate::trigger::Focus;
 
 /// Runs `harden watch`.
 pub async fn watch_command(global: &GlobalArgs, args: WatchArgs) -> Result<Status> {
@@ -161,8 +162,9 @@ struct Dispatcher {
     to_delete: mpsc::UnboundedSender<Handled>,
     stopping: Arc<AtomicBool>,
     permits: Arc<Semaphore>,
-    /// Per resource key, whether its latest task has ended.
-    last: HashMap<String, watch::Receiver<bool>>,
+    /// Per resource (account, region and what the event names), whether its latest
+    /// task has ended.
+    last: HashMap<ResourceKey, watch::Receiver<bool>>,
     tasks: JoinSet<()>,
 }
 
@@ -191,24 +193,19 @@ impl Dispatcher {
             };
             match self.responder.focus(&event) {
                 Ok(focus) => {
-                    let key = format!("{}/{}/{:?}", event.account_id, event.region(), focus);
+                    let key = (event.account_id.clone(), event.region().to_string(), focus);
                     events.push((key, message, event));
                 }
                 Err(why) => eprintln!("{origin}: {why}: left for the dead-letter queue"),
             }
         }
         // Within a batch, a resource's events in the order they happened.
-        events.sort_by(|a, b| {
-            (&a.0, a.2.detail.event_time, a.1.sent_at_ms).cmp(&(
-                &b.0,
-                b.2.detail.event_time,
-                b.1.sent_at_ms,
-            ))
-        });
+        events.sort_by_key(|(_, message, event)| (event.detail.event_time, message.sent_at_ms));
         self.last.retain(|_, done| !*done.borrow());
         for (key, message, event) in events {
             let before = self.last.remove(&key);
             let (ended, done) = watch::channel(false);
+            let focus = key.2.clone();
             self.last.insert(key, done);
             // Waiting here holds back polling while every slot is busy.
             let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
@@ -222,7 +219,7 @@ impl Dispatcher {
                     let _ = before.wait_for(|done| *done).await;
                 }
                 if !stopping.load(Ordering::SeqCst) {
-                    handle_one(&responder, &to_delete, message, &event).await;
+                    handle_one(&responder, &to_delete, message, &event, &focus).await;
                 }
                 drop(permit);
                 let _ = ended.send(true);
@@ -240,6 +237,9 @@ impl Dispatcher {
         let _ = deleter.await;
     }
 }
+
+/// What one resource's events share: account, region, and what they name.
+type ResourceKey = (String, String, Focus);
 
 /// A message whose event was handled, with what became of it, awaiting deletion.
 struct Handled {
@@ -288,10 +288,11 @@ async fn handle_one(
     to_delete: &mpsc::UnboundedSender<Handled>,
     message: Message,
     event: &CloudTrailEvent,
+    focus: &Focus,
 ) {
     // The event's changes are finished even when a stop is asked for meanwhile.
     let finish = Some(Arc::new(AtomicBool::new(false)));
-    let outcome = match responder.respond(event, finish).await {
+    let outcome = match responder.respond(event, focus, finish).await {
         Ok(Response::Compliant { fixed }) => format!("compliant ({fixed} change(s) made)"),
         Ok(Response::DriftLeft { reported, held }) => {
             format!("drift left by policy ({reported} reported, {held} awaiting approval)")
@@ -302,13 +303,6 @@ async fn handle_one(
                 message.id,
                 event.summary(),
                 message.receive_count
-            );
-            return;
-        }
-        Ok(Response::Unrelated(why)) => {
-            eprintln!(
-                "message {}: {why}: left for the dead-letter queue",
-                message.id
             );
             return;
         }

@@ -101,7 +101,11 @@ fn base_context(
         values.insert(name.clone(), rendered);
     }
     let mut context = scope;
-    context["triggers"] = trigger_context(request.runbooks, runbook);
+    // Every render serializes the whole context: only runbooks that use the events
+    // carry them (the alerting runbook's rule).
+    if runbook_mentions(runbook, "triggers") {
+        context["triggers"] = trigger_context(request.runbooks, runbook);
+    }
     context["params"] = Value::Object(values);
     context["runbook"] = json!({"id": runbook.id()});
     Ok(context)
@@ -666,7 +670,8 @@ pub fn plan_on_inventory(
     Ok(out)
 }
 
-/// Whether any template of the runbook's steps mentions `word`.
+/// Whether any template of the runbook (its steps' arguments and conditions, its
+/// discovery filters and exclusions) mentions `word`.
 fn runbook_mentions(runbook: &LoadedRunbook, word: &str) -> bool {
     fn in_value(value: &Value, word: &str) -> bool {
         match value {
@@ -676,13 +681,20 @@ fn runbook_mentions(runbook: &LoadedRunbook, word: &str) -> bool {
             _ => false,
         }
     }
-    runbook.runbook.steps.iter().any(|step| {
+    let in_steps = runbook.runbook.steps.iter().any(|step| {
         step.args.values().any(|a| in_value(&a.value, word))
             || step
                 .condition
                 .as_ref()
                 .is_some_and(|c| c.value.contains(word))
-    })
+    });
+    in_steps
+        || runbook.runbook.discover.values().any(|d| {
+            d.filters.values().any(|f| in_value(&f.value, word))
+                || d.exclude_ids
+                    .as_ref()
+                    .is_some_and(|e| in_value(&e.value, word))
+        })
 }
 
 /// A resource blocked by several steps of one runbook is listed once.

@@ -21,6 +21,10 @@ const REGION: &str = "us-east-1";
 const AUTO: &str = "version: 1\ndefault: auto\n";
 const ALERT: &str = "runbooks/alert-on-security-changes.yaml";
 const EGRESS: &str = "runbooks/restrict-sg-egress.yaml";
+const QUEUE: &str = "harden-security-events";
+const DEAD_LETTER: &str = "harden-security-events-dlq";
+/// The alerting rule has the queue's name by default.
+const RULE: &str = "harden-security-events";
 const MALLORY: &str = "arn:aws:iam::123456789012:user/mallory";
 
 /// An AuthorizeSecurityGroupEgress record as CloudTrail writes it (AWS's "CloudTrail
@@ -192,6 +196,22 @@ fn audit_changes(emulator: &Emulator, state: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Applies the alerting runbook with `params`, checks that a second plan has nothing
+/// left to do, and returns its queue's URL.
+fn wire_alerts(emulator: &Emulator, state: &Path, params: &[&str]) -> String {
+    let mut cmd = emulator.harden(state);
+    cmd.args(["apply", ALERT, "--region", REGION, "--yes"])
+        .args(params);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "apply:\n{}\n{}", out.stdout, out.stderr);
+    let mut cmd = emulator.harden(state);
+    cmd.args(["plan", ALERT, "--region", REGION, "--detailed-exitcode"])
+        .args(params);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "converges:\n{}", out.stdout);
+    block_on(queue_url(emulator, QUEUE))
+}
+
 fn watch(emulator: &Emulator, state: &Path, url: &str, extra: &[&str]) -> crate::support::Run {
     let mut cmd = emulator.harden(state);
     cmd.args(["watch", "--queue", url, "runbooks/", "--region", REGION])
@@ -256,12 +276,12 @@ fn the_alerting_runbook_routes_an_opened_egress_to_watch_which_replaces_exactly_
     assert_eq!(
         operations,
         [
-            ("harden-security-events-dlq", "CreateQueue"),
-            ("harden-security-events", "CreateQueue"),
+            (DEAD_LETTER, "CreateQueue"),
+            (QUEUE, "CreateQueue"),
             ("harden-security-events-notify", "CreateTopic"),
             ("harden-security-events-notify", "Subscribe"),
-            ("harden-security-events", "PutRule"),
-            ("harden-security-events", "PutTargets"),
+            (RULE, "PutRule"),
+            (RULE, "PutTargets"),
         ]
     );
     let pattern: Value = serde_json::from_str(
@@ -274,18 +294,7 @@ fn the_alerting_runbook_routes_an_opened_egress_to_watch_which_replaces_exactly_
     assert!(names.contains(&json!("AuthorizeSecurityGroupEgress")));
     assert!(names.contains(&json!("StopLogging")));
 
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", ALERT, "--region", REGION, "--yes"])
-        .args(params);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "apply:\n{}\n{}", out.stdout, out.stderr);
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["plan", ALERT, "--region", REGION, "--detailed-exitcode"])
-        .args(params);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "converges:\n{}", out.stdout);
-
-    let url = block_on(queue_url(&emulator, "harden-security-events"));
+    let url = wire_alerts(&emulator, state.path(), &params);
     block_on(async {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let attributes = sqs(&emulator)
@@ -383,7 +392,7 @@ fn the_alerting_runbook_routes_an_opened_egress_to_watch_which_replaces_exactly_
         assert!(lets_all_out(
             &group(&emulator, emulator.account(), &exempt).await
         ));
-        assert_eq!(messages_in(&emulator, "harden-security-events").await, 0);
+        assert_eq!(messages_in(&emulator, QUEUE).await, 0);
     });
     let changes = audit_changes(&emulator, state.path());
     let responded: Vec<&Value> = changes.iter().filter(|c| c["cause"].is_object()).collect();
@@ -495,12 +504,9 @@ fn the_alerting_runbook_routes_an_opened_egress_to_watch_which_replaces_exactly_
         emulator.account(),
         &exempt
     ))));
+    assert_eq!(block_on(messages_in(&emulator, QUEUE)), 0);
     assert_eq!(
-        block_on(messages_in(&emulator, "harden-security-events")),
-        0
-    );
-    assert_eq!(
-        block_on(messages_in(&emulator, "harden-security-events-dlq")),
+        block_on(messages_in(&emulator, DEAD_LETTER)),
         2,
         "the two messages no runbook handles are dead-lettered"
     );
@@ -522,11 +528,7 @@ fn sigterm_mid_batch_deletes_no_message_whose_change_was_not_verified() {
     let files = tempfile::tempdir().expect("files");
     let policy = write(files.path(), "policy.yaml", AUTO);
     // The alerting runbook alone: the groups must stay open for the events.
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", ALERT, "--region", REGION, "--yes"]);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let url = block_on(queue_url(&emulator, "harden-security-events"));
+    let url = wire_alerts(&emulator, state.path(), &[]);
     let records: Vec<Value> = groups
         .iter()
         .enumerate()
@@ -582,7 +584,7 @@ fn sigterm_mid_batch_deletes_no_message_whose_change_was_not_verified() {
                 open += 1;
             }
         }
-        let left = messages_in(&emulator, "harden-security-events").await;
+        let left = messages_in(&emulator, QUEUE).await;
         assert!(open > 0, "stopped mid-batch, before every event:\n{all}");
         assert_eq!(
             left, open,
@@ -777,16 +779,7 @@ fn the_alerting_runbook_and_watch_work_on_localstack() {
         json!({"Id": "harden", "Arn": central, "RoleArn": "arn:aws:iam::000000000000:role/to-central"})
     );
 
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", ALERT, "--region", REGION, "--yes"]);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "apply:\n{}\n{}", out.stdout, out.stderr);
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["plan", ALERT, "--region", REGION, "--detailed-exitcode"]);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "converges:\n{}", out.stdout);
-
-    let url = block_on(queue_url(&emulator, "harden-security-events"));
+    let url = wire_alerts(&emulator, state.path(), &[]);
     block_on(emit(&emulator, &[opened_egress(account, &target, "ev-ls")]));
     let out = watch(
         &emulator,
@@ -799,10 +792,7 @@ fn the_alerting_runbook_and_watch_work_on_localstack() {
     let fixed = block_on(group(&emulator, account, &target));
     assert!(!lets_all_out(&fixed));
     assert!(allows_https_out(&fixed));
-    assert_eq!(
-        block_on(messages_in(&emulator, "harden-security-events")),
-        0
-    );
+    assert_eq!(block_on(messages_in(&emulator, QUEUE)), 0);
     emulator.assert_audit_verifies(state.path());
 }
 
@@ -824,17 +814,16 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
     let state = tempfile::tempdir().expect("state");
     let files = tempfile::tempdir().expect("files");
     let policy = write(files.path(), "policy.yaml", AUTO);
-    let mut cmd = emulator.harden(state.path());
-    cmd.args(["apply", ALERT, "--region", REGION, "--yes"])
-        .args([
+    let url = wire_alerts(
+        &emulator,
+        state.path(),
+        &[
             "--param",
             "visibility_timeout_seconds=1",
             "--param",
             "max_receive_count=2",
-        ]);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let url = block_on(queue_url(&emulator, "harden-security-events"));
+        ],
+    );
     block_on(emit(
         &emulator,
         &[opened_egress(emulator.account(), &refused, "ev-r")],
@@ -869,12 +858,9 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
         emulator.account(),
         &refused
     ))));
+    assert_eq!(block_on(messages_in(&emulator, QUEUE)), 0);
     assert_eq!(
-        block_on(messages_in(&emulator, "harden-security-events")),
-        0
-    );
-    assert_eq!(
-        block_on(messages_in(&emulator, "harden-security-events-dlq")),
+        block_on(messages_in(&emulator, DEAD_LETTER)),
         1,
         "retried once, then dead-lettered"
     );
