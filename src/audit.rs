@@ -76,6 +76,10 @@ pub struct ChangeRecord {
     /// the call it reverts, from where, and the call as AWS recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<crate::event::EventCause>,
+    /// Set when the call answered an error yet the read-back showed the change made
+    /// (its first answer lost and the retry refused as already done): what it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
 /// What apply did to put a resource back after its chain of changes stopped part-way
@@ -155,6 +159,19 @@ pub enum Entry {
     Compensation(Box<CompensationRecord>),
     /// An apply ended.
     Apply(Summary),
+    /// A plan was saved for apply (`plan --out`, changes held for approval): what
+    /// `apply --plan` checks the file against.
+    PlanSaved(Box<crate::plan::seal::Seal>),
+    /// A plan file matching no saved plan was applied as it is, by the operator's
+    /// choice (`--accept-edited-plan`).
+    EditedPlanAccepted {
+        /// The plan file.
+        path: String,
+        /// [`crate::plan::Plan::digest`] of what was applied.
+        plan_digest: String,
+        /// What differed from the plan as saved.
+        detail: String,
+    },
     /// The log was found cut short by a process that stopped mid-write, and mended.
     Repair {
         /// What was found and what was done.
@@ -361,6 +378,17 @@ pub fn read(state_dir: &Path) -> Result<Vec<Record>> {
         records.push(record);
     }
     Ok(records)
+}
+
+/// The seals of every plan saved for apply with this state directory, oldest first.
+pub fn seals(state_dir: &Path) -> Result<Vec<crate::plan::seal::Seal>> {
+    Ok(read(state_dir)?
+        .into_iter()
+        .filter_map(|record| match record.entry {
+            Entry::PlanSaved(seal) => Some(*seal),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Checks, without writing, that the log in `state_dir` can be appended to: its chain

@@ -173,6 +173,16 @@ pub enum Error {
         /// The failed call.
         reason: String,
     },
+    /// A saved plan is not as harden saved it: edited by hand, or made elsewhere.
+    #[error(
+        "{path}: refusing to apply an edited plan: {detail}; plan again, or pass --accept-edited-plan to apply it as it is (the audit records that you did)"
+    )]
+    EditedPlan {
+        /// The plan file.
+        path: PathBuf,
+        /// What differs from the plan as saved.
+        detail: String,
+    },
     /// The audit log does not verify.
     #[error("audit log {path} line {line}: {detail}")]
     AuditBroken {

@@ -581,6 +581,9 @@ pub(super) async fn call(
                     &input["TagSpecifications"],
                     ResourceType::Volume,
                 )))
+                // One token per call, kept by the SDK's retries: a repeat after a lost
+                // answer returns the volume already made instead of making another.
+                .client_token(crate::actions::client_token())
                 .dry_run(dry_run)
                 .send()
                 .await

@@ -237,6 +237,9 @@ async fn create(
         )
         .set_log_destination(text("LogDestination"))
         .set_deliver_logs_permission_arn(text("DeliverLogsPermissionArn"))
+        // One token per call, kept by the SDK's retries: a repeat after a lost answer
+        // returns the flow logs already made instead of making more.
+        .client_token(crate::actions::client_token())
         .dry_run(dry_run)
         .send()
         .await

@@ -422,6 +422,13 @@ pub fn find(name: &str) -> Option<&'static dyn Action> {
 }
 
 /// Test support shared by the concerns' mocked-response tests.
+/// A fresh idempotency token (`ClientToken`) for one call. The SDK sends a retried
+/// request unchanged, token included, so a call whose answer was lost and that is sent
+/// again is recognised by AWS as the same call; a later apply gets a new token.
+pub fn client_token() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::time::SystemTime;

@@ -177,6 +177,10 @@ pub struct ApplyArgs {
     /// Apply a plan that leaves out runbooks whose discovery failed in some region.
     #[arg(long, conflicts_with = "plan")]
     pub allow_partial: bool,
+    /// Apply a plan file that is not as this state directory saved it (edited by hand,
+    /// or planned elsewhere), as it is; the audit records what differed.
+    #[arg(long, requires = "plan")]
+    pub accept_edited_plan: bool,
 }
 
 /// `enforce` options.

@@ -186,7 +186,8 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     } else {
         Entry::Plan(summary(&plan)?)
     };
-    AuditLog::open(&global.state_dir)?.append(
+    let mut log = AuditLog::open(&global.state_dir)?;
+    log.append(
         &run_id,
         &settings.caller.account_id,
         &settings.caller.arn,
@@ -209,7 +210,8 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
         return Ok(Status::Failure);
     }
     if let Some(out) = &args.out {
-        plan.save(out)?;
+        let caller = (&settings.caller.arn, &settings.caller.account_id);
+        save_for_apply(&mut log, &run_id, caller, &plan, out)?;
         if args.format == PlanFormat::Text {
             println!(
                 "Saved the plan to {}; apply it exactly with: harden apply --plan {}",
@@ -239,6 +241,21 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     })
 }
 
+/// Saves `plan` at `path` for a later `apply --plan`, and records its seal: the audit
+/// is how apply tells this plan from an edited one.
+pub(super) fn save_for_apply(
+    log: &mut AuditLog,
+    run_id: &str,
+    (principal, account): (&String, &String),
+    plan: &Plan,
+    path: &Path,
+) -> Result<()> {
+    plan.save(path)?;
+    let seal = plan::seal::Seal::of(plan, path)?;
+    log.append(run_id, account, principal, Entry::PlanSaved(Box::new(seal)))
+        .map(drop)
+}
+
 fn confirm(plan: &Plan) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
@@ -265,9 +282,29 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     // A chain that cannot be appended to stops the apply before anything is contacted.
     audit::check_appendable(&global.state_dir)?;
     let run_id = new_run_id();
+    let mut edited = None;
     let (sessions, unreachable, plan, caller) = match &args.plan {
         Some(path) => {
             let plan = Plan::load(path)?;
+            // Before any AWS call: a plan is applied only as it was reviewed.
+            if let Err(refusal) = plan::seal::check(&plan, path, &audit::seals(&global.state_dir)?)
+            {
+                let Error::EditedPlan { detail, .. } = &refusal else {
+                    return Err(refusal);
+                };
+                if !args.accept_edited_plan {
+                    return Err(refusal);
+                }
+                eprintln!(
+                    "warning: {}: applying an edited plan as it is (--accept-edited-plan): {detail}",
+                    path.display()
+                );
+                edited = Some(Entry::EditedPlanAccepted {
+                    path: path.display().to_string(),
+                    plan_digest: plan.digest()?,
+                    detail: detail.clone(),
+                });
+            }
             let (sessions, unreachable) =
                 settings::sessions_for_plan(global, &plan, &run_id, args.concurrency).await?;
             let caller = (plan.principal.clone(), caller_account(&sessions, &plan));
@@ -322,7 +359,11 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         println!("Apply cancelled; nothing was changed.");
         return Ok(Status::Failure);
     }
-    let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let mut log = AuditLog::open(&global.state_dir)?;
+    if let Some(entry) = edited {
+        log.append(&run_id, &caller.1, &caller.0, entry)?;
+    }
+    let audit = Mutex::new(log);
     let (report, run_dir) = run_apply(
         &audit,
         Applying {
@@ -600,6 +641,16 @@ fn audit_command(global: &GlobalArgs, command: AuditCommand) -> Result<Status> {
                     Entry::Repair { detail } => {
                         ("repair".to_string(), detail.clone(), "mended".to_string())
                     }
+                    Entry::PlanSaved(seal) => (
+                        "plan saved".to_string(),
+                        seal.path.clone(),
+                        format!("{} change(s)", seal.changes.len()),
+                    ),
+                    Entry::EditedPlanAccepted { path, detail, .. } => (
+                        "edited plan accepted".to_string(),
+                        path.clone(),
+                        detail.clone(),
+                    ),
                 };
                 table.add_row([
                     r.seq.to_string(),

@@ -109,7 +109,16 @@ pub(super) async fn enforce_with(
     let held = plan.subset(|i| modes[i] == Mode::Approve);
     let pending = report_dir.join(PENDING_PLAN);
     if !held.changes.is_empty() {
-        held.save(&pending)?;
+        let mut log = audit
+            .lock()
+            .map_err(|_| Error::Internal("audit lock poisoned".into()))?;
+        super::commands::save_for_apply(
+            &mut log,
+            &run_id,
+            (&caller.0, &caller.1),
+            &held,
+            &pending,
+        )?;
         println!(
             "\n{} change(s) await approval in {}: review it, then apply it exactly with: harden apply --plan {}",
             held.changes.len(),

@@ -257,7 +257,17 @@ impl Responder {
             let dir = self.state_dir.join("reports").join(&run_id);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let pending = dir.join(super::enforce::PENDING_PLAN);
-            held.save(&pending)?;
+            let mut log = self
+                .audit
+                .lock()
+                .map_err(|_| Error::Internal("audit lock poisoned".into()))?;
+            super::commands::save_for_apply(
+                &mut log,
+                &run_id,
+                (&caller.0, &caller.1),
+                &held,
+                &pending,
+            )?;
             println!(
                 "  {} change(s) await approval: review, then apply exactly with: harden apply --plan {}",
                 held.changes.len(),

@@ -555,7 +555,7 @@ impl Run<'_> {
         for &index in &chain {
             let change = &self.plan.changes[index];
             if let Some(outcome) = self.skip_reason(index, stage, chain_failed.as_deref()) {
-                self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
+                self.finish(change, Ending::skipped(&outcome));
                 outcomes.push((index, outcome));
                 continue;
             }
@@ -774,6 +774,37 @@ impl Run<'_> {
                     .read(&clients, &change.resource.id)
                     .await
                     .unwrap_or(Value::Null);
+                // An answer lost on the way back makes the SDK send the call again, and
+                // the repeat is refused (a rule that is already gone, a trail that
+                // already exists); or the first answer was an error of the service
+                // after the change was made. The state, not the answer, decides: the
+                // resource was as planned before the call and is as intended now.
+                // (Only when the state before did not already look intended: then the
+                // read-back could not tell whether the call did anything.)
+                if !after.is_null()
+                    && state_matches(&change.after, &after).is_ok()
+                    && state_matches(&change.after, &current).is_err()
+                {
+                    let outcome = Outcome::Succeeded;
+                    let mut request_ids = Vec::new();
+                    if let Error::Aws(failure) = &e {
+                        request_ids.extend(failure.request_id.clone());
+                    }
+                    self.finish(
+                        change,
+                        Ending {
+                            before: current,
+                            after: after.clone(),
+                            outcome: &outcome,
+                            request_ids,
+                            duration_ms: elapsed(started),
+                            recovered: Some(format!(
+                                "the call answered an error ({e}) but the read-back shows the change made: a lost answer retried, or an error after the change"
+                            )),
+                        },
+                    );
+                    return (outcome, Some(after));
+                }
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
             }
         };
@@ -800,11 +831,14 @@ impl Run<'_> {
         let outcome = Outcome::Succeeded;
         self.finish(
             change,
-            current,
-            after.clone(),
-            &outcome,
-            applied.request_ids,
-            elapsed(started),
+            Ending {
+                before: current,
+                after: after.clone(),
+                outcome: &outcome,
+                request_ids: applied.request_ids,
+                duration_ms: elapsed(started),
+                recovered: None,
+            },
         );
         (outcome, Some(after))
     }
@@ -818,7 +852,7 @@ impl Run<'_> {
         for index in batch {
             let change = &self.plan.changes[index];
             if let Some(outcome) = self.skip_reason(index, stage, None) {
-                self.finish(change, Value::Null, Value::Null, &outcome, Vec::new(), 0);
+                self.finish(change, Ending::skipped(&outcome));
                 outcomes.push((index, outcome));
                 continue;
             }
@@ -899,28 +933,31 @@ impl Run<'_> {
         };
         self.finish(
             change,
-            before,
-            after,
-            &outcome,
-            request_ids,
-            elapsed(started),
+            Ending {
+                before,
+                after,
+                outcome: &outcome,
+                request_ids,
+                duration_ms: elapsed(started),
+                recovered: None,
+            },
         );
         (outcome, None)
     }
 
     /// Journals and audits a change's end. A failure to write either is reported on
     /// stderr and stops the apply: an unrecorded change must not be followed by more.
-    fn finish(
-        &self,
-        change: &Change,
-        before: Value,
-        after: Value,
-        outcome: &Outcome,
-        request_ids: Vec<String>,
-        duration_ms: u64,
-    ) {
+    fn finish(&self, change: &Change, ending: Ending<'_>) {
+        let Ending {
+            before,
+            after,
+            outcome,
+            request_ids,
+            duration_ms,
+            recovered,
+        } = ending;
         let (phase, detail) = match outcome {
-            Outcome::Succeeded => (Phase::Succeeded, None),
+            Outcome::Succeeded => (Phase::Succeeded, recovered.clone()),
             Outcome::Failed { code, message } => {
                 (Phase::Failed, Some(format!("{code}: {message}")))
             }
@@ -948,6 +985,7 @@ impl Run<'_> {
             request_ids,
             duration_ms,
             cause: self.cause.cloned(),
+            recovered,
         };
         self.progress.advance();
         let journaled = self.journal.record(&change.id, phase, detail);
@@ -961,6 +999,31 @@ impl Run<'_> {
 
 /// Where a change's resource is: its account, region, and kind and id (a queue and a
 /// rule may share a name).
+/// How a change ended, as its journal line and audit record say.
+struct Ending<'a> {
+    before: Value,
+    after: Value,
+    outcome: &'a Outcome,
+    request_ids: Vec<String>,
+    duration_ms: u64,
+    /// Why a call that answered an error is a success (see `conclude`).
+    recovered: Option<String>,
+}
+
+impl<'a> Ending<'a> {
+    /// A change not attempted: nothing read, nothing called.
+    fn skipped(outcome: &'a Outcome) -> Self {
+        Self {
+            before: Value::Null,
+            after: Value::Null,
+            outcome,
+            request_ids: Vec::new(),
+            duration_ms: 0,
+            recovered: None,
+        }
+    }
+}
+
 fn resource_place(change: &Change) -> Place {
     (
         change.account_id.clone(),
@@ -1177,6 +1240,67 @@ mod tests {
             "the record shows what was read back"
         );
         assert_eq!(revoke_call.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_repeat_of_a_change_already_made_is_a_success_saying_so() {
+        // The revoke's first answer was lost and the SDK's repeat is refused: the rule
+        // is already gone. The read-back, not the answer, decides.
+        let before = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
+        let gone = mock!(Client::revoke_security_group_egress).then_http_response(|| {
+            let mut response = HttpResponse::new(
+                StatusCode::try_from(400).expect("status"),
+                SdkBody::from(
+                    "<Response><Errors><Error><Code>InvalidPermission.NotFound</Code><Message>The specified rule does not exist in this security group.</Message></Error></Errors><RequestID>req-9</RequestID></Response>",
+                ),
+            );
+            response.headers_mut().insert("x-amzn-requestid", "req-9");
+            response
+        });
+        let after =
+            mock!(Client::describe_security_group_rules).then_output(|| rules_output(Vec::new()));
+        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&before, &gone, &after]);
+        let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
+        assert_eq!(out.report.outcomes[0].1, Outcome::Succeeded);
+        let records = change_records(&out.records);
+        assert_eq!(records[0].outcome, Outcome::Succeeded);
+        assert_eq!(records[0].request_ids, ["req-9"]);
+        assert!(
+            records[0]
+                .recovered
+                .as_deref()
+                .is_some_and(|r| r.contains("InvalidPermission.NotFound")),
+            "{:?}",
+            records[0].recovered
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_that_leaves_the_state_as_before_is_a_failure() {
+        let describe = mock!(Client::describe_security_group_rules)
+            .then_output(|| rules_output(vec![open_rule("sg-1", "sgr-1")]));
+        let refused = mock!(Client::revoke_security_group_egress).then_http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(500).expect("status"),
+                SdkBody::from(
+                    "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>req-5</RequestID></Response>",
+                ),
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&describe, &refused],
+            |conf| conf.retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+        );
+        let out = run(client, &plan_of(vec![revoke("sg-1", "sgr-1")])).await;
+        assert!(
+            matches!(&out.report.outcomes[0].1, Outcome::Failed { code, .. } if code == "InternalError"),
+            "{:?}",
+            out.report.outcomes[0].1
+        );
+        assert_eq!(change_records(&out.records)[0].recovered, None);
     }
 
     #[tokio::test]

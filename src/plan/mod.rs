@@ -5,6 +5,7 @@
 
 pub mod planner;
 pub mod render;
+pub mod seal;
 
 use std::collections::BTreeMap;
 use std::fmt;

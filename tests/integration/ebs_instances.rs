@@ -457,6 +457,7 @@ fn failed_swap_scenario(kind: Kind) {
     apply.args([
         "apply",
         "--yes",
+        "--accept-edited-plan",
         "--plan",
         plan_file.to_str().expect("utf-8"),
     ]);

@@ -316,8 +316,10 @@ fn enforce_fixes_what_the_policy_allows_holds_and_reports_the_rest_on_moto() {
             .map(|l| serde_json::from_str(l).expect("record"))
             .collect();
         assert!(records.iter().all(|r| r["run_id"] == run_id.as_str()));
-        // The plan summary, the six changes and the apply summary.
-        assert_eq!(records.len(), 8, "{records:?}");
+        // The plan summary, the six changes, the apply summary and the seal of the
+        // changes held for approval.
+        assert_eq!(records.len(), 9, "{records:?}");
+        assert_eq!(records[8]["type"], "plan_saved");
     });
 
     // Each account's findings went to its own Security Hub: the fixed group resolved,

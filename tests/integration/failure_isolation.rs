@@ -108,8 +108,10 @@ fn apply_saved(
     file: &std::path::Path,
     extra: &[&str],
 ) -> Run {
+    // The plan was edited to make moto refuse one change: applied as it is, by choice.
     let mut cmd = emulator.harden(state);
-    cmd.args(["apply", "--yes", "--plan", file.to_str().expect("utf-8")])
+    cmd.args(["apply", "--yes", "--accept-edited-plan", "--plan"])
+        .arg(file)
         .args(extra);
     run(cmd)
 }

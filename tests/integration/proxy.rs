@@ -33,6 +33,13 @@ pub(crate) enum Answer {
     /// `make bench` adds; benches/throughput.rs includes this file).
     #[allow(dead_code)]
     Delay(Duration),
+    /// Send it on, let the emulator act on it, and close the connection without
+    /// relaying the answer: a change made whose answer was lost on the way back.
+    #[allow(dead_code)]
+    Lost,
+    /// Close the connection without sending it on: a request lost on the way out.
+    #[allow(dead_code)]
+    Drop,
 }
 
 type Rule = dyn Fn(&Request) -> Answer + Send + Sync;
@@ -188,12 +195,21 @@ fn serve(
             forward(&mut client, upstream, &request)?;
         }
         Answer::Forward => forward(&mut client, upstream, &request)?,
+        Answer::Lost => {
+            answered.fetch_add(1, Ordering::SeqCst);
+            forward(&mut Vec::new(), upstream, &request)?;
+            return client.shutdown(std::net::Shutdown::Both);
+        }
+        Answer::Drop => {
+            answered.fetch_add(1, Ordering::SeqCst);
+            return client.shutdown(std::net::Shutdown::Both);
+        }
     }
     client.flush()
 }
 
 /// Sends a request to the emulator and relays its answer.
-fn forward(client: &mut TcpStream, upstream: &str, request: &Request) -> std::io::Result<()> {
+fn forward(client: &mut impl Write, upstream: &str, request: &Request) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream)?;
     // One request per upstream connection, answered until it closes.
     let head: String = request

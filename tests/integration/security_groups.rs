@@ -715,3 +715,172 @@ fn security_group_runbooks_on_localstack() {
     scenario(Kind::LocalStack);
     stale_plan(Kind::LocalStack);
 }
+
+/// A saved plan edited after it was saved (the edits the issue measured being applied
+/// without a word) is refused before any AWS call, naming what was edited; the plan as
+/// saved still applies; an edit accepted on purpose is applied and audited as such.
+#[test]
+fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let seeded = block_on(seed(&ec2));
+    let state = tempfile::tempdir().expect("state dir");
+    let saved = state.path().join("saved.json");
+    let exclude = format!("--param=exclude_group_ids=[{}]", seeded.excluded);
+    let out = cli(
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            "runbooks/restrict-sg-egress.yaml",
+            "--region",
+            REGION,
+            &exclude,
+            "--out",
+            saved.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&saved).expect("plan");
+    let plan: Value = serde_json::from_str(&text).expect("JSON");
+    let web_change = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .position(|c| c["resource"]["id"] == seeded.web.as_str())
+        .expect("a change of web");
+    let web_id = plan["changes"][web_change]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let before = block_on(rules(&ec2, &seeded.excluded));
+    let web_before = block_on(rules(&ec2, &seeded.web));
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit, String)> = vec![
+        (
+            "a call's GroupId changed to an excluded group",
+            Box::new({
+                let excluded = seeded.excluded.clone();
+                move |p: &mut Value| {
+                    p["changes"][web_change]["call"]["input"]["GroupId"] = excluded.as_str().into()
+                }
+            }),
+            format!("change {web_id} is not as saved"),
+        ),
+        (
+            "a kind changed to no_op",
+            Box::new(move |p: &mut Value| p["changes"][web_change]["kind"] = "no_op".into()),
+            format!("change {web_id} is not as saved"),
+        ),
+        (
+            "a change removed",
+            Box::new(move |p: &mut Value| {
+                p["changes"].as_array_mut().expect("changes").remove(0);
+            }),
+            "saved change(s) number 1 are missing".to_string(),
+        ),
+        (
+            "another account",
+            Box::new(|p: &mut Value| p["accounts"][0]["id"] = "210987654321".into()),
+            "account 210987654321 is not one of the saved plan's (123456789012)".to_string(),
+        ),
+        (
+            "another runbook digest",
+            Box::new(|p: &mut Value| p["runbooks"][0]["digest"] = "0".repeat(64).into()),
+            "runbook restrict-sg-egress's digest is 0000".to_string(),
+        ),
+    ];
+    let edited = state.path().join("edited.json");
+    let audit_lines = || {
+        std::fs::read_to_string(state.path().join("audit.jsonl"))
+            .expect("audit")
+            .lines()
+            .count()
+    };
+    let lines_before = audit_lines();
+    for (what, edit, expected) in &edits {
+        let mut plan = plan.clone();
+        edit(&mut plan);
+        std::fs::write(&edited, serde_json::to_string_pretty(&plan).expect("json")).expect("write");
+        let out = cli(
+            &emulator,
+            state.path(),
+            &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
+        );
+        assert_eq!(out.code, 1, "{what}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("refusing to apply an edited plan")
+                && out.stderr.contains(expected.as_str()),
+            "{what}: expected {expected:?} in:\n{}",
+            out.stderr
+        );
+    }
+    // Garbage after the plan: not a plan file at all.
+    std::fs::write(&edited, format!("{text}{{\"changes\": []}}\n")).expect("write");
+    let out = cli(
+        &emulator,
+        state.path(),
+        &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("not a harden plan file: trailing characters"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(audit_lines(), lines_before, "a refusal writes nothing");
+    assert_eq!(block_on(rules(&ec2, &seeded.excluded)), before);
+    assert_eq!(
+        block_on(rules(&ec2, &seeded.web)),
+        web_before,
+        "nothing was applied"
+    );
+
+    // Re-indented by a JSON tool, the plan is still the one saved.
+    std::fs::write(&edited, plan.to_string()).expect("write compact");
+    let out = cli(
+        &emulator,
+        state.path(),
+        &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_ne!(block_on(rules(&ec2, &seeded.web)), web_before, "applied");
+    assert_eq!(block_on(rules(&ec2, &seeded.excluded)), before);
+
+    // An edit accepted on purpose gets past the seal (its changes, already made, then
+    // meet the stale check) and its record says what differed.
+    let mut plan = plan.clone();
+    plan["principal"] = "arn:aws:iam::123456789012:user/someone-else".into();
+    std::fs::write(&edited, plan.to_string()).expect("write");
+    let out = cli(
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            "--yes",
+            "--accept-edited-plan",
+            "--plan",
+            edited.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.stderr.contains("applying an edited plan as it is"),
+        "{}",
+        out.stderr
+    );
+    let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit");
+    let accepted: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["type"] == "edited_plan_accepted")
+        .expect("an edited_plan_accepted record");
+    assert!(
+        accepted["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("a field outside its changes")),
+        "{accepted}"
+    );
+    assert_eq!(cli(&emulator, state.path(), &["audit", "verify"]).code, 0);
+}
