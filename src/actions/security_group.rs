@@ -175,17 +175,17 @@ impl Action for RestrictEgress {
             .filter(|r| !present.contains(&r.key()))
             .collect();
 
-        // Pair each open rule with a missing allowed rule, same address family first:
-        // ModifySecurityGroupRules turns one into the other atomically.
+        // Pair each open rule with a missing allowed rule of the same address family:
+        // ModifySecurityGroupRules turns one into the other atomically. EC2 refuses to
+        // change a rule's family in place (an IPv4 CIDR rule cannot be given an IPv6
+        // CIDR), so an open rule with no allowed rule of its family is revoked and the
+        // allowed rules of the other family authorized.
         let mut rewrites: Vec<(Rule, Rule)> = Vec::new();
         let mut revokes: Vec<Rule> = Vec::new();
         for old in open {
             let same_family =
                 |r: &Rule| std::mem::discriminant(&r.peer) == std::mem::discriminant(&old.peer);
-            let pick = missing
-                .iter()
-                .position(same_family)
-                .or(if missing.is_empty() { None } else { Some(0) });
+            let pick = missing.iter().position(same_family);
             match pick {
                 Some(index) => {
                     let mut new = missing.remove(index);
@@ -975,19 +975,28 @@ mod tests {
         let plan = RestrictEgress
             .plan(&target, &json!({"allowed": allowed}))
             .expect("plans");
-        // The rule no open rule can become (udp 123 to 10.0.0.0/8) is authorized first;
-        // both open rules are then rewritten in one atomic call; nothing is left to revoke.
+        // The allowed rules no open rule of their family can become (tcp 80 and udp 123,
+        // both IPv4, once tcp 443 takes the open IPv4 rule) are authorized first; the
+        // open IPv4 rule is rewritten in place; the open IPv6 rule, which EC2 will not
+        // turn into an IPv4 one, is revoked.
         assert_eq!(
             operations(&plan),
-            ["AuthorizeSecurityGroupEgress", "ModifySecurityGroupRules"]
+            [
+                "AuthorizeSecurityGroupEgress",
+                "ModifySecurityGroupRules",
+                "RevokeSecurityGroupEgress"
+            ]
         );
-        assert_eq!(
-            plan.changes[1].call.input["SecurityGroupRules"]
-                .as_array()
-                .map(Vec::len),
-            Some(2)
-        );
+        let rewritten = &plan.changes[1].call.input["SecurityGroupRules"];
+        assert_eq!(rewritten.as_array().map(Vec::len), Some(1));
+        assert_eq!(rewritten[0]["SecurityGroupRuleId"], "sgr-4");
+        assert!(rewritten[0]["SecurityGroupRule"]["CidrIpv6"].is_null());
         assert!(plan.changes[0].summary.contains("udp 123 10.0.0.0/8"));
+        assert!(plan.changes[0].summary.contains("tcp 80"));
+        assert_eq!(
+            plan.changes[2].call.input["SecurityGroupRuleIds"],
+            json!(["sgr-6"])
+        );
     }
 
     #[test]
