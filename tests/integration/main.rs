@@ -10,6 +10,7 @@ mod ebs;
 mod ebs_instances;
 mod enforce;
 mod failure_isolation;
+mod faults;
 mod flow_logs;
 mod multi_account;
 mod onboarding;
