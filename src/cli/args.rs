@@ -181,6 +181,10 @@ pub struct ApplyArgs {
     /// or planned elsewhere), as it is; the audit records what differed.
     #[arg(long, requires = "plan")]
     pub accept_edited_plan: bool,
+    /// How long the run keeps sending a throttled call again (after the SDK's own
+    /// retries) before the throttling counts as that change's failure: e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub deadline: std::time::Duration,
 }
 
 /// `enforce` options.
@@ -218,6 +222,10 @@ pub struct EnforceArgs {
     /// resolved, with a note naming the run).
     #[arg(long)]
     pub security_hub: bool,
+    /// How long the run keeps sending a throttled call again (after the SDK's own
+    /// retries) before the throttling counts as that change's failure: e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub deadline: std::time::Duration,
 }
 
 /// Options of `respond` and `watch`: which runbooks answer events, and how.
@@ -240,6 +248,10 @@ pub struct ResponseArgs {
     /// with notify_email): what was done, by whom, from where, and what harden did.
     #[arg(long, value_name = "TOPIC_ARN")]
     pub notify: Option<String>,
+    /// How long the run keeps sending a throttled call again (after the SDK's own
+    /// retries) for one event's changes before the throttling counts as that change's failure: e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub deadline: std::time::Duration,
 }
 
 /// `watch` options.

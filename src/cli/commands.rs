@@ -377,6 +377,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             fail_fast: args.fail_fast,
             cause: None,
             interrupted: None,
+            deadline: args.deadline,
         },
     )
     .await?;
@@ -426,6 +427,8 @@ pub(super) struct Applying<'a> {
     pub(super) cause: Option<crate::event::EventCause>,
     /// Set to stop starting changes; without it, Ctrl-C sets one.
     pub(super) interrupted: Option<Arc<AtomicBool>>,
+    /// How long throttled calls are sent again (`--deadline`).
+    pub(super) deadline: std::time::Duration,
 }
 
 /// Applies a plan: Ctrl-C stops starting changes, the run is journaled, every change
@@ -446,6 +449,7 @@ pub(super) async fn run_apply(
         fail_fast,
         cause,
         interrupted,
+        deadline,
     } = applying;
     let interrupted = match interrupted {
         Some(flag) => flag,
@@ -470,6 +474,7 @@ pub(super) async fn run_apply(
             unreachable,
             progress: Arc::new(super::progress::Shown::new()),
             cause,
+            deadline: std::time::Instant::now() + deadline,
         },
     )
     .await?;

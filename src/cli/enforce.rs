@@ -94,6 +94,7 @@ pub(super) async fn enforce_with(
                 fail_fast: args.fail_fast,
                 cause: None,
                 interrupted: None,
+                deadline: args.deadline,
             },
         )
         .await?;

@@ -61,6 +61,8 @@ pub(super) struct Responder {
     /// Regions acted in; empty: whichever an event names.
     regions: Vec<String>,
     pub(super) concurrency: usize,
+    /// How long one event's throttled calls are sent again (`--deadline`).
+    deadline: std::time::Duration,
     /// The SNS topic people are told on.
     notify: Option<String>,
     state_dir: PathBuf,
@@ -129,6 +131,7 @@ impl Responder {
             external_id: selection.accounts.external_id.clone(),
             regions: selection.regions.clone(),
             concurrency: args.concurrency,
+            deadline: args.deadline,
             notify: args.notify.clone(),
             sessions: Mutex::default(),
             state_dir: global.state_dir.clone(),
@@ -227,6 +230,7 @@ impl Responder {
                     fail_fast: false,
                     cause: Some(event.cause()),
                     interrupted,
+                    deadline: self.deadline,
                 },
             )
             .await?;

@@ -124,6 +124,9 @@ fn enforce_args(args: &WatchArgs) -> EnforceArgs {
         audit_bucket: None,
         ship_kms_key: None,
         security_hub: false,
+        // A sweep covers everything selected: it may wait out throttling as long as a
+        // scheduled enforce would.
+        deadline: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -13,6 +13,7 @@
 //! naming the failure that held it back.
 
 pub mod journal;
+pub mod persist;
 pub mod runs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,9 @@ pub struct ApplyOptions {
     pub progress: Arc<dyn crate::progress::Progress>,
     /// The event the run responds to, recorded with each change.
     pub cause: Option<crate::event::EventCause>,
+    /// Until when a throttled call is sent again (see [`persist`]); past it, the
+    /// throttling is the change's failure.
+    pub deadline: std::time::Instant,
 }
 
 /// The outcome of each change, in plan order, and what was undone.
@@ -150,6 +154,7 @@ struct Run<'a> {
     journal: &'a Journal,
     run_id: &'a str,
     cause: Option<&'a crate::event::EventCause>,
+    deadline: Instant,
     /// Set by a failure under `--fail-fast`, or when a record could not be written:
     /// nothing more starts.
     stop: AtomicBool,
@@ -199,6 +204,7 @@ pub async fn apply(
         journal,
         run_id: &options.run_id,
         cause: options.cause.as_ref(),
+        deadline: options.deadline,
         stop: AtomicBool::new(false),
         stopped_by: Mutex::default(),
         fail_fast: options.fail_fast,
@@ -664,6 +670,16 @@ impl Run<'_> {
             .map(drop)
     }
 
+    /// Reads a change's resource, throttling waited out until the deadline.
+    async fn read(
+        &self,
+        calls: &dyn actions::Calls,
+        clients: &crate::aws::RegionClients,
+        change: &Change,
+    ) -> Result<Value> {
+        persist::persist(self.deadline, || calls.read(clients, &change.resource.id)).await
+    }
+
     /// Makes one change; returns its outcome, the state read back, and whether its call
     /// was made (it passed the stale check).
     async fn one(&self, change: &Change, known: Option<Value>) -> (Outcome, Option<Value>, bool) {
@@ -671,10 +687,10 @@ impl Run<'_> {
             Ok(ready) => ready,
             Err((outcome, after)) => return (outcome, after, false),
         };
-        let result = ready
-            .calls
-            .apply(&ready.clients, change, &ready.current)
-            .await;
+        let result = persist::persist(self.deadline, || {
+            ready.calls.apply(&ready.clients, change, &ready.current)
+        })
+        .await;
         let (outcome, after) = self.conclude(change, ready, result).await;
         (outcome, after, true)
     }
@@ -724,7 +740,7 @@ impl Run<'_> {
         };
         let current = match known {
             Some(state) => state,
-            None => match calls.read(&clients, &change.resource.id).await {
+            None => match self.read(calls, &clients, change).await {
                 Ok(state) => state,
                 Err(e) => {
                     return Err(self.fail_with(
@@ -770,8 +786,8 @@ impl Run<'_> {
             Ok(applied) => applied,
             Err(e) => {
                 // The call failed; read what is there now so the record tells the truth.
-                let after = calls
-                    .read(&clients, &change.resource.id)
+                let after = self
+                    .read(calls, &clients, change)
                     .await
                     .unwrap_or(Value::Null);
                 // An answer lost on the way back makes the SDK send the call again, and
@@ -808,7 +824,7 @@ impl Run<'_> {
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
             }
         };
-        let after = match calls.read(&clients, &change.resource.id).await {
+        let after = match self.read(calls, &clients, change).await {
             Ok(state) => state,
             Err(e) => {
                 return self.fail_with(
@@ -871,7 +887,10 @@ impl Run<'_> {
         let changes: Vec<&Change> = ready.iter().map(|(i, _)| &self.plan.changes[*i]).collect();
         let states: Vec<&Value> = ready.iter().map(|(_, r)| &r.current).collect();
         tracing::info!(operation = %changes[0].call.operation, changes = changes.len(), "applying as one call");
-        let mut results = calls.apply_batch(&clients, &changes, &states).await;
+        let mut results = persist::persist_all(self.deadline, || {
+            calls.apply_batch(&clients, &changes, &states)
+        })
+        .await;
         results.resize_with(changes.len(), || {
             Err(Error::Internal(
                 "the batched call answered for fewer changes".into(),
@@ -1192,6 +1211,7 @@ mod tests {
                 unreachable: BTreeMap::new(),
                 progress: Arc::new(crate::progress::Silent),
                 cause: None,
+                deadline: Instant::now() + std::time::Duration::from_secs(60),
             },
         )
         .await
