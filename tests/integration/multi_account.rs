@@ -401,6 +401,7 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
         .collect();
     block_on(seed(&emulator, &dev));
     let state = tempfile::tempdir().expect("state");
+    let file = state.path().join("plan.json");
     let mut cmd = emulator.harden(state.path());
     cmd.args([
         "plan",
@@ -410,6 +411,8 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
         "env=dev",
         "--format",
         "json",
+        "--out",
+        file.to_str().expect("utf-8"),
     ]);
     for region in REGIONS {
         cmd.args(["--region", region]);
@@ -451,8 +454,6 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
     );
 
     // A saved plan reaches each account again the way it was planned, and applies.
-    let file = state.path().join("plan.json");
-    std::fs::write(&file, &out.stdout).expect("plan file");
     let mut apply = emulator.harden(state.path());
     apply.args(["apply", "--yes", "--plan", file.to_str().expect("utf-8")]);
     let out = run(apply);
