@@ -323,6 +323,12 @@ impl AuditLog {
     }
 }
 
+/// The log shared by the tasks of one run (concurrent changes, watch's events).
+pub fn lock(log: &std::sync::Mutex<AuditLog>) -> Result<std::sync::MutexGuard<'_, AuditLog>> {
+    log.lock()
+        .map_err(|_| Error::Internal("audit lock poisoned".into()))
+}
+
 /// Takes the state directory's lock, refusing (not waiting) when another harden holds it.
 fn lock_state_dir(state_dir: &Path) -> Result<File> {
     let path = state_dir.join("lock");

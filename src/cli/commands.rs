@@ -482,10 +482,7 @@ pub(super) async fn run_apply(
     summary.succeeded = report.succeeded();
     summary.failed = report.failed();
     summary.skipped = report.skipped();
-    audit
-        .lock()
-        .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-        .append(run_id, &caller.1, &caller.0, Entry::Apply(summary))?;
+    crate::audit::lock(audit)?.append(run_id, &caller.1, &caller.0, Entry::Apply(summary))?;
     println!("\nApply {run_id}:");
     for (id, outcome) in &report.outcomes {
         match outcome {

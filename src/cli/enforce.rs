@@ -53,10 +53,12 @@ pub(super) async fn enforce_with(
         settings.caller.arn.clone(),
         settings.caller.account_id.clone(),
     );
-    audit
-        .lock()
-        .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-        .append(&run_id, &caller.1, &caller.0, Entry::Plan(summary(&plan)?))?;
+    crate::audit::lock(audit)?.append(
+        &run_id,
+        &caller.1,
+        &caller.0,
+        Entry::Plan(summary(&plan)?),
+    )?;
 
     let modes = policy.decide(&plan);
     let count = |mode: Mode| modes.iter().filter(|m| **m == mode).count();
@@ -110,9 +112,7 @@ pub(super) async fn enforce_with(
     let held = plan.subset(|i| modes[i] == Mode::Approve);
     let pending = report_dir.join(PENDING_PLAN);
     if !held.changes.is_empty() {
-        let mut log = audit
-            .lock()
-            .map_err(|_| Error::Internal("audit lock poisoned".into()))?;
+        let mut log = crate::audit::lock(audit)?;
         super::commands::save_for_apply(
             &mut log,
             &run_id,

@@ -194,10 +194,12 @@ impl Responder {
         )
         .await?;
         let caller = (self.caller.arn.clone(), self.caller.account_id.clone());
-        self.audit
-            .lock()
-            .map_err(|_| Error::Internal("audit lock poisoned".into()))?
-            .append(&run_id, &caller.1, &caller.0, Entry::Plan(summary(&plan)?))?;
+        crate::audit::lock(&self.audit)?.append(
+            &run_id,
+            &caller.1,
+            &caller.0,
+            Entry::Plan(summary(&plan)?),
+        )?;
         println!("harden respond {run_id}: {}", event.summary());
         if !plan.not_planned.is_empty() || !plan.changes.is_empty() || !plan.blocked.is_empty() {
             print!("{}", render::text(&plan));
@@ -261,10 +263,7 @@ impl Responder {
             let dir = self.state_dir.join("reports").join(&run_id);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let pending = dir.join(super::enforce::PENDING_PLAN);
-            let mut log = self
-                .audit
-                .lock()
-                .map_err(|_| Error::Internal("audit lock poisoned".into()))?;
+            let mut log = crate::audit::lock(&self.audit)?;
             super::commands::save_for_apply(
                 &mut log,
                 &run_id,

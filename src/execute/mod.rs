@@ -663,9 +663,7 @@ impl Run<'_> {
             .sessions
             .get(account)
             .map_or_else(String::new, |s| s.scope.identity.arn.clone());
-        self.audit
-            .lock()
-            .map_err(|_| Error::Internal("audit lock poisoned".into()))
+        crate::audit::lock(self.audit)
             .and_then(|mut log| log.append(self.run_id, account, &principal, entry))
             .map(drop)
     }
@@ -790,35 +788,7 @@ impl Run<'_> {
                     .read(calls, &clients, change)
                     .await
                     .unwrap_or(Value::Null);
-                // An answer lost on the way back makes the SDK send the call again, and
-                // the repeat is refused (a rule that is already gone, a trail that
-                // already exists); or the first answer was an error of the service
-                // after the change was made. The state, not the answer, decides: the
-                // resource was as planned before the call and is as intended now.
-                // (Only when the state before did not already look intended: then the
-                // read-back could not tell whether the call did anything.)
-                if !after.is_null()
-                    && state_matches(&change.after, &after).is_ok()
-                    && state_matches(&change.after, &current).is_err()
-                {
-                    let outcome = Outcome::Succeeded;
-                    let mut request_ids = Vec::new();
-                    if let Error::Aws(failure) = &e {
-                        request_ids.extend(failure.request_id.clone());
-                    }
-                    self.finish(
-                        change,
-                        Ending {
-                            before: current,
-                            after: after.clone(),
-                            outcome: &outcome,
-                            request_ids,
-                            duration_ms: elapsed(started),
-                            recovered: Some(format!(
-                                "the call answered an error ({e}) but the read-back shows the change made: a lost answer retried, or an error after the change"
-                            )),
-                        },
-                    );
+                if let Some(outcome) = self.made_despite(change, &current, &after, &e, started) {
                     return (outcome, Some(after));
                 }
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
@@ -857,6 +827,47 @@ impl Run<'_> {
             },
         );
         (outcome, Some(after))
+    }
+
+    /// Whether a call that answered `error` made its change all the same, recorded as
+    /// a success saying so. An answer lost on the way back makes the SDK send the call
+    /// again, and the repeat is refused (a rule already gone, a trail that already
+    /// exists); or the service erred after acting. The state, not the answer, decides:
+    /// the resource is as intended now, and was not before the call (otherwise the
+    /// read-back could not tell whether the call did anything).
+    fn made_despite(
+        &self,
+        change: &Change,
+        before: &Value,
+        after: &Value,
+        error: &Error,
+        started: Instant,
+    ) -> Option<Outcome> {
+        let made = !after.is_null()
+            && state_matches(&change.after, after).is_ok()
+            && state_matches(&change.after, before).is_err();
+        if !made {
+            return None;
+        }
+        let outcome = Outcome::Succeeded;
+        let request_ids = match error {
+            Error::Aws(failure) => failure.request_id.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        self.finish(
+            change,
+            Ending {
+                before: before.clone(),
+                after: after.clone(),
+                outcome: &outcome,
+                request_ids,
+                duration_ms: elapsed(started),
+                recovered: Some(format!(
+                    "the call answered an error ({error}) but the read-back shows the change made: a lost answer retried, or an error after the change"
+                )),
+            },
+        );
+        Some(outcome)
     }
 
     /// Makes several single-change chains' changes as one call (see

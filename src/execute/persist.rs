@@ -46,47 +46,52 @@ fn wait(round: u32) -> Duration {
 
 /// Runs `attempt` until it is not throttled, or until waiting again would pass
 /// `deadline`; then its last answer is returned.
-pub async fn persist<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T>
+pub async fn persist<T, F, Fut>(deadline: Instant, attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut round = 0;
-    loop {
-        let result = attempt().await;
-        match &result {
-            Err(e) if is_throttling(e) => {
-                let pause = wait(round);
-                if Instant::now() + pause >= deadline {
-                    return result;
-                }
-                tracing::debug!(?pause, "throttled after the SDK's retries; sending again");
-                tokio::time::sleep(pause).await;
-                round += 1;
-            }
-            _ => return result,
-        }
-    }
+    again_while(deadline, attempt, |result| {
+        result.as_ref().err().is_some_and(is_throttling)
+    })
+    .await
 }
 
 /// [`persist`] for a call answering many results (one call for many resources): sent
 /// again while every result is throttling.
-pub async fn persist_all<T, F, Fut>(deadline: Instant, mut attempt: F) -> Vec<Result<T>>
+pub async fn persist_all<T, F, Fut>(deadline: Instant, attempt: F) -> Vec<Result<T>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Vec<Result<T>>>,
 {
-    let mut round = 0;
-    loop {
-        let results = attempt().await;
-        let throttled = !results.is_empty()
+    again_while(deadline, attempt, |results: &Vec<Result<T>>| {
+        !results.is_empty()
             && results
                 .iter()
-                .all(|r| r.as_ref().err().is_some_and(is_throttling));
+                .all(|r| r.as_ref().err().is_some_and(is_throttling))
+    })
+    .await
+}
+
+/// Sends `attempt` again, with growing waits, while `throttled` says its answer was
+/// and the deadline allows another wait.
+async fn again_while<A, F, Fut>(
+    deadline: Instant,
+    mut attempt: F,
+    throttled: impl Fn(&A) -> bool,
+) -> A
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = A>,
+{
+    let mut round = 0;
+    loop {
+        let answer = attempt().await;
         let pause = wait(round);
-        if !throttled || Instant::now() + pause >= deadline {
-            return results;
+        if !throttled(&answer) || Instant::now() + pause >= deadline {
+            return answer;
         }
+        tracing::debug!(?pause, "throttled after the SDK's retries; sending again");
         tokio::time::sleep(pause).await;
         round += 1;
     }

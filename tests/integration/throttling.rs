@@ -51,6 +51,19 @@ fn apply(emulator: &Emulator, proxy: &Proxy, state: &std::path::Path, rates: &[&
     run(cmd)
 }
 
+/// Asserts that the apply changed every group, the `groups` seeded plus the VPC's
+/// default group and moto's default VPC's, and nothing failed; returns how many.
+fn assert_every_group_changed(out: &Run, groups: usize) -> usize {
+    let total = groups + 2;
+    assert!(
+        out.stdout
+            .contains(&format!("{total} succeeded, 0 failed, 0 not attempted")),
+        "{}",
+        out.stdout
+    );
+    total
+}
+
 #[test]
 fn paced_by_the_buckets_one_apply_converges_without_being_throttled_on_moto() {
     let emulator = Emulator::start(Kind::Moto);
@@ -68,14 +81,7 @@ fn paced_by_the_buckets_one_apply_converges_without_being_throttled_on_moto() {
         &["describe=20/19", "mutating=10/4.75"],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    // The VPC's default group and moto's default VPC's, plus the app groups.
-    let total = GROUPS + 2;
-    assert!(
-        out.stdout
-            .contains(&format!("{total} succeeded, 0 failed, 0 not attempted")),
-        "{}",
-        out.stdout
-    );
+    assert_every_group_changed(&out, GROUPS);
     assert_eq!(
         proxy.answered(),
         0,
@@ -137,13 +143,7 @@ fn with_three_requests_in_ten_throttled_one_apply_converges_on_moto() {
     cmd.args(["apply", "--yes", "--plan"]).arg(&saved);
     let out = run(cmd);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let total = GROUPS + 2;
-    assert!(
-        out.stdout
-            .contains(&format!("{total} succeeded, 0 failed, 0 not attempted")),
-        "{}",
-        out.stdout
-    );
+    let total = assert_every_group_changed(&out, GROUPS);
     assert!(proxy.answered() > total / 2, "the proxy throttled");
 
     let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit");
