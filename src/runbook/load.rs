@@ -108,7 +108,20 @@ fn parse_message(error: &serde_saphyr::Error, text: &str) -> String {
         .split(", set DuplicateKeyPolicy")
         .next()
         .unwrap_or(message);
-    let mut out = format!("invalid runbook: {message}");
+    // The parser's budget names its counters; say which limit in the runbook's terms.
+    let limit = if message.starts_with("budget breached") {
+        Some(
+            "the document expands to too many YAML nodes (aliases expanding, as in a billion-laughs file, or a runbook far larger than any real one)",
+        )
+    } else if message.starts_with("recursion limit exceeded") {
+        Some("values are nested too deeply")
+    } else {
+        None
+    };
+    let mut out = match limit {
+        Some(limit) => format!("invalid runbook: refused, {limit} ({message})"),
+        None => format!("invalid runbook: {message}"),
+    };
     if let Some(location) = error.location()
         && location.line() > 0
         && let Some(line) = text.lines().nth((location.line() - 1) as usize)

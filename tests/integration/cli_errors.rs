@@ -351,3 +351,70 @@ fn plan_and_apply_refuse_a_broken_audit_chain_before_contacting_anything() {
         assert!(!out.stderr.contains("endpoint"), "{}", out.stderr);
     }
 }
+
+/// The corpus of bad runbooks (`tests/fixtures/bad-runbooks/`, each naming on its first
+/// line, `# expect: ...`, what its error must say): every one is refused by `validate`,
+/// `plan` and `apply` alike with exit 1, a `file:line:column` and that text, quickly
+/// (alias bombs and 10,000-deep nesting included), without a panic and before anything
+/// is contacted or written.
+#[test]
+fn every_file_of_the_bad_runbook_corpus_is_refused_with_a_location() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-runbooks");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "the corpus holds {} files", files.len());
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        let first = String::from_utf8_lossy(&bytes);
+        let expect = first
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: first line says `# expect: ...`", file.display()))
+            .to_string();
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        for command in [
+            vec!["validate"],
+            vec!["plan", "--region", "us-east-1"],
+            vec!["apply", "--yes", "--region", "us-east-1"],
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let started = std::time::Instant::now();
+            let mut cmd = harden(dir.path());
+            cmd.args(&command).arg(&file);
+            let out = run(cmd);
+            assert_eq!(out.code, 1, "{name} {command:?}: {}", out.stderr);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{name}: refused within bounds, not after {:?}",
+                started.elapsed()
+            );
+            let at = format!("{}:", file.display());
+            let line: Option<u64> = out.stderr.find(&at).and_then(|i| {
+                let rest = &out.stderr[i + at.len()..];
+                let (line, rest) = rest.split_once(':')?;
+                let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                (!column.is_empty()).then_some(())?;
+                line.parse().ok()
+            });
+            assert!(
+                line.is_some_and(|l| l > 0),
+                "{name} {command:?}: names the file, line and column: {}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.to_lowercase().contains(&expect.to_lowercase()),
+                "{name} {command:?}: says {expect:?}: {}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("panicked"), "{name}: {}", out.stderr);
+            assert!(
+                !dir.path().join("state").join("audit.jsonl").exists(),
+                "{name} {command:?}: nothing written"
+            );
+        }
+    }
+}
