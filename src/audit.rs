@@ -82,6 +82,35 @@ pub struct ChangeRecord {
     pub recovered: Option<String>,
 }
 
+impl ChangeRecord {
+    /// The record of `change` (of `plan`, whose runbook digest it names) ending in
+    /// `outcome`, with nothing read, requested or timed yet: the caller fills those in.
+    pub fn of(plan: &crate::plan::Plan, change: &crate::plan::Change, outcome: Outcome) -> Self {
+        Self {
+            change_id: change.id.clone(),
+            runbook: change.runbook.clone(),
+            runbook_digest: plan
+                .runbooks
+                .iter()
+                .find(|r| r.id == change.runbook)
+                .map(|r| r.digest.clone())
+                .unwrap_or_default(),
+            region: change.region.clone(),
+            step: change.step.clone(),
+            action: change.action.clone(),
+            resource: change.resource.clone(),
+            call: change.call.clone(),
+            before: Value::Null,
+            after: Value::Null,
+            outcome,
+            request_ids: Vec::new(),
+            duration_ms: 0,
+            cause: None,
+            recovered: None,
+        }
+    }
+}
+
 /// What apply did to put a resource back after its chain of changes stopped part-way
 /// (an instance whose volume swap failed: originals re-attached, state restored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -183,6 +183,15 @@ pub enum Error {
         /// What differs from the plan as saved.
         detail: String,
     },
+    /// A run cannot be resumed as it is: it is unknown, was resumed already, or a
+    /// runbook it applied has changed since.
+    #[error("cannot resume run {run}: {reason}")]
+    NotResumable {
+        /// The run id.
+        run: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The audit log does not verify.
     #[error("audit log {path} line {line}: {detail}")]
     AuditBroken {

@@ -952,6 +952,12 @@ pub const SWAP_DELETE_ON_TERMINATION_TAG: &str = "harden:delete-on-termination";
 /// Tag compensation puts on a replacement volume after undoing its swap; the volume is
 /// kept for inspection and never used again.
 pub const ROLLED_BACK_TAG: &str = "harden:rolled-back";
+/// Tag harden puts on a running instance before stopping it for a swap (its value the
+/// run id), and removes once it started the instance again. Whether an instance was
+/// running is the one fact of a swap AWS does not keep: with the tag, a plan after a
+/// process died mid-swap knows to start it, and a stopped instance without it was
+/// stopped by someone else and stays stopped.
+pub const WAS_RUNNING_TAG: &str = "harden:was-running";
 
 /// An EC2 instance, its EBS devices, and the unencrypted volumes it has (or had, while
 /// a swap is under way) with what harden made to replace them.
@@ -987,6 +993,12 @@ pub struct Device {
 }
 
 impl Instance {
+    /// Whether harden stopped it while it was running and owes it a start
+    /// ([`WAS_RUNNING_TAG`]).
+    pub fn stopped_by_harden(&self) -> bool {
+        self.tags.contains_key(WAS_RUNNING_TAG)
+    }
+
     /// The device an unencrypted volume belongs at: where it is attached, or (once a
     /// swap detached it) the device its replacement was made for.
     pub fn device_of(&self, volume: &Volume) -> Option<String> {

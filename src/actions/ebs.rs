@@ -8,13 +8,13 @@ use aws_sdk_ec2::operation::RequestId;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_string,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
     dry_run_answer, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{EbsEncryptionDefault, Resource, ResourceKind};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 
 /// Turns EBS encryption by default on.
@@ -92,6 +92,45 @@ impl Action for EnableEncryptionByDefault {
     fn calls(&self) -> &'static dyn Calls {
         &EbsCalls
     }
+
+    /// Encryption by default is turned off again only if it was off before the run; the
+    /// default key is set back to the one read before.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: EbsEncryptionDefault = serde_json::from_value(before.clone())
+            .map_err(|e| format!("the setting recorded before it does not parse: {e}"))?;
+        match call.operation.as_str() {
+            "EnableEbsEncryptionByDefault" if !was.enabled => Ok(Inverse {
+                kind: ChangeKind::Update,
+                summary: "turn EBS encryption by default off again, as it was before the run"
+                    .into(),
+                operation: "DisableEbsEncryptionByDefault".into(),
+                input: json!({}),
+                after: state(&EbsEncryptionDefault {
+                    enabled: false,
+                    ..was.clone()
+                }),
+            }),
+            "EnableEbsEncryptionByDefault" => Err("it was already on before the run".into()),
+            "ModifyEbsDefaultKmsKeyId" => {
+                let key = was.kms_key_id.clone().ok_or(
+                    "the default key before the run could not be read, so it cannot be set back",
+                )?;
+                Ok(Inverse {
+                    kind: ChangeKind::Update,
+                    summary: format!("make {key} the default EBS key again"),
+                    operation: "ModifyEbsDefaultKmsKeyId".into(),
+                    input: json!({"KmsKeyId": key}),
+                    after: before.clone(),
+                })
+            }
+            other => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads, applies and probes changes to the encryption-by-default setting.
@@ -117,6 +156,17 @@ async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result
                     request_id: out.request_id().map(str::to_string),
                 }));
             }
+            Ok(Applied::request(out.request_id()))
+        }
+        // Only rollback turns it off, and only where it was off before the run.
+        "DisableEbsEncryptionByDefault" => {
+            let out = clients
+                .ec2
+                .disable_ebs_encryption_by_default()
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
         "ModifyEbsDefaultKmsKeyId" => {

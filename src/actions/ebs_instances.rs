@@ -50,11 +50,11 @@ use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
     Device, Instance, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
-    SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume,
+    SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume, WAS_RUNNING_TAG,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
-use crate::template::KNOWN_AFTER_APPLY;
+use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
 
 /// How long each wait of a compensation may take: detaching, attaching, stopping and
 /// starting take seconds to minutes.
@@ -90,7 +90,7 @@ static ENCRYPT_INSTANCE: ActionInfo = ActionInfo {
             name: "delete_originals",
             kind: ParamType::Bool,
             required: false,
-            description: "delete the originals once the instance runs on the copies, keeping their unencrypted snapshots as the way back (default false)",
+            description: "delete the originals once the instance runs on the copies, keeping the encrypted copies of their snapshots as the way back (default false)",
         },
     ],
     outputs: &[],
@@ -110,7 +110,8 @@ fn state(instance: &Instance) -> Value {
         .iter()
         .map(|(id, volume)| (id.clone(), ebs_volumes::state(volume.as_ref())))
         .collect();
-    json!({"state": instance.state, "devices": devices, "volumes": volumes})
+    json!({"state": instance.state, "was_running": instance.stopped_by_harden(),
+           "devices": devices, "volumes": volumes})
 }
 
 /// What the plan says about an instance's downtime.
@@ -216,8 +217,24 @@ impl Action for EncryptInstanceVolumes {
             }
             pending.push((device, volume.clone()));
         }
-        if pending.is_empty() {
+        // An earlier run stopped it and died before starting it again: it is owed a start
+        // whether or not its swap is pending (and a tag to remove once it runs).
+        let marked = instance.stopped_by_harden();
+        let leftovers = instance.unencrypted.values().flatten().any(|v| {
+            v.replaced_by().is_some()
+                && !retirement_steps(v, keep_snapshots, delete_originals).is_empty()
+        });
+        if pending.is_empty() && !marked && !leftovers {
             return Ok(ActionPlan::default());
+        }
+        if marked && !matches!(instance.state.as_str(), "running" | "stopped") {
+            return Ok(ActionPlan::blocked(
+                BlockReason::Transitional,
+                format!(
+                    "{}: an earlier harden run stopped it for a swap and has yet to start it again; plan again when it is running or stopped",
+                    instance.state
+                ),
+            ));
         }
         let swapped = |device: &str, volume: &Volume| {
             instance
@@ -226,7 +243,6 @@ impl Action for EncryptInstanceVolumes {
                 .is_some_and(|d| d.replaces.as_deref() == Some(volume.id.as_str()))
         };
         let needs_instance = pending.iter().any(|(d, v)| !swapped(d, v));
-        let was_running = instance.state == "running";
         if needs_instance {
             match instance.state.as_str() {
                 "stopped" => {}
@@ -263,7 +279,20 @@ impl Action for EncryptInstanceVolumes {
 
         let mut current = instance.clone();
         let mut chain = DraftChain::new("ec2", state(&current));
-        let stops = needs_instance && was_running;
+        let stops = needs_instance && instance.state == "running";
+        let starts = stops || (marked && instance.state == "stopped");
+        if stops && !marked {
+            current.tags.insert(WAS_RUNNING_TAG.into(), RUN_ID.into());
+            chain.push(
+                ChangeKind::Update,
+                format!(
+                    "tag {id} {WAS_RUNNING_TAG}=<run id> before stopping it, so that a plan after an interruption knows to start it again"
+                ),
+                state(&current),
+                "CreateTags",
+                json!({"Resources": [id], "Tags": [{"Key": WAS_RUNNING_TAG, "Value": RUN_ID}]}),
+            );
+        }
         if stops {
             current.state = "stopped".into();
             chain.push(
@@ -379,14 +408,29 @@ impl Action for EncryptInstanceVolumes {
                 json!({"InstanceId": id, "BlockDeviceMappings": mappings}),
             );
         }
-        if stops {
+        if starts {
             current.state = "running".into();
+            let why = if stops {
+                String::new()
+            } else {
+                format!(": an earlier harden run stopped it ({WAS_RUNNING_TAG}) and did not finish")
+            };
             chain.push(
                 ChangeKind::Update,
-                format!("start {id} again (waits until running)"),
+                format!("start {id} again{why} (waits until running)"),
                 state(&current),
                 "StartInstances",
                 json!({"InstanceIds": [id]}),
+            );
+        }
+        if stops || marked {
+            current.tags.remove(WAS_RUNNING_TAG);
+            chain.push(
+                ChangeKind::Update,
+                format!("remove the {WAS_RUNNING_TAG} tag of {id}: it runs again"),
+                state(&current),
+                "DeleteTags",
+                json!({"Resources": [id], "Tags": [{"Key": WAS_RUNNING_TAG}]}),
             );
         }
         for (_, original) in &pending {
@@ -395,6 +439,20 @@ impl Action for EncryptInstanceVolumes {
             };
             for step in retirement_steps(&replaced, keep_snapshots, delete_originals) {
                 push_volume_step(&mut chain, &mut current, &original.id, step);
+            }
+        }
+        // Originals an earlier run retired, with what it left: the snapshots of a run
+        // that died after tagging them.
+        let retired: Vec<Volume> = instance
+            .unencrypted
+            .values()
+            .flatten()
+            .filter(|v| v.replaced_by().is_some())
+            .cloned()
+            .collect();
+        for volume in &retired {
+            for step in retirement_steps(volume, keep_snapshots, delete_originals) {
+                push_volume_step(&mut chain, &mut current, &volume.id, step);
             }
         }
         Ok(chain.into_plan(Resource::Instance(current)))
@@ -620,6 +678,44 @@ async fn set_delete_on_termination(
     Ok(Applied::request(out.request_id()))
 }
 
+/// Puts [`WAS_RUNNING_TAG`] on the instance with `run` as its value, or removes it
+/// (`None`).
+async fn mark_running(
+    clients: &RegionClients,
+    id: &str,
+    run: Option<&str>,
+    dry_run: bool,
+) -> Result<Applied> {
+    match run {
+        Some(run) => {
+            let operation = "CreateTags";
+            let out = clients
+                .ec2
+                .create_tags()
+                .resources(id)
+                .tags(Tag::builder().key(WAS_RUNNING_TAG).value(run).build())
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            Ok(Applied::request(out.request_id()))
+        }
+        None => {
+            let operation = "DeleteTags";
+            let out = clients
+                .ec2
+                .delete_tags()
+                .resources(id)
+                .tags(Tag::builder().key(WAS_RUNNING_TAG).build())
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+            Ok(Applied::request(out.request_id()))
+        }
+    }
+}
+
 async fn call(
     clients: &RegionClients,
     change: &Change,
@@ -699,6 +795,10 @@ async fn call(
             )
             .await
         }
+        "CreateTags" | "DeleteTags" if input["Resources"][0] == change.resource.id.as_str() => {
+            let value = input["Tags"][0]["Value"].as_str();
+            mark_running(clients, &change.resource.id, value, dry_run).await
+        }
         _ => {
             // A volume's own step: the volume calls resolve their unknown ids from
             // that volume's part of the instance's state.
@@ -712,10 +812,18 @@ async fn call(
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
     Stop,
-    Detach { volume: String, device: String },
-    Attach { volume: String, device: String },
+    Detach {
+        volume: String,
+        device: String,
+    },
+    Attach {
+        volume: String,
+        device: String,
+    },
     DeleteOnTermination(Vec<(String, bool)>),
     Start,
+    /// Remove [`WAS_RUNNING_TAG`]: the instance runs again.
+    Unmark,
 }
 
 /// An instance's state and devices as its chain found them: the part of its recorded
@@ -723,6 +831,10 @@ enum Undo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 struct Start {
     state: String,
+    /// An earlier run stopped it while running ([`WAS_RUNNING_TAG`]): "as it was" is
+    /// running.
+    #[serde(default)]
+    was_running: bool,
     devices: BTreeMap<String, Device>,
 }
 
@@ -730,13 +842,22 @@ impl Start {
     fn from_state(value: &Value) -> Option<Self> {
         serde_json::from_value(value.clone()).ok()
     }
+
+    /// The state the instance is to be left in.
+    fn state(&self) -> &str {
+        if self.was_running {
+            "running"
+        } else {
+            &self.state
+        }
+    }
 }
 
 /// What puts `now` back as `start` was, unless the swap finished (each device holds
 /// the original or its replacement with the original's DeleteOnTermination, and the
 /// instance is in its starting state): then nothing.
 fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
-    let finished = now.state == start.state
+    let finished = now.state == start.state()
         && start.devices.iter().all(|(name, was)| {
             now.devices.get(name).is_some_and(|d| {
                 (d.volume_id == was.volume_id || d.replaces.as_ref() == Some(&was.volume_id))
@@ -790,8 +911,11 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
         steps.push(Undo::DeleteOnTermination(flags));
     }
     let stopped_here = steps.contains(&Undo::Stop);
-    if start.state == "running" && (now.state != "running" || stopped_here) {
+    if start.state() == "running" && (now.state != "running" || stopped_here) {
         steps.push(Undo::Start);
+    }
+    if start.state() == "running" && now.stopped_by_harden() {
+        steps.push(Undo::Unmark);
     }
     steps
 }
@@ -883,6 +1007,11 @@ async fn undo(
                 json!({"InstanceIds": [id]}),
                 start(clients, id, UNDO_WAIT, false).await,
             ),
+            Undo::Unmark => (
+                "DeleteTags",
+                json!({"Resources": [id], "Tags": [{"Key": WAS_RUNNING_TAG}]}),
+                mark_running(clients, id, None, false).await,
+            ),
             Undo::Detach { volume, device } => (
                 "DetachVolume",
                 json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
@@ -939,10 +1068,12 @@ async fn undo(
 
 /// Whether `after` is back as `start` was; the first difference otherwise.
 fn restored(start: &Start, after: &Instance) -> Option<String> {
-    if after.state != start.state {
+    if after.state != start.state() {
         return Some(format!(
             "{} is {}, it was {} before the swap",
-            after.id, after.state, start.state
+            after.id,
+            after.state,
+            start.state()
         ));
     }
     for (device, was) in &start.devices {
@@ -1175,7 +1306,7 @@ mod tests {
     use aws_smithy_types::error::ErrorMetadata;
 
     use super::*;
-    use crate::inventory::Artifact;
+    use crate::inventory::{Artifact, REPLACED_BY_TAG};
     use crate::plan::ResourceRef;
     use crate::runbook::model::OnFailure;
 
@@ -1261,6 +1392,7 @@ mod tests {
         assert_eq!(
             operations(&planned),
             [
+                "CreateTags",
                 "StopInstances",
                 // vol-d then vol-r (id order): snapshot, encrypted copy, new volume.
                 "CreateSnapshot",
@@ -1276,6 +1408,7 @@ mod tests {
                 "AttachVolume",
                 "ModifyInstanceAttribute",
                 "StartInstances",
+                "DeleteTags",
                 "CreateTags",
                 "DeleteSnapshot",
                 "DeleteSnapshot",
@@ -1284,33 +1417,44 @@ mod tests {
                 "DeleteSnapshot",
             ]
         );
+        assert_eq!(
+            planned.changes[0].call.input,
+            json!({"Resources": ["i-1"], "Tags": [{"Key": WAS_RUNNING_TAG, "Value": RUN_ID}]}),
+            "before it is stopped, the instance says it was running"
+        );
+        assert_eq!(planned.changes[0].after["was_running"], true);
+        assert_eq!(
+            planned.changes[14].call.input,
+            json!({"Resources": ["i-1"], "Tags": [{"Key": WAS_RUNNING_TAG}]}),
+            "and once started again, no longer"
+        );
         assert!(
-            planned.changes[0].summary.contains("2 volume(s), 108 GiB"),
+            planned.changes[1].summary.contains("2 volume(s), 108 GiB"),
             "the plan states the downtime: {}",
-            planned.changes[0].summary
+            planned.changes[1].summary
         );
         assert_eq!(
-            planned.changes[7].call.input,
+            planned.changes[8].call.input,
             json!({"VolumeId": "vol-d", "InstanceId": "i-1", "Device": "/dev/sdf"}),
             "detached with InstanceId and Device"
         );
         assert_eq!(
-            planned.changes[8].call.input,
+            planned.changes[9].call.input,
             json!({"VolumeId": KNOWN_AFTER_APPLY, "InstanceId": "i-1", "Device": "/dev/sdf"})
         );
         assert_eq!(
-            planned.changes[8].after["devices"]["/dev/sdf"],
+            planned.changes[9].after["devices"]["/dev/sdf"],
             json!({"volume_id": KNOWN_AFTER_APPLY, "delete_on_termination": false,
                    "encrypted": true, "replaces": "vol-d"}),
             "the read-back checks the device maps to an encrypted copy of the original"
         );
         assert_eq!(
-            planned.changes[11].call.input,
+            planned.changes[12].call.input,
             json!({"InstanceId": "i-1", "BlockDeviceMappings": [
                 {"DeviceName": "/dev/xvda", "Ebs": {"DeleteOnTermination": true}}]}),
             "DeleteOnTermination restored where the original had it, only there"
         );
-        let tags = &planned.changes[3].call.input["TagSpecifications"][0]["Tags"];
+        let tags = &planned.changes[4].call.input["TagSpecifications"][0]["Tags"];
         assert_eq!(
             tags,
             &json!([
@@ -1343,9 +1487,13 @@ mod tests {
         let mut stopped = web();
         stopped.state = "stopped".into();
         let running = plan(&web(), json!({"allow_stop": true}));
-        let without_stop_and_start: Vec<&str> = operations(&running)
-            .into_iter()
-            .filter(|op| !op.ends_with("Instances"))
+        let without_stop_and_start: Vec<&str> = running
+            .changes
+            .iter()
+            .filter(|c| {
+                !c.call.operation.ends_with("Instances") && c.call.input["Resources"][0] != "i-1"
+            })
+            .map(|c| c.call.operation.as_str())
             .collect();
         assert_eq!(
             operations(&plan(&stopped, json!({}))),
@@ -1476,10 +1624,103 @@ mod tests {
             .collect();
         assert_eq!(deletes.len(), 2);
         assert!(deletes.iter().all(|d| Some(*d) > started));
+        let deleted: Vec<&crate::actions::ChangeDraft> = planned
+            .changes
+            .iter()
+            .filter(|c| c.call.operation == "DeleteSnapshot")
+            .collect();
+        assert_eq!(deleted.len(), 2);
+        assert!(
+            deleted
+                .iter()
+                .all(|c| c.summary.contains("unencrypted snapshot")),
+            "the unencrypted snapshots go, the encrypted copies stay as the way back"
+        );
+    }
+
+    /// A swap finished and its originals retired, the instance stopped.
+    fn retired() -> Instance {
+        let mut finished = half_swapped();
+        finished.devices.insert(
+            "/dev/sdf".into(),
+            Device {
+                volume_id: "vol-d2".into(),
+                delete_on_termination: false,
+                encrypted: true,
+                replaces: Some("vol-d".into()),
+            },
+        );
+        if let Some(root) = finished.devices.get_mut("/dev/xvda") {
+            root.delete_on_termination = true;
+        }
+        for original in finished.unencrypted.values_mut().flatten() {
+            original.tags.insert(REPLACED_BY_TAG.into(), "vol-x".into());
+        }
+        finished
+    }
+
+    #[test]
+    fn an_instance_a_dead_run_stopped_is_started_again_and_one_a_person_stopped_is_not() {
+        let finished = retired();
         assert_eq!(
-            ops.iter().filter(|o| **o == "DeleteSnapshot").count(),
-            2,
-            "the copies go, the unencrypted snapshots stay as the way back"
+            plan(&finished, json!({})),
+            ActionPlan::default(),
+            "stopped without the tag: a person stopped it, it stays stopped"
+        );
+        let mut marked = finished.clone();
+        marked.tags.insert(WAS_RUNNING_TAG.into(), "run-1".into());
+        let planned = plan(&marked, json!({}));
+        assert_eq!(operations(&planned), ["StartInstances", "DeleteTags"]);
+        assert!(
+            planned.changes[0]
+                .summary
+                .contains("an earlier harden run stopped it")
+        );
+        marked.state = "running".into();
+        assert_eq!(
+            operations(&plan(&marked, json!({}))),
+            ["DeleteTags"],
+            "started but killed before the tag went"
+        );
+        let mut mid_swap = half_swapped();
+        mid_swap.tags.insert(WAS_RUNNING_TAG.into(), "run-1".into());
+        assert_eq!(
+            operations(&plan(&mid_swap, json!({}))),
+            [
+                "AttachVolume",
+                "ModifyInstanceAttribute",
+                "StartInstances",
+                "DeleteTags",
+                "CreateTags",
+                "CreateTags"
+            ],
+            "a swap a killed run left half-way is finished and the instance started, without allow_stop: it was stopped by harden"
+        );
+        assert_eq!(
+            undo_steps(&start_of(&mid_swap), &mid_swap).last(),
+            Some(&Undo::Unmark),
+            "undoing it leaves it running and untagged"
+        );
+        assert!(undo_steps(&start_of(&mid_swap), &mid_swap).contains(&Undo::Start));
+    }
+
+    #[test]
+    fn snapshots_left_behind_a_retired_original_are_deleted_by_the_next_plan() {
+        let mut done = retired();
+        done.state = "running".into();
+        if let Some(Some(d)) = done.unencrypted.get_mut("vol-d") {
+            d.snapshot = Some(Artifact {
+                id: "snap-left".into(),
+                state: "completed".into(),
+                encrypted: false,
+                shape: None,
+            });
+        }
+        let planned = plan(&done, json!({}));
+        assert_eq!(operations(&planned), ["DeleteSnapshot"]);
+        assert_eq!(
+            planned.changes[0].call.input,
+            json!({"SnapshotId": "snap-left"})
         );
     }
 

@@ -72,7 +72,7 @@ static ENCRYPT: ActionInfo = ActionInfo {
             name: "delete_originals",
             kind: ParamType::Bool,
             required: false,
-            description: "delete the original once its replacement is verified, keeping its unencrypted snapshot as the way back (default false: tag and keep it)",
+            description: "delete the original once its replacement is verified, keeping the encrypted copy of its snapshot as the way back (default false: tag and keep it)",
         },
     ],
     outputs: &[],
@@ -283,9 +283,14 @@ pub(super) fn replacement_steps(
 }
 
 /// The changes once the replacement is verified in place: tag the original
-/// `harden:replaced-by`, delete the encrypted copy and the snapshot (unless
-/// `keep_snapshots`), and with `delete_original` delete the original, keeping its
-/// snapshot as the way back.
+/// `harden:replaced-by` (unless an earlier run did), then delete what is no longer
+/// needed. Without `keep_snapshots` the unencrypted snapshot goes (a copy of the
+/// unencrypted data is a finding of its own), and so does the encrypted copy while the
+/// original is kept as the way back. With `delete_original` the original is deleted,
+/// keeping the encrypted copy as the way back; never when that copy is gone (an
+/// earlier run without `delete_originals` deleted it), since nothing would be left to
+/// go back to. Run on an original an earlier run retired, this deletes the snapshots a
+/// run that died after tagging it left behind.
 pub(super) fn retirement_steps(
     volume: &Volume,
     keep_snapshots: bool,
@@ -294,27 +299,30 @@ pub(super) fn retirement_steps(
     let mut steps = Vec::new();
     let mut current = volume.clone();
     let id = volume.id.clone();
-    let replacement_id = current
-        .replacement
-        .as_ref()
-        .map(|r| r.id.clone())
-        .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
-    current
-        .tags
-        .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
-    steps.push(VolumeStep {
-        kind: ChangeKind::Update,
-        summary: format!("tag {id} {REPLACED_BY_TAG}=<new volume>"),
-        after: Some(current.clone()),
-        operation: "CreateTags",
-        input: json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
-    });
+    if volume.replaced_by().is_none() {
+        let replacement_id = current
+            .replacement
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        current
+            .tags
+            .insert(REPLACED_BY_TAG.into(), replacement_id.clone());
+        steps.push(VolumeStep {
+            kind: ChangeKind::Update,
+            summary: format!("tag {id} {REPLACED_BY_TAG}=<new volume>"),
+            after: Some(current.clone()),
+            operation: "CreateTags",
+            input: json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
+        });
+    }
+    let delete_original = delete_original && current.copy.is_some();
     if !keep_snapshots {
-        if let Some(copy) = current.copy.take() {
+        if !delete_original && let Some(copy) = current.copy.take() {
             steps.push(VolumeStep {
                 kind: ChangeKind::Delete,
                 summary: format!(
-                    "delete the encrypted copy {} of {id} (the new volume is verified)",
+                    "delete the encrypted copy {} of {id} (the new volume is verified; the original is kept as the way back)",
                     copy.id
                 ),
                 after: Some(current.clone()),
@@ -322,11 +330,11 @@ pub(super) fn retirement_steps(
                 input: json!({"SnapshotId": copy.id}),
             });
         }
-        if !delete_original && let Some(snapshot) = current.snapshot.take() {
+        if let Some(snapshot) = current.snapshot.take() {
             steps.push(VolumeStep {
                 kind: ChangeKind::Delete,
                 summary: format!(
-                    "delete the snapshot {} of {id} (the new volume is verified)",
+                    "delete the unencrypted snapshot {} of {id} (the new volume is verified)",
                     snapshot.id
                 ),
                 after: Some(current.clone()),
@@ -336,10 +344,11 @@ pub(super) fn retirement_steps(
         }
     }
     if delete_original {
+        let copy = current.copy.as_ref().map_or("", |c| c.id.as_str());
         steps.push(VolumeStep {
             kind: ChangeKind::Delete,
             summary: format!(
-                "delete the original {id} (the new volume is verified; its unencrypted snapshot is kept as the way back)"
+                "delete the original {id} (the new volume is verified; its encrypted snapshot {copy} is kept as the way back)"
             ),
             after: None,
             operation: "DeleteVolume",
@@ -361,7 +370,11 @@ impl Action for EncryptVolume {
         let kms = super::arg_string(args, "kms_key_id")?;
         let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
         let delete_original = arg_bool(args, "delete_originals", false)?;
-        if volume.encrypted || volume.replaced_by().is_some() {
+        if volume.encrypted {
+            return Ok(ActionPlan::default());
+        }
+        // An original an instance swap retired is its instance's to clean up.
+        if volume.replaced_by().is_some() && volume.replacement_tag(SWAP_INSTANCE_TAG).is_some() {
             return Ok(ActionPlan::default());
         }
         if !volume.attached_to.is_empty() {
@@ -386,13 +399,20 @@ impl Action for EncryptVolume {
         }
         let mut chain = DraftChain::new("ec2", state(Some(volume)));
         let mut current = Some(volume.clone());
-        let steps = replacement_steps(volume, kms.as_deref(), &[]);
+        let steps = if volume.replaced_by().is_some() {
+            Vec::new()
+        } else {
+            replacement_steps(volume, kms.as_deref(), &[])
+        };
         let replaced = steps.last().and_then(|s| s.after.clone());
         let retire = retirement_steps(
             replaced.as_ref().unwrap_or(volume),
             keep_snapshots,
             delete_original,
         );
+        if steps.is_empty() && retire.is_empty() {
+            return Ok(ActionPlan::default());
+        }
         for step in steps.into_iter().chain(retire) {
             current = step.after;
             chain.push(
@@ -1051,7 +1071,7 @@ mod tests {
     }
 
     #[test]
-    fn delete_originals_deletes_the_original_last_and_keeps_its_snapshot() {
+    fn delete_originals_deletes_the_original_last_and_keeps_its_encrypted_copy() {
         let planned = EncryptVolume
             .plan(
                 &Resource::Volume(unattached()),
@@ -1070,10 +1090,72 @@ mod tests {
             ]
         );
         assert_eq!(
-            planned.changes[4].after["snapshot"]["state"], "completed",
-            "the unencrypted snapshot is the way back"
+            planned.changes[4].before["snapshot"]["encrypted"], false,
+            "the unencrypted snapshot is deleted: a copy of unencrypted data is a finding of its own"
+        );
+        assert_eq!(
+            planned.changes[4].after["copy"]["encrypted"], true,
+            "the encrypted copy is the way back"
         );
         assert_eq!(planned.changes[5].after, json!({"exists": false}));
+    }
+
+    fn retired(copy: bool, snapshot: bool) -> Volume {
+        let artifact = |id: &str, encrypted: bool| Artifact {
+            id: id.into(),
+            state: "completed".into(),
+            encrypted,
+            shape: None,
+        };
+        let mut volume = unattached();
+        volume.tags.insert(REPLACED_BY_TAG.into(), "vol-new".into());
+        volume.copy = copy.then(|| artifact("snap-copy", true));
+        volume.snapshot = snapshot.then(|| artifact("snap-raw", false));
+        volume
+    }
+
+    #[test]
+    fn snapshots_a_run_left_after_retiring_the_original_are_planned_for_deletion() {
+        let planned = |volume: Volume, args: Value| {
+            EncryptVolume
+                .plan(&Resource::Volume(volume), &args)
+                .expect("plans")
+        };
+        let left = planned(retired(true, true), json!({}));
+        assert_eq!(
+            left.changes
+                .iter()
+                .map(|c| c.call.input["SnapshotId"].as_str().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            ["snap-copy", "snap-raw"],
+            "a run killed after tagging the original leaves both: the next plan shows them"
+        );
+        assert_eq!(
+            planned(retired(false, false), json!({})),
+            ActionPlan::default(),
+            "a retired original with nothing left is done"
+        );
+        assert_eq!(
+            planned(retired(true, true), json!({"keep_snapshots": true})),
+            ActionPlan::default(),
+            "kept on purpose"
+        );
+        assert_eq!(
+            operations(&planned(
+                retired(false, false),
+                json!({"delete_originals": true})
+            )),
+            Vec::<&str>::new(),
+            "an original whose encrypted copy is gone is never deleted: it is the only way back"
+        );
+        assert_eq!(
+            operations(&planned(
+                retired(true, false),
+                json!({"delete_originals": true})
+            )),
+            ["DeleteVolume"],
+            "with its encrypted copy kept, a later delete_originals run deletes it"
+        );
     }
 
     fn snapshot_change(timeout: u64) -> Change {

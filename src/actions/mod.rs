@@ -311,6 +311,38 @@ pub trait Action: Send + Sync {
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
     /// The calls that read, apply and probe its changes.
     fn calls(&self) -> &'static dyn Calls;
+    /// The change that undoes one this action made (`harden rollback`), from what the
+    /// audit recorded of it: its call, the state read before it and the state read back
+    /// after it. Pure. `Err` says why there is no way back (the default: none known).
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        _before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        Err(format!(
+            "{} {}: this harden has no inverse for it",
+            self.info().name,
+            call.operation
+        ))
+    }
+}
+
+/// The call that undoes a recorded change, and the state it leaves: the recorded
+/// before, with what cannot come back the same (the id of a rule authorized again) as
+/// `(known after apply)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inverse {
+    /// Create, update or delete.
+    pub kind: ChangeKind,
+    /// One line for the plan.
+    pub summary: String,
+    /// The call, with AWS's field names.
+    pub operation: String,
+    /// Its input.
+    pub input: Value,
+    /// The state it leaves.
+    pub after: Value,
 }
 
 /// What a call made with `DryRun=true` answered, as a probe result. EC2 never answers a

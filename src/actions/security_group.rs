@@ -17,7 +17,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{
@@ -156,6 +156,15 @@ impl Action for RestrictEgress {
         &RESTRICT
     }
 
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        inverse(call, before, after)
+    }
+
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
         let original = group(target)?;
         let allowed = parse_allowed("allowed", args.get("allowed").unwrap_or(&Value::Null))?;
@@ -289,6 +298,15 @@ impl Action for CloseGroup {
         &CLOSE
     }
 
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        inverse(call, before, after)
+    }
+
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
         let original = group(target)?;
         let close_in_use = super::arg_bool(args, "close_in_use", false)?;
@@ -353,6 +371,118 @@ impl Calls for SecurityGroupCalls {
 
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
         probe_call(clients, change).await
+    }
+}
+
+/// Undoes a recorded security-group change from the rules read before and after it: a
+/// revoke by authorizing the rules it removed again exactly (descriptions included; AWS
+/// gives them new ids), an authorization by revoking the rules it added by their ids,
+/// a rewrite by rewriting each rule back.
+fn inverse(call: &ApiCall, before: &Value, after: &Value) -> std::result::Result<Inverse, String> {
+    let parse = |what: &str, v: &Value| {
+        serde_json::from_value::<SecurityGroupRules>(v.clone())
+            .map_err(|e| format!("the rules recorded {what} it do not parse: {e}"))
+    };
+    let (was, now) = (parse("before", before)?, parse("after", after)?);
+    let group_id = call.input["GroupId"]
+        .as_str()
+        .ok_or("the recorded call names no GroupId")?
+        .to_string();
+    let gone = |from: &[Rule], kept: &[Rule]| -> Vec<Rule> {
+        let keys: BTreeSet<RuleKey> = kept.iter().map(Rule::key).collect();
+        from.iter()
+            .filter(|r| !keys.contains(&r.key()))
+            .cloned()
+            .collect()
+    };
+    match call.operation.as_str() {
+        operation @ ("RevokeSecurityGroupEgress" | "RevokeSecurityGroupIngress") => {
+            let egress = operation == "RevokeSecurityGroupEgress";
+            let (was_list, now_list) = if egress {
+                (&was.egress, &now.egress)
+            } else {
+                (&was.ingress, &now.ingress)
+            };
+            let removed = gone(was_list, now_list);
+            if removed.is_empty() {
+                return Err("the recorded states show no rule removed".into());
+            }
+            let mut restored = was.clone();
+            for rule in restored
+                .egress
+                .iter_mut()
+                .chain(restored.ingress.iter_mut())
+            {
+                if removed.iter().any(|r| r.rule_id == rule.rule_id) {
+                    rule.rule_id = None;
+                }
+            }
+            let (word, authorize) = if egress {
+                ("egress", "AuthorizeSecurityGroupEgress")
+            } else {
+                ("ingress", "AuthorizeSecurityGroupIngress")
+            };
+            Ok(Inverse {
+                kind: ChangeKind::Create,
+                summary: format!("authorize {word} {} again", describe_rules(&removed)),
+                operation: authorize.into(),
+                input: json!({
+                    "GroupId": group_id,
+                    "IpPermissions": removed.iter().map(permission_input).collect::<Vec<_>>(),
+                }),
+                after: state(&restored),
+            })
+        }
+        "AuthorizeSecurityGroupEgress" => {
+            let added = gone(&now.egress, &was.egress);
+            let ids: Vec<&str> = added.iter().filter_map(|r| r.rule_id.as_deref()).collect();
+            if added.is_empty() || ids.len() != added.len() {
+                return Err("the ids of the rules it authorized were not read back".into());
+            }
+            Ok(Inverse {
+                kind: ChangeKind::Delete,
+                summary: format!("revoke egress {}", describe_rules(&added)),
+                operation: "RevokeSecurityGroupEgress".into(),
+                input: json!({"GroupId": group_id, "SecurityGroupRuleIds": ids}),
+                after: state(&was),
+            })
+        }
+        "ModifySecurityGroupRules" => {
+            let mut updates = Vec::new();
+            for update in call.input["SecurityGroupRules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let id = update["SecurityGroupRuleId"].as_str().unwrap_or_default();
+                let old = was
+                    .egress
+                    .iter()
+                    .chain(&was.ingress)
+                    .find(|r| r.rule_id.as_deref() == Some(id))
+                    .ok_or_else(|| format!("rule {id} is not in the state recorded before it"))?;
+                let mut request = rule_request_input(old);
+                // An omitted description is kept by the rewrite; none must be asked for.
+                if old.description.is_none() {
+                    request["Description"] = json!("");
+                }
+                updates.push(json!({
+                    "SecurityGroupRuleId": id,
+                    "SecurityGroupRule": request,
+                }));
+            }
+            if updates.is_empty() {
+                return Err("the recorded call rewrites no rule".into());
+            }
+            Ok(Inverse {
+                kind: ChangeKind::Update,
+                summary: format!("rewrite {} rule(s) back as they were", updates.len()),
+                operation: "ModifySecurityGroupRules".into(),
+                input: json!({"GroupId": group_id, "SecurityGroupRules": updates}),
+                after: state(&was),
+            })
+        }
+        other => Err(format!("no inverse for {other}")),
     }
 }
 
@@ -665,10 +795,10 @@ async fn apply_call(
             out.request_id().map(str::to_string)
         }};
     }
-    let request_id = match operation {
-        "AuthorizeSecurityGroupEgress" => {
-            let out = ec2
-                .authorize_security_group_egress()
+    // Egress and ingress authorizations differ only in the builder too.
+    macro_rules! authorize {
+        ($request:expr) => {{
+            let out = $request
                 .group_id(&input.group_id)
                 .set_ip_permissions(Some(
                     input.ip_permissions.iter().map(sdk_permission).collect(),
@@ -681,7 +811,12 @@ async fn apply_call(
                 return Err(refused(operation, out.request_id()));
             }
             out.request_id().map(str::to_string)
-        }
+        }};
+    }
+    let request_id = match operation {
+        "AuthorizeSecurityGroupEgress" => authorize!(ec2.authorize_security_group_egress()),
+        // Only rollback authorizes ingress: putting back rules a close revoked.
+        "AuthorizeSecurityGroupIngress" => authorize!(ec2.authorize_security_group_ingress()),
         "ModifySecurityGroupRules" => {
             let out = ec2
                 .modify_security_group_rules()
@@ -748,7 +883,10 @@ fn sdk_rule(rule: &aws_sdk_ec2::types::SecurityGroupRule) -> Option<Rule> {
         rule.from_port(),
         rule.to_port(),
         peer,
-        rule.description().map(str::to_string),
+        // An empty description is none (AWS omits it; moto answers "").
+        rule.description()
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
     ))
 }
 
@@ -920,6 +1058,90 @@ mod tests {
             .iter()
             .map(|c| c.call.operation.as_str())
             .collect()
+    }
+
+    #[test]
+    fn every_change_of_a_restriction_has_an_inverse_that_puts_the_rules_back_exactly() {
+        let mut open = rule("sgr-open", "-1", None, Peer::Cidr("0.0.0.0/0".into()));
+        open.description = Some("everything".into());
+        let v6 = rule("sgr-v6", "-1", None, Peer::Ipv6Cidr("::/0".into()));
+        let target = group(vec![open.clone(), v6.clone()], 0);
+        let planned = RestrictEgress
+            .plan(&target, &json!({"allowed": https()}))
+            .expect("plans");
+        assert_eq!(
+            operations(&planned),
+            ["ModifySecurityGroupRules", "RevokeSecurityGroupEgress"]
+        );
+        // What apply would record: the after of each change, rule ids read back.
+        let recorded: Vec<(ApiCall, Value, Value)> = planned
+            .changes
+            .iter()
+            .map(|c| (c.call.clone(), c.before.clone(), c.after.clone()))
+            .collect();
+        let undo_revoke = RestrictEgress
+            .inverse(&recorded[1].0, &recorded[1].1, &recorded[1].2)
+            .expect("a revoke has an inverse");
+        assert_eq!(undo_revoke.operation, "AuthorizeSecurityGroupEgress");
+        assert_eq!(
+            undo_revoke.input,
+            json!({"GroupId": "sg-1", "IpPermissions": [permission_input(&v6)]})
+        );
+        let restored: SecurityGroupRules =
+            serde_json::from_value(undo_revoke.after.clone()).expect("rules");
+        assert!(
+            restored
+                .egress
+                .iter()
+                .any(|r| r.key() == v6.key() && r.rule_id.is_none()),
+            "the rule comes back under a new id, known after apply"
+        );
+        let undo_rewrite = RestrictEgress
+            .inverse(&recorded[0].0, &recorded[0].1, &recorded[0].2)
+            .expect("a rewrite has an inverse");
+        assert_eq!(
+            undo_rewrite.input,
+            json!({"GroupId": "sg-1", "SecurityGroupRules": [{
+                "SecurityGroupRuleId": "sgr-open",
+                "SecurityGroupRule": rule_request_input(&open)}]}),
+            "rewritten back, description included"
+        );
+        assert_eq!(undo_rewrite.after, recorded[0].1);
+
+        // An authorization is undone by revoking what it added, by id.
+        let before = state(&SecurityGroupRules {
+            ingress: Vec::new(),
+            egress: vec![v6.clone()],
+        });
+        let added = rule(
+            "sgr-new",
+            "tcp",
+            Some((443, 443)),
+            Peer::Cidr("0.0.0.0/0".into()),
+        );
+        let mut egress = vec![v6.clone(), added];
+        sort_rules(&mut egress);
+        let after = state(&SecurityGroupRules {
+            ingress: Vec::new(),
+            egress,
+        });
+        let call = ApiCall {
+            service: "ec2".into(),
+            operation: "AuthorizeSecurityGroupEgress".into(),
+            input: json!({"GroupId": "sg-1"}),
+        };
+        let undo = RestrictEgress
+            .inverse(&call, &before, &after)
+            .expect("an authorization has an inverse");
+        assert_eq!(
+            undo.input,
+            json!({"GroupId": "sg-1", "SecurityGroupRuleIds": ["sgr-new"]})
+        );
+        assert_eq!(undo.after, before);
+        assert!(
+            RestrictEgress.inverse(&call, &before, &before).is_err(),
+            "nothing added, nothing to revoke: refused, not guessed"
+        );
     }
 
     #[test]

@@ -187,6 +187,46 @@ pub struct ApplyArgs {
     pub deadline: std::time::Duration,
 }
 
+/// `resume` options.
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    /// The run to finish, as `harden runs` lists it.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Account-regions planned and applied at once, and resources changed at once in each.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Stop everything at the first failure instead of only what depends on it.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// How long the run keeps sending a throttled call again: e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub deadline: std::time::Duration,
+}
+
+/// `rollback` options.
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The run to undo, as `harden runs` lists it.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Save the rollback plan here (sealed, for `harden apply --plan`) instead of applying it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Account-regions applied at once, and resources changed at once in each.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// How long the run keeps sending a throttled call again: e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub deadline: std::time::Duration,
+}
+
 /// `enforce` options.
 #[derive(Debug, Clone, Args)]
 pub struct EnforceArgs {
@@ -363,6 +403,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Finish a failed or interrupted apply: record what its changes in flight did,
+    /// plan its runbooks again with the values it used, and apply what is left for
+    /// the resources it was changing (shown first, like apply).
+    Resume(ResumeArgs),
+    /// Undo a run's changes in reverse order where an inverse exists, from what the
+    /// audit recorded; refuses, with the reason, what has no inverse or changed since.
+    /// Shown first, like apply.
+    Rollback(RollbackArgs),
     /// Inspect the audit log.
     Audit {
         /// What to do.

@@ -48,6 +48,8 @@ pub async fn run(cli: Cli) -> Result<Status> {
         Command::Apply(args) => apply_command(&global, args).await,
         Command::Audit { command } => audit_command(&global, command),
         Command::Runs { format } => super::runs::runs_command(&global, format),
+        Command::Resume(args) => super::resume::resume_command(&global, args).await,
+        Command::Rollback(args) => super::rollback::rollback_command(&global, args).await,
         Command::Schema => {
             let schema = schemars::schema_for!(runbook::Runbook);
             println!(
@@ -153,7 +155,7 @@ pub(super) fn report_inactive(settings: &Settings) {
 }
 
 /// The text plan, in colour on a terminal unless `NO_COLOR` is set.
-fn shown(plan: &Plan) -> String {
+pub(super) fn shown(plan: &Plan) -> String {
     let text = render::text(plan);
     if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         render::coloured(&text)
@@ -256,7 +258,8 @@ pub(super) fn save_for_apply(
         .map(drop)
 }
 
-fn confirm(plan: &Plan) -> Result<bool> {
+/// Asks on the terminal whether to apply `plan`; only "yes" is yes.
+pub(super) fn confirm(plan: &Plan) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "refusing to apply without confirmation: no terminal to ask on; pass --yes to apply non-interactively".into(),
@@ -385,17 +388,27 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         println!("Left out, not planned:");
         leaves_out();
     }
+    save_run_report(&plan, &run_id, &report, &run_dir)
+}
+
+/// Saves an apply's report in its run folder; a failure unless every change was made.
+pub(super) fn save_run_report(
+    plan: &Plan,
+    run_id: &str,
+    report: &execute::ApplyReport,
+    run_dir: &Path,
+) -> Result<Status> {
     let outcomes = report
         .outcomes
         .iter()
         .map(|(id, o)| (id.as_str(), o))
         .collect();
     crate::cli::report::save(
-        &run_dir,
+        run_dir,
         &crate::report::build(
-            &plan,
+            plan,
             &crate::report::Run {
-                run_id: Some(&run_id),
+                run_id: Some(run_id),
                 modes: None,
                 outcomes,
             },
@@ -404,7 +417,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     )?;
     if report.failed() > 0 || report.skipped() > 0 {
         eprintln!(
-            "error: apply did not finish; the changes listed as ok were made and verified, the rest were not"
+            "error: apply did not finish; the changes listed as ok were made and verified, the rest were not (`harden resume {run_id}` finishes it)"
         );
         return Ok(Status::Failure);
     }
@@ -549,7 +562,7 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
 /// The account the apply summary is recorded under: the caller's, which for a saved
 /// plan is the account of the one reached with the caller's own credentials, else the
 /// plan's first.
-fn caller_account(sessions: &[Session], plan: &Plan) -> String {
+pub(super) fn caller_account(sessions: &[Session], plan: &Plan) -> String {
     sessions
         .iter()
         .find(|s| s.scope.role.is_none())

@@ -9,6 +9,8 @@ pub mod enforce;
 pub mod progress;
 pub mod report;
 pub mod respond;
+pub mod resume;
+pub mod rollback;
 pub mod runs;
 pub mod settings;
 pub mod watch;

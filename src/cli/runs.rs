@@ -36,12 +36,15 @@ pub fn runs_command(global: &GlobalArgs, format: Format) -> Result<Status> {
         "failed",
         "not attempted",
         "in flight",
+        "resumed or rolled back by",
     ]);
     for run in &runs {
         let state = match run.state {
             RunState::Complete => "complete",
             RunState::Failed => "failed",
             RunState::Interrupted => "interrupted",
+            RunState::Resumed => "resumed",
+            RunState::RolledBack => "rolled back",
         };
         table.add_row([
             run.run_id.clone(),
@@ -53,6 +56,10 @@ pub fn runs_command(global: &GlobalArgs, format: Format) -> Result<Status> {
             run.failed.to_string(),
             (run.skipped + run.not_reached).to_string(),
             run.in_flight.to_string(),
+            run.resumed_by
+                .clone()
+                .or_else(|| run.rolled_back_by.clone())
+                .unwrap_or_default(),
         ]);
     }
     println!("{table}");

@@ -46,11 +46,26 @@ pub struct JournalEntry {
     pub detail: Option<String>,
 }
 
+/// The environment variable that makes a run die (abort, as abruptly as a SIGKILL:
+/// nothing unwinds, nothing more is written) just before it writes journal line N
+/// (counted from 1). It exists for the crash tests: before a `started` line, the
+/// previous change has ended and the next is not yet called; before a `succeeded` line,
+/// the call was made and neither journaled nor audited, the moment resuming must
+/// recognise by reading the resource.
+pub const DIE_BEFORE_LINE_ENV: &str = "HARDEN_FAULT_DIE_BEFORE_JOURNAL_LINE";
+
 /// The journal of one run.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    log: Mutex<JsonLines>,
+    log: Mutex<Lines>,
+}
+
+#[derive(Debug)]
+struct Lines {
+    file: JsonLines,
+    written: usize,
+    die_before: Option<usize>,
 }
 
 impl Journal {
@@ -59,10 +74,17 @@ impl Journal {
         let dir = state_dir.join("runs").join(run_id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         plan.save(&dir.join("plan.json"))?;
-        let log = JsonLines::open(&dir.join("journal.jsonl"))?;
+        let file = JsonLines::open(&dir.join("journal.jsonl"))?;
+        let die_before = std::env::var(DIE_BEFORE_LINE_ENV)
+            .ok()
+            .and_then(|n| n.parse().ok());
         Ok(Self {
             dir,
-            log: Mutex::new(log),
+            log: Mutex::new(Lines {
+                file,
+                written: 0,
+                die_before,
+            }),
         })
     }
 
@@ -79,10 +101,16 @@ impl Journal {
             phase,
             detail,
         };
-        self.log
+        let mut lines = self
+            .log
             .lock()
-            .map_err(|_| Error::Internal("journal lock poisoned".into()))?
-            .append(&entry)
+            .map_err(|_| Error::Internal("journal lock poisoned".into()))?;
+        if lines.die_before == Some(lines.written + 1) {
+            std::process::abort();
+        }
+        lines.file.append(&entry)?;
+        lines.written += 1;
+        Ok(())
     }
 
     /// Reads a run's journal, leaving out a last line cut short (no newline, not JSON):

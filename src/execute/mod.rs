@@ -14,6 +14,8 @@
 
 pub mod journal;
 pub mod persist;
+pub mod resume;
+pub mod rollback;
 pub mod runs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -993,29 +995,14 @@ impl Run<'_> {
             }
             Outcome::Skipped { reason } => (Phase::Skipped, Some(reason.clone())),
         };
-        let digest = self
-            .plan
-            .runbooks
-            .iter()
-            .find(|r| r.id == change.runbook)
-            .map(|r| r.digest.clone())
-            .unwrap_or_default();
         let record = ChangeRecord {
-            change_id: change.id.clone(),
-            runbook: change.runbook.clone(),
-            runbook_digest: digest,
-            region: change.region.clone(),
-            step: change.step.clone(),
-            action: change.action.clone(),
-            resource: change.resource.clone(),
-            call: change.call.clone(),
             before,
             after,
-            outcome: outcome.clone(),
             request_ids,
             duration_ms,
             cause: self.cause.cloned(),
             recovered,
+            ..ChangeRecord::of(self.plan, change, outcome.clone())
         };
         self.progress.advance();
         let journaled = self.journal.record(&change.id, phase, detail);
@@ -1161,6 +1148,7 @@ mod tests {
                 steps: vec!["close".into()],
                 requires: Vec::new(),
                 parameters: Default::default(),
+                given_parameters: Vec::new(),
                 compliant: Default::default(),
             }],
             changes,
@@ -1451,6 +1439,7 @@ mod tests {
             steps: steps.iter().map(|s| s.to_string()).collect(),
             requires: requires.iter().map(|s| s.to_string()).collect(),
             parameters: Default::default(),
+            given_parameters: Vec::new(),
             compliant: Default::default(),
         }
     }

@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::journal::{Journal, Phase};
+use super::resume::RESUMES_FILE;
+use super::rollback::ROLLS_BACK_FILE;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 
@@ -22,6 +24,11 @@ pub enum RunState {
     /// The run stopped before it ended every change: a change was in flight, or some
     /// were never reached (the process died or was stopped).
     Interrupted,
+    /// Failed or interrupted, then resumed by another run (`resumed_by`), which
+    /// finished it or is to be resumed in turn.
+    Resumed,
+    /// Undone by a rollback run that completed (`rolled_back_by`).
+    RolledBack,
 }
 
 /// One run, from its plan and journal.
@@ -49,6 +56,18 @@ pub struct RunSummary {
     pub in_flight: usize,
     /// Never reached.
     pub not_reached: usize,
+    /// The run that resumed it (`harden resume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_by: Option<String>,
+    /// The run it resumes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
+    /// The rollback run that undid it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_by: Option<String>,
+    /// The run it rolls back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolls_back: Option<String>,
 }
 
 /// Every run with a journal in `state_dir`, oldest first. A journal's last line cut
@@ -70,15 +89,56 @@ pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>> {
         .into_iter()
         .map(|id| summarize(state_dir, &id))
         .collect::<Result<Vec<_>>>()?;
+    let resumed: BTreeMap<String, String> = runs
+        .iter()
+        .filter_map(|r| Some((r.resumes.clone()?, r.run_id.clone())))
+        .collect();
+    let rolled_back: BTreeMap<String, String> = runs
+        .iter()
+        .filter(|r| r.state == RunState::Complete)
+        .filter_map(|r| Some((r.rolls_back.clone()?, r.run_id.clone())))
+        .collect();
+    for run in &mut runs {
+        if let Some(by) = resumed.get(&run.run_id) {
+            run.resumed_by = Some(by.clone());
+            if run.state != RunState::Complete {
+                run.state = RunState::Resumed;
+            }
+        }
+        if let Some(by) = rolled_back.get(&run.run_id) {
+            run.rolled_back_by = Some(by.clone());
+            run.state = RunState::RolledBack;
+        }
+    }
     // Run ids start with their second, not finer: order by the journal's first line.
     runs.sort_by(|a, b| (a.started, &a.run_id).cmp(&(b.started, &b.run_id)));
     Ok(runs)
 }
 
+/// Which run `run_id` resumes, from its folder's [`RESUMES_FILE`].
+pub fn resumes(state_dir: &Path, run_id: &str) -> Option<String> {
+    marker(state_dir, run_id, RESUMES_FILE)
+}
+
+/// The run id a marker file of `run_id`'s folder names.
+fn marker(state_dir: &Path, run_id: &str, file: &str) -> Option<String> {
+    let path = state_dir.join("runs").join(run_id).join(file);
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 fn summarize(state_dir: &Path, run_id: &str) -> Result<RunSummary> {
     let plan = Plan::load(&state_dir.join("runs").join(run_id).join("plan.json"))?;
     let journal = Journal::read_tolerant(state_dir, run_id)?;
-    let started = journal.first().map(|e| e.time);
+    // A run that had nothing to do has no lines: it started when its journal was made.
+    let made = || {
+        let path = state_dir.join("runs").join(run_id).join("journal.jsonl");
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        jiff::Timestamp::try_from(modified).ok()
+    };
+    let started = journal.first().map(|e| e.time).or_else(made);
     // The last phase of each change: its end, or `started` when it has none.
     let mut last: BTreeMap<&str, Phase> = BTreeMap::new();
     for entry in &journal {
@@ -116,5 +176,9 @@ fn summarize(state_dir: &Path, run_id: &str) -> Result<RunSummary> {
         skipped,
         in_flight,
         not_reached,
+        resumed_by: None,
+        resumes: resumes(state_dir, run_id),
+        rolled_back_by: None,
+        rolls_back: marker(state_dir, run_id, ROLLS_BACK_FILE),
     })
 }

@@ -243,6 +243,10 @@ pub struct PlannedRunbook {
     pub requires: Vec<String>,
     /// Parameter values used.
     pub parameters: BTreeMap<String, Value>,
+    /// The parameters `--param` gave (data, never rendered); the others are the
+    /// runbook's defaults, which may be templates over the account and region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given_parameters: Vec<String>,
     /// Resources found compliant (no change needed), per account and region.
     pub compliant: BTreeMap<String, BTreeMap<String, usize>>,
 }
@@ -431,6 +435,9 @@ pub enum BlockReason {
     Failing,
     /// Between states (an instance pending or stopping); plan again when it settles.
     Transitional,
+    /// A rollback cannot undo this change: no inverse exists, the resource changed
+    /// since the run, or a later change to it cannot be undone.
+    NoWayBack,
 }
 
 impl fmt::Display for BlockReason {
@@ -443,6 +450,7 @@ impl fmt::Display for BlockReason {
             BlockReason::OtherRegion => "other region",
             BlockReason::Failing => "failing",
             BlockReason::Transitional => "in transition",
+            BlockReason::NoWayBack => "no way back",
         })
     }
 }

@@ -305,6 +305,7 @@ pub fn assemble(
                 steps: r.runbook.steps.iter().map(|s| s.id.value.clone()).collect(),
                 requires: r.runbook.requires.iter().map(|n| n.value.clone()).collect(),
                 parameters: request.params.get(r.id()).cloned().unwrap_or_default(),
+                given_parameters: request.params.given_in(r.id()),
                 compliant: compliant.remove(r.id()).unwrap_or_default(),
             })
             .collect(),

@@ -261,6 +261,7 @@ mod tests {
                 steps: vec!["revoke".into()],
                 requires: Vec::new(),
                 parameters: Default::default(),
+                given_parameters: Vec::new(),
                 compliant: Default::default(),
             }],
             changes: (1..=3).map(change).collect(),

@@ -63,6 +63,34 @@ impl ResolvedParams {
         self.given
             .contains(&(runbook.to_string(), name.to_string()))
     }
+
+    /// The names of `runbook`'s parameters `--param` gave, in order.
+    pub fn given_in(&self, runbook: &str) -> Vec<String> {
+        self.given
+            .iter()
+            .filter(|(r, _)| r == runbook)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// The values a plan recorded for its runbooks, as they were resolved: what a
+    /// resumed run plans with again (the values given then are still data).
+    pub fn from_planned(runbooks: &[crate::plan::PlannedRunbook]) -> Self {
+        Self {
+            values: runbooks
+                .iter()
+                .map(|r| (r.id.clone(), r.parameters.clone()))
+                .collect(),
+            given: runbooks
+                .iter()
+                .flat_map(|r| {
+                    r.given_parameters
+                        .iter()
+                        .map(|name| (r.id.clone(), name.clone()))
+                })
+                .collect(),
+        }
+    }
 }
 
 impl std::ops::Deref for ResolvedParams {

@@ -20,7 +20,7 @@ const ZONE: &str = "eu-west-1a";
 /// attaches a 5 GiB gp3 data volume at /dev/sdf (kept), both unencrypted. The data
 /// volume is attached rather than given in the launch's block device mappings, which
 /// LocalStack makes encrypted whatever they say.
-async fn launch(ec2: &aws_sdk_ec2::Client, tags: &[(&str, &str)]) -> String {
+pub(crate) async fn launch(ec2: &aws_sdk_ec2::Client, tags: &[(&str, &str)]) -> String {
     let image = ec2
         .describe_images()
         .owners("amazon")
@@ -88,7 +88,7 @@ async fn launch(ec2: &aws_sdk_ec2::Client, tags: &[(&str, &str)]) -> String {
 }
 
 /// Tags the volumes of an instance (the tags a replacement must carry over).
-async fn tag_volumes(ec2: &aws_sdk_ec2::Client, instance: &str, team: &str) {
+pub(crate) async fn tag_volumes(ec2: &aws_sdk_ec2::Client, instance: &str, team: &str) {
     for (device, volume, _) in layout(ec2, instance).await.1 {
         ec2.create_tags()
             .resources(volume)
@@ -101,7 +101,7 @@ async fn tag_volumes(ec2: &aws_sdk_ec2::Client, instance: &str, team: &str) {
 }
 
 /// An instance's state and its devices: name, volume id, DeleteOnTermination.
-async fn layout(
+pub(crate) async fn layout(
     ec2: &aws_sdk_ec2::Client,
     instance: &str,
 ) -> (String, Vec<(String, String, bool)>) {
@@ -141,7 +141,7 @@ async fn layout(
 }
 
 /// Every volume: id to (encrypted, state, type, size, tags).
-async fn volumes(
+pub(crate) async fn volumes(
     ec2: &aws_sdk_ec2::Client,
 ) -> BTreeMap<String, (bool, String, String, i32, BTreeMap<String, String>)> {
     ec2.describe_volumes()
@@ -225,9 +225,11 @@ const STOPPED_SWAP: [&str; 17] = [
 ];
 
 fn running_swap() -> Vec<String> {
-    let mut ops: Vec<String> = vec!["StopInstances".into()];
+    // Tagged harden:was-running before the stop, untagged after the start.
+    let mut ops: Vec<String> = vec!["CreateTags".into(), "StopInstances".into()];
     ops.extend(STOPPED_SWAP[..11].iter().map(|s| s.to_string()));
     ops.push("StartInstances".into());
+    ops.push("DeleteTags".into());
     ops.extend(STOPPED_SWAP[11..].iter().map(|s| s.to_string()));
     ops
 }
@@ -538,9 +540,10 @@ fn failed_swap_scenario(kind: Kind) {
             "AttachVolume",
             "ModifyInstanceAttribute",
             "StartInstances",
+            "DeleteTags",
             "CreateTags"
         ],
-        "the copy off /dev/sda1, both originals back, DeleteOnTermination, start, tag"
+        "the copy off /dev/sda1, both originals back, DeleteOnTermination, start, its harden:was-running tag removed, the copies tagged"
     );
     emulator.assert_audit_verifies(state.path());
 

@@ -17,7 +17,9 @@ use crate::support::{Emulator, Kind, block_on, create_vpc, run};
 const RUNBOOK: &str = "runbooks/enable-vpc-flow-logs.yaml";
 
 /// (traffic type, destination, status) of each VPC's flow logs, by VPC.
-async fn flow_logs(ec2: &aws_sdk_ec2::Client) -> BTreeMap<String, Vec<(String, String, String)>> {
+pub(crate) async fn flow_logs(
+    ec2: &aws_sdk_ec2::Client,
+) -> BTreeMap<String, Vec<(String, String, String)>> {
     let out = ec2.describe_flow_logs().send().await.expect("flow logs");
     let mut logs: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
     for f in out.flow_logs() {
@@ -75,7 +77,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
 }
 
 /// The bucket's policy statements by Sid, or none.
-async fn policy_sids(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+pub(crate) async fn policy_sids(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let Ok(out) = s3.get_bucket_policy().bucket(bucket).send().await else {
         return Vec::new();
     };
@@ -91,7 +93,10 @@ async fn policy_sids(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
 }
 
 /// (all public access blocked, default encryption set, versioning enabled) of a bucket.
-async fn bucket_protections(s3: &aws_sdk_s3::Client, bucket: &str) -> (bool, bool, bool) {
+pub(crate) async fn bucket_protections(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> (bool, bool, bool) {
     let blocked = s3
         .get_public_access_block()
         .bucket(bucket)

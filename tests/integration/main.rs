@@ -5,6 +5,7 @@
 mod cli_errors;
 mod cloudtrail;
 mod config;
+mod crash;
 mod deploy;
 mod ebs;
 mod ebs_instances;
@@ -17,6 +18,7 @@ mod onboarding;
 mod proxy;
 mod regions_and_terminal;
 mod respond;
+mod rollback;
 mod security_groups;
 mod support;
 mod throttling;

@@ -143,6 +143,25 @@ impl Emulator {
         Ok(emulator)
     }
 
+    /// Forgets every resource (moto's `/moto-api/reset`), so one server serves many
+    /// trials from the same start.
+    pub(crate) fn reset(&self) {
+        assert_eq!(self.kind, Kind::Moto, "only moto resets");
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("moto answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream
+            .write_all(
+                b"POST /moto-api/reset HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n",
+            )
+            .expect("reset sent");
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).expect("reset answered");
+        assert_eq!(&head[9..12], b"200", "moto reset");
+    }
+
     /// The account id the emulator answers with.
     pub(crate) fn account(&self) -> &'static str {
         match self.kind {

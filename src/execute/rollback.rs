@@ -1,0 +1,265 @@
+//! Undoing a run (`harden rollback RUN_ID`): its changes in reverse order, each by the
+//! inverse its action knows, from what the audit recorded (the call, the state before,
+//! the state read back).
+//!
+//! The rollback is a plan like any other, so it is shown first, may be saved and
+//! applied with `apply --plan`, and is applied by the same executor: each inverse's
+//! before is the state the run left (recorded after its change), so a resource that
+//! changed since is refused by the stale check; its after is the state the run found,
+//! and the read-back must show it. Inverses are planned per resource from its last
+//! change back; once one change of a resource has no way back, the earlier ones are not
+//! undone either (they would rebuild on a state that is not there).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::accounts::Session;
+use crate::actions;
+use crate::audit::{ChangeRecord, Entry, Outcome, Record};
+use serde_json::Value;
+
+use crate::plan::{ApiCall, BlockReason, Blocked, Change, Plan, PlannedRunbook, state_matches};
+use crate::template::KNOWN_AFTER_APPLY;
+
+/// File in a rollback run's folder naming the run it undoes.
+pub const ROLLS_BACK_FILE: &str = "rolls-back";
+
+/// The rollback plan of run `run_id`: `run` is its plan (runs/RUN_ID/plan.json), and
+/// `records` the whole audit log, of which its change records are used.
+pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Plan {
+    let made: Vec<(&Record, &ChangeRecord)> = records
+        .iter()
+        .filter(|r| r.run_id == run_id)
+        .filter_map(|r| match &r.entry {
+            Entry::Change(change) if change.outcome == Outcome::Succeeded => Some((r, &**change)),
+            _ => None,
+        })
+        .collect();
+    let mut changes = Vec::new();
+    let mut blocked = Vec::new();
+    // Resources with a change that cannot be undone: nothing earlier of them is.
+    let mut stuck: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    // Per resource, the values a later inverse renews (the ids of rules authorized
+    // again): in the states recorded earlier they are known only after apply.
+    let mut renewed: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+    for (record, change) in made.iter().rev() {
+        let resource = (
+            record.account_id.clone(),
+            change.region.clone(),
+            change.resource.id.clone(),
+        );
+        let refuse = |detail: String| Blocked {
+            runbook: change.runbook.clone(),
+            account_id: record.account_id.clone(),
+            region: change.region.clone(),
+            step: change.step.clone(),
+            resource: change.resource.clone(),
+            reason: BlockReason::NoWayBack,
+            detail,
+        };
+        if let Some(later) = stuck.get(&resource) {
+            blocked.push(refuse(format!(
+                "{}: not undone, because the later change {later} of this resource cannot be",
+                change.change_id
+            )));
+            continue;
+        }
+        let gone = renewed.get(&resource).cloned().unwrap_or_default();
+        let (before, after) = (
+            unknown(&change.before, &gone),
+            unknown(&change.after, &gone),
+        );
+        let inverse = match actions::find(&change.action) {
+            Some(action) => action.inverse(&change.call, &before, &after),
+            None => Err(format!("action {} is not in this harden", change.action)),
+        }
+        .and_then(|inverse| {
+            if mentions(&inverse.input, &gone) {
+                Err("a later change's undoing gave what it names a new id".into())
+            } else {
+                Ok(inverse)
+            }
+        });
+        match inverse {
+            Ok(inverse) => {
+                renewed
+                    .entry(resource.clone())
+                    .or_default()
+                    .extend(renewals(&before, &inverse.after));
+                changes.push(Change {
+                    id: format!("rollback/{}", change.change_id),
+                    runbook: change.runbook.clone(),
+                    account_id: record.account_id.clone(),
+                    region: change.region.clone(),
+                    step: change.step.clone(),
+                    action: change.action.clone(),
+                    resource: change.resource.clone(),
+                    kind: inverse.kind,
+                    summary: format!("{} (undoes {})", inverse.summary, change.change_id),
+                    before: after.clone(),
+                    after: inverse.after,
+                    call: ApiCall {
+                        service: change.call.service.clone(),
+                        operation: inverse.operation,
+                        input: inverse.input,
+                    },
+                    on_failure: Default::default(),
+                    wait_timeout_seconds: None,
+                    probe: None,
+                });
+            }
+            Err(why) => {
+                blocked.push(refuse(format!("{}: {why}", change.change_id)));
+                stuck.insert(resource, change.change_id.clone());
+            }
+        }
+    }
+    // Stages run in the plan's runbook and step order: undo the last step first.
+    let runbooks: Vec<PlannedRunbook> = run
+        .runbooks
+        .iter()
+        .rev()
+        .map(|r| PlannedRunbook {
+            steps: r.steps.iter().rev().cloned().collect(),
+            requires: Vec::new(),
+            compliant: BTreeMap::new(),
+            ..r.clone()
+        })
+        .collect();
+    Plan {
+        format_version: crate::plan::PLAN_FORMAT_VERSION,
+        harden_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: jiff::Timestamp::now(),
+        principal: principal.to_string(),
+        accounts: run.accounts.clone(),
+        unreachable: Vec::new(),
+        runbooks,
+        changes,
+        blocked,
+        not_planned: Vec::new(),
+        unprobed_services: Vec::new(),
+    }
+}
+
+/// `value` with every string of `gone` as `(known after apply)`.
+fn unknown(value: &Value, gone: &BTreeSet<String>) -> Value {
+    match value {
+        Value::String(s) if gone.contains(s) => Value::String(KNOWN_AFTER_APPLY.into()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| unknown(v, gone)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), unknown(v, gone)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether `value` holds one of the strings of `gone`.
+fn mentions(value: &Value, gone: &BTreeSet<String>) -> bool {
+    match value {
+        Value::String(s) => gone.contains(s),
+        Value::Array(items) => items.iter().any(|v| mentions(v, gone)),
+        Value::Object(map) => map.values().any(|v| mentions(v, gone)),
+        _ => false,
+    }
+}
+
+/// The strings of `before` that `after` has as `(known after apply)` at the same place:
+/// what an inverse renews.
+fn renewals(before: &Value, after: &Value) -> Vec<String> {
+    match (before, after) {
+        (Value::String(old), Value::String(new))
+            if new == KNOWN_AFTER_APPLY && old != KNOWN_AFTER_APPLY =>
+        {
+            vec![old.clone()]
+        }
+        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
+            b.iter().zip(a).flat_map(|(b, a)| renewals(b, a)).collect()
+        }
+        (Value::Object(b), Value::Object(a)) => b
+            .iter()
+            .filter_map(|(k, bv)| Some(renewals(bv, a.get(k)?)))
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads each resource the rollback would change and moves its inverses to `blocked`
+/// when it no longer is as the run left it: a rollback never overwrites a later
+/// change it did not make.
+pub async fn refuse_changed(
+    sessions: &[Session],
+    rollback: &mut Plan,
+    deadline: std::time::Instant,
+) {
+    let mut changed: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for change in &rollback.changes {
+        let key = (
+            change.account_id.clone(),
+            change.region.clone(),
+            change.resource.id.clone(),
+        );
+        // The first inverse of each resource is the one its current state must match.
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let Some(session) = sessions
+            .iter()
+            .find(|s| s.scope.target.id == change.account_id)
+        else {
+            changed.insert(
+                key,
+                format!("account {} was not reached", change.account_id),
+            );
+            continue;
+        };
+        let Some(action) = actions::find(&change.action) else {
+            continue;
+        };
+        let clients = session.aws.region(&change.region);
+        let read = super::persist::persist(deadline, || {
+            action.calls().read(&clients, &change.resource.id)
+        })
+        .await;
+        let why = match read {
+            Ok(now) => state_matches(&change.before, &now)
+                .err()
+                .map(|d| format!("it changed since the run: {d}")),
+            Err(e) => Some(format!("it could not be read: {e}")),
+        };
+        if let Some(why) = why {
+            changed.insert(key, why);
+        }
+    }
+    if changed.is_empty() {
+        return;
+    }
+    let (kept, refused): (Vec<Change>, Vec<Change>) = std::mem::take(&mut rollback.changes)
+        .into_iter()
+        .partition(|c| {
+            !changed.contains_key(&(
+                c.account_id.clone(),
+                c.region.clone(),
+                c.resource.id.clone(),
+            ))
+        });
+    rollback.changes = kept;
+    for change in refused {
+        let why = &changed[&(
+            change.account_id.clone(),
+            change.region.clone(),
+            change.resource.id.clone(),
+        )];
+        rollback.blocked.push(Blocked {
+            runbook: change.runbook.clone(),
+            account_id: change.account_id.clone(),
+            region: change.region.clone(),
+            step: change.step.clone(),
+            resource: change.resource.clone(),
+            reason: BlockReason::NoWayBack,
+            detail: format!("{}: {why}", change.id),
+        });
+    }
+}
