@@ -887,6 +887,20 @@ pub struct Artifact {
     /// For a replacement volume: its shape and tags, which must be the original's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Box<VolumeShape>>,
+    /// For a replacement volume: since when it has been in place, as read. Not part of
+    /// the state changes compare (it is a fact of time, not of configuration).
+    #[serde(default, skip_serializing)]
+    pub placed: Option<Placed>,
+}
+
+/// Since when a replacement has been in place (attached to its instance, or created
+/// when it replaces an unattached volume), and how long that was when it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// When.
+    pub at: jiff::Timestamp,
+    /// How long before the read.
+    pub age: std::time::Duration,
 }
 
 /// What a replacement volume must keep of the original.

@@ -39,8 +39,8 @@ use aws_sdk_ec2::types::{
 use serde_json::{Value, json};
 
 use super::ebs_volumes::{
-    self, VolumeStep, artifact_problem, replacement_steps, retirement_steps, wait_failure,
-    wait_limit,
+    self, Retired, Retirement, VolumeStep, artifact_problem, replacement_steps, retirement_steps,
+    wait_failure, wait_limit,
 };
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, arg_bool,
@@ -91,6 +91,12 @@ static ENCRYPT_INSTANCE: ActionInfo = ActionInfo {
             kind: ParamType::Bool,
             required: false,
             description: "delete the originals once the instance runs on the copies, keeping the encrypted copies of their snapshots as the way back (default false)",
+        },
+        ArgSpec {
+            name: "retire_originals_after",
+            kind: ParamType::String,
+            required: false,
+            description: "delete each original by a later plan once its replacement has been in place this long (30d, 72h), keeping the encrypted copy of its snapshot as the way back; the plan shows when each is due",
         },
     ],
     outputs: &[],
@@ -158,8 +164,7 @@ impl Action for EncryptInstanceVolumes {
         };
         let allow_stop = arg_bool(args, "allow_stop", false)?;
         let kms = super::arg_string(args, "kms_key_id")?;
-        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
-        let delete_originals = arg_bool(args, "delete_originals", false)?;
+        let retirement = Retirement::from_args(args)?;
         let id = instance.id.clone();
 
         // Originals not yet retired, in id order (the order their retirement runs in),
@@ -220,12 +225,24 @@ impl Action for EncryptInstanceVolumes {
         // An earlier run stopped it and died before starting it again: it is owed a start
         // whether or not its swap is pending (and a tag to remove once it runs).
         let marked = instance.stopped_by_harden();
-        let leftovers = instance.unencrypted.values().flatten().any(|v| {
-            v.replaced_by().is_some()
-                && !retirement_steps(v, keep_snapshots, delete_originals).is_empty()
-        });
+        let retired: Vec<(&Volume, Retired)> = instance
+            .unencrypted
+            .values()
+            .flatten()
+            .filter(|v| v.replaced_by().is_some())
+            .map(|v| (v, retirement_steps(v, retirement)))
+            .collect();
+        let leftovers = retired.iter().any(|(_, r)| !r.steps.is_empty());
         if pending.is_empty() && !marked && !leftovers {
-            return Ok(ActionPlan::default());
+            let due: Vec<&str> = retired
+                .iter()
+                .filter_map(|(_, r)| r.due.as_deref())
+                .collect();
+            return Ok(if due.is_empty() {
+                ActionPlan::default()
+            } else {
+                ActionPlan::blocked(BlockReason::NotYetDue, due.join("; "))
+            });
         }
         if marked && !matches!(instance.state.as_str(), "running" | "stopped") {
             return Ok(ActionPlan::blocked(
@@ -437,21 +454,14 @@ impl Action for EncryptInstanceVolumes {
             let Some(Some(replaced)) = current.unencrypted.get(&original.id).cloned() else {
                 continue;
             };
-            for step in retirement_steps(&replaced, keep_snapshots, delete_originals) {
+            for step in retirement_steps(&replaced, retirement).steps {
                 push_volume_step(&mut chain, &mut current, &original.id, step);
             }
         }
-        // Originals an earlier run retired, with what it left: the snapshots of a run
-        // that died after tagging them.
-        let retired: Vec<Volume> = instance
-            .unencrypted
-            .values()
-            .flatten()
-            .filter(|v| v.replaced_by().is_some())
-            .cloned()
-            .collect();
-        for volume in &retired {
-            for step in retirement_steps(volume, keep_snapshots, delete_originals) {
+        // Originals an earlier run retired, with what it left (the snapshots of a run
+        // that died after tagging them) and those now due for deletion.
+        for (volume, retired) in retired {
+            for step in retired.steps {
                 push_volume_step(&mut chain, &mut current, &volume.id, step);
             }
         }
@@ -492,11 +502,12 @@ fn volume_of(change: &Change, current: &Value) -> Result<String> {
     volumes
         .into_iter()
         .flatten()
-        .find(|(_, v)| match snapshot {
+        .find(|(id, v)| match snapshot {
             Some(s) => v["copy"]["id"] == s || v["snapshot"]["id"] == s,
-            None => {
-                v["replaced_by"].is_string() && (!v["copy"].is_null() || !v["snapshot"].is_null())
-            }
+            // The volume whose snapshot or copy the change leaves gone.
+            None => ["copy", "snapshot"]
+                .iter()
+                .any(|f| !v[f].is_null() && change.after["volumes"][id.as_str()][f].is_null()),
         })
         .map(|(id, _)| id.clone())
         .ok_or_else(|| {
@@ -803,7 +814,14 @@ async fn call(
             // A volume's own step: the volume calls resolve their unknown ids from
             // that volume's part of the instance's state.
             let volume = volume_of(change, current)?;
-            ebs_volumes::call(clients, change, &current["volumes"][&volume], dry_run).await
+            ebs_volumes::call(
+                clients,
+                change,
+                &current["volumes"][&volume],
+                &change.after["volumes"][&volume],
+                dry_run,
+            )
+            .await
         }
     }
 }
@@ -1539,6 +1557,7 @@ mod tests {
                     ),
                 ]),
             })),
+            placed: None,
         }
     }
 
@@ -1714,6 +1733,7 @@ mod tests {
                 state: "completed".into(),
                 encrypted: false,
                 shape: None,
+                placed: None,
             });
         }
         let planned = plan(&done, json!({}));

@@ -32,8 +32,8 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Artifact, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG,
-    Volume, VolumeShape,
+    Artifact, Placed, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
+    SWAP_INSTANCE_TAG, Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -73,6 +73,12 @@ static ENCRYPT: ActionInfo = ActionInfo {
             kind: ParamType::Bool,
             required: false,
             description: "delete the original once its replacement is verified, keeping the encrypted copy of its snapshot as the way back (default false: tag and keep it)",
+        },
+        ArgSpec {
+            name: "retire_originals_after",
+            kind: ParamType::String,
+            required: false,
+            description: "delete each original by a later plan once its replacement has been in place this long (30d, 72h), keeping the encrypted copy of its snapshot as the way back; the plan shows when each is due",
         },
     ],
     outputs: &[],
@@ -133,6 +139,7 @@ fn unknown_artifact(encrypted: bool, state: &str) -> Artifact {
         state: state.into(),
         encrypted,
         shape: None,
+        placed: None,
     }
 }
 
@@ -282,24 +289,91 @@ pub(super) fn replacement_steps(
     steps
 }
 
+/// What becomes of an original and its snapshots once its replacement is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Retirement {
+    /// Keep the snapshot and its encrypted copy.
+    pub keep_snapshots: bool,
+    /// When the original goes.
+    pub delete: Delete,
+}
+
+/// When an original is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Delete {
+    /// Never: tagged and kept as the way back.
+    #[default]
+    Never,
+    /// Once its replacement is verified (`delete_originals`).
+    Now,
+    /// By a later plan, once its replacement has been in place that long
+    /// (`retire_originals_after`).
+    After(std::time::Duration),
+}
+
+impl Retirement {
+    /// Reads `keep_snapshots`, `delete_originals` and `retire_originals_after`.
+    pub(super) fn from_args(args: &Value) -> std::result::Result<Self, String> {
+        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
+        let now = arg_bool(args, "delete_originals", false)?;
+        let after = super::arg_string(args, "retire_originals_after")?
+            .map(|text| parse_retire_after(&text))
+            .transpose()?;
+        let delete = match (now, after) {
+            (true, Some(_)) => {
+                return Err("give delete_originals or retire_originals_after, not both".to_string());
+            }
+            (true, None) => Delete::Now,
+            (false, Some(after)) => Delete::After(after),
+            (false, None) => Delete::Never,
+        };
+        Ok(Self {
+            keep_snapshots,
+            delete,
+        })
+    }
+}
+
+/// A duration such as `30d`, `72h` or `90m` (a day is 24 hours).
+fn parse_retire_after(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let span: jiff::Span = text.parse().map_err(|e| {
+        format!("argument retire_originals_after: expected a duration such as 30d, 72h or 90m, found {text:?}: {e}")
+    })?;
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!("argument retire_originals_after: expected a positive duration, found {text:?}")
+        })?;
+    Ok(duration)
+}
+
+/// The changes of a retirement, and, for an original a later plan deletes, when.
+#[derive(Debug, Default)]
+pub(super) struct Retired {
+    pub steps: Vec<VolumeStep>,
+    /// When the original becomes due for deletion, while it is not yet.
+    pub due: Option<String>,
+}
+
 /// The changes once the replacement is verified in place: tag the original
 /// `harden:replaced-by` (unless an earlier run did), then delete what is no longer
 /// needed. Without `keep_snapshots` the unencrypted snapshot goes (a copy of the
 /// unencrypted data is a finding of its own), and so does the encrypted copy while the
-/// original is kept as the way back. With `delete_original` the original is deleted,
-/// keeping the encrypted copy as the way back; never when that copy is gone (an
-/// earlier run without `delete_originals` deleted it), since nothing would be left to
-/// go back to. Run on an original an earlier run retired, this deletes the snapshots a
-/// run that died after tagging it left behind.
-pub(super) fn retirement_steps(
-    volume: &Volume,
-    keep_snapshots: bool,
-    delete_original: bool,
-) -> Vec<VolumeStep> {
+/// original is kept as the way back. An original that is to go (now, or once its
+/// replacement has been in place long enough) keeps the encrypted copy as the way back;
+/// it is never deleted when that copy is gone (an earlier run without either option
+/// deleted it), since nothing would be left to go back to. Run on an original an
+/// earlier run retired, this deletes the snapshots a run that died after tagging it
+/// left behind, and the original once it is due.
+pub(super) fn retirement_steps(volume: &Volume, retirement: Retirement) -> Retired {
     let mut steps = Vec::new();
     let mut current = volume.clone();
     let id = volume.id.clone();
-    if volume.replaced_by().is_none() {
+    let retired_before = volume.replaced_by().is_some();
+    if !retired_before {
         let replacement_id = current
             .replacement
             .as_ref()
@@ -316,9 +390,34 @@ pub(super) fn retirement_steps(
             input: json!({"Resources": [id], "Tags": [{"Key": REPLACED_BY_TAG, "Value": replacement_id}]}),
         });
     }
-    let delete_original = delete_original && current.copy.is_some();
-    if !keep_snapshots {
-        if !delete_original && let Some(copy) = current.copy.take() {
+    let goes = retirement.delete != Delete::Never && current.copy.is_some();
+    let placed = current.replacement.as_ref().and_then(|r| r.placed.clone());
+    let (delete_now, due) = match retirement.delete {
+        Delete::Never => (false, None),
+        Delete::Now => (goes, None),
+        Delete::After(_) if !goes => (false, None),
+        Delete::After(after) => match (&placed, retired_before) {
+            (Some(placed), true) if placed.age >= after => (true, None),
+            (Some(placed), _) => (
+                false,
+                Some(format!(
+                    "{id} is due for deletion at {} ({} after its replacement was put in place at {}; retire_originals_after)",
+                    placed.at + jiff::SignedDuration::try_from(after).unwrap_or_default(),
+                    jiff::SignedDuration::try_from(after).unwrap_or_default(),
+                    placed.at
+                )),
+            ),
+            (None, _) => (
+                false,
+                Some(format!(
+                    "{id} is due for deletion once its replacement has been in place for {} (retire_originals_after)",
+                    jiff::SignedDuration::try_from(after).unwrap_or_default()
+                )),
+            ),
+        },
+    };
+    if !retirement.keep_snapshots {
+        if !goes && let Some(copy) = current.copy.take() {
             steps.push(VolumeStep {
                 kind: ChangeKind::Delete,
                 summary: format!(
@@ -343,19 +442,26 @@ pub(super) fn retirement_steps(
             });
         }
     }
-    if delete_original {
+    if delete_now {
         let copy = current.copy.as_ref().map_or("", |c| c.id.as_str());
+        let why = match (retirement.delete, &placed) {
+            (Delete::After(_), Some(placed)) => format!(
+                "its replacement has been in place since {}, retire_originals_after has passed",
+                placed.at
+            ),
+            _ => "the new volume is verified".to_string(),
+        };
         steps.push(VolumeStep {
             kind: ChangeKind::Delete,
             summary: format!(
-                "delete the original {id} (the new volume is verified; its encrypted snapshot {copy} is kept as the way back)"
+                "delete the original {id} ({why}; its encrypted snapshot {copy} is kept as the way back)"
             ),
             after: None,
             operation: "DeleteVolume",
             input: json!({"VolumeId": id}),
         });
     }
-    steps
+    Retired { steps, due }
 }
 
 impl Action for EncryptVolume {
@@ -368,8 +474,7 @@ impl Action for EncryptVolume {
             return Err(format!("expected an EBS volume, given {}", target.kind()));
         };
         let kms = super::arg_string(args, "kms_key_id")?;
-        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
-        let delete_original = arg_bool(args, "delete_originals", false)?;
+        let retirement = Retirement::from_args(args)?;
         if volume.encrypted {
             return Ok(ActionPlan::default());
         }
@@ -405,13 +510,13 @@ impl Action for EncryptVolume {
             replacement_steps(volume, kms.as_deref(), &[])
         };
         let replaced = steps.last().and_then(|s| s.after.clone());
-        let retire = retirement_steps(
-            replaced.as_ref().unwrap_or(volume),
-            keep_snapshots,
-            delete_original,
-        );
+        let Retired { steps: retire, due } =
+            retirement_steps(replaced.as_ref().unwrap_or(volume), retirement);
         if steps.is_empty() && retire.is_empty() {
-            return Ok(ActionPlan::default());
+            return Ok(match due {
+                Some(due) => ActionPlan::blocked(BlockReason::NotYetDue, due),
+                None => ActionPlan::default(),
+            });
         }
         for step in steps.into_iter().chain(retire) {
             current = step.after;
@@ -521,10 +626,14 @@ where
     })
 }
 
+/// Makes a volume step's call. `current` is the volume's state just read and `after`
+/// the volume's part of the change's after (the whole after for a volume's own chain):
+/// together they tell which artifact a delete whose id the plan could not know is for.
 pub(super) async fn call(
     clients: &RegionClients,
     change: &Change,
     current: &Value,
+    after: &Value,
     dry_run: bool,
 ) -> Result<Applied> {
     let ec2 = &clients.ec2;
@@ -638,8 +747,13 @@ pub(super) async fn call(
             Ok(Applied::request(out.request_id()))
         }
         "DeleteSnapshot" => {
-            // Which of the two: the copy goes first, then the snapshot (plan order).
-            let from = if current
+            // Which of the two: the one the change leaves gone.
+            let gone = |field: &str| !current[field].is_null() && after[field].is_null();
+            let from = if gone("copy") {
+                "/copy/id"
+            } else if gone("snapshot") {
+                "/snapshot/id"
+            } else if current
                 .pointer("/copy/id")
                 .and_then(Value::as_str)
                 .is_some()
@@ -689,11 +803,11 @@ impl Calls for VolumeCalls {
         change: &Change,
         current: &Value,
     ) -> Result<Applied> {
-        call(clients, change, current, false).await
+        call(clients, change, current, &change.after, false).await
     }
 
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
-        super::dry_run_answer(call(clients, change, &Value::Null, true).await)
+        super::dry_run_answer(call(clients, change, &Value::Null, &change.after, true).await)
     }
 }
 
@@ -806,6 +920,7 @@ pub(super) async fn find_artifacts(
                     .unwrap_or_default(),
                 encrypted: s.encrypted().unwrap_or(false),
                 shape: None,
+                placed: None,
             };
             let entry = snapshots.entry(source.clone()).or_default();
             if tags.get("harden:stage").map(String::as_str) == Some("copy") {
@@ -848,6 +963,7 @@ pub(super) async fn find_artifacts(
                         throughput: v.throughput(),
                         tags,
                     })),
+                    placed: placed(v),
                 },
             );
         }
@@ -860,6 +976,22 @@ pub(super) async fn find_artifacts(
         volume.replacement = replacements.remove(&volume.id);
     }
     Ok(())
+}
+
+/// Since when a replacement has been in place: attached (its attachment's time), or
+/// created (one that replaces an unattached volume), and how long that is now.
+fn placed(volume: &aws_sdk_ec2::types::Volume) -> Option<Placed> {
+    let time = volume
+        .attachments()
+        .iter()
+        .find_map(|a| a.attach_time())
+        .or(volume.create_time())?;
+    let at = jiff::Timestamp::new(time.secs(), i32::try_from(time.subsec_nanos()).ok()?).ok()?;
+    let age = jiff::Timestamp::now().duration_since(at);
+    Some(Placed {
+        at,
+        age: std::time::Duration::try_from(age).unwrap_or_default(),
+    })
 }
 
 /// Discovers volumes with the server-side filters given.
@@ -997,12 +1129,14 @@ mod tests {
             state: "completed".into(),
             encrypted: false,
             shape: None,
+            placed: None,
         });
         volume.copy = Some(Artifact {
             id: "snap-2".into(),
             state: "completed".into(),
             encrypted: true,
             shape: None,
+            placed: None,
         });
         let planned = EncryptVolume
             .plan(&Resource::Volume(volume.clone()), &json!({}))
@@ -1022,6 +1156,7 @@ mod tests {
             state: "completed".into(),
             encrypted: false,
             shape: None,
+            placed: None,
         });
         let refused = EncryptVolume
             .plan(&Resource::Volume(volume), &json!({}))
@@ -1059,6 +1194,7 @@ mod tests {
                 throughput: Some(250),
                 tags: BTreeMap::from([(SWAP_INSTANCE_TAG.to_string(), "i-1".to_string())]),
             })),
+            placed: None,
         });
         let planned = EncryptVolume
             .plan(&Resource::Volume(detached), &json!({}))
@@ -1106,12 +1242,83 @@ mod tests {
             state: "completed".into(),
             encrypted,
             shape: None,
+            placed: None,
         };
         let mut volume = unattached();
         volume.tags.insert(REPLACED_BY_TAG.into(), "vol-new".into());
         volume.copy = copy.then(|| artifact("snap-copy", true));
         volume.snapshot = snapshot.then(|| artifact("snap-raw", false));
         volume
+    }
+
+    #[test]
+    fn retire_originals_after_deletes_an_original_only_once_its_replacement_is_old_enough() {
+        let plan = |volume: Volume, args: Value| {
+            EncryptVolume
+                .plan(&Resource::Volume(volume), &args)
+                .expect("plans")
+        };
+        let after = json!({"retire_originals_after": "30d"});
+        let fresh = plan(unattached(), after.clone());
+        assert_eq!(
+            operations(&fresh),
+            [
+                "CreateSnapshot",
+                "CopySnapshot",
+                "CreateVolume",
+                "CreateTags",
+                "DeleteSnapshot"
+            ],
+            "the unencrypted snapshot goes, the encrypted copy stays as the way back, the original stays for now"
+        );
+        assert_eq!(fresh.changes[4].before["snapshot"]["encrypted"], false);
+
+        let placed = |days: u64| {
+            let mut volume = retired(true, false);
+            volume.replacement = Some(Artifact {
+                id: "vol-new".into(),
+                state: "available".into(),
+                encrypted: true,
+                shape: None,
+                placed: Some(Placed {
+                    at: "2026-11-01T00:00:00Z".parse().expect("time"),
+                    age: std::time::Duration::from_secs(days * 86_400),
+                }),
+            });
+            volume
+        };
+        let (reason, detail) = plan(placed(29), after.clone())
+            .blocked
+            .expect("not yet due");
+        assert_eq!(reason, BlockReason::NotYetDue);
+        assert!(
+            detail.contains("due for deletion at 2026-12-01T00:00:00Z"),
+            "the plan says when: {detail}"
+        );
+        let due = plan(placed(31), after.clone());
+        assert_eq!(operations(&due), ["DeleteVolume"]);
+        assert!(
+            due.changes[0]
+                .summary
+                .contains("snap-copy is kept as the way back")
+        );
+        let mut gone = placed(31);
+        gone.copy = None;
+        assert_eq!(
+            plan(gone, after.clone()),
+            ActionPlan::default(),
+            "without its encrypted copy an original is the only way back: kept"
+        );
+        for bad in [
+            json!({"retire_originals_after": "soon"}),
+            json!({"retire_originals_after": "30d", "delete_originals": true}),
+        ] {
+            assert!(
+                EncryptVolume
+                    .plan(&Resource::Volume(unattached()), &bad)
+                    .is_err()
+            );
+        }
     }
 
     #[test]

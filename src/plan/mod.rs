@@ -435,6 +435,9 @@ pub enum BlockReason {
     Failing,
     /// Between states (an instance pending or stopping); plan again when it settles.
     Transitional,
+    /// Scheduled, not yet due: an original kept until its replacement has been in
+    /// place for `retire_originals_after`. Not drift.
+    NotYetDue,
     /// A rollback cannot undo this change: no inverse exists, the resource changed
     /// since the run, or a later change to it cannot be undone.
     NoWayBack,
@@ -451,6 +454,7 @@ impl fmt::Display for BlockReason {
             BlockReason::Failing => "failing",
             BlockReason::Transitional => "in transition",
             BlockReason::NoWayBack => "no way back",
+            BlockReason::NotYetDue => "not yet due",
         })
     }
 }

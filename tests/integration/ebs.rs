@@ -312,3 +312,75 @@ fn unattached_volumes_replaced_by_encrypted_copies_on_moto() {
 fn unattached_volumes_replaced_by_encrypted_copies_on_localstack() {
     volume_scenario(Kind::LocalStack);
 }
+
+/// `retire_originals_after`: the original is kept with the encrypted copy of its data
+/// as the way back (the unencrypted snapshot deleted at once), plans list it as not yet
+/// due with the time (not drift: exit 0), and once its replacement has been in place
+/// that long a plan deletes it (exit 2, then converged), keeping the encrypted copy.
+#[test]
+fn originals_are_retired_once_their_replacement_has_been_in_place_long_enough_on_moto() {
+    const RUNBOOK: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args)
+            .args(["--region", REGION, "--param", "retire_originals_after=3s"]);
+        run(cmd)
+    };
+    let original = block_on(volume(&ec2, "ap-southeast-2a", false, &[("Name", "data")]));
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let ids = |rows: &[VolumeRow]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert!(
+        ids(&block_on(volumes(&ec2))).contains(&original),
+        "the original is kept for now"
+    );
+    let snapshots = block_on(harden_snapshots(&ec2));
+    assert_eq!(
+        snapshots
+            .iter()
+            .map(|t| t.get("harden:stage").cloned().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["copy"],
+        "only the encrypted copy is kept: the unencrypted snapshot went at once"
+    );
+
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "not yet due is not drift:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("not yet due") && out.stdout.contains("is due for deletion at"),
+        "the plan says when the original goes:\n{}",
+        out.stdout
+    );
+
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode", "--format", "json"]);
+    assert_eq!(out.code, 2, "due:\n{}", out.stdout);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    let deletes: Vec<&serde_json::Value> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["call"]["operation"] == "DeleteVolume")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["call"]["input"]["VolumeId"], original.as_str());
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let rows = block_on(volumes(&ec2));
+    assert!(!ids(&rows).contains(&original), "the original is gone");
+    assert!(
+        rows.iter().all(|r| r.1),
+        "no unencrypted volume is left: {rows:?}"
+    );
+    assert_eq!(
+        block_on(harden_snapshots(&ec2)).len(),
+        1,
+        "the encrypted copy is kept as the way back"
+    );
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    emulator.assert_audit_verifies(state.path());
+}
