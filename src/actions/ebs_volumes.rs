@@ -22,6 +22,8 @@ use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use serde_json::{Value, json};
 
@@ -626,6 +628,112 @@ where
     })
 }
 
+/// One attempt per send: the SDK must not repeat a create that has no idempotency
+/// token, since a repeat after a lost answer makes a second snapshot.
+fn single_attempt() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default()
+        .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(1))
+}
+
+/// Something the snapshot creates answer with.
+trait SnapshotAnswer {
+    fn snapshot(&self) -> Option<&str>;
+}
+
+impl SnapshotAnswer for aws_sdk_ec2::operation::create_snapshot::CreateSnapshotOutput {
+    fn snapshot(&self) -> Option<&str> {
+        self.snapshot_id()
+    }
+}
+
+impl SnapshotAnswer for aws_sdk_ec2::operation::copy_snapshot::CopySnapshotOutput {
+    fn snapshot(&self) -> Option<&str> {
+        self.snapshot_id()
+    }
+}
+
+/// How many times a snapshot create is sent when no answer comes back and no snapshot
+/// it would have made is found.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Makes a snapshot (CreateSnapshot, CopySnapshot: no ClientToken in the EC2 API) at
+/// most once: when no answer comes back (the connection dropped, a timeout, a 5xx),
+/// the snapshot this run's call would have made is looked for by its tags (source
+/// volume, stage and run id) and adopted if found; only if it is not there is the call
+/// sent again. Returns the snapshot id and the request id.
+async fn create_once<O, E, F, Fut>(
+    clients: &RegionClients,
+    change: &Change,
+    dry_run: bool,
+    send: F,
+) -> Result<(String, Option<String>)>
+where
+    O: SnapshotAnswer + RequestId,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<O, SdkError<E, HttpResponse>>>,
+{
+    let operation = change.call.operation.as_str();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match send().await {
+            Ok(out) => {
+                let id = out.snapshot().unwrap_or_default().to_string();
+                return Ok((id, out.request_id().map(str::to_string)));
+            }
+            Err(e) => e,
+        };
+        let lost = !dry_run
+            && match &error {
+                SdkError::DispatchFailure(_)
+                | SdkError::TimeoutError(_)
+                | SdkError::ResponseError(_) => true,
+                SdkError::ServiceError(s) => s.raw().status().is_server_error(),
+                _ => false,
+            };
+        let failed = Error::Aws(failure(operation, &error));
+        if !lost {
+            return Err(failed);
+        }
+        if let Some(id) = made_by_this_call(clients, change).await? {
+            return Ok((id, None));
+        }
+        if attempt >= CREATE_ATTEMPTS {
+            return Err(failed);
+        }
+    }
+}
+
+/// The snapshot this change's call made, if one is there: found by the tags the call
+/// puts on it (source volume, stage, run id).
+async fn made_by_this_call(clients: &RegionClients, change: &Change) -> Result<Option<String>> {
+    let tags = &change.call.input["TagSpecifications"][0]["Tags"];
+    let mut request = clients.ec2.describe_snapshots().owner_ids("self");
+    for key in [SOURCE_VOLUME_TAG, "harden:stage", RUN_ID_TAG] {
+        let value = tags
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["Key"] == key)
+            .and_then(|t| t["Value"].as_str());
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        request = request.filters(filter(&format!("tag:{key}"), vec![value.to_string()]));
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("DescribeSnapshots", &e)))?;
+    Ok(out
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id())
+        .next()
+        .map(str::to_string))
+}
+
 /// Makes a volume step's call. `current` is the volume's state just read and `after`
 /// the volume's part of the change's after (the whole after for a volume's own chain):
 /// together they tell which artifact a delete whose id the plan could not know is for.
@@ -643,50 +751,53 @@ pub(super) async fn call(
     let aws = |e| Error::Aws(e);
     match operation {
         "CreateSnapshot" => {
-            let out = ec2
-                .create_snapshot()
-                .volume_id(input_str(change, "/VolumeId")?)
-                .set_description(input["Description"].as_str().map(str::to_string))
-                .set_tag_specifications(Some(tag_specifications(
-                    &input["TagSpecifications"],
-                    ResourceType::Snapshot,
-                )))
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map_err(|e| aws(failure(operation, &e)))?;
-            let id = out.snapshot_id().unwrap_or_default().to_string();
+            let volume = input_str(change, "/VolumeId")?;
+            let (id, request_id) = create_once(clients, change, dry_run, || {
+                ec2.create_snapshot()
+                    .volume_id(volume)
+                    .set_description(input["Description"].as_str().map(str::to_string))
+                    .set_tag_specifications(Some(tag_specifications(
+                        &input["TagSpecifications"],
+                        ResourceType::Snapshot,
+                    )))
+                    .dry_run(dry_run)
+                    .customize()
+                    .config_override(single_attempt())
+                    .send()
+            })
+            .await?;
             ec2.wait_until_snapshot_completed()
                 .snapshot_ids(&id)
                 .wait(limit)
                 .await
                 .map_err(|e| wait_failure(operation, &format!("snapshot {id}"), limit, e))?;
-            Ok(Applied::request(out.request_id()))
+            Ok(Applied::request(request_id.as_deref()))
         }
         "CopySnapshot" => {
             let source = resolve(change, "/SourceSnapshotId", current, "/snapshot/id")?;
-            let out = ec2
-                .copy_snapshot()
-                .source_snapshot_id(source)
-                .source_region(&clients.region)
-                .encrypted(true)
-                .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
-                .set_description(input["Description"].as_str().map(str::to_string))
-                .set_tag_specifications(Some(tag_specifications(
-                    &input["TagSpecifications"],
-                    ResourceType::Snapshot,
-                )))
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map_err(|e| aws(failure(operation, &e)))?;
-            let id = out.snapshot_id().unwrap_or_default().to_string();
+            let (id, request_id) = create_once(clients, change, dry_run, || {
+                ec2.copy_snapshot()
+                    .source_snapshot_id(&source)
+                    .source_region(&clients.region)
+                    .encrypted(true)
+                    .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
+                    .set_description(input["Description"].as_str().map(str::to_string))
+                    .set_tag_specifications(Some(tag_specifications(
+                        &input["TagSpecifications"],
+                        ResourceType::Snapshot,
+                    )))
+                    .dry_run(dry_run)
+                    .customize()
+                    .config_override(single_attempt())
+                    .send()
+            })
+            .await?;
             ec2.wait_until_snapshot_completed()
                 .snapshot_ids(&id)
                 .wait(limit)
                 .await
                 .map_err(|e| wait_failure(operation, &format!("encrypted copy {id}"), limit, e))?;
-            Ok(Applied::request(out.request_id()))
+            Ok(Applied::request(request_id.as_deref()))
         }
         "CreateVolume" => {
             let snapshot = resolve(change, "/SnapshotId", current, "/copy/id")?;

@@ -297,3 +297,76 @@ fn a_resource_the_service_keeps_failing_fails_alone_with_a_clear_report_on_moto(
     );
     emulator.assert_audit_verifies(state.path());
 }
+
+/// CreateSnapshot and CopySnapshot have no idempotency token: when the first of each
+/// reaches moto and its answer is lost, harden finds the snapshot its call made by the
+/// run's tags and goes on with it instead of sending the call again. One snapshot and
+/// one copy are made, both deleted once the replacement is verified: none is left over.
+#[test]
+fn a_snapshot_whose_answer_was_lost_is_found_by_its_tags_not_made_twice_on_moto() {
+    const EBS: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(Kind::Moto);
+    let original = block_on(async {
+        emulator
+            .ec2(REGION)
+            .create_volume()
+            .availability_zone("us-east-1a")
+            .size(4)
+            .encrypted(false)
+            .send()
+            .await
+            .expect("volume")
+            .volume_id()
+            .expect("id")
+            .to_string()
+    });
+    let lost: Mutex<BTreeSet<String>> = Mutex::default();
+    let proxy = Proxy::start(&emulator.endpoint, move |request| match action(request) {
+        Some(a)
+            if ["CreateSnapshot", "CopySnapshot"].contains(&a.as_str())
+                && lost.lock().expect("lost").insert(a.clone()) =>
+        {
+            Answer::Lost
+        }
+        _ => Answer::Forward,
+    });
+    let state = tempfile::tempdir().expect("state");
+    let out = harden(
+        &emulator,
+        &proxy,
+        state.path(),
+        &["apply", EBS, "--region", REGION, "--yes"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(proxy.answered(), 2, "both answers were lost");
+    block_on(async {
+        let ec2 = emulator.ec2(REGION);
+        let left = crate::support::harden_snapshots(&ec2).await;
+        assert!(
+            left.is_empty(),
+            "no snapshot made twice and left over: {left:?}"
+        );
+        let volumes = ec2.describe_volumes().send().await.expect("volumes");
+        let replacements: Vec<_> = volumes
+            .volumes()
+            .iter()
+            .filter(|v| {
+                v.tags().iter().any(|t| {
+                    t.key() == Some("harden:source-volume") && t.value() == Some(original.as_str())
+                })
+            })
+            .collect();
+        assert_eq!(replacements.len(), 1, "one replacement");
+        assert_eq!(replacements[0].encrypted(), Some(true));
+    });
+    let records = change_records(state.path());
+    let failed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["outcome"]["status"] != "succeeded")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["plan", EBS, "--region", REGION, "--detailed-exitcode"]);
+    let plan = run(cmd);
+    assert_eq!(plan.code, 0, "converged:\n{}", plan.stdout);
+}
