@@ -217,6 +217,7 @@ fn planner_only(groups: usize) {
         concurrency: 1,
         progress: &harden::progress::Silent,
         focus: None,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(3600),
     };
     let renderer = Renderer::new();
     let mut samples = Vec::new();

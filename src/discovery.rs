@@ -121,14 +121,21 @@ where
 
 /// Runs each distinct query once, concurrently, and answers for each: a query that
 /// fails does not hide what the others found (its runbooks are left out of the region's
-/// plan; the rest is planned).
+/// plan; the rest is planned). Throttling is waited out until `deadline`.
 pub async fn run_all(
     clients: &RegionClients,
     queries: &[Query],
+    deadline: std::time::Instant,
 ) -> HashMap<Query, Result<Vec<Resource>>> {
     let mut distinct: Vec<&Query> = queries.iter().collect();
     distinct.sort();
     distinct.dedup();
-    let results = join_all(distinct.iter().map(|q| run(clients, q))).await;
+    // A throttled list is sent again until the deadline, like a change's calls.
+    let results = join_all(
+        distinct
+            .iter()
+            .map(|q| crate::aws::persist::persist(deadline, || run(clients, q))),
+    )
+    .await;
     distinct.into_iter().cloned().zip(results).collect()
 }

@@ -123,10 +123,16 @@ pub(super) fn summary(plan: &Plan) -> Result<Summary> {
     })
 }
 
+/// How long `plan` and `dry-run` keep sending a throttled discovery read again.
+const PLAN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Plans the settings' runbooks in every account and region reached; throttled reads
+/// are sent again for up to `deadline`.
 pub(super) async fn make_plan(
     settings: &Settings,
     fail_fast: bool,
     concurrency: usize,
+    deadline: std::time::Duration,
 ) -> Result<Plan> {
     plan::plan(
         &settings.sessions,
@@ -139,6 +145,7 @@ pub(super) async fn make_plan(
             concurrency,
             progress: &super::progress::Shown::new(),
             focus: None,
+            deadline: std::time::Instant::now() + deadline,
         },
     )
     .await
@@ -179,7 +186,7 @@ async fn plan_command(global: &GlobalArgs, args: PlanArgs, dry_run: bool) -> Res
     let run_id = new_run_id();
     let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
     report_inactive(&settings);
-    let mut plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
+    let mut plan = make_plan(&settings, args.fail_fast, args.concurrency, PLAN_DEADLINE).await?;
     if dry_run {
         plan::planner::probe(&settings.sessions, &mut plan, args.concurrency).await;
     }
@@ -317,7 +324,8 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             let settings =
                 settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
             report_inactive(&settings);
-            let plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
+            let plan =
+                make_plan(&settings, args.fail_fast, args.concurrency, args.deadline).await?;
             if plan.is_partial() && !args.allow_partial {
                 print!("{}", shown(&plan));
                 refuse_partial(&plan, "nothing was changed; fix what failed");

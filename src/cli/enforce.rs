@@ -48,7 +48,7 @@ pub(super) async fn enforce_with(
     let run_id = new_run_id();
     let settings = settings::resolve(global, &args.selection, &run_id, args.concurrency).await?;
     report_inactive(&settings);
-    let plan = make_plan(&settings, args.fail_fast, args.concurrency).await?;
+    let plan = make_plan(&settings, args.fail_fast, args.concurrency, args.deadline).await?;
     let caller = (
         settings.caller.arn.clone(),
         settings.caller.account_id.clone(),

@@ -190,6 +190,7 @@ impl Responder {
                 concurrency: self.concurrency,
                 progress: &crate::progress::Silent,
                 focus: Some(focus),
+                deadline: std::time::Instant::now() + self.deadline,
             },
         )
         .await?;

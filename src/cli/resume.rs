@@ -80,6 +80,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
             concurrency: args.concurrency,
             progress: &super::progress::Shown::new(),
             focus: None,
+            deadline,
         },
     )
     .await?;

@@ -13,7 +13,6 @@
 //! naming the failure that held it back.
 
 pub mod journal;
-pub mod persist;
 pub mod resume;
 pub mod rollback;
 pub mod runs;
@@ -29,6 +28,7 @@ use serde_json::Value;
 use crate::accounts::Session;
 use crate::actions;
 use crate::audit::{AuditLog, ChangeRecord, CompensationRecord, Entry, Outcome};
+use crate::aws::persist;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan, state_matches};
 use crate::runbook::model::OnFailure;

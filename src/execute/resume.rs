@@ -15,10 +15,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::journal::{Journal, JournalEntry, Phase};
-use super::persist;
 use crate::accounts::Session;
 use crate::actions;
 use crate::audit::{AuditLog, ChangeRecord, Entry, Outcome};
+use crate::aws::persist;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan, state_matches};
 

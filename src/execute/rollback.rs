@@ -219,7 +219,7 @@ pub async fn refuse_changed(
             continue;
         };
         let clients = session.aws.region(&change.region);
-        let read = super::persist::persist(deadline, || {
+        let read = crate::aws::persist::persist(deadline, || {
             action.calls().read(&clients, &change.resource.id)
         })
         .await;

@@ -45,6 +45,8 @@ pub struct PlanRequest<'a> {
     /// Plan only what one event concerns (`harden respond`, `harden watch`): the
     /// runbooks it triggers, their discovery narrowed to the resources it names.
     pub focus: Option<&'a Focus>,
+    /// Until when a throttled discovery read is sent again (`aws::persist`).
+    pub deadline: std::time::Instant,
 }
 
 /// Where one region plan is made: an account and one of its regions.
@@ -349,7 +351,7 @@ async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, place: Place<'_>) -> 
         }
     }
     let all: Vec<Query> = queries.values().cloned().collect();
-    let found = discovery::run_all(&clients, &all).await;
+    let found = discovery::run_all(&clients, &all, request.deadline).await;
     // A runbook whose discovery failed here is left out of this region's plan, with the
     // reason, and so is every runbook requiring it; the rest is planned.
     let mut left_out: BTreeMap<String, String> = BTreeMap::new();
@@ -865,6 +867,7 @@ mod tests {
             concurrency: 1,
             progress: &crate::progress::Silent,
             focus: None,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         }
     }
 
