@@ -296,6 +296,29 @@ fn a_resource_the_service_keeps_failing_fails_alone_with_a_clear_report_on_moto(
         "its later changes are not attempted: {of_broken:#?}"
     );
     emulator.assert_audit_verifies(state.path());
+
+    // The service heals: resume finishes the failed run, and only its group is changed.
+    let run_id = records[0]["run_id"].as_str().expect("run id").to_string();
+    let mut cmd = emulator.harden(state.path());
+    cmd.args(["resume", &run_id, "--yes"]);
+    let resumed = run(cmd);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let after = egress(&emulator, &groups);
+    for group in &groups {
+        assert_eq!(after[group], converged(), "{group} finished by resume");
+    }
+    let resumed_records: Vec<Value> = change_records(state.path())
+        .into_iter()
+        .filter(|r| r["run_id"] != run_id.as_str())
+        .collect();
+    assert!(
+        !resumed_records.is_empty()
+            && resumed_records
+                .iter()
+                .all(|r| r["resource"]["id"] == broken.as_str() && r["outcome"]["status"] == "succeeded"),
+        "resume changed only what the failed run left: {resumed_records:#?}"
+    );
+    emulator.assert_audit_verifies(state.path());
 }
 
 /// CreateSnapshot and CopySnapshot have no idempotency token: when the first of each
