@@ -192,6 +192,22 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// Another run holds the account-region's lease (`--lease-bucket`).
+    #[error(
+        "account {account}, {region}: run {run} ({principal}) is changing it and holds its lease until {until}; nothing was changed: apply again once it has finished"
+    )]
+    Leased {
+        /// The account.
+        account: String,
+        /// The region.
+        region: String,
+        /// The run holding it.
+        run: String,
+        /// Who runs it.
+        principal: String,
+        /// When the lease expires.
+        until: String,
+    },
     /// The audit log does not verify.
     #[error("audit log {path} line {line}: {detail}")]
     AuditBroken {

@@ -45,6 +45,17 @@ pub struct GlobalArgs {
         value_name = "CATEGORY=BURST/PER_SECOND"
     )]
     pub ec2_rates: Vec<String>,
+    /// Hold a lease on each account-region changed, as an object in this S3 bucket
+    /// (`harden/leases/ACCOUNT/REGION.json`, written with the caller's credentials), so
+    /// a second harden changing the same account-region from another state directory
+    /// is refused. Without it, only runs sharing a state directory exclude each other.
+    #[arg(
+        long,
+        global = true,
+        value_name = "BUCKET",
+        env = "HARDEN_LEASE_BUCKET"
+    )]
+    pub lease_bucket: Option<String>,
 }
 
 /// Output formats.

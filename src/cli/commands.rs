@@ -265,6 +265,14 @@ pub(super) fn save_for_apply(
         .map(drop)
 }
 
+/// The first region of a plan: where its account-wide things, and the lease bucket, are.
+pub(super) fn home_region(plan: &Plan) -> String {
+    plan.regions()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "us-east-1".into())
+}
+
 /// Asks on the terminal whether to apply `plan`; only "yes" is yes.
 pub(super) fn confirm(plan: &Plan) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
@@ -375,6 +383,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
         log.append(&run_id, &caller.1, &caller.0, entry)?;
     }
     let audit = Mutex::new(log);
+    let lease = settings::lease_store(global, &home_region(&plan)).await?;
     let (report, run_dir) = run_apply(
         &audit,
         Applying {
@@ -389,6 +398,7 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
             cause: None,
             interrupted: None,
             deadline: args.deadline,
+            lease: lease.as_ref(),
         },
     )
     .await?;
@@ -450,6 +460,8 @@ pub(super) struct Applying<'a> {
     pub(super) interrupted: Option<Arc<AtomicBool>>,
     /// How long throttled calls are sent again (`--deadline`).
     pub(super) deadline: std::time::Duration,
+    /// Where the account-regions' leases are held (`--lease-bucket`), if anywhere.
+    pub(super) lease: Option<&'a crate::lease::LeaseStore>,
 }
 
 /// Applies a plan: Ctrl-C stops starting changes, the run is journaled, every change
@@ -471,10 +483,33 @@ pub(super) async fn run_apply(
         cause,
         interrupted,
         deadline,
+        lease,
     } = applying;
     let interrupted = match interrupted {
         Some(flag) => flag,
         None => stop_on_ctrl_c(),
+    };
+    // Before anything is journaled: a run refused its leases never started.
+    let held = match lease {
+        Some(store) => {
+            let places = plan
+                .changes
+                .iter()
+                .map(|c| (c.account_id.clone(), c.region.clone()))
+                .collect();
+            let now = jiff::Timestamp::now();
+            // Held past the run's deadline by the longest wait a change may take.
+            let hold = jiff::SignedDuration::try_from(deadline).unwrap_or_default()
+                + jiff::SignedDuration::from_mins(15);
+            let record = crate::lease::LeaseRecord {
+                run_id: run_id.to_string(),
+                principal: caller.0.clone(),
+                acquired_at: now,
+                expires_at: now + hold,
+            };
+            crate::lease::acquire_all(store, &places, &record).await?
+        }
+        None => Vec::new(),
     };
     let journal = Journal::create(state_dir, run_id, plan)?;
     for (account, why) in &unreachable {
@@ -498,7 +533,11 @@ pub(super) async fn run_apply(
             deadline: std::time::Instant::now() + deadline,
         },
     )
-    .await?;
+    .await;
+    if let Some(store) = lease {
+        crate::lease::release_all(store, &held).await;
+    }
+    let report = report?;
     let mut summary = summary(plan)?;
     summary.succeeded = report.succeeded();
     summary.failed = report.failed();

@@ -83,6 +83,7 @@ pub(super) async fn enforce_with(
     if now.changes.is_empty() {
         applied = None;
     } else {
+        let lease = settings::lease_store(global, &super::commands::home_region(&now)).await?;
         let (report, dir) = run_apply(
             audit,
             Applying {
@@ -97,6 +98,7 @@ pub(super) async fn enforce_with(
                 cause: None,
                 interrupted: None,
                 deadline: args.deadline,
+                lease: lease.as_ref(),
             },
         )
         .await?;

@@ -65,6 +65,8 @@ pub(super) struct Responder {
     deadline: std::time::Duration,
     /// The SNS topic people are told on.
     notify: Option<String>,
+    /// Where account-region leases are held (`--lease-bucket`).
+    lease: Option<crate::lease::LeaseStore>,
     state_dir: PathBuf,
     /// Held while the responder lives: one writer of the state directory.
     pub(super) audit: Mutex<AuditLog>,
@@ -120,7 +122,15 @@ impl Responder {
         } else {
             None
         };
+        let lease = global
+            .lease_bucket
+            .as_ref()
+            .map(|bucket| crate::lease::LeaseStore {
+                bucket: bucket.clone(),
+                clients: aws.region(&first),
+            });
         Ok(Responder {
+            lease,
             runbooks,
             params,
             policy,
@@ -234,6 +244,7 @@ impl Responder {
                     cause: Some(event.cause()),
                     interrupted,
                     deadline: self.deadline,
+                    lease: self.lease.as_ref(),
                 },
             )
             .await?;

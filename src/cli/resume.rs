@@ -106,6 +106,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
         super::commands::caller_account(&sessions, &remaining),
     );
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let lease = settings::lease_store(global, &super::commands::home_region(&remaining)).await?;
     let (report, run_dir) = run_apply(
         &audit,
         Applying {
@@ -120,6 +121,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
             cause: None,
             interrupted: None,
             deadline: args.deadline,
+            lease: lease.as_ref(),
         },
     )
     .await?;

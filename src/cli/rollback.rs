@@ -78,6 +78,7 @@ pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result
         std::fs::write(&marker, format!("{}\n", args.run_id)).map_err(|e| Error::io(&marker, e))?;
     }
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
+    let lease = settings::lease_store(global, &super::commands::home_region(&plan)).await?;
     let (report, run_dir) = run_apply(
         &audit,
         Applying {
@@ -92,6 +93,7 @@ pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result
             cause: None,
             interrupted: None,
             deadline: args.deadline,
+            lease: lease.as_ref(),
         },
     )
     .await?;

@@ -61,6 +61,22 @@ pub fn connection(global: &GlobalArgs) -> Result<Connection> {
     })
 }
 
+/// The lease store `--lease-bucket` names, reached with the caller's credentials in
+/// `region` (the run's first region, where the bucket is expected).
+pub async fn lease_store(
+    global: &GlobalArgs,
+    region: &str,
+) -> Result<Option<crate::lease::LeaseStore>> {
+    let Some(bucket) = &global.lease_bucket else {
+        return Ok(None);
+    };
+    let aws = Aws::connect(&connection(global)?).await;
+    Ok(Some(crate::lease::LeaseStore {
+        bucket: bucket.clone(),
+        clients: aws.region(region),
+    }))
+}
+
 /// The session name of a run's assumed roles: it carries the run id, so each account's
 /// CloudTrail ties the calls to the run.
 pub fn session_name(run_id: &str) -> String {

@@ -315,7 +315,8 @@ fn a_resource_the_service_keeps_failing_fails_alone_with_a_clear_report_on_moto(
         !resumed_records.is_empty()
             && resumed_records
                 .iter()
-                .all(|r| r["resource"]["id"] == broken.as_str() && r["outcome"]["status"] == "succeeded"),
+                .all(|r| r["resource"]["id"] == broken.as_str()
+                    && r["outcome"]["status"] == "succeeded"),
         "resume changed only what the failed run left: {resumed_records:#?}"
     );
     emulator.assert_audit_verifies(state.path());

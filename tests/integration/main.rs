@@ -13,6 +13,7 @@ mod enforce;
 mod failure_isolation;
 mod faults;
 mod flow_logs;
+mod lease;
 mod multi_account;
 mod onboarding;
 mod proxy;
