@@ -7,7 +7,7 @@
 //! answers such a call with success and lists the VPCs it refused in `Unsuccessful`:
 //! each of those is that VPC's failure, never a success.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{Filter, FlowLogsResourceType, LogDestinationType, Traff
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, arg_string,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg_string,
     dry_run_answer,
 };
 use crate::aws::{RegionClients, failure};
@@ -171,6 +171,37 @@ impl Action for EnableFlowLogs {
     fn calls(&self) -> &'static dyn Calls {
         &FlowLogCalls
     }
+
+    /// A flow log this run created is deleted by its id (read back after the create).
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        if call.operation != "CreateFlowLogs" {
+            return Err(format!("no inverse for {}", call.operation));
+        }
+        let ids = |state: &Value| -> BTreeSet<String> {
+            state["flow_logs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["id"].as_str().map(str::to_string))
+                .collect()
+        };
+        let made: Vec<String> = ids(after).difference(&ids(before)).cloned().collect();
+        if made.is_empty() || made.iter().any(|id| id == KNOWN_AFTER_APPLY) {
+            return Err("the id of the flow log it created was not read back".into());
+        }
+        Ok(Inverse {
+            kind: ChangeKind::Delete,
+            summary: format!("delete the flow log {} it created", made.join(", ")),
+            operation: "DeleteFlowLogs".into(),
+            input: json!({"FlowLogIds": made}),
+            after: before.clone(),
+        })
+    }
 }
 
 /// Reads, applies (batched) and probes flow-log changes.
@@ -263,6 +294,39 @@ impl Calls for FlowLogCalls {
         change: &Change,
         current: &Value,
     ) -> Result<Applied> {
+        // Only rollback deletes flow logs: those a run created.
+        if change.call.operation == "DeleteFlowLogs" {
+            let ids: Vec<String> = change.call.input["FlowLogIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            let out = clients
+                .ec2
+                .delete_flow_logs()
+                .set_flow_log_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure("DeleteFlowLogs", &e)))?;
+            if let Some(refused) = out.unsuccessful().first() {
+                return Err(Error::Aws(AwsFailure {
+                    operation: "DeleteFlowLogs".into(),
+                    code: refused
+                        .error()
+                        .and_then(|e| e.code())
+                        .unwrap_or("Unsuccessful")
+                        .to_string(),
+                    message: refused
+                        .error()
+                        .and_then(|e| e.message())
+                        .unwrap_or("the service listed the flow log as unsuccessful")
+                        .to_string(),
+                    request_id: out.request_id().map(str::to_string),
+                }));
+            }
+            return Ok(Applied::request(out.request_id()));
+        }
         self.apply_batch(clients, &[change], &[current])
             .await
             .pop()
@@ -454,6 +518,30 @@ mod tests {
     }
 
     const ARGS: &str = r#"{"destination": "arn:aws:s3:::logs"}"#;
+
+    #[test]
+    fn a_created_flow_log_is_undone_by_deleting_it_by_the_id_read_back() {
+        let planned = plan(&vpc(vec![log("REJECT", "ACTIVE")]), ARGS);
+        let change = &planned.changes[0];
+        let mut read_back = change.after.clone();
+        for f in read_back["flow_logs"].as_array_mut().expect("logs") {
+            if f["id"] == KNOWN_AFTER_APPLY {
+                f["id"] = json!("fl-new");
+            }
+        }
+        let undo = EnableFlowLogs
+            .inverse(&change.call, &change.before, &read_back)
+            .expect("an inverse");
+        assert_eq!(undo.operation, "DeleteFlowLogs");
+        assert_eq!(undo.input, json!({"FlowLogIds": ["fl-new"]}));
+        assert_eq!(undo.after, change.before, "the flow log it found is kept");
+        assert!(
+            EnableFlowLogs
+                .inverse(&change.call, &change.before, &change.after)
+                .is_err(),
+            "without the id read back there is nothing to delete by"
+        );
+    }
 
     fn plan(target: &Resource, args: &str) -> ActionPlan {
         EnableFlowLogs

@@ -390,3 +390,71 @@ fn a_run_of_the_security_group_and_ebs_runbooks_is_rolled_back_exactly_on_moto()
     assert!(!after.1, "encryption by default off again");
     emulator.assert_audit_verifies(state.path());
 }
+
+/// The flow-log runbook's rollback: the flow logs it created are deleted by their ids;
+/// the log bucket it created (and set up) has no inverse yet, so it is listed as no way
+/// back and left as it is, and the rollback exits 1 saying so.
+#[test]
+fn flow_logs_a_run_created_are_deleted_and_its_bucket_is_refused_with_the_reason_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let ec2 = emulator.ec2(REGION);
+    block_on(async {
+        create_vpc(&ec2, "10.8.0.0/16").await;
+    });
+    let count = || {
+        block_on(async {
+            ec2.describe_flow_logs()
+                .send()
+                .await
+                .expect("flow logs")
+                .flow_logs()
+                .len()
+        })
+    };
+    assert_eq!(count(), 0);
+    let out = harden(
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            "runbooks/enable-vpc-flow-logs.yaml",
+            "--yes",
+            "--region",
+            REGION,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let run_id = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Apply "))
+        .and_then(|l| l.strip_suffix(':'))
+        .expect("the run id")
+        .to_string();
+    let made = count();
+    assert!(
+        made >= 2,
+        "a flow log per VPC, the default one's too: {made}"
+    );
+
+    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(count(), 0, "every flow log it created is gone");
+    assert!(
+        out.stdout.contains("no way back") && out.stdout.contains("s3:ensure-bucket"),
+        "the bucket is refused, naming the action:\n{}",
+        out.stdout
+    );
+    let bucket = format!("harden-flowlogs-{}-{REGION}", emulator.account());
+    block_on(async {
+        emulator
+            .s3(REGION)
+            .head_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("the bucket is left as it is")
+    });
+    emulator.assert_audit_verifies(state.path());
+}
