@@ -26,7 +26,6 @@ pub mod execute;
 pub mod input;
 pub mod inventory;
 pub mod jsonl;
-pub mod lease;
 pub mod plan;
 pub mod policy;
 pub mod progress;

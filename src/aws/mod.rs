@@ -16,6 +16,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::error::{AwsFailure, Error, Result};
 
+pub mod lease;
 pub mod limiter;
 pub mod persist;
 pub mod security_hub;

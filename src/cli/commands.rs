@@ -461,7 +461,7 @@ pub(super) struct Applying<'a> {
     /// How long throttled calls are sent again (`--deadline`).
     pub(super) deadline: std::time::Duration,
     /// Where the account-regions' leases are held (`--lease-bucket`), if anywhere.
-    pub(super) lease: Option<&'a crate::lease::LeaseStore>,
+    pub(super) lease: Option<&'a crate::aws::lease::LeaseStore>,
 }
 
 /// Applies a plan: Ctrl-C stops starting changes, the run is journaled, every change
@@ -501,13 +501,13 @@ pub(super) async fn run_apply(
             // Held past the run's deadline by the longest wait a change may take.
             let hold = jiff::SignedDuration::try_from(deadline).unwrap_or_default()
                 + jiff::SignedDuration::from_mins(15);
-            let record = crate::lease::LeaseRecord {
+            let record = crate::aws::lease::LeaseRecord {
                 run_id: run_id.to_string(),
                 principal: caller.0.clone(),
                 acquired_at: now,
                 expires_at: now + hold,
             };
-            crate::lease::acquire_all(store, &places, &record).await?
+            crate::aws::lease::acquire_all(store, &places, &record).await?
         }
         None => Vec::new(),
     };
@@ -535,7 +535,7 @@ pub(super) async fn run_apply(
     )
     .await;
     if let Some(store) = lease {
-        crate::lease::release_all(store, &held).await;
+        crate::aws::lease::release_all(store, &held).await;
     }
     let report = report?;
     let mut summary = summary(plan)?;

@@ -66,7 +66,7 @@ pub(super) struct Responder {
     /// The SNS topic people are told on.
     notify: Option<String>,
     /// Where account-region leases are held (`--lease-bucket`).
-    lease: Option<crate::lease::LeaseStore>,
+    lease: Option<crate::aws::lease::LeaseStore>,
     state_dir: PathBuf,
     /// Held while the responder lives: one writer of the state directory.
     pub(super) audit: Mutex<AuditLog>,
@@ -125,7 +125,7 @@ impl Responder {
         let lease = global
             .lease_bucket
             .as_ref()
-            .map(|bucket| crate::lease::LeaseStore {
+            .map(|bucket| crate::aws::lease::LeaseStore {
                 bucket: bucket.clone(),
                 clients: aws.region(&first),
             });

@@ -66,12 +66,12 @@ pub fn connection(global: &GlobalArgs) -> Result<Connection> {
 pub async fn lease_store(
     global: &GlobalArgs,
     region: &str,
-) -> Result<Option<crate::lease::LeaseStore>> {
+) -> Result<Option<crate::aws::lease::LeaseStore>> {
     let Some(bucket) = &global.lease_bucket else {
         return Ok(None);
     };
     let aws = Aws::connect(&connection(global)?).await;
-    Ok(Some(crate::lease::LeaseStore {
+    Ok(Some(crate::aws::lease::LeaseStore {
         bucket: bucket.clone(),
         clients: aws.region(region),
     }))

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{RegionClients, failure};
+use super::{RegionClients, failure};
 use crate::error::{Error, Result};
 
 /// Where leases are kept, and the clients to reach it.
