@@ -238,7 +238,9 @@ impl ResourceKind {
                 delivery_channels: Vec::new(),
             })
             .to_template_value(),
-            ResourceKind::Volume => Resource::Volume(Volume::sample()).to_template_value(),
+            ResourceKind::Volume => {
+                Resource::Volume(Box::new(Volume::sample())).to_template_value()
+            }
             ResourceKind::Instance => Resource::Instance(Instance::sample()).to_template_value(),
             ResourceKind::LogGroup => {
                 Resource::LogGroup(LogGroup::missing("sample")).to_template_value()
@@ -873,6 +875,11 @@ pub struct Volume {
     pub copy: Option<Artifact>,
     /// The encrypted volume made from the copy.
     pub replacement: Option<Artifact>,
+    /// Snapshots harden made for it beyond the snapshot and the copy it keeps: a
+    /// repeat after a lost answer, or another run at the same time, made them. The plan
+    /// deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strays: Vec<Artifact>,
 }
 
 /// A snapshot or volume harden made while replacing a volume.
@@ -950,6 +957,7 @@ impl Volume {
             snapshot: None,
             copy: None,
             replacement: None,
+            strays: Vec::new(),
         }
     }
 }
@@ -1198,8 +1206,8 @@ pub enum Resource {
     Role(Role),
     /// A service-linked role.
     ServiceLinkedRole(ServiceLinkedRole),
-    /// An EBS volume.
-    Volume(Volume),
+    /// An EBS volume (boxed: with its artifacts it is the largest resource).
+    Volume(Box<Volume>),
     /// An EC2 instance.
     Instance(Instance),
     /// A CloudWatch Logs log group.

@@ -220,20 +220,36 @@ impl Action for EncryptInstanceVolumes {
                     ),
                 ));
             }
-            pending.push((device, volume.clone()));
+            let mut volume = volume.clone();
+            // Its strays are deleted first (below); the swap builds on it without them.
+            volume.strays.clear();
+            pending.push((device, volume));
         }
         // An earlier run stopped it and died before starting it again: it is owed a start
         // whether or not its swap is pending (and a tag to remove once it runs).
         let marked = instance.stopped_by_harden();
-        let retired: Vec<(&Volume, Retired)> = instance
+        // Snapshots made twice for any of its volumes: deleted first.
+        let mut strays: Vec<(String, VolumeStep)> = Vec::new();
+        for volume in instance.unencrypted.values().flatten() {
+            let mut without = volume.clone();
+            for step in ebs_volumes::stray_steps(&mut without) {
+                strays.push((volume.id.clone(), step));
+            }
+        }
+        let retired: Vec<(Volume, Retired)> = instance
             .unencrypted
             .values()
             .flatten()
             .filter(|v| v.replaced_by().is_some())
-            .map(|v| (v, retirement_steps(v, retirement)))
+            .map(|v| {
+                let mut v = v.clone();
+                v.strays.clear();
+                let retired = retirement_steps(&v, retirement);
+                (v, retired)
+            })
             .collect();
         let leftovers = retired.iter().any(|(_, r)| !r.steps.is_empty());
-        if pending.is_empty() && !marked && !leftovers {
+        if pending.is_empty() && !marked && !leftovers && strays.is_empty() {
             let due: Vec<&str> = retired
                 .iter()
                 .filter_map(|(_, r)| r.due.as_deref())
@@ -296,6 +312,9 @@ impl Action for EncryptInstanceVolumes {
 
         let mut current = instance.clone();
         let mut chain = DraftChain::new("ec2", state(&current));
+        for (volume, step) in strays {
+            push_volume_step(&mut chain, &mut current, &volume, step);
+        }
         let stops = needs_instance && instance.state == "running";
         let starts = stops || (marked && instance.state == "stopped");
         if stops && !marked {
@@ -503,7 +522,13 @@ fn volume_of(change: &Change, current: &Value) -> Result<String> {
         .into_iter()
         .flatten()
         .find(|(id, v)| match snapshot {
-            Some(s) => v["copy"]["id"] == s || v["snapshot"]["id"] == s,
+            Some(s) => {
+                v["copy"]["id"] == s
+                    || v["snapshot"]["id"] == s
+                    || v["strays"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|i| i == s))
+            }
             // The volume whose snapshot or copy the change leaves gone.
             None => ["copy", "snapshot"]
                 .iter()
@@ -1343,6 +1368,7 @@ mod tests {
             snapshot: None,
             copy: None,
             replacement: None,
+            strays: Vec::new(),
         }
     }
 

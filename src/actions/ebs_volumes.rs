@@ -108,7 +108,7 @@ pub(super) fn state(volume: Option<&Volume>) -> Value {
             shape["throughput"] = json!(KNOWN_AFTER_APPLY);
         }
     }
-    json!({
+    let mut state = json!({
         "exists": true,
         "encrypted": volume.encrypted,
         "state": volume.state,
@@ -116,7 +116,12 @@ pub(super) fn state(volume: Option<&Volume>) -> Value {
         "snapshot": volume.snapshot,
         "copy": volume.copy,
         "replacement": replacement,
-    })
+    });
+    // Only when there are some, so states without strays read as before.
+    if !volume.strays.is_empty() {
+        state["strays"] = json!(volume.strays.iter().map(|s| &s.id).collect::<Vec<_>>());
+    }
+    state
 }
 
 /// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set),
@@ -143,6 +148,30 @@ fn unknown_artifact(encrypted: bool, state: &str) -> Artifact {
         shape: None,
         placed: None,
     }
+}
+
+/// Deletes the snapshots harden made twice for `volume` (see [`Volume::strays`]),
+/// leaving it without strays.
+pub(super) fn stray_steps(volume: &mut Volume) -> Vec<VolumeStep> {
+    let strays = std::mem::take(&mut volume.strays);
+    let mut current = volume.clone();
+    let mut left = strays.clone();
+    let mut steps = Vec::new();
+    for stray in &strays {
+        left.retain(|s| s.id != stray.id);
+        current.strays = left.clone();
+        steps.push(VolumeStep {
+            kind: ChangeKind::Delete,
+            summary: format!(
+                "delete the snapshot {} harden made twice for {} (a repeat after a lost answer, or another run at the same time)",
+                stray.id, volume.id
+            ),
+            after: Some(current.clone()),
+            operation: "DeleteSnapshot",
+            input: json!({"SnapshotId": stray.id}),
+        });
+    }
+    steps
 }
 
 /// One planned change to a volume's replacement and the volume as it leaves it
@@ -475,6 +504,7 @@ impl Action for EncryptVolume {
         let Resource::Volume(volume) = target else {
             return Err(format!("expected an EBS volume, given {}", target.kind()));
         };
+        let volume: &Volume = volume;
         let kms = super::arg_string(args, "kms_key_id")?;
         let retirement = Retirement::from_args(args)?;
         if volume.encrypted {
@@ -506,6 +536,10 @@ impl Action for EncryptVolume {
         }
         let mut chain = DraftChain::new("ec2", state(Some(volume)));
         let mut current = Some(volume.clone());
+        // Duplicates first; what follows builds on the volume without them.
+        let mut volume = volume.clone();
+        let strays = stray_steps(&mut volume);
+        let volume = &volume;
         let steps = if volume.replaced_by().is_some() {
             Vec::new()
         } else {
@@ -514,6 +548,7 @@ impl Action for EncryptVolume {
         let replaced = steps.last().and_then(|s| s.after.clone());
         let Retired { steps: retire, due } =
             retirement_steps(replaced.as_ref().unwrap_or(volume), retirement);
+        let steps: Vec<VolumeStep> = strays.into_iter().chain(steps).collect();
         if steps.is_empty() && retire.is_empty() {
             return Ok(match due {
                 Some(due) => ActionPlan::blocked(BlockReason::NotYetDue, due),
@@ -533,7 +568,7 @@ impl Action for EncryptVolume {
         Ok(ActionPlan {
             changes: chain.into_changes(),
             blocked: None,
-            projected: current.map(Resource::Volume),
+            projected: current.map(|v| Resource::Volume(Box::new(v))),
         })
     }
 
@@ -984,6 +1019,7 @@ pub(super) async fn describe_volumes(
                 snapshot: None,
                 copy: None,
                 replacement: None,
+                strays: Vec::new(),
             });
         }
     }
@@ -1009,6 +1045,7 @@ pub(super) async fn find_artifacts(
         filter("tag-key", vec![SOURCE_VOLUME_TAG.to_string()])
     };
     let mut snapshots: BTreeMap<String, (Option<Artifact>, Option<Artifact>)> = BTreeMap::new();
+    let mut strays: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
     let mut pages = ec2
         .describe_snapshots()
         .owner_ids("self")
@@ -1034,10 +1071,25 @@ pub(super) async fn find_artifacts(
                 placed: None,
             };
             let entry = snapshots.entry(source.clone()).or_default();
-            if tags.get("harden:stage").map(String::as_str) == Some("copy") {
-                entry.1 = Some(artifact);
+            let slot = if tags.get("harden:stage").map(String::as_str) == Some("copy") {
+                &mut entry.1
             } else {
-                entry.0 = Some(artifact);
+                &mut entry.0
+            };
+            // Two of one stage: keep a completed one (the lowest id of those), the
+            // other is a stray the plan deletes.
+            match slot.take() {
+                None => *slot = Some(artifact),
+                Some(kept) => {
+                    let rank = |a: &Artifact| (a.state != "completed", a.id.clone());
+                    let (keep, stray) = if rank(&artifact) < rank(&kept) {
+                        (artifact, kept)
+                    } else {
+                        (kept, artifact)
+                    };
+                    *slot = Some(keep);
+                    strays.entry(source.clone()).or_default().push(stray);
+                }
             }
         }
     }
@@ -1085,6 +1137,8 @@ pub(super) async fn find_artifacts(
             volume.copy = copy;
         }
         volume.replacement = replacements.remove(&volume.id);
+        volume.strays = strays.remove(&volume.id).unwrap_or_default();
+        volume.strays.sort_by(|a, b| a.id.cmp(&b.id));
     }
     Ok(())
 }
@@ -1115,7 +1169,7 @@ pub async fn discover(
         .into_iter()
         // harden's own replacement volumes are not themselves to be replaced.
         .filter(|v| !v.tags.contains_key(SOURCE_VOLUME_TAG))
-        .map(Resource::Volume)
+        .map(|v| Resource::Volume(Box::new(v)))
         .collect())
 }
 
@@ -1153,6 +1207,7 @@ mod tests {
             snapshot: None,
             copy: None,
             replacement: None,
+            strays: Vec::new(),
         }
     }
 
@@ -1167,7 +1222,7 @@ mod tests {
     fn an_unattached_volume_is_copied_encrypted_with_its_shape_and_tags_and_kept() {
         let planned = EncryptVolume
             .plan(
-                &Resource::Volume(unattached()),
+                &Resource::Volume(Box::new(unattached())),
                 &json!({"kms_key_id": "alias/aws/ebs"}),
             )
             .expect("plans");
@@ -1217,7 +1272,7 @@ mod tests {
         );
         let kept = EncryptVolume
             .plan(
-                &Resource::Volume(unattached()),
+                &Resource::Volume(Box::new(unattached())),
                 &json!({"keep_snapshots": true}),
             )
             .expect("plans");
@@ -1250,7 +1305,7 @@ mod tests {
             placed: None,
         });
         let planned = EncryptVolume
-            .plan(&Resource::Volume(volume.clone()), &json!({}))
+            .plan(&Resource::Volume(Box::new(volume.clone())), &json!({}))
             .expect("plans");
         assert_eq!(
             operations(&planned),
@@ -1270,7 +1325,7 @@ mod tests {
             placed: None,
         });
         let refused = EncryptVolume
-            .plan(&Resource::Volume(volume), &json!({}))
+            .plan(&Resource::Volume(Box::new(volume)), &json!({}))
             .expect("plans");
         assert_eq!(
             refused.blocked.map(|b| b.0),
@@ -1285,7 +1340,7 @@ mod tests {
         volume.attached_to = vec!["i-1".into()];
         volume.state = "in-use".into();
         let planned = EncryptVolume
-            .plan(&Resource::Volume(volume), &json!({}))
+            .plan(&Resource::Volume(Box::new(volume)), &json!({}))
             .expect("plans");
         assert_eq!(
             planned.blocked.map(|b| b.0),
@@ -1308,7 +1363,7 @@ mod tests {
             placed: None,
         });
         let planned = EncryptVolume
-            .plan(&Resource::Volume(detached), &json!({}))
+            .plan(&Resource::Volume(Box::new(detached)), &json!({}))
             .expect("plans");
         assert_eq!(
             planned.blocked.map(|b| b.0),
@@ -1321,7 +1376,7 @@ mod tests {
     fn delete_originals_deletes_the_original_last_and_keeps_its_encrypted_copy() {
         let planned = EncryptVolume
             .plan(
-                &Resource::Volume(unattached()),
+                &Resource::Volume(Box::new(unattached())),
                 &json!({"delete_originals": true}),
             )
             .expect("plans");
@@ -1363,10 +1418,59 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_made_twice_is_deleted_first_and_the_rest_builds_without_it() {
+        let stray = |id: &str| Artifact {
+            id: id.into(),
+            state: "completed".into(),
+            encrypted: false,
+            shape: None,
+            placed: None,
+        };
+        let mut volume = unattached();
+        volume.snapshot = Some(stray("snap-a"));
+        volume.strays = vec![stray("snap-b")];
+        let planned = EncryptVolume
+            .plan(&Resource::Volume(Box::new(volume)), &json!({}))
+            .expect("plans");
+        assert_eq!(
+            planned.changes[0].call.input,
+            json!({"SnapshotId": "snap-b"}),
+            "the duplicate goes first"
+        );
+        assert_eq!(planned.changes[0].before["strays"], json!(["snap-b"]));
+        assert!(planned.changes[0].after.get("strays").is_none());
+        assert_eq!(
+            operations(&planned)[1..],
+            [
+                "CopySnapshot",
+                "CreateVolume",
+                "CreateTags",
+                "DeleteSnapshot",
+                "DeleteSnapshot"
+            ],
+            "then the replacement from the snapshot it keeps"
+        );
+        for pair in planned.changes.windows(2) {
+            assert_eq!(pair[0].after, pair[1].before, "one chain");
+        }
+        let mut done = retired(false, false);
+        done.strays = vec![stray("snap-c")];
+        assert_eq!(
+            operations(
+                &EncryptVolume
+                    .plan(&Resource::Volume(Box::new(done)), &json!({}))
+                    .expect("plans")
+            ),
+            ["DeleteSnapshot"],
+            "a retired original's duplicates are leftovers too"
+        );
+    }
+
+    #[test]
     fn retire_originals_after_deletes_an_original_only_once_its_replacement_is_old_enough() {
         let plan = |volume: Volume, args: Value| {
             EncryptVolume
-                .plan(&Resource::Volume(volume), &args)
+                .plan(&Resource::Volume(Box::new(volume)), &args)
                 .expect("plans")
         };
         let after = json!({"retire_originals_after": "30d"});
@@ -1426,7 +1530,7 @@ mod tests {
         ] {
             assert!(
                 EncryptVolume
-                    .plan(&Resource::Volume(unattached()), &bad)
+                    .plan(&Resource::Volume(Box::new(unattached())), &bad)
                     .is_err()
             );
         }
@@ -1436,7 +1540,7 @@ mod tests {
     fn snapshots_a_run_left_after_retiring_the_original_are_planned_for_deletion() {
         let planned = |volume: Volume, args: Value| {
             EncryptVolume
-                .plan(&Resource::Volume(volume), &args)
+                .plan(&Resource::Volume(Box::new(volume)), &args)
                 .expect("plans")
         };
         let left = planned(retired(true, true), json!({}));

@@ -384,3 +384,60 @@ fn originals_are_retired_once_their_replacement_has_been_in_place_long_enough_on
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
     emulator.assert_audit_verifies(state.path());
 }
+
+/// A snapshot harden made twice for one volume (a repeat after a lost answer, or two
+/// runs at once) is a leftover the next plan shows and deletes, keeping one.
+#[test]
+fn a_snapshot_made_twice_is_shown_and_deleted_by_the_next_plan_on_moto() {
+    const RUNBOOK: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args)
+            .args(["--region", REGION, "--param", "keep_snapshots=true"]);
+        run(cmd)
+    };
+    let original = block_on(volume(&ec2, "ap-southeast-2a", false, &[("Name", "twice")]));
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let stages = || {
+        let mut stages: Vec<String> = block_on(harden_snapshots(&ec2))
+            .iter()
+            .map(|t| t.get("harden:stage").cloned().unwrap_or_default())
+            .collect();
+        stages.sort();
+        stages
+    };
+    assert_eq!(stages(), ["copy", "snapshot"], "kept on purpose");
+    block_on(async {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        ec2.create_snapshot()
+            .volume_id(&original)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Snapshot)
+                    .tags(
+                        Tag::builder()
+                            .key("harden:source-volume")
+                            .value(&original)
+                            .build(),
+                    )
+                    .tags(Tag::builder().key("harden:stage").value("snapshot").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("a second snapshot")
+    });
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "the duplicate is a leftover:\n{}", out.stdout);
+    assert!(out.stdout.contains("harden made twice"), "{}", out.stdout);
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(stages(), ["copy", "snapshot"], "one of each left");
+    let out = cli(&["plan", RUNBOOK, "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
+    emulator.assert_audit_verifies(state.path());
+}
