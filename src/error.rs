@@ -183,8 +183,16 @@ pub enum Error {
         /// What differs from the plan as saved.
         detail: String,
     },
-    /// A run cannot be resumed as it is: it is unknown, was resumed already, or a
-    /// runbook it applied has changed since.
+    /// No run of that id in the state directory.
+    #[error("{state_dir} has no run {run} (`harden runs` lists them)", state_dir = state_dir.display())]
+    NoSuchRun {
+        /// The run id asked for.
+        run: String,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// A run cannot be resumed as it is: it was resumed already, or a runbook it applied
+    /// has changed since.
     #[error("cannot resume run {run}: {reason}")]
     NotResumable {
         /// The run id.

@@ -9,7 +9,7 @@ use super::commands::{Applying, confirm, new_run_id, run_apply, save_run_report,
 use super::settings;
 use crate::audit::{self, AuditLog};
 use crate::error::{Error, Result};
-use crate::execute::resume::{self, Found, Interrupted, RESUMES_FILE};
+use crate::execute::resume::{self, Found, PastRun, RESUMES_FILE};
 use crate::execute::runs;
 use crate::plan::{self, PlanRequest};
 use crate::runbook::{self, LoadedRunbook, params::ResolvedParams, validate::validate};
@@ -17,16 +17,12 @@ use crate::runbook::{self, LoadedRunbook, params::ResolvedParams, validate::vali
 /// Resumes run `args.run_id` of the state directory.
 pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Status> {
     audit::check_appendable(&global.state_dir)?;
-    let old = Interrupted::load(&global.state_dir, &args.run_id)?;
+    let old = PastRun::load(&global.state_dir, &args.run_id)?;
     let not_resumable = |reason: String| Error::NotResumable {
         run: args.run_id.clone(),
         reason,
     };
-    if let Some(by) = runs::list(&global.state_dir)?
-        .into_iter()
-        .find(|r| r.run_id == args.run_id)
-        .and_then(|r| r.resumed_by)
-    {
+    if let Some(by) = runs::resumed_by(&global.state_dir, &args.run_id)? {
         return Err(not_resumable(format!(
             "run {by} resumed it already; resume {by} if it did not finish"
         )));
@@ -142,7 +138,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
 
 /// The runbooks the run planned, loaded again from where they were, each refused if
 /// its file changed since: a resumed run applies what was reviewed, or nothing.
-fn planned_runbooks(old: &Interrupted) -> Result<Vec<LoadedRunbook>> {
+fn planned_runbooks(old: &PastRun) -> Result<Vec<LoadedRunbook>> {
     let paths: Vec<std::path::PathBuf> = old
         .plan
         .runbooks

@@ -10,21 +10,14 @@ use super::commands::{
 use super::settings;
 use crate::audit::{self, AuditLog};
 use crate::error::{Error, Result};
-use crate::execute::resume::Interrupted;
+use crate::execute::resume::PastRun;
 use crate::execute::rollback::{self, ROLLS_BACK_FILE};
 
 /// Plans the rollback of `args.run_id`, shows it, and applies it (or saves it).
 pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result<Status> {
     audit::check_appendable(&global.state_dir)?;
-    let run = Interrupted::load(&global.state_dir, &args.run_id).map_err(|e| match e {
-        Error::NotResumable { run, reason } => Error::Usage(format!("rollback {run}: {reason}")),
-        other => other,
-    })?;
-    if let Some(by) = crate::execute::runs::list(&global.state_dir)?
-        .into_iter()
-        .find(|r| r.run_id == args.run_id)
-        .and_then(|r| r.rolled_back_by)
-    {
+    let run = PastRun::load(&global.state_dir, &args.run_id)?;
+    if let Some(by) = crate::execute::runs::rolled_back_by(&global.state_dir, &args.run_id)? {
         return Err(Error::Usage(format!(
             "rollback {}: run {by} rolled it back already",
             args.run_id

@@ -46,6 +46,19 @@ pub struct JournalEntry {
     pub detail: Option<String>,
 }
 
+/// The last phase of each change a journal names: its end, or `started` when it has
+/// none (in flight when the process died). Compensation follows an end and does not
+/// undo that the change ended.
+pub fn last_phases(entries: &[JournalEntry]) -> std::collections::BTreeMap<&str, Phase> {
+    let mut last = std::collections::BTreeMap::new();
+    for entry in entries {
+        if entry.phase != Phase::Compensated {
+            last.insert(entry.change_id.as_str(), entry.phase);
+        }
+    }
+    last
+}
+
 /// The environment variable that makes a run die (abort, as abruptly as a SIGKILL:
 /// nothing unwinds, nothing more is written) just before it writes journal line N
 /// (counted from 1). It exists for the crash tests: before a `started` line, the

@@ -34,6 +34,28 @@ use crate::plan::{Change, Plan, state_matches};
 use crate::runbook::model::OnFailure;
 use journal::{Journal, Phase};
 
+/// Reads the resource of `change` now, with its account's session, sending the read
+/// again while throttled until `deadline`: what resuming and rolling back compare a
+/// recorded change with. `Err` says why it could not be read.
+pub async fn read_resource(
+    sessions: &[Session],
+    change: &Change,
+    deadline: Instant,
+) -> std::result::Result<Value, String> {
+    let session = sessions
+        .iter()
+        .find(|s| s.scope.target.id == change.account_id)
+        .ok_or_else(|| format!("account {} was not reached", change.account_id))?;
+    let action = actions::find(&change.action)
+        .ok_or_else(|| format!("action {} is not in this harden", change.action))?;
+    let clients = session.aws.region(&change.region);
+    persist::persist(deadline, || {
+        action.calls().read(&clients, &change.resource.id)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// How to apply.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {

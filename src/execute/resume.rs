@@ -9,16 +9,14 @@
 //! continues from wherever a run stopped (the artifacts and marks harden leaves in AWS
 //! say how far it got), so nothing is done twice and nothing new is taken on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::journal::{Journal, JournalEntry, Phase};
 use crate::accounts::Session;
-use crate::actions;
 use crate::audit::{AuditLog, ChangeRecord, Entry, Outcome};
-use crate::aws::persist;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan, state_matches};
 
@@ -52,7 +50,7 @@ pub struct InFlight {
 
 /// The run to resume, as its folder holds it.
 #[derive(Debug)]
-pub struct Interrupted {
+pub struct PastRun {
     /// Its id.
     pub run_id: String,
     /// Its plan.
@@ -61,17 +59,14 @@ pub struct Interrupted {
     pub journal: Vec<JournalEntry>,
 }
 
-impl Interrupted {
+impl PastRun {
     /// Reads `runs/RUN_ID/` of `state_dir`.
     pub fn load(state_dir: &Path, run_id: &str) -> Result<Self> {
         let dir = state_dir.join("runs").join(run_id);
         if !dir.join("plan.json").is_file() {
-            return Err(Error::NotResumable {
+            return Err(Error::NoSuchRun {
                 run: run_id.to_string(),
-                reason: format!(
-                    "{} has no such run (`harden runs` lists them)",
-                    state_dir.display()
-                ),
+                state_dir: state_dir.to_path_buf(),
             });
         }
         Ok(Self {
@@ -83,12 +78,7 @@ impl Interrupted {
 
     /// The changes started and never ended, in plan order.
     pub fn in_flight(&self) -> Vec<&Change> {
-        let mut last: BTreeMap<&str, Phase> = BTreeMap::new();
-        for entry in &self.journal {
-            if entry.phase != Phase::Compensated {
-                last.insert(entry.change_id.as_str(), entry.phase);
-            }
-        }
+        let last = super::journal::last_phases(&self.journal);
         self.plan
             .changes
             .iter()
@@ -98,16 +88,11 @@ impl Interrupted {
 
     /// Whether every change of its plan was made and verified.
     pub fn is_complete(&self) -> bool {
-        let succeeded: BTreeSet<&str> = self
-            .journal
-            .iter()
-            .filter(|e| e.phase == Phase::Succeeded)
-            .map(|e| e.change_id.as_str())
-            .collect();
+        let last = super::journal::last_phases(&self.journal);
         self.plan
             .changes
             .iter()
-            .all(|c| succeeded.contains(c.id.as_str()))
+            .all(|c| last.get(c.id.as_str()) == Some(&Phase::Succeeded))
     }
 
     /// The resources the run was changing: (account, region, runbook, resource id).
@@ -157,7 +142,7 @@ pub async fn read_in_flight(
 ) -> Vec<InFlight> {
     let mut found = Vec::with_capacity(changes.len());
     for change in changes {
-        let (found_here, state) = match read(sessions, change, deadline).await {
+        let (found_here, state) = match super::read_resource(sessions, change, deadline).await {
             Err(why) => (Found::Unread(why), Value::Null),
             Ok(state) => {
                 let found = match state_matches(&change.after, &state) {
@@ -179,32 +164,13 @@ pub async fn read_in_flight(
     found
 }
 
-async fn read(
-    sessions: &[Session],
-    change: &Change,
-    deadline: std::time::Instant,
-) -> std::result::Result<Value, String> {
-    let session = sessions
-        .iter()
-        .find(|s| s.scope.target.id == change.account_id)
-        .ok_or_else(|| format!("account {} was not reached", change.account_id))?;
-    let action = actions::find(&change.action)
-        .ok_or_else(|| format!("action {} is not in this harden", change.action))?;
-    let clients = session.aws.region(&change.region);
-    persist::persist(deadline, || {
-        action.calls().read(&clients, &change.resource.id)
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
 /// Records what was found of each change in flight, under the interrupted run's id
 /// (its change ids are that run's): made is a success, not made a change not
 /// attempted (the resumed run makes it), anything else a failure naming the
 /// difference.
 pub fn record_in_flight(
     log: &mut AuditLog,
-    interrupted: &Interrupted,
+    interrupted: &PastRun,
     resumed_by: &str,
     principal: &str,
     found: &[InFlight],

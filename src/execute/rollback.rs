@@ -20,6 +20,17 @@ use serde_json::Value;
 use crate::plan::{ApiCall, BlockReason, Blocked, Change, Plan, PlannedRunbook, state_matches};
 use crate::template::KNOWN_AFTER_APPLY;
 
+/// (account, region, resource id): one resource, whose inverses form one chain.
+type ResourceKey = (String, String, String);
+
+fn resource_key(change: &Change) -> ResourceKey {
+    (
+        change.account_id.clone(),
+        change.region.clone(),
+        change.resource.id.clone(),
+    )
+}
+
 /// File in a rollback run's folder naming the run it undoes.
 pub const ROLLS_BACK_FILE: &str = "rolls-back";
 
@@ -37,10 +48,10 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     let mut changes = Vec::new();
     let mut blocked = Vec::new();
     // Resources with a change that cannot be undone: nothing earlier of them is.
-    let mut stuck: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut stuck: BTreeMap<ResourceKey, String> = BTreeMap::new();
     // Per resource, the values a later inverse renews (the ids of rules authorized
     // again): in the states recorded earlier they are known only after apply.
-    let mut renewed: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut renewed: BTreeMap<ResourceKey, BTreeSet<String>> = BTreeMap::new();
     for (record, change) in made.iter().rev() {
         let resource = (
             record.account_id.clone(),
@@ -193,44 +204,21 @@ pub async fn refuse_changed(
     rollback: &mut Plan,
     deadline: std::time::Instant,
 ) {
-    let mut changed: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut changed: BTreeMap<ResourceKey, String> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for change in &rollback.changes {
-        let key = (
-            change.account_id.clone(),
-            change.region.clone(),
-            change.resource.id.clone(),
-        );
         // The first inverse of each resource is the one its current state must match.
-        if !seen.insert(key.clone()) {
+        if !seen.insert(resource_key(change)) {
             continue;
         }
-        let Some(session) = sessions
-            .iter()
-            .find(|s| s.scope.target.id == change.account_id)
-        else {
-            changed.insert(
-                key,
-                format!("account {} was not reached", change.account_id),
-            );
-            continue;
-        };
-        let Some(action) = actions::find(&change.action) else {
-            continue;
-        };
-        let clients = session.aws.region(&change.region);
-        let read = crate::aws::persist::persist(deadline, || {
-            action.calls().read(&clients, &change.resource.id)
-        })
-        .await;
-        let why = match read {
+        let why = match super::read_resource(sessions, change, deadline).await {
             Ok(now) => state_matches(&change.before, &now)
                 .err()
                 .map(|d| format!("it changed since the run: {d}")),
             Err(e) => Some(format!("it could not be read: {e}")),
         };
         if let Some(why) = why {
-            changed.insert(key, why);
+            changed.insert(resource_key(change), why);
         }
     }
     if changed.is_empty() {
@@ -238,20 +226,10 @@ pub async fn refuse_changed(
     }
     let (kept, refused): (Vec<Change>, Vec<Change>) = std::mem::take(&mut rollback.changes)
         .into_iter()
-        .partition(|c| {
-            !changed.contains_key(&(
-                c.account_id.clone(),
-                c.region.clone(),
-                c.resource.id.clone(),
-            ))
-        });
+        .partition(|c| !changed.contains_key(&resource_key(c)));
     rollback.changes = kept;
     for change in refused {
-        let why = &changed[&(
-            change.account_id.clone(),
-            change.region.clone(),
-            change.resource.id.clone(),
-        )];
+        let why = &changed[&resource_key(&change)];
         rollback.blocked.push(Blocked {
             runbook: change.runbook.clone(),
             account_id: change.account_id.clone(),

@@ -73,20 +73,10 @@ pub struct RunSummary {
 /// Every run with a journal in `state_dir`, oldest first. A journal's last line cut
 /// short (the process died writing it) is ignored: its change counts as in flight.
 pub fn list(state_dir: &Path) -> Result<Vec<RunSummary>> {
-    let dir = state_dir.join("runs");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
-    let mut ids: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("journal.jsonl").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    ids.sort();
-    let mut runs = ids
+    let runs_dir = state_dir.join("runs");
+    let mut runs = run_ids(state_dir)?
         .into_iter()
+        .filter(|id| runs_dir.join(id).join("journal.jsonl").is_file())
         .map(|id| summarize(state_dir, &id))
         .collect::<Result<Vec<_>>>()?;
     let resumed: BTreeMap<String, String> = runs
@@ -120,6 +110,46 @@ pub fn resumes(state_dir: &Path, run_id: &str) -> Option<String> {
     marker(state_dir, run_id, RESUMES_FILE)
 }
 
+/// The run that resumed `run_id`, if one did: found by reading the marker files only.
+pub fn resumed_by(state_dir: &Path, run_id: &str) -> Result<Option<String>> {
+    Ok(marked_by(state_dir, RESUMES_FILE, run_id)?
+        .into_iter()
+        .next())
+}
+
+/// The rollback run that undid `run_id` and completed, if one did.
+pub fn rolled_back_by(state_dir: &Path, run_id: &str) -> Result<Option<String>> {
+    for by in marked_by(state_dir, ROLLS_BACK_FILE, run_id)? {
+        if summarize(state_dir, &by)?.state == RunState::Complete {
+            return Ok(Some(by));
+        }
+    }
+    Ok(None)
+}
+
+/// The runs whose marker `file` names `run_id`.
+fn marked_by(state_dir: &Path, file: &str, run_id: &str) -> Result<Vec<String>> {
+    Ok(run_ids(state_dir)?
+        .into_iter()
+        .filter(|id| marker(state_dir, id, file).as_deref() == Some(run_id))
+        .collect())
+}
+
+/// The folders of `STATE_DIR/runs/`, sorted; none when it does not exist.
+fn run_ids(state_dir: &Path) -> Result<Vec<String>> {
+    let dir = state_dir.join("runs");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
 /// The run id a marker file of `run_id`'s folder names.
 fn marker(state_dir: &Path, run_id: &str, file: &str) -> Option<String> {
     let path = state_dir.join("runs").join(run_id).join(file);
@@ -139,15 +169,7 @@ fn summarize(state_dir: &Path, run_id: &str) -> Result<RunSummary> {
         jiff::Timestamp::try_from(modified).ok()
     };
     let started = journal.first().map(|e| e.time).or_else(made);
-    // The last phase of each change: its end, or `started` when it has none.
-    let mut last: BTreeMap<&str, Phase> = BTreeMap::new();
-    for entry in &journal {
-        let phase = last.entry(entry.change_id.as_str()).or_insert(entry.phase);
-        // Compensation follows an end; it does not undo that the change ended.
-        if !matches!(entry.phase, Phase::Compensated) {
-            *phase = entry.phase;
-        }
-    }
+    let last = super::journal::last_phases(&journal);
     let count = |phase: Phase| last.values().filter(|p| **p == phase).count();
     let in_flight = count(Phase::Started);
     let failed = count(Phase::Failed) + count(Phase::CompensationFailed);

@@ -162,65 +162,54 @@ fn seed(emulator: &Emulator) -> (String, String) {
                 .to_string();
             ids.push(id);
         }
-        // moto gives a new group allow-all to 0.0.0.0/0; v6 gets ::/0 instead.
-        ec2.revoke_security_group_egress()
-            .group_id(&ids[1])
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("-1")
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        // moto gives a new group allow-all to 0.0.0.0/0; v6 gets ::/0 instead, kept a
+        // private rule a person described.
+        let v6 = IpPermission::builder()
+            .ip_protocol("-1")
+            .ipv6_ranges(
+                Ipv6Range::builder()
+                    .cidr_ipv6("::/0")
+                    .description("legacy: everything out")
                     .build(),
             )
-            .send()
-            .await
-            .expect("revoke");
-        ec2.authorize_security_group_egress()
-            .group_id(&ids[1])
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("-1")
-                    .ipv6_ranges(
-                        Ipv6Range::builder()
-                            .cidr_ipv6("::/0")
-                            .description("legacy: everything out")
-                            .build(),
-                    )
+            .build();
+        let private = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(5432)
+            .to_port(5432)
+            .ip_ranges(
+                IpRange::builder()
+                    .cidr_ip("10.7.0.0/16")
+                    .description("database")
                     .build(),
             )
-            .send()
-            .await
-            .expect("open ::/0");
-        ec2.revoke_security_group_egress()
-            .group_id(&ids[2])
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("-1")
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("revoke");
-        ec2.authorize_security_group_egress()
-            .group_id(&ids[2])
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(5432)
-                    .to_port(5432)
-                    .ip_ranges(
-                        IpRange::builder()
-                            .cidr_ip("10.7.0.0/16")
-                            .description("database")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("private rule");
+            .build();
+        for (group, egress) in [(&ids[1], v6), (&ids[2], private)] {
+            replace_egress(&ec2, group, egress).await;
+        }
         (vpc, ids[0].clone())
     })
+}
+
+/// Replaces the allow-all egress moto gives a new group by `egress`.
+async fn replace_egress(ec2: &aws_sdk_ec2::Client, group: &str, egress: IpPermission) {
+    ec2.revoke_security_group_egress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("revoke the allow-all");
+    ec2.authorize_security_group_egress()
+        .group_id(group)
+        .ip_permissions(egress)
+        .send()
+        .await
+        .expect("authorize");
 }
 
 fn harden(emulator: &Emulator, state: &Path, args: &[&str]) -> crate::support::Run {
