@@ -58,12 +58,19 @@ lint:
 
 ## The whole suite: lint, unit tests, and integration tests against moto and LocalStack,
 ## which the tests start and stop themselves on free ports of 127.0.0.1.
+## Every harden process the suite starts records the AWS calls it makes into RECORDED;
+## least_privilege then checks them against `harden iam-policy` both ways.
+RECORDED    := $(CURDIR)/target/recorded-calls
+
 test: emulators tools browser lint
+	rm -rf $(RECORDED)
 	HARDEN_CHROMIUM=$(CHROMIUM) \
 	HARDEN_KUBERNETES_VALIDATE=$(CURDIR)/$(TOOLS_VENV)/bin/kubernetes-validate \
 	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server \
 	HARDEN_LOCALSTACK_PYTHON=$(CURDIR)/$(LS_VENV)/bin/python \
+	HARDEN_RECORD_CALLS=$(RECORDED) \
 	$(CARGO) test --locked
+	HARDEN_RECORD_CALLS=$(RECORDED) $(CARGO) test --locked --test least_privilege
 
 unit:
 	$(CARGO) test --locked --lib

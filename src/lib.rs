@@ -26,6 +26,7 @@ pub mod execute;
 pub mod input;
 pub mod inventory;
 pub mod jsonl;
+pub mod least_privilege;
 pub mod plan;
 pub mod policy;
 pub mod progress;

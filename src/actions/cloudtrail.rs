@@ -429,6 +429,25 @@ fn advanced_selector(value: &Value) -> Result<AdvancedEventSelector> {
 
 #[async_trait]
 impl Calls for TrailCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "cloudtrail:DescribeTrails",
+                "cloudtrail:GetTrailStatus",
+                "cloudtrail:GetEventSelectors",
+                "cloudtrail:ListTags",
+            ],
+            changes: &[
+                "cloudtrail:CreateTrail",
+                "cloudtrail:UpdateTrail",
+                "cloudtrail:PutEventSelectors",
+                "cloudtrail:StartLogging",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
         Ok(state(&read_trails(clients).await?))
     }

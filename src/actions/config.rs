@@ -191,6 +191,23 @@ pub struct RecorderCalls;
 
 #[async_trait]
 impl Calls for RecorderCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "config:DescribeConfigurationRecorders",
+                "config:DescribeConfigurationRecorderStatus",
+                "config:DescribeDeliveryChannels",
+            ],
+            changes: &[
+                "config:PutConfigurationRecorder",
+                "config:PutDeliveryChannel",
+                "config:StartConfigurationRecorder",
+            ],
+            passes_role_to: &["config.amazonaws.com"],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
         Ok(state(&read_setup(clients).await?))
     }

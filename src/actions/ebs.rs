@@ -186,6 +186,19 @@ async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result
 
 #[async_trait]
 impl Calls for EbsCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["ec2:GetEbsEncryptionByDefault", "ec2:GetEbsDefaultKmsKeyId"],
+            changes: &[
+                "ec2:EnableEbsEncryptionByDefault",
+                "ec2:DisableEbsEncryptionByDefault",
+                "ec2:ModifyEbsDefaultKmsKeyId",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
         Ok(state(&read_setting(clients).await?))
     }

@@ -965,6 +965,32 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
 
 #[async_trait]
 impl Calls for InstanceCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSnapshots",
+            ],
+            changes: &[
+                "ec2:StopInstances",
+                "ec2:StartInstances",
+                "ec2:DetachVolume",
+                "ec2:AttachVolume",
+                "ec2:ModifyInstanceAttribute",
+                "ec2:CreateSnapshot",
+                "ec2:CopySnapshot",
+                "ec2:CreateVolume",
+                "ec2:DeleteSnapshot",
+                "ec2:DeleteVolume",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: true,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_instance(clients, resource_id).await?))
     }

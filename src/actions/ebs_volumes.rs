@@ -934,6 +934,22 @@ pub(super) async fn call(
 
 #[async_trait]
 impl Calls for VolumeCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
+            changes: &[
+                "ec2:CreateSnapshot",
+                "ec2:CopySnapshot",
+                "ec2:CreateVolume",
+                "ec2:DeleteSnapshot",
+                "ec2:DeleteVolume",
+                "ec2:CreateTags",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: true,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         let mut volumes = list_volumes(
             clients,

@@ -279,6 +279,15 @@ async fn create(
 
 #[async_trait]
 impl Calls for FlowLogCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["ec2:DescribeVpcs", "ec2:DescribeFlowLogs"],
+            changes: &["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs"],
+            passes_role_to: &["vpc-flow-logs.amazonaws.com"],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         let mut logs = list_flow_logs(clients, Some(resource_id))
             .await?

@@ -97,6 +97,15 @@ pub struct ServiceLinkedRoleCalls;
 
 #[async_trait]
 impl Calls for ServiceLinkedRoleCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["iam:ListRoles"],
+            changes: &["iam:CreateServiceLinkedRole"],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(linked_state(
             &read_service_linked_role(clients, resource_id).await?,
@@ -288,6 +297,19 @@ pub struct RoleCalls;
 
 #[async_trait]
 impl Calls for RoleCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy"],
+            changes: &[
+                "iam:CreateRole",
+                "iam:PutRolePolicy",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_role(clients, resource_id).await?))
     }

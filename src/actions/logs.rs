@@ -130,6 +130,19 @@ pub struct LogGroupCalls;
 
 #[async_trait]
 impl Calls for LogGroupCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &["logs:DescribeLogGroups"],
+            changes: &[
+                "logs:CreateLogGroup",
+                "logs:PutRetentionPolicy",
+                "logs:AssociateKmsKey",
+            ],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_log_group(clients, resource_id).await?))
     }

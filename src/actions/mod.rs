@@ -226,6 +226,9 @@ pub fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<
 /// make one change's call, probe it with `DryRun`.
 #[async_trait]
 pub trait Calls: Send + Sync {
+    /// The IAM actions these calls need (`harden iam-policy`); the integration suite
+    /// checks them against every call harden makes.
+    fn rights(&self) -> &'static crate::least_privilege::Rights;
     /// Reads the resource's current state in the shape of a change's before/after.
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
     /// Makes the change's call. `current` is the state just read, which matched the

@@ -19,9 +19,22 @@ use crate::error::{AwsFailure, Error, Result};
 pub mod lease;
 pub mod limiter;
 pub mod persist;
+pub mod record;
 pub mod security_hub;
 
 pub use limiter::Ec2Rates;
+
+/// A client of the SDK crate `$sdk` from the configuration `$config`, carrying the
+/// call recorder (see [`record`]); every client harden makes is made here.
+macro_rules! client {
+    ($sdk:ident, $config:expr) => {
+        client!($sdk, $config, |builder| builder)
+    };
+    ($sdk:ident, $config:expr, |$builder:ident| $adjust:expr) => {{
+        let $builder = $sdk::config::Builder::from($config).interceptor(record::Recorder);
+        $sdk::Client::from_conf($adjust.build())
+    }};
+}
 
 /// The endpoint `--localstack` uses when no `--endpoint-url` is given.
 pub const LOCALSTACK_ENDPOINT: &str = "http://127.0.0.1:4566";
@@ -103,7 +116,7 @@ pub struct RegionClients {
 impl RegionClients {
     /// A Security Hub client for this region (made when asked: only reports use it).
     pub fn security_hub(&self) -> aws_sdk_securityhub::Client {
-        aws_sdk_securityhub::Client::new(&self.sdk_config)
+        client!(aws_sdk_securityhub, &self.sdk_config)
     }
 
     /// A CloudTrail client for `region` (this one's when equal).
@@ -112,13 +125,14 @@ impl RegionClients {
             return self.cloudtrail.clone();
         }
         let make = || {
-            aws_sdk_cloudtrail::Client::new(
+            client!(
+                aws_sdk_cloudtrail,
                 &self
                     .sdk_config
                     .clone()
                     .into_builder()
                     .region(Region::new(region.to_string()))
-                    .build(),
+                    .build()
             )
         };
         match self.cloudtrail_elsewhere.lock() {
@@ -214,12 +228,13 @@ impl Aws {
 
     /// An EC2 client for `config`'s region, paced by its own buckets when pacing is on.
     fn ec2_client(&self, config: &SdkConfig) -> aws_sdk_ec2::Client {
-        let mut builder = aws_sdk_ec2::config::Builder::from(config);
-        if let Some((rates, http)) = &self.pacing {
-            let limiter = Arc::new(limiter::Limiter::new(rates.clone()));
-            builder = builder.http_client(limiter::limited_client(http.clone(), limiter));
-        }
-        aws_sdk_ec2::Client::from_conf(builder.build())
+        client!(aws_sdk_ec2, config, |builder| match &self.pacing {
+            Some((rates, http)) => {
+                let limiter = Arc::new(limiter::Limiter::new(rates.clone()));
+                builder.http_client(limiter::limited_client(http.clone(), limiter))
+            }
+            None => builder,
+        })
     }
 
     /// Clients bound to `region`.
@@ -229,18 +244,15 @@ impl Aws {
             RegionClients {
                 region: region.to_string(),
                 ec2: self.ec2.clone().unwrap_or_else(|| self.ec2_client(&config)),
-                s3: aws_sdk_s3::Client::from_conf(
-                    aws_sdk_s3::config::Builder::from(&config)
-                        .force_path_style(config.endpoint_url().is_some())
-                        .build(),
-                ),
-                cloudtrail: aws_sdk_cloudtrail::Client::new(&config),
-                config: aws_sdk_config::Client::new(&config),
-                iam: aws_sdk_iam::Client::new(&config),
-                logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-                events: aws_sdk_eventbridge::Client::new(&config),
-                sqs: aws_sdk_sqs::Client::new(&config),
-                sns: aws_sdk_sns::Client::new(&config),
+                s3: client!(aws_sdk_s3, &config, |builder| builder
+                    .force_path_style(config.endpoint_url().is_some())),
+                cloudtrail: client!(aws_sdk_cloudtrail, &config),
+                config: client!(aws_sdk_config, &config),
+                iam: client!(aws_sdk_iam, &config),
+                logs: client!(aws_sdk_cloudwatchlogs, &config),
+                events: client!(aws_sdk_eventbridge, &config),
+                sqs: client!(aws_sdk_sqs, &config),
+                sns: client!(aws_sdk_sns, &config),
                 sdk_config: config,
                 cloudtrail_elsewhere: Arc::default(),
             }
@@ -264,7 +276,7 @@ impl Aws {
         region: &str,
     ) -> Result<Aws> {
         let config = self.config_for(region);
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = client!(aws_sdk_sts, &config);
         sts.assume_role()
             .role_arn(role_arn)
             .role_session_name(session_name)
@@ -297,7 +309,7 @@ impl Aws {
     /// An AWS Organizations client (the service is global; `region` picks the
     /// endpoint's partition).
     pub fn organizations(&self, region: &str) -> aws_sdk_organizations::Client {
-        aws_sdk_organizations::Client::new(&self.config_for(region))
+        client!(aws_sdk_organizations, &self.config_for(region))
     }
 
     /// The regions enabled for the account (EC2 DescribeRegions), asked in `region`.
@@ -318,7 +330,7 @@ impl Aws {
 
     /// Asks STS who is calling.
     pub async fn caller_identity(&self, region: &str) -> Result<CallerIdentity> {
-        let sts = aws_sdk_sts::Client::new(&self.config_for(region));
+        let sts = client!(aws_sdk_sts, &self.config_for(region));
         let out = sts
             .get_caller_identity()
             .send()

@@ -428,6 +428,38 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the least IAM policy the runbooks need, for planning (read-only) or for
+    /// applying (the changes, `iam:PassRole` to the services roles are passed to, and
+    /// the KMS rights EC2 uses for encrypted copies).
+    IamPolicy {
+        /// Runbook files or folders.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        /// Which principal the policy is for.
+        #[arg(long = "for", value_enum, default_value = "apply")]
+        access: crate::least_privilege::Access,
+        /// Add AssumeRole of this role in each target account (`--accounts`, `--org`).
+        #[arg(long, value_name = "ROLE_NAME")]
+        assume_role: Option<String>,
+        /// Add listing the organization's accounts (`--org`).
+        #[arg(long)]
+        org: bool,
+        /// Add the lease objects in this bucket (`--lease-bucket`).
+        #[arg(long, value_name = "BUCKET")]
+        lease_bucket: Option<String>,
+        /// Add receiving and deleting events from the queue (`watch`).
+        #[arg(long)]
+        watch: bool,
+        /// Add publishing notifications to SNS (`respond`, `watch`).
+        #[arg(long)]
+        notify: bool,
+        /// Add importing findings into Security Hub (`report --security-hub`).
+        #[arg(long)]
+        security_hub: bool,
+        /// Add shipping reports and audit segments to this bucket (`enforce`).
+        #[arg(long, value_name = "BUCKET")]
+        ship_bucket: Option<String>,
+    },
     /// Print the JSON Schema of the runbook format.
     Schema,
     /// List runbooks with their controls and parameters, and the actions they can use.
@@ -436,6 +468,29 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Validate { .. } => "validate",
+            Command::Plan(_) => "plan",
+            Command::DryRun(_) => "dry-run",
+            Command::Apply(_) => "apply",
+            Command::Enforce(_) => "enforce",
+            Command::Respond { .. } => "respond",
+            Command::Watch(_) => "watch",
+            Command::Report { .. } => "report",
+            Command::Runs { .. } => "runs",
+            Command::Resume(_) => "resume",
+            Command::Rollback(_) => "rollback",
+            Command::Audit { .. } => "audit",
+            Command::IamPolicy { .. } => "iam-policy",
+            Command::Schema => "schema",
+            Command::List { .. } => "list",
+        }
+    }
 }
 
 /// `audit` subcommands.

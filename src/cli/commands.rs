@@ -25,6 +25,15 @@ use crate::{actions, inventory};
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Status> {
     let global = cli.global;
+    if let Some(dir) = std::env::var_os(crate::aws::record::RECORD_CALLS_ENV) {
+        crate::aws::record::start(std::path::Path::new(&dir), cli.command.name()).map_err(|e| {
+            Error::Usage(format!(
+                "{}: cannot record calls into {}: {e}",
+                crate::aws::record::RECORD_CALLS_ENV,
+                std::path::Path::new(&dir).display()
+            ))
+        })?;
+    }
     match cli.command {
         Command::Enforce(args) => super::enforce::enforce_command(&global, args).await,
         Command::Respond { event, response } => {
@@ -60,6 +69,36 @@ pub async fn run(cli: Cli) -> Result<Status> {
             Ok(Status::Success)
         }
         Command::List { path } => list_command(path),
+        Command::IamPolicy {
+            paths,
+            access,
+            assume_role,
+            org,
+            lease_bucket,
+            watch,
+            notify,
+            security_hub,
+            ship_bucket,
+        } => {
+            let runbooks = load(&paths)?;
+            let features = crate::least_privilege::Features {
+                assume_role,
+                organization: org,
+                lease_bucket,
+                watch,
+                notify,
+                security_hub,
+                ship_bucket,
+            };
+            let actions = crate::least_privilege::actions_of(&runbooks);
+            let document = crate::least_privilege::policy(&actions, access, &features);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&document)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+            );
+            Ok(Status::Success)
+        }
     }
 }
 

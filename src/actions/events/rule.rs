@@ -244,6 +244,19 @@ pub struct RuleCalls;
 
 #[async_trait]
 impl Calls for RuleCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "events:DescribeRule",
+                "events:ListTagsForResource",
+                "events:ListTargetsByRule",
+            ],
+            changes: &["events:PutRule", "events:PutTargets"],
+            passes_role_to: &["events.amazonaws.com"],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_rule(clients, resource_id).await?))
     }

@@ -175,6 +175,20 @@ pub struct TopicCalls;
 
 #[async_trait]
 impl Calls for TopicCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "sns:ListTopics",
+                "sns:GetTopicAttributes",
+                "sns:ListSubscriptionsByTopic",
+                "sns:ListTagsForResource",
+            ],
+            changes: &["sns:CreateTopic", "sns:SetTopicAttributes", "sns:Subscribe"],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_topic(clients, resource_id).await?))
     }

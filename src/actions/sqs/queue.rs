@@ -299,6 +299,19 @@ fn attribute_map(
 
 #[async_trait]
 impl Calls for QueueCalls {
+    fn rights(&self) -> &'static crate::least_privilege::Rights {
+        &crate::least_privilege::Rights {
+            reads: &[
+                "sqs:GetQueueUrl",
+                "sqs:GetQueueAttributes",
+                "sqs:ListQueueTags",
+            ],
+            changes: &["sqs:CreateQueue", "sqs:SetQueueAttributes"],
+            passes_role_to: &[],
+            kms_via_ec2: false,
+        }
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_queue(clients, resource_id).await?))
     }

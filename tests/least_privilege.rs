@@ -1,0 +1,90 @@
+//! The least IAM policy `harden iam-policy` prints is exactly what harden uses: every
+//! AWS call any harden process made during the test suite (recorded with
+//! `HARDEN_RECORD_CALLS`, see `make test`) is allowed by the policy of its command,
+//! plans only read, and no right in the policy went unused by every test.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use harden::aws::record::{RECORD_CALLS_ENV, read_all};
+use harden::least_privilege::{iam_action, is_implied};
+
+/// The policy `harden iam-policy runbooks/ --for ACCESS` prints, with every engine
+/// feature the suite uses, as its set of actions.
+fn policy_actions(access: &str) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_harden"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove(RECORD_CALLS_ENV)
+        .args(["iam-policy", "runbooks/", "--for", access])
+        .args(["--assume-role", "OrganizationAccountAccessRole", "--org"])
+        .args([
+            "--lease-bucket",
+            "leases",
+            "--watch",
+            "--notify",
+            "--security-hub",
+        ])
+        .args(["--ship-bucket", "reports"])
+        .output()
+        .expect("harden runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the policy is JSON");
+    document["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions").clone())
+        .map(|a| a.as_str().expect("an action").to_string())
+        .collect()
+}
+
+#[test]
+fn every_recorded_call_is_allowed_and_every_right_was_used() {
+    let dir = PathBuf::from(std::env::var_os(RECORD_CALLS_ENV).unwrap_or_else(|| {
+        panic!("{RECORD_CALLS_ENV} must name the folder the suite recorded into: run `make test`")
+    }));
+    let calls = read_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert!(
+        calls.iter().any(|c| c.command == "apply") && calls.iter().any(|c| c.command == "plan"),
+        "{}: the suite recorded no plan or no apply; it did not run",
+        dir.display()
+    );
+    let read_only = policy_actions("read-only");
+    let apply = policy_actions("apply");
+    let mut refused = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for call in &calls {
+        let action = iam_action(&call.service, &call.operation);
+        let allowed = match call.command.as_str() {
+            "plan" | "report" => read_only.contains(&action),
+            // EC2 authorizes a DryRun probe as the call it probes.
+            "dry-run" => {
+                read_only.contains(&action)
+                    || (action.starts_with("ec2:") && apply.contains(&action))
+            }
+            _ => apply.contains(&action),
+        };
+        if !allowed {
+            refused.insert(format!("{} {action}", call.command));
+        }
+        used.insert(action);
+    }
+    assert!(
+        refused.is_empty(),
+        "calls the printed policy does not allow (command, action): {refused:#?}"
+    );
+    let unused: Vec<&String> = apply
+        .iter()
+        .filter(|a| !is_implied(a) && !used.contains(*a))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "rights in the policy no test used: {unused:#?}"
+    );
+}
