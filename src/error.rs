@@ -216,6 +216,17 @@ pub enum Error {
         /// When the lease expires.
         until: String,
     },
+    /// A resource a run created holds data now, so undoing the run leaves it: harden
+    /// deletes only what is still empty.
+    #[error(
+        "{resource} holds {what}; harden deletes only an empty one it created, so it is left as it is"
+    )]
+    NotEmpty {
+        /// The resource.
+        resource: String,
+        /// What it holds.
+        what: String,
+    },
     /// The audit log does not verify.
     #[error("audit log {path} line {line}: {detail}")]
     AuditBroken {

@@ -257,9 +257,10 @@ pub fn iam_action(service: &str, operation: &str) -> String {
         ("s3", "HeadObject") => "GetObject",
         ("s3", "ListBuckets") => "ListAllMyBuckets",
         ("s3", "GetBucketEncryption") => "GetEncryptionConfiguration",
-        ("s3", "PutBucketEncryption") => "PutEncryptionConfiguration",
+        // S3 authorizes removing a configuration with the right to put it.
+        ("s3", "PutBucketEncryption" | "DeleteBucketEncryption") => "PutEncryptionConfiguration",
         ("s3", "GetPublicAccessBlock") => "GetBucketPublicAccessBlock",
-        ("s3", "PutPublicAccessBlock") => "PutBucketPublicAccessBlock",
+        ("s3", "PutPublicAccessBlock" | "DeletePublicAccessBlock") => "PutBucketPublicAccessBlock",
         ("s3", "GetBucketLifecycleConfiguration") => "GetLifecycleConfiguration",
         ("s3", "PutBucketLifecycleConfiguration") => "PutLifecycleConfiguration",
         ("sqs", "DeleteMessageBatch") => "DeleteMessage",

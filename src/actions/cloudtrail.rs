@@ -18,13 +18,13 @@ use aws_sdk_cloudtrail::types::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_string, input_str,
-    not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
+    input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Trail, Trails};
-use crate::plan::{BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -212,6 +212,72 @@ impl Action for EnsureTrail {
 
     fn calls(&self) -> &'static dyn Calls {
         &TrailCalls
+    }
+
+    /// A trail the run created is deleted; a trail fixed in place gets its recorded
+    /// settings back: UpdateTrail with the flags it had, its selectors as they were,
+    /// StopLogging since it was not logging. A KMS key the run added stays: CloudTrail
+    /// documents no way to take a trail's key away, so that change is refused.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let trails: Vec<Trail> = super::recorded(&before["trails"], "trails")?;
+        let name = ["/Name", "/TrailName"]
+            .iter()
+            .find_map(|p| call.input.pointer(p).and_then(Value::as_str))
+            .ok_or("its input names no trail")?;
+        let was = trails.iter().find(|t| t.name == name);
+        match (call.operation.as_str(), was) {
+            ("CreateTrail", None) => Ok(Inverse::deleting_created(
+                before,
+                format!("delete trail {name}, which the run created"),
+                "DeleteTrail",
+                json!({"Name": name}),
+            )),
+            ("CreateTrail", Some(_)) => Err(format!("trail {name} existed before the run")),
+            (_, None) => Err(format!("trail {name} was not recorded before the run")),
+            ("UpdateTrail", Some(was)) => {
+                if call.input.get("KmsKeyId").is_some() && was.kms_key_id.is_none() {
+                    return Err(format!(
+                        "it encrypted trail {name} with KMS, which CloudTrail cannot undo"
+                    ));
+                }
+                Ok(Inverse::restoring(
+                    before,
+                    format!("set trail {name}'s region, validation and global event flags back"),
+                    "UpdateTrail",
+                    json!({"Name": name, "IsMultiRegionTrail": was.multi_region,
+                        "EnableLogFileValidation": was.log_file_validation,
+                        "IncludeGlobalServiceEvents": was.include_global_service_events}),
+                ))
+            }
+            ("PutEventSelectors", Some(was)) => {
+                let Some(selectors) = was.selectors.as_object() else {
+                    return Err(format!("trail {name}'s selectors before it were not read"));
+                };
+                let mut input = json!({"TrailName": name});
+                if let Some(input) = input.as_object_mut() {
+                    input.extend(selectors.clone());
+                }
+                Ok(Inverse::restoring(
+                    before,
+                    format!("put trail {name}'s event selectors back"),
+                    "PutEventSelectors",
+                    input,
+                ))
+            }
+            ("StartLogging", Some(was)) if !was.logging => Ok(Inverse::restoring(
+                before,
+                format!("stop logging on trail {name} again, as before the run"),
+                "StopLogging",
+                json!({"Name": name}),
+            )),
+            ("StartLogging", Some(_)) => Err(format!("trail {name} was logging before the run")),
+            (other, _) => Err(format!("no inverse for {other}")),
+        }
     }
 }
 
@@ -442,6 +508,8 @@ impl Calls for TrailCalls {
                 "cloudtrail:UpdateTrail",
                 "cloudtrail:PutEventSelectors",
                 "cloudtrail:StartLogging",
+                "cloudtrail:StopLogging",
+                "cloudtrail:DeleteTrail",
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
@@ -523,6 +591,24 @@ impl Calls for TrailCalls {
             "StartLogging" => {
                 let out = ct
                     .start_logging()
+                    .name(input_str(change, "/Name")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "StopLogging" => {
+                let out = ct
+                    .stop_logging()
+                    .name(input_str(change, "/Name")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteTrail" => {
+                let out = ct
+                    .delete_trail()
                     .name(input_str(change, "/Name")?)
                     .send()
                     .await
@@ -693,6 +779,45 @@ pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trail_gets_its_settings_back_and_a_created_one_is_deleted() {
+        let mut was = trail("t", "eu-west-1");
+        was.logging = false;
+        was.multi_region = false;
+        let before = state(&Trails {
+            region: "eu-west-1".into(),
+            trails: vec![was.clone()],
+        });
+        let inverse = |operation: &str, input: Value, before: &Value| {
+            EnsureTrail.inverse(
+                &ApiCall {
+                    service: "cloudtrail".into(),
+                    operation: operation.into(),
+                    input,
+                },
+                before,
+                &json!(null),
+            )
+        };
+        let update = inverse("UpdateTrail", json!({"Name": "t"}), &before).expect("way back");
+        assert_eq!(update.input["IsMultiRegionTrail"], json!(false));
+        let stop = inverse("StartLogging", json!({"Name": "t"}), &before).expect("way back");
+        assert_eq!(stop.operation, "StopLogging");
+        let keyed = inverse(
+            "UpdateTrail",
+            json!({"Name": "t", "KmsKeyId": "k"}),
+            &before,
+        )
+        .expect_err("a key cannot come off");
+        assert!(keyed.contains("KMS"), "{keyed}");
+        let created = inverse("CreateTrail", json!({"Name": "new"}), &before).expect("way back");
+        assert_eq!(
+            (created.operation.as_str(), created.removes_created),
+            ("DeleteTrail", true)
+        );
+        assert!(inverse("CreateTrail", json!({"Name": "t"}), &before).is_err());
+    }
 
     fn trail(name: &str, home: &str) -> Trail {
         Trail {

@@ -101,8 +101,7 @@ impl Action for EnableEncryptionByDefault {
         before: &Value,
         _after: &Value,
     ) -> std::result::Result<Inverse, String> {
-        let was: EbsEncryptionDefault = serde_json::from_value(before.clone())
-            .map_err(|e| format!("the setting recorded before it does not parse: {e}"))?;
+        let was: EbsEncryptionDefault = super::recorded(before, "setting")?;
         match call.operation.as_str() {
             "EnableEbsEncryptionByDefault" if !was.enabled => Ok(Inverse {
                 kind: ChangeKind::Update,
@@ -114,6 +113,7 @@ impl Action for EnableEncryptionByDefault {
                     enabled: false,
                     ..was.clone()
                 }),
+                removes_created: false,
             }),
             "EnableEbsEncryptionByDefault" => Err("it was already on before the run".into()),
             "ModifyEbsDefaultKmsKeyId" => {
@@ -126,6 +126,7 @@ impl Action for EnableEncryptionByDefault {
                     operation: "ModifyEbsDefaultKmsKeyId".into(),
                     input: json!({"KmsKeyId": key}),
                     after: before.clone(),
+                    removes_created: false,
                 })
             }
             other => Err(format!("no inverse for {other}")),

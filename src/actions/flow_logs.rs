@@ -200,6 +200,7 @@ impl Action for EnableFlowLogs {
             operation: "DeleteFlowLogs".into(),
             input: json!({"FlowLogIds": made}),
             after: before.clone(),
+            removes_created: false,
         })
     }
 }

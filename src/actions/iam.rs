@@ -11,12 +11,12 @@ use aws_sdk_iam::operation::RequestId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain};
+use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse};
 use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Role, ServiceLinkedRole};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -290,6 +290,62 @@ impl Action for EnsureRole {
     fn calls(&self) -> &'static dyn Calls {
         &RoleCalls
     }
+
+    /// A role the run created is deleted with its inline policies (IAM refuses while
+    /// anything else is attached to it); on one that existed, its trust policy and
+    /// inline policy go back as they were, or the inline policy goes when it was new.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: Role = super::recorded(before, "role")?;
+        let name = was.name.clone();
+        match call.operation.as_str() {
+            "CreateRole" if !was.exists => Ok(Inverse::deleting_created(
+                before,
+                format!("delete the role {name}, which the run created, and its inline policies"),
+                "DeleteRole",
+                json!({"RoleName": name}),
+            )),
+            "CreateRole" => Err(format!("role {name} existed before the run")),
+            "UpdateAssumeRolePolicy" => {
+                let trust = was.trust_policy.as_ref().ok_or(format!(
+                    "the trust policy of {name} before the run was not read"
+                ))?;
+                Ok(Inverse::restoring(
+                    before,
+                    format!("set who may assume {name} back (its trust policy)"),
+                    "UpdateAssumeRolePolicy",
+                    json!({"RoleName": name, "PolicyDocument": trust.to_string()}),
+                ))
+            }
+            "PutRolePolicy" => {
+                let policy = call
+                    .input
+                    .get("PolicyName")
+                    .and_then(Value::as_str)
+                    .ok_or("its input names no policy")?;
+                Ok(match was.policies.get(policy) {
+                    Some(document) => Inverse::restoring(
+                        before,
+                        format!("put the inline policy {policy} of {name} back"),
+                        "PutRolePolicy",
+                        json!({"RoleName": name, "PolicyName": policy,
+                            "PolicyDocument": document.to_string()}),
+                    ),
+                    None => Inverse::restoring(
+                        before,
+                        format!("delete the inline policy {policy} of {name}, which the run added"),
+                        "DeleteRolePolicy",
+                        json!({"RoleName": name, "PolicyName": policy}),
+                    ),
+                })
+            }
+            other => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads, applies (and cannot probe) role changes.
@@ -304,6 +360,8 @@ impl Calls for RoleCalls {
                 "iam:CreateRole",
                 "iam:PutRolePolicy",
                 "iam:UpdateAssumeRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:DeleteRole",
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
@@ -318,7 +376,7 @@ impl Calls for RoleCalls {
         &self,
         clients: &RegionClients,
         change: &Change,
-        _current: &Value,
+        current: &Value,
     ) -> Result<Applied> {
         let iam = &clients.iam;
         let operation = change.call.operation.as_str();
@@ -354,6 +412,40 @@ impl Calls for RoleCalls {
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
+            "DeleteRolePolicy" => iam
+                .delete_role_policy()
+                .role_name(text("/RoleName")?)
+                .policy_name(text("/PolicyName")?)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "DeleteRole" => {
+                let name = text("/RoleName")?;
+                // IAM deletes a role only once its inline policies are gone; those are
+                // the ones read just before (the stale check held them to the run's).
+                let policies = current
+                    .get("policies")
+                    .and_then(Value::as_object)
+                    .map(|p| p.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default();
+                for policy in policies {
+                    iam.delete_role_policy()
+                        .role_name(&name)
+                        .policy_name(policy)
+                        .send()
+                        .await
+                        .map_err(|e| aws(failure("DeleteRolePolicy", &e)))?;
+                }
+                iam.delete_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
             _ => return Err(super::not_ours(change, "a role action")),
         };
         Ok(Applied::request(request_id.as_deref()))

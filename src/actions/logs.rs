@@ -9,13 +9,13 @@ use aws_sdk_cloudwatchlogs::operation::RequestId;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_string, input_str,
-    not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
+    input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{LogGroup, Resource, ResourceKind};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -123,6 +123,56 @@ impl Action for EnsureLogGroup {
     fn calls(&self) -> &'static dyn Calls {
         &LogGroupCalls
     }
+
+    /// A log group the run created is deleted while it has no log stream (nothing was
+    /// written to it); on one that existed, the retention goes back (or is removed) and
+    /// a key the run associated is disassociated.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: LogGroup = super::recorded(before, "log group")?;
+        let name = was.name.clone();
+        let group = json!({"logGroupName": name});
+        match (call.operation.as_str(), was.retention_days, &was.kms_key_id) {
+            ("CreateLogGroup", _, _) if !was.exists => Ok(Inverse::deleting_created(
+                before,
+                format!(
+                    "delete the log group {name}, which the run created, if nothing was written to it"
+                ),
+                "DeleteLogGroup",
+                group,
+            )),
+            ("CreateLogGroup", _, _) => Err(format!("log group {name} existed before the run")),
+            ("PutRetentionPolicy", None, _) => Ok(Inverse::restoring(
+                before,
+                format!("keep the events of {name} forever again, as before the run"),
+                "DeleteRetentionPolicy",
+                group,
+            )),
+            ("PutRetentionPolicy", Some(days), _) => Ok(Inverse::restoring(
+                before,
+                format!("keep the events of {name} for {days} days again"),
+                "PutRetentionPolicy",
+                json!({"logGroupName": name, "retentionInDays": days}),
+            )),
+            ("AssociateKmsKey", _, None) => Ok(Inverse::restoring(
+                before,
+                format!("take the key off {name} again, as before the run"),
+                "DisassociateKmsKey",
+                group,
+            )),
+            ("AssociateKmsKey", _, Some(key)) => Ok(Inverse::restoring(
+                before,
+                format!("encrypt the events of {name} with {key} again"),
+                "AssociateKmsKey",
+                json!({"logGroupName": name, "kmsKeyId": key}),
+            )),
+            (other, _, _) => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads and applies log group changes (CloudWatch Logs has no dry-run).
@@ -132,11 +182,14 @@ pub struct LogGroupCalls;
 impl Calls for LogGroupCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
         &crate::least_privilege::Rights {
-            reads: &["logs:DescribeLogGroups"],
+            reads: &["logs:DescribeLogGroups", "logs:DescribeLogStreams"],
             changes: &[
                 "logs:CreateLogGroup",
                 "logs:PutRetentionPolicy",
                 "logs:AssociateKmsKey",
+                "logs:DeleteLogGroup",
+                "logs:DeleteRetentionPolicy",
+                "logs:DisassociateKmsKey",
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
@@ -189,6 +242,49 @@ impl Calls for LogGroupCalls {
                 .associate_kms_key()
                 .log_group_name(name)
                 .set_kms_key_id(key)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "DeleteLogGroup" => {
+                // Streams exist once anything was delivered; a group that has one
+                // holds logs someone may need.
+                let streams = logs
+                    .describe_log_streams()
+                    .log_group_name(name)
+                    .limit(1)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure("DescribeLogStreams", &e)))?;
+                if let Some(stream) = streams.log_streams().first() {
+                    return Err(Error::NotEmpty {
+                        resource: format!("log group {name}"),
+                        what: format!(
+                            "log stream {}",
+                            stream.log_stream_name().unwrap_or_default()
+                        ),
+                    });
+                }
+                logs.delete_log_group()
+                    .log_group_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            "DeleteRetentionPolicy" => logs
+                .delete_retention_policy()
+                .log_group_name(name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            "DisassociateKmsKey" => logs
+                .disassociate_kms_key()
+                .log_group_name(name)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?

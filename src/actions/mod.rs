@@ -346,6 +346,48 @@ pub struct Inverse {
     pub input: Value,
     /// The state it leaves.
     pub after: Value,
+    /// True when the call deletes what the run created, and with it everything the run
+    /// changed on it afterwards: the later changes of the resource need no inverse of
+    /// their own (a bucket's settings go with the bucket).
+    pub removes_created: bool,
+}
+
+impl Inverse {
+    /// The update that puts `before`, the state recorded before the change, back.
+    pub fn restoring(before: &Value, summary: String, operation: &str, input: Value) -> Self {
+        Self {
+            kind: ChangeKind::Update,
+            summary,
+            operation: operation.into(),
+            input,
+            after: before.clone(),
+            removes_created: false,
+        }
+    }
+
+    /// The deletion of what the change created, leaving `before` (where it was not).
+    pub fn deleting_created(
+        before: &Value,
+        summary: String,
+        operation: &str,
+        input: Value,
+    ) -> Self {
+        Self {
+            kind: ChangeKind::Delete,
+            removes_created: true,
+            ..Self::restoring(before, summary, operation, input)
+        }
+    }
+}
+
+/// The state recorded before a change, read as the concern's type `T` (`what` names it
+/// in the error).
+pub fn recorded<T: serde::de::DeserializeOwned>(
+    before: &Value,
+    what: &str,
+) -> std::result::Result<T, String> {
+    serde_json::from_value(before.clone())
+        .map_err(|e| format!("the {what} recorded before it does not parse: {e}"))
 }
 
 /// What a call made with `DryRun=true` answered, as a probe result. EC2 never answers a

@@ -21,13 +21,13 @@ use aws_sdk_s3::types::{
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, input_str,
-    not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
+    input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -176,6 +176,18 @@ fn merge_policy(policy: Option<&Value>, statements: &[Value]) -> Value {
     normalize_policy(&merged)
 }
 
+/// PutBucketEncryption's input for `encryption` (with an S3 Bucket Key for KMS, which
+/// cuts KMS requests).
+fn encryption_input(bucket: &str, encryption: &BucketEncryption) -> Value {
+    let mut by_default = json!({"SSEAlgorithm": encryption.algorithm});
+    if let Some(key) = &encryption.kms_key_id {
+        by_default["KMSMasterKeyID"] = json!(key);
+    }
+    json!({"Bucket": bucket, "ServerSideEncryptionConfiguration": {"Rules": [{
+        "ApplyServerSideEncryptionByDefault": by_default,
+        "BucketKeyEnabled": encryption.algorithm == "aws:kms"}]}})
+}
+
 fn state(bucket: &Bucket) -> Value {
     serde_json::to_value(bucket).unwrap_or_default()
 }
@@ -240,10 +252,6 @@ impl Action for EnsureBucket {
             current.encryption = Some(wanted.encryption.clone());
             let mut after = chain.state().clone();
             after["encryption"] = json!(wanted.encryption);
-            let mut by_default = json!({"SSEAlgorithm": wanted.encryption.algorithm});
-            if let Some(key) = &wanted.encryption.kms_key_id {
-                by_default["KMSMasterKeyID"] = json!(key);
-            }
             chain.push(
                 ChangeKind::Update,
                 format!(
@@ -252,9 +260,7 @@ impl Action for EnsureBucket {
                 ),
                 after,
                 "PutBucketEncryption",
-                json!({"Bucket": name, "ServerSideEncryptionConfiguration": {"Rules": [{
-                    "ApplyServerSideEncryptionByDefault": by_default,
-                    "BucketKeyEnabled": wanted.encryption.algorithm == "aws:kms"}]}}),
+                encryption_input(&name, &wanted.encryption),
             );
         }
         if wanted.versioning && current.versioning.as_deref() != Some("Enabled") {
@@ -303,6 +309,88 @@ impl Action for EnsureBucket {
     fn calls(&self) -> &'static dyn Calls {
         &BucketCalls
     }
+
+    /// A bucket the run created is deleted (S3 refuses while it holds any object or
+    /// version, so only an empty one goes); on a bucket that existed, each setting gets
+    /// its recorded value back, or is deleted when it had none. Versioning never turned
+    /// on cannot return to that: S3 can only suspend it, so that change is refused.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: Bucket = super::recorded(before, "bucket")?;
+        let name = was.name.clone();
+        let bucket = json!({"Bucket": name});
+        match call.operation.as_str() {
+            "CreateBucket" if !was.exists => Ok(Inverse::deleting_created(
+                before,
+                format!("delete bucket {name}, which the run created, if it is empty"),
+                "DeleteBucket",
+                bucket,
+            )),
+            "CreateBucket" => Err(format!("bucket {name} existed before the run")),
+            "PutPublicAccessBlock" => Ok(match was.public_access_block {
+                None => Inverse::restoring(
+                    before,
+                    format!("remove bucket {name}'s public access block, as before the run"),
+                    "DeletePublicAccessBlock",
+                    bucket,
+                ),
+                Some(block) => Inverse::restoring(
+                    before,
+                    format!("put bucket {name}'s public access block back"),
+                    "PutPublicAccessBlock",
+                    json!({"Bucket": name, "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": block.block_public_acls,
+                        "IgnorePublicAcls": block.ignore_public_acls,
+                        "BlockPublicPolicy": block.block_public_policy,
+                        "RestrictPublicBuckets": block.restrict_public_buckets}}),
+                ),
+            }),
+            "PutBucketEncryption" => Ok(match was.encryption {
+                None => Inverse::restoring(
+                    before,
+                    format!("remove bucket {name}'s default encryption, as before the run"),
+                    "DeleteBucketEncryption",
+                    bucket,
+                ),
+                Some(encryption) => Inverse::restoring(
+                    before,
+                    format!("put bucket {name}'s default encryption back"),
+                    "PutBucketEncryption",
+                    encryption_input(&name, &encryption),
+                ),
+            }),
+            "PutBucketVersioning" => match was.versioning.as_deref() {
+                Some("Suspended") => Ok(Inverse::restoring(
+                    before,
+                    format!("suspend versioning of bucket {name} again"),
+                    "PutBucketVersioning",
+                    json!({"Bucket": name, "VersioningConfiguration": {"Status": "Suspended"}}),
+                )),
+                _ => Err(format!(
+                    "versioning of bucket {name} was never on before the run; S3 can only suspend it"
+                )),
+            },
+            "PutBucketPolicy" => Ok(match was.policy {
+                None => Inverse::restoring(
+                    before,
+                    format!("delete bucket {name}'s policy, as before the run"),
+                    "DeleteBucketPolicy",
+                    bucket,
+                ),
+                Some(policy) => Inverse::restoring(
+                    before,
+                    format!("put bucket {name}'s policy back as it was"),
+                    "PutBucketPolicy",
+                    json!({"Bucket": name, "Policy": policy}),
+                ),
+            }),
+            other => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads, applies (and cannot probe) bucket changes.
@@ -330,6 +418,8 @@ impl Calls for BucketCalls {
                 "s3:PutBucketPolicy",
                 "s3:PutBucketVersioning",
                 "s3:PutBucketPublicAccessBlock",
+                "s3:DeleteBucket",
+                "s3:DeleteBucketPolicy",
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
@@ -458,6 +548,42 @@ impl Calls for BucketCalls {
                     .put_bucket_policy()
                     .bucket(bucket)
                     .policy(policy.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteBucket" => {
+                let out = s3
+                    .delete_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeletePublicAccessBlock" => {
+                let out = s3
+                    .delete_public_access_block()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteBucketEncryption" => {
+                let out = s3
+                    .delete_bucket_encryption()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteBucketPolicy" => {
+                let out = s3
+                    .delete_bucket_policy()
+                    .bucket(bucket)
                     .send()
                     .await
                     .map_err(|e| Error::Aws(failure(operation, &e)))?;
@@ -623,6 +749,59 @@ pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(operation: &str) -> ApiCall {
+        ApiCall {
+            service: "s3".into(),
+            operation: operation.into(),
+            input: json!({"Bucket": "logs"}),
+        }
+    }
+
+    #[test]
+    fn a_created_bucket_is_deleted_and_an_existing_one_gets_its_settings_back() {
+        let missing = state(&Bucket::missing("logs", "eu-west-1"));
+        let created = EnsureBucket
+            .inverse(&call("CreateBucket"), &missing, &json!(null))
+            .expect("a way back");
+        assert_eq!(
+            (created.operation.as_str(), created.removes_created),
+            ("DeleteBucket", true)
+        );
+        let existing = Bucket {
+            exists: true,
+            policy: Some(json!({"Version": "2012-10-17", "Statement": []})),
+            ..Bucket::missing("logs", "eu-west-1")
+        };
+        let policy = EnsureBucket
+            .inverse(&call("PutBucketPolicy"), &state(&existing), &json!(null))
+            .expect("a way back");
+        assert_eq!(policy.operation, "PutBucketPolicy");
+        assert_eq!(
+            policy.input["Policy"],
+            existing.policy.clone().unwrap_or_default()
+        );
+        assert!(!policy.removes_created);
+        let block = EnsureBucket
+            .inverse(
+                &call("PutPublicAccessBlock"),
+                &state(&existing),
+                &json!(null),
+            )
+            .expect("a way back");
+        assert_eq!(block.operation, "DeletePublicAccessBlock");
+        let never_versioned = EnsureBucket
+            .inverse(
+                &call("PutBucketVersioning"),
+                &state(&existing),
+                &json!(null),
+            )
+            .expect_err("S3 can only suspend versioning");
+        assert!(
+            never_versioned.contains("only suspend"),
+            "{never_versioned}"
+        );
+    }
 
     fn statement(sid: &str, action: &str) -> Value {
         json!({"Sid": sid, "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},

@@ -450,6 +450,7 @@ fn inverse(call: &ApiCall, before: &Value, after: &Value) -> std::result::Result
                     "IpPermissions": removed.iter().map(permission_input).collect::<Vec<_>>(),
                 }),
                 after: state(&restored),
+                removes_created: false,
             })
         }
         "AuthorizeSecurityGroupEgress" => {
@@ -464,6 +465,7 @@ fn inverse(call: &ApiCall, before: &Value, after: &Value) -> std::result::Result
                 operation: "RevokeSecurityGroupEgress".into(),
                 input: json!({"GroupId": group_id, "SecurityGroupRuleIds": ids}),
                 after: state(&was),
+                removes_created: false,
             })
         }
         "ModifySecurityGroupRules" => {
@@ -499,6 +501,7 @@ fn inverse(call: &ApiCall, before: &Value, after: &Value) -> std::result::Result
                 operation: "ModifySecurityGroupRules".into(),
                 input: json!({"GroupId": group_id, "SecurityGroupRules": updates}),
                 after: state(&was),
+                removes_created: false,
             })
         }
         other => Err(format!("no inverse for {other}")),

@@ -6,7 +6,9 @@
 //! applied with `apply --plan`, and is applied by the same executor: each inverse's
 //! before is the state the run left (recorded after its change), so a resource that
 //! changed since is refused by the stale check; its after is the state the run found,
-//! and the read-back must show it. Inverses are planned per resource from its last
+//! and the read-back must show it. A resource the run created is undone by deleting it,
+//! which takes the run's later changes of it along (they need no inverse of their own).
+//! Inverses are planned per resource from its last
 //! change back; once one change of a resource has no way back, the earlier ones are not
 //! undone either (they would rebuild on a state that is not there).
 
@@ -26,6 +28,15 @@ type ResourceKey = (String, String, String);
 fn resource_key(change: &Change) -> ResourceKey {
     (
         change.account_id.clone(),
+        change.region.clone(),
+        change.resource.id.clone(),
+    )
+}
+
+/// The key of the resource a recorded change was made to.
+fn recorded_key(record: &Record, change: &ChangeRecord) -> ResourceKey {
+    (
+        record.account_id.clone(),
         change.region.clone(),
         change.resource.id.clone(),
     )
@@ -52,12 +63,21 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     // Per resource, the values a later inverse renews (the ids of rules authorized
     // again): in the states recorded earlier they are known only after apply.
     let mut renewed: BTreeMap<ResourceKey, BTreeSet<String>> = BTreeMap::new();
-    for (record, change) in made.iter().rev() {
-        let resource = (
-            record.account_id.clone(),
-            change.region.clone(),
-            change.resource.id.clone(),
-        );
+    let created = created_by_run(&made);
+    // Per resource the run created, the changes it made to it afterwards (undone by
+    // deleting it) and the state it left, which the deletion starts from.
+    let mut covered: BTreeMap<ResourceKey, (Vec<String>, Value)> = BTreeMap::new();
+    for (index, (record, change)) in made.iter().enumerate().rev() {
+        let resource = recorded_key(record, change);
+        if let Some(&creation) = created.get(&resource) {
+            let (later, _) = covered
+                .entry(resource.clone())
+                .or_insert_with(|| (Vec::new(), change.after.clone()));
+            if index > creation {
+                later.push(change.change_id.clone());
+                continue;
+            }
+        }
         let refuse = |detail: String| Blocked {
             runbook: change.runbook.clone(),
             account_id: record.account_id.clone(),
@@ -96,6 +116,17 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                     .entry(resource.clone())
                     .or_default()
                     .extend(renewals(&before, &inverse.after));
+                let (left, undoes) = match covered.remove(&resource) {
+                    Some((mut later, left)) if inverse.removes_created => {
+                        later.reverse();
+                        let undoes = std::iter::once(change.change_id.clone())
+                            .chain(later)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        (unknown(&left, &gone), undoes)
+                    }
+                    _ => (after.clone(), change.change_id.clone()),
+                };
                 changes.push(Change {
                     id: format!("rollback/{}", change.change_id),
                     runbook: change.runbook.clone(),
@@ -105,8 +136,8 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                     action: change.action.clone(),
                     resource: change.resource.clone(),
                     kind: inverse.kind,
-                    summary: format!("{} (undoes {})", inverse.summary, change.change_id),
-                    before: after.clone(),
+                    summary: format!("{} (undoes {undoes})", inverse.summary),
+                    before: left,
                     after: inverse.after,
                     call: ApiCall {
                         service: change.call.service.clone(),
@@ -149,6 +180,25 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
         not_planned: Vec::new(),
         unprobed_services: Vec::new(),
     }
+}
+
+/// Per resource the run created, the index in `made` of the change that created it:
+/// the first whose inverse removes what it made.
+fn created_by_run(made: &[(&Record, &ChangeRecord)]) -> BTreeMap<ResourceKey, usize> {
+    let mut created = BTreeMap::new();
+    for (index, (record, change)) in made.iter().enumerate() {
+        let resource = recorded_key(record, change);
+        if created.contains_key(&resource) {
+            continue;
+        }
+        let removes = actions::find(&change.action)
+            .and_then(|a| a.inverse(&change.call, &change.before, &change.after).ok())
+            .is_some_and(|inverse| inverse.removes_created);
+        if removes {
+            created.insert(resource, index);
+        }
+    }
+    created
 }
 
 /// `value` with every string of `gone` as `(known after apply)`.

@@ -69,6 +69,38 @@ async fn trails(ct: &aws_sdk_cloudtrail::Client) -> Vec<(String, bool, bool, boo
     found
 }
 
+/// In eu-west-1, a single-region trail `team-trail` writing to bucket
+/// `team-trail-logs`, not logging and recording only write management events.
+pub(crate) async fn seed_team_trail(ct: &aws_sdk_cloudtrail::Client, s3: &aws_sdk_s3::Client) {
+    s3.create_bucket()
+        .bucket("team-trail-logs")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket");
+    ct.create_trail()
+        .name("team-trail")
+        .s3_bucket_name("team-trail-logs")
+        .send()
+        .await
+        .expect("single-region trail, not logging");
+    ct.put_event_selectors()
+        .trail_name("team-trail")
+        .event_selectors(
+            EventSelector::builder()
+                .read_write_type(ReadWriteType::WriteOnly)
+                .include_management_events(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("write-only selectors");
+}
+
 #[test]
 fn an_existing_trail_is_fixed_in_place_on_moto() {
     let emulator = Emulator::start(Kind::Moto);
@@ -81,35 +113,7 @@ fn an_existing_trail_is_fixed_in_place_on_moto() {
         cmd.args(args).args(["--region", region]);
         run(cmd)
     };
-    block_on(async {
-        s3.create_bucket()
-            .bucket("team-trail-logs")
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("bucket");
-        ct.create_trail()
-            .name("team-trail")
-            .s3_bucket_name("team-trail-logs")
-            .send()
-            .await
-            .expect("single-region trail, not logging");
-        ct.put_event_selectors()
-            .trail_name("team-trail")
-            .event_selectors(
-                EventSelector::builder()
-                    .read_write_type(ReadWriteType::WriteOnly)
-                    .include_management_events(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("write-only selectors");
-    });
+    block_on(seed_team_trail(&ct, &s3));
     let before = block_on(trails(&ct));
     assert_eq!(
         before,
