@@ -219,12 +219,12 @@ pub enum Error {
     /// A resource a run created holds data now, so undoing the run leaves it: harden
     /// deletes only what is still empty.
     #[error(
-        "{resource} holds {what}; harden deletes only an empty one it created, so it is left as it is"
+        "{resource} is not empty ({what}); harden deletes only an empty one it created, so it is left as it is"
     )]
     NotEmpty {
         /// The resource.
         resource: String,
-        /// What it holds.
+        /// What it holds, or what uses it.
         what: String,
     },
     /// The audit log does not verify.

@@ -14,13 +14,13 @@ use aws_sdk_config::types::{
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, arg_string,
-    input_str, not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
+    arg_string, input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
-use crate::plan::{BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -184,6 +184,87 @@ impl Action for EnsureRecorder {
     fn calls(&self) -> &'static dyn Calls {
         &RecorderCalls
     }
+
+    fn service_owned(&self) -> &'static [&'static str] {
+        &["/recorder/last_status"]
+    }
+
+    /// Each change has its own way back (deleting the recorder leaves its channel): a
+    /// started recorder is stopped (it was stopped before; Config deletes a channel only
+    /// then), a channel the run added is deleted, a recorder it created is deleted, and
+    /// one it changed gets its role and global recording back. A recorder that recorded
+    /// chosen resource types before cannot be put back: harden did not record which.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: ConfigSetup = super::recorded(before, "AWS Config setup")?;
+        match (call.operation.as_str(), &was.recorder) {
+            ("StartConfigurationRecorder", Some(r)) if !r.recording => Ok(Inverse::restoring(
+                before,
+                format!("stop recorder {} again, as before the run", r.name),
+                "StopConfigurationRecorder",
+                json!({"ConfigurationRecorderName": r.name}),
+            )),
+            ("StartConfigurationRecorder", _) => {
+                Err("the recorder was recording (or missing) before the run".into())
+            }
+            ("PutDeliveryChannel", _) => {
+                let name = call
+                    .input
+                    .pointer("/DeliveryChannel/name")
+                    .and_then(Value::as_str)
+                    .ok_or("its input names no delivery channel")?;
+                if was.delivery_channels.iter().any(|c| c.name == name) {
+                    return Err(format!("delivery channel {name} existed before the run"));
+                }
+                Ok(Inverse {
+                    kind: ChangeKind::Delete,
+                    ..Inverse::restoring(
+                        before,
+                        format!("delete delivery channel {name}, which the run added"),
+                        "DeleteDeliveryChannel",
+                        json!({"DeliveryChannelName": name}),
+                    )
+                })
+            }
+            ("PutConfigurationRecorder", None) => {
+                let name = call
+                    .input
+                    .pointer("/ConfigurationRecorder/name")
+                    .and_then(Value::as_str)
+                    .ok_or("its input names no recorder")?;
+                Ok(Inverse {
+                    kind: ChangeKind::Delete,
+                    ..Inverse::restoring(
+                        before,
+                        format!("delete recorder {name}, which the run created"),
+                        "DeleteConfigurationRecorder",
+                        json!({"ConfigurationRecorderName": name}),
+                    )
+                })
+            }
+            ("PutConfigurationRecorder", Some(r)) if r.all_supported => Ok(Inverse::restoring(
+                before,
+                format!(
+                    "give recorder {} its role and global recording back",
+                    r.name
+                ),
+                "PutConfigurationRecorder",
+                json!({"ConfigurationRecorder": {
+                    "name": r.name, "roleARN": r.role_arn,
+                    "recordingGroup": {"allSupported": true,
+                        "includeGlobalResourceTypes": r.include_global}}}),
+            )),
+            ("PutConfigurationRecorder", Some(r)) => Err(format!(
+                "recorder {} recorded chosen resource types before the run, which harden does not record",
+                r.name
+            )),
+            (other, _) => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads, applies (and cannot probe) AWS Config changes.
@@ -202,6 +283,9 @@ impl Calls for RecorderCalls {
                 "config:PutConfigurationRecorder",
                 "config:PutDeliveryChannel",
                 "config:StartConfigurationRecorder",
+                "config:StopConfigurationRecorder",
+                "config:DeleteDeliveryChannel",
+                "config:DeleteConfigurationRecorder",
             ],
             passes_role_to: &["config.amazonaws.com"],
             kms_via_ec2: false,
@@ -265,6 +349,33 @@ impl Calls for RecorderCalls {
             "StartConfigurationRecorder" => {
                 let out = config
                     .start_configuration_recorder()
+                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "StopConfigurationRecorder" => {
+                let out = config
+                    .stop_configuration_recorder()
+                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteDeliveryChannel" => {
+                let out = config
+                    .delete_delivery_channel()
+                    .delivery_channel_name(input_str(change, "/DeliveryChannelName")?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                Ok(Applied::request(out.request_id()))
+            }
+            "DeleteConfigurationRecorder" => {
+                let out = config
+                    .delete_configuration_recorder()
                     .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
                     .send()
                     .await
@@ -354,6 +465,58 @@ mod tests {
 
     fn args(global: bool) -> Value {
         json!({"role_arn": ROLE, "bucket_name": "logs", "include_global": global})
+    }
+
+    #[test]
+    fn every_change_of_a_new_setup_has_a_way_back_and_a_narrow_recorder_has_none() {
+        let empty = setup(None, 0);
+        let planned = EnsureRecorder.plan(&empty, &args(false)).expect("plans");
+        let undo: Vec<(String, ChangeKind)> = planned
+            .changes
+            .iter()
+            .map(|change| {
+                let inverse = EnsureRecorder
+                    .inverse(&change.call, &change.before, &change.after)
+                    .expect("a way back");
+                (inverse.operation, inverse.kind)
+            })
+            .collect();
+        assert_eq!(
+            undo,
+            [
+                (
+                    "DeleteConfigurationRecorder".to_string(),
+                    ChangeKind::Delete
+                ),
+                ("DeleteDeliveryChannel".to_string(), ChangeKind::Delete),
+                ("StopConfigurationRecorder".to_string(), ChangeKind::Update),
+            ]
+        );
+        let narrow = ConfigRecorder {
+            name: "legacy".into(),
+            role_arn: ROLE.into(),
+            all_supported: false,
+            include_global: false,
+            recording: true,
+            last_status: None,
+        };
+        let Resource::ConfigRecorder(narrow_setup) = setup(Some(narrow), 1) else {
+            unreachable!("built as a Config setup")
+        };
+        let planned = EnsureRecorder
+            .plan(
+                &Resource::ConfigRecorder(narrow_setup.clone()),
+                &args(false),
+            )
+            .expect("plans");
+        let why = EnsureRecorder
+            .inverse(
+                &planned.changes[0].call,
+                &state(&narrow_setup),
+                &json!(null),
+            )
+            .expect_err("the chosen types were not recorded");
+        assert!(why.contains("chosen resource types"), "{why}");
     }
 
     fn operations(plan: &ActionPlan) -> Vec<&str> {

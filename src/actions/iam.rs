@@ -90,6 +90,39 @@ impl Action for EnsureServiceLinkedRole {
     fn calls(&self) -> &'static dyn Calls {
         &ServiceLinkedRoleCalls
     }
+
+    /// A service-linked role the run created is deleted by the name read back. IAM
+    /// deletes it only once no resource of the service in any region uses it, and
+    /// says which do otherwise.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: ServiceLinkedRole = super::recorded(before, "service-linked role")?;
+        let made: ServiceLinkedRole = super::recorded(after, "service-linked role")?;
+        match (call.operation.as_str(), made.name) {
+            ("CreateServiceLinkedRole", Some(name)) if !was.exists && name != KNOWN_AFTER_APPLY => {
+                Ok(Inverse::deleting_created(
+                    before,
+                    format!(
+                        "delete the service-linked role {name}, which the run created, once nothing uses it"
+                    ),
+                    "DeleteServiceLinkedRole",
+                    json!({"RoleName": name}),
+                ))
+            }
+            ("CreateServiceLinkedRole", _) if was.exists => Err(format!(
+                "the role of {} existed before the run",
+                was.service
+            )),
+            ("CreateServiceLinkedRole", _) => {
+                Err("the name of the role it created was not read back".into())
+            }
+            (other, _) => Err(format!("no inverse for {other}")),
+        }
+    }
 }
 
 /// Reads and creates (and cannot probe) service-linked roles.
@@ -99,8 +132,8 @@ pub struct ServiceLinkedRoleCalls;
 impl Calls for ServiceLinkedRoleCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
         &crate::least_privilege::Rights {
-            reads: &["iam:ListRoles"],
-            changes: &["iam:CreateServiceLinkedRole"],
+            reads: &["iam:ListRoles", "iam:GetServiceLinkedRoleDeletionStatus"],
+            changes: &["iam:CreateServiceLinkedRole", "iam:DeleteServiceLinkedRole"],
             passes_role_to: &[],
             kms_via_ec2: false,
         }
@@ -118,8 +151,10 @@ impl Calls for ServiceLinkedRoleCalls {
         change: &Change,
         _current: &Value,
     ) -> Result<Applied> {
-        if change.call.operation != "CreateServiceLinkedRole" {
-            return Err(super::not_ours(change, "a service-linked role action"));
+        match change.call.operation.as_str() {
+            "CreateServiceLinkedRole" => {}
+            "DeleteServiceLinkedRole" => return delete_service_linked_role(clients, change).await,
+            _ => return Err(super::not_ours(change, "a service-linked role action")),
         }
         let input: CreateServiceLinkedRoleInput = serde_json::from_value(change.call.input.clone())
             .map_err(|e| {
@@ -140,6 +175,69 @@ impl Calls for ServiceLinkedRoleCalls {
 
     async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
         Probe::NotSupported
+    }
+}
+
+/// How long a service-linked role's deletion may take before harden stops waiting
+/// (IAM deletes it in the background; it takes seconds).
+const SERVICE_LINKED_ROLE_DELETION: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Deletes a service-linked role and waits for IAM's background deletion to end: it
+/// fails while a resource of the service uses the role, naming where.
+async fn delete_service_linked_role(clients: &RegionClients, change: &Change) -> Result<Applied> {
+    use aws_sdk_iam::types::DeletionTaskStatusType;
+    let name = super::input_str(change, "/RoleName")?;
+    let out = clients
+        .iam
+        .delete_service_linked_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("DeleteServiceLinkedRole", &e)))?;
+    let limit = change
+        .wait_timeout_seconds
+        .map_or(SERVICE_LINKED_ROLE_DELETION, std::time::Duration::from_secs);
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let status = clients
+            .iam
+            .get_service_linked_role_deletion_status()
+            .deletion_task_id(out.deletion_task_id())
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("GetServiceLinkedRoleDeletionStatus", &e)))?;
+        match status.status() {
+            DeletionTaskStatusType::Succeeded => return Ok(Applied::request(out.request_id())),
+            DeletionTaskStatusType::Failed => {
+                let users: Vec<String> = status
+                    .reason()
+                    .map(|r| {
+                        r.role_usage_list()
+                            .iter()
+                            .flat_map(|u| {
+                                let region = u.region().unwrap_or_default().to_string();
+                                u.resources().iter().map(move |r| format!("{r} ({region})"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Err(Error::NotEmpty {
+                    resource: format!("service-linked role {name}"),
+                    what: if users.is_empty() {
+                        "in use, IAM did not say by what".to_string()
+                    } else {
+                        format!("in use by {}", users.join(", "))
+                    },
+                });
+            }
+            _ if tokio::time::Instant::now() >= until => {
+                return Err(Error::Verification {
+                    resource: format!("service-linked role {name}"),
+                    detail: format!("IAM had not deleted it after {}s", limit.as_secs()),
+                });
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
     }
 }
 

@@ -314,6 +314,12 @@ pub trait Action: Send + Sync {
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
     /// The calls that read, apply and probe its changes.
     fn calls(&self) -> &'static dyn Calls;
+    /// Fields of its resource's state (JSON pointers) that the service changes on its
+    /// own, such as a recorder's last status: a rollback holds them to no recorded
+    /// value, neither in its stale check nor in its read-back.
+    fn service_owned(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The change that undoes one this action made (`harden rollback`), from what the
     /// audit recorded of it: its call, the state read before it and the state read back
     /// after it. Pure. `Err` says why there is no way back (the default: none known).

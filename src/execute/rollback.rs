@@ -99,7 +99,8 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
             unknown(&change.before, &gone),
             unknown(&change.after, &gone),
         );
-        let inverse = match actions::find(&change.action) {
+        let action = actions::find(&change.action);
+        let inverse = match action {
             Some(action) => action.inverse(&change.call, &before, &after),
             None => Err(format!("action {} is not in this harden", change.action)),
         }
@@ -137,8 +138,8 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                     resource: change.resource.clone(),
                     kind: inverse.kind,
                     summary: format!("{} (undoes {undoes})", inverse.summary),
-                    before: left,
-                    after: inverse.after,
+                    before: unsettled(left, action),
+                    after: unsettled(inverse.after, action),
                     call: ApiCall {
                         service: change.call.service.clone(),
                         operation: inverse.operation,
@@ -199,6 +200,16 @@ fn created_by_run(made: &[(&Record, &ChangeRecord)]) -> BTreeMap<ResourceKey, us
         }
     }
     created
+}
+
+/// `state` with the fields its service changes on its own as `(known after apply)`.
+fn unsettled(mut state: Value, action: Option<&'static dyn actions::Action>) -> Value {
+    for pointer in action.map_or(&[][..], |a| a.service_owned()) {
+        if let Some(field) = state.pointer_mut(pointer) {
+            *field = Value::String(KNOWN_AFTER_APPLY.into());
+        }
+    }
+    state
 }
 
 /// `value` with every string of `gone` as `(known after apply)`.

@@ -72,16 +72,7 @@ async fn trails(ct: &aws_sdk_cloudtrail::Client) -> Vec<(String, bool, bool, boo
 /// In eu-west-1, a single-region trail `team-trail` writing to bucket
 /// `team-trail-logs`, not logging and recording only write management events.
 pub(crate) async fn seed_team_trail(ct: &aws_sdk_cloudtrail::Client, s3: &aws_sdk_s3::Client) {
-    s3.create_bucket()
-        .bucket("team-trail-logs")
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("bucket");
+    crate::support::create_bucket(s3, "team-trail-logs", "eu-west-1").await;
     ct.create_trail()
         .name("team-trail")
         .s3_bucket_name("team-trail-logs")

@@ -96,16 +96,7 @@ fn a_stopped_recorder_with_an_odd_name_is_reused_on_moto() {
             .await
             .expect("role");
         let s3 = emulator.s3(region);
-        s3.create_bucket()
-            .bucket("team-config")
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("bucket");
+        crate::support::create_bucket(&s3, "team-config", "eu-west-1").await;
         config
             .put_configuration_recorder()
             .configuration_recorder(

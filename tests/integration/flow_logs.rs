@@ -64,18 +64,6 @@ async fn add_flow_log(ec2: &aws_sdk_ec2::Client, vpc: &str, traffic: TrafficType
     assert!(out.unsuccessful().is_empty(), "seed flow log refused");
 }
 
-async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
-    let mut request = s3.create_bucket().bucket(name);
-    if region != "us-east-1" {
-        request = request.create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
-                .build(),
-        );
-    }
-    request.send().await.expect("bucket");
-}
-
 /// The bucket's policy statements by Sid, or none.
 pub(crate) async fn policy_sids(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let Ok(out) = s3.get_bucket_policy().bucket(bucket).send().await else {
@@ -145,7 +133,7 @@ fn scenario(kind: Kind, region: &str, bucket_exists: bool) {
 
     let (bare, compliant, reject_only, exempt) = block_on(async {
         let elsewhere = format!("existing-logs-{account}");
-        create_bucket(&s3, &elsewhere, region).await;
+        crate::support::create_bucket(&s3, &elsewhere, region).await;
         let bare = create_vpc(&ec2, "10.1.0.0/16").await;
         let compliant = create_vpc(&ec2, "10.2.0.0/16").await;
         add_flow_log(&ec2, &compliant, TrafficType::All, &elsewhere).await;
@@ -168,7 +156,7 @@ fn scenario(kind: Kind, region: &str, bucket_exists: bool) {
             .expect("id")
             .to_string();
         if bucket_exists {
-            create_bucket(&s3, &bucket, region).await;
+            crate::support::create_bucket(&s3, &bucket, region).await;
             let theirs = json!({"Version": "2012-10-17", "Statement": [{
                 "Sid": "TheirAuditRead", "Effect": "Allow",
                 "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},

@@ -516,19 +516,13 @@ fn describe_trails_and_buckets(emulator: &Emulator) -> String {
     })
 }
 
-/// Applies the CloudTrail runbook, rolls the run back, and returns the rollback's
-/// output after checking it exited 0.
-fn cloudtrail_round_trip(emulator: &Emulator, state: &Path) -> String {
+/// Applies `runbook`, rolls the run back, and returns the rollback's output after
+/// checking that both exited 0.
+fn round_trip(emulator: &Emulator, state: &Path, runbook: &str) -> String {
     let out = harden(
         emulator,
         state,
-        &[
-            "apply",
-            "runbooks/enable-cloudtrail.yaml",
-            "--yes",
-            "--region",
-            REGION,
-        ],
+        &["apply", runbook, "--yes", "--region", REGION],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let run_id = run_id_of(&out.stdout);
@@ -547,7 +541,7 @@ fn a_trail_and_bucket_a_run_created_are_deleted_on_moto() {
     let seeded = describe_trails_and_buckets(&emulator);
     assert_eq!(seeded, "\nbuckets: []", "moto starts empty");
 
-    let rollback = cloudtrail_round_trip(&emulator, state.path());
+    let rollback = round_trip(&emulator, state.path(), "runbooks/enable-cloudtrail.yaml");
     assert_eq!(describe_trails_and_buckets(&emulator), seeded);
     let deletes: Vec<&str> = rollback
         .lines()
@@ -586,7 +580,7 @@ fn a_trail_fixed_in_place_gets_its_settings_back_on_moto() {
     ));
     let seeded = describe_trails_and_buckets(&emulator);
 
-    let rollback = cloudtrail_round_trip(&emulator, state.path());
+    let rollback = round_trip(&emulator, state.path(), "runbooks/enable-cloudtrail.yaml");
     assert_eq!(describe_trails_and_buckets(&emulator), seeded);
     for undo in ["flags back", "event selectors back", "stop logging"] {
         assert!(rollback.contains(undo), "{undo}:\n{rollback}");
@@ -776,7 +770,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        said.contains("log group harden-vpc-flow-logs holds log stream eni-0123-all"),
+        said.contains("log group harden-vpc-flow-logs is not empty (log stream eni-0123-all)"),
         "the group is kept, saying why:\n{said}"
     );
     let left = describe_cloud_watch_delivery(&emulator, &regions);
@@ -786,5 +780,130 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
         [r#"us-east-2 log group Some("harden-vpc-flow-logs") retention Some(365) key None"#],
         "only the group holding a stream is left of the run:\n{left}"
     );
+    emulator.assert_audit_verifies(state.path());
+}
+
+/// A full describe of the region's AWS Config setup and what it uses: the recorders as
+/// AWS describes them, whether each records, the delivery channels, the buckets and
+/// the roles under Config's service-linked path.
+fn describe_config(emulator: &Emulator) -> String {
+    let config = emulator.config(REGION);
+    block_on(async {
+        let recorders = config
+            .describe_configuration_recorders()
+            .send()
+            .await
+            .expect("recorders");
+        let statuses = config
+            .describe_configuration_recorder_status()
+            .send()
+            .await
+            .expect("status");
+        let recording: Vec<(Option<&str>, bool)> = statuses
+            .configuration_recorders_status()
+            .iter()
+            .map(|s| (s.name(), s.recording()))
+            .collect();
+        let channels = config
+            .describe_delivery_channels()
+            .send()
+            .await
+            .expect("channels");
+        let buckets = emulator
+            .s3(REGION)
+            .list_buckets()
+            .send()
+            .await
+            .expect("buckets");
+        let buckets: Vec<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+        let roles = emulator
+            .iam()
+            .list_roles()
+            .path_prefix("/aws-service-role/config.amazonaws.com/")
+            .send()
+            .await
+            .expect("roles");
+        let roles: Vec<&str> = roles.roles().iter().map(|r| r.role_name()).collect();
+        format!(
+            "{:?}\nrecording {recording:?}\n{:?}\nbuckets {buckets:?}\nroles {roles:?}",
+            recorders.configuration_recorders(),
+            channels.delivery_channels()
+        )
+    })
+}
+
+/// An empty region gets the service-linked role, a bucket, a recorder and a channel,
+/// started; the rollback stops the recorder, deletes the channel, the recorder, the
+/// bucket and the role, each made by the run: a full describe equals the empty one.
+#[test]
+fn an_aws_config_setup_a_run_created_is_deleted_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let seeded = describe_config(&emulator);
+    let rollback = round_trip(&emulator, state.path(), "runbooks/enable-aws-config.yaml");
+    assert_eq!(describe_config(&emulator), seeded);
+    for undo in [
+        "StopConfigurationRecorder",
+        "DeleteDeliveryChannel",
+        "DeleteConfigurationRecorder",
+        "DeleteBucket",
+        "DeleteServiceLinkedRole",
+    ] {
+        assert!(rollback.contains(undo), "{undo}:\n{rollback}");
+    }
+    emulator.assert_audit_verifies(state.path());
+}
+
+/// A stopped recorder of all supported types, with a role of its own, without global
+/// types, and a channel of its own: the run gives it the service-linked role (which it
+/// creates) and starts it; the rollback stops it and gives it its role back, and
+/// deletes the role the run created.
+#[test]
+fn a_recorder_the_run_changed_gets_its_role_back_and_is_stopped_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let config = emulator.config(REGION);
+    let account = emulator.account();
+    block_on(async {
+        crate::support::create_bucket(&emulator.s3(REGION), "team-config", "eu-west-1").await;
+        config
+            .put_configuration_recorder()
+            .configuration_recorder(
+                aws_sdk_config::types::ConfigurationRecorder::builder()
+                    .name("team-recorder")
+                    .role_arn(format!("arn:aws:iam::{account}:role/team-config"))
+                    .recording_group(
+                        aws_sdk_config::types::RecordingGroup::builder()
+                            .all_supported(true)
+                            .include_global_resource_types(false)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("recorder");
+        config
+            .put_delivery_channel()
+            .delivery_channel(
+                aws_sdk_config::types::DeliveryChannel::builder()
+                    .name("team-channel")
+                    .s3_bucket_name("team-config")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("channel");
+    });
+    let seeded = describe_config(&emulator);
+    let rollback = round_trip(&emulator, state.path(), "runbooks/enable-aws-config.yaml");
+    assert_eq!(describe_config(&emulator), seeded);
+    for undo in [
+        "StopConfigurationRecorder",
+        "give recorder team-recorder its role and global recording back",
+        "DeleteServiceLinkedRole",
+    ] {
+        assert!(rollback.contains(undo), "{undo}:\n{rollback}");
+    }
     emulator.assert_audit_verifies(state.path());
 }

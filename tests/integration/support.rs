@@ -408,3 +408,16 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .expect("runtime")
         .block_on(future)
 }
+
+/// Creates bucket `name` in `region` (us-east-1 takes no location constraint).
+pub(crate) async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
+    let mut request = s3.create_bucket().bucket(name);
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    request.send().await.expect("bucket");
+}
