@@ -102,26 +102,22 @@ impl Action for EnsureServiceLinkedRole {
     ) -> std::result::Result<Inverse, String> {
         let was: ServiceLinkedRole = super::recorded(before, "service-linked role")?;
         let made: ServiceLinkedRole = super::recorded(after, "service-linked role")?;
-        match (call.operation.as_str(), made.name) {
-            ("CreateServiceLinkedRole", Some(name)) if !was.exists && name != KNOWN_AFTER_APPLY => {
-                Ok(Inverse::deleting_created(
-                    before,
-                    format!(
-                        "delete the service-linked role {name}, which the run created, once nothing uses it"
-                    ),
-                    "DeleteServiceLinkedRole",
-                    json!({"RoleName": name}),
-                ))
-            }
-            ("CreateServiceLinkedRole", _) if was.exists => Err(format!(
-                "the role of {} existed before the run",
-                was.service
-            )),
-            ("CreateServiceLinkedRole", _) => {
-                Err("the name of the role it created was not read back".into())
-            }
-            (other, _) => Err(format!("no inverse for {other}")),
-        }
+        let what = format!("service-linked role of {}", was.service);
+        let name = super::created_id(
+            call,
+            "CreateServiceLinkedRole",
+            was.exists,
+            made.name,
+            &what,
+        )?;
+        Ok(Inverse::deleting_created(
+            before,
+            format!(
+                "delete the service-linked role {name}, which the run created, once nothing uses it"
+            ),
+            "DeleteServiceLinkedRole",
+            json!({"RoleName": name}),
+        ))
     }
 }
 

@@ -386,6 +386,29 @@ impl Inverse {
     }
 }
 
+/// The id (ARN, URL or name) read back of what `call` created, for its deletion: `call`
+/// must be the `create` operation of a `what` that did not exist before it.
+pub fn created_id(
+    call: &ApiCall,
+    create: &str,
+    existed: bool,
+    read_back: Option<String>,
+    what: &str,
+) -> std::result::Result<String, String> {
+    if call.operation != create {
+        return Err(format!(
+            "{} on {what} is not undone by this harden",
+            call.operation
+        ));
+    }
+    if existed {
+        return Err(format!("{what} existed before the run"));
+    }
+    read_back
+        .filter(|id| id != crate::template::KNOWN_AFTER_APPLY)
+        .ok_or(format!("the id of the {what} it created was not read back"))
+}
+
 /// The state recorded before a change, read as the concern's type `T` (`what` names it
 /// in the error).
 pub fn recorded<T: serde::de::DeserializeOwned>(

@@ -19,16 +19,19 @@ use crate::actions;
 use crate::audit::{ChangeRecord, Entry, Outcome, Record};
 use serde_json::Value;
 
+use crate::inventory::ResourceKind;
 use crate::plan::{ApiCall, BlockReason, Blocked, Change, Plan, PlannedRunbook, state_matches};
 use crate::template::KNOWN_AFTER_APPLY;
 
-/// (account, region, resource id): one resource, whose inverses form one chain.
-type ResourceKey = (String, String, String);
+/// (account, region, kind, id): one resource, whose inverses form one chain. The kind
+/// is part of it: a queue and a rule may share a name.
+type ResourceKey = (String, String, ResourceKind, String);
 
 fn resource_key(change: &Change) -> ResourceKey {
     (
         change.account_id.clone(),
         change.region.clone(),
+        change.resource.kind,
         change.resource.id.clone(),
     )
 }
@@ -38,6 +41,7 @@ fn recorded_key(record: &Record, change: &ChangeRecord) -> ResourceKey {
     (
         record.account_id.clone(),
         change.region.clone(),
+        change.resource.kind,
         change.resource.id.clone(),
     )
 }

@@ -907,3 +907,132 @@ fn a_recorder_the_run_changed_gets_its_role_back_and_is_stopped_on_moto() {
     }
     emulator.assert_audit_verifies(state.path());
 }
+
+/// A full describe of what the alerting runbook touches: the rule as EventBridge
+/// describes it with its targets, the queues, and the topics with their subscriptions.
+fn describe_alerting(emulator: &Emulator) -> String {
+    let config = emulator.sdk_config(REGION);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    block_on(async {
+        let mut described = Vec::new();
+        let rules = events.list_rules().send().await.expect("rules");
+        for rule in rules.rules() {
+            let name = rule.name().unwrap_or_default();
+            let targets = events
+                .list_targets_by_rule()
+                .rule(name)
+                .send()
+                .await
+                .expect("targets");
+            let targets: Vec<(Option<&str>, Option<&str>)> = targets
+                .targets()
+                .iter()
+                .map(|t| (Some(t.id()), Some(t.arn())))
+                .collect();
+            described.push(format!(
+                "rule {name} {:?} {:?} {:?} targets {targets:?}",
+                rule.event_pattern(),
+                rule.state(),
+                rule.description()
+            ));
+        }
+        let queues = sqs.list_queues().send().await.expect("queues");
+        described.push(format!("queues {:?}", queues.queue_urls()));
+        let topics = sns.list_topics().send().await.expect("topics");
+        described.push(format!("topics {:?}", topics.topics()));
+        let subscriptions = sns
+            .list_subscriptions()
+            .send()
+            .await
+            .expect("subscriptions");
+        described.push(format!("subscriptions {:?}", subscriptions.subscriptions()));
+        described.join("\n")
+    })
+}
+
+/// The alerting runbook over a rule of the same name that someone else made (disabled,
+/// another pattern, their own target): the run corrects the rule, adds harden's target,
+/// and creates both queues and the notification topic with its subscription. The
+/// rollback deletes what it created, removes its target and gives the rule back its
+/// pattern and state: a full describe equals the seeded one.
+#[test]
+fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let events = aws_sdk_eventbridge::Client::new(&emulator.sdk_config(REGION));
+    let theirs = format!("arn:aws:sqs:{REGION}:{}:theirs", emulator.account());
+    block_on(async {
+        events
+            .put_rule()
+            .name("harden-security-events")
+            .event_pattern(r#"{"source":["aws.ec2"]}"#)
+            .state(aws_sdk_eventbridge::types::RuleState::Disabled)
+            .description("made by the platform team")
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule("harden-security-events")
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("theirs")
+                    .arn(&theirs)
+                    .build()
+                    .expect("a target"),
+            )
+            .send()
+            .await
+            .expect("their target");
+    });
+    let seeded = describe_alerting(&emulator);
+
+    let apply_args = [
+        "apply",
+        "runbooks/alert-on-security-changes.yaml",
+        "--param",
+        "notify_email=oncall@example.com",
+        "--yes",
+        "--region",
+        REGION,
+    ];
+    let out = harden(&emulator, state.path(), &apply_args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let run_id = run_id_of(&out.stdout);
+    assert_ne!(describe_alerting(&emulator), seeded);
+    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(describe_alerting(&emulator), seeded);
+    for undo in ["RemoveTargets", "DeleteTopic", "DeleteQueue"] {
+        assert!(out.stdout.contains(undo), "{undo}:\n{}", out.stdout);
+    }
+
+    // Again without their rule: the run creates it too, and the rollback deletes it
+    // with the targets on it.
+    block_on(async {
+        events
+            .remove_targets()
+            .rule("harden-security-events")
+            .ids("theirs")
+            .send()
+            .await
+            .expect("their target gone");
+        events
+            .delete_rule()
+            .name("harden-security-events")
+            .send()
+            .await
+            .expect("their rule gone");
+    });
+    let bare = describe_alerting(&emulator);
+    let out = harden(&emulator, state.path(), &apply_args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let run_id = run_id_of(&out.stdout);
+    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("DeleteRule"), "{}", out.stdout);
+    assert_eq!(describe_alerting(&emulator), bare);
+    emulator.assert_audit_verifies(state.path());
+}

@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
-    typed_args, typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
+    not_ours, typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
 use crate::inventory::{EventRule, Resource, ResourceKind};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 use crate::trigger::bridge_source;
@@ -85,6 +85,19 @@ struct TargetInput {
 struct PutTargetsInput {
     rule: String,
     targets: Vec<TargetInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteRuleInput {
+    name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RemoveTargetsInput {
+    rule: String,
+    ids: Vec<String>,
 }
 
 /// Creates or corrects the rule and its target.
@@ -237,6 +250,89 @@ impl Action for EnsureRule {
     fn calls(&self) -> &'static dyn Calls {
         &RuleCalls
     }
+
+    /// A rule the run created is deleted (its targets first, as EventBridge asks); one
+    /// it corrected gets its pattern, state and description back; a target it added is
+    /// removed. A target it redirected is refused: only its ARN was recorded.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        _after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: EventRule = crate::actions::recorded(before, "rule")?;
+        let name = was.name.clone();
+        match call.operation.as_str() {
+            "PutRule" if !was.exists => Ok(Inverse::deleting_created(
+                before,
+                format!("delete the rule {name}, which the run created, and its targets"),
+                "DeleteRule",
+                call_input(DeleteRuleInput { name: name.clone() })?,
+            )),
+            "PutRule" => {
+                let pattern = was.event_pattern.as_ref().ok_or(format!(
+                    "the rule {name} had no event pattern before the run (a schedule), which harden does not record"
+                ))?;
+                let input = PutRuleInput {
+                    name: name.clone(),
+                    event_pattern: pattern.to_string(),
+                    state: if was.enabled { "ENABLED" } else { "DISABLED" }.into(),
+                    description: was.description.clone(),
+                };
+                Ok(Inverse::restoring(
+                    before,
+                    format!("give the rule {name} its pattern, state and description back"),
+                    "PutRule",
+                    call_input(input)?,
+                ))
+            }
+            "PutTargets" => {
+                let input: PutTargetsInput = serde_json::from_value(call.input.clone())
+                    .map_err(|e| format!("its input does not parse: {e}"))?;
+                let ids: Vec<String> = input.targets.into_iter().map(|t| t.id).collect();
+                if let Some(id) = ids.iter().find(|id| was.targets.contains_key(*id)) {
+                    return Err(format!(
+                        "target {id} of {name} had another destination before the run; only its ARN was recorded"
+                    ));
+                }
+                Ok(Inverse::restoring(
+                    before,
+                    format!(
+                        "remove the target {} the run added to {name}",
+                        ids.join(", ")
+                    ),
+                    "RemoveTargets",
+                    call_input(RemoveTargetsInput { rule: name, ids })?,
+                ))
+            }
+            other => Err(format!("no inverse for {other}")),
+        }
+    }
+}
+
+/// Removes targets from a rule, failing on any EventBridge refuses.
+async fn remove_targets(
+    clients: &RegionClients,
+    rule: &str,
+    ids: Vec<String>,
+) -> Result<Option<String>> {
+    let answer = clients
+        .events
+        .remove_targets()
+        .rule(rule)
+        .set_ids(Some(ids))
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("RemoveTargets", &e)))?;
+    if let Some(refused) = answer.failed_entries().first() {
+        return Err(Error::Aws(crate::error::AwsFailure {
+            operation: "RemoveTargets".into(),
+            code: refused.error_code().unwrap_or("FailedEntry").into(),
+            message: refused.error_message().unwrap_or_default().into(),
+            request_id: answer.request_id().map(str::to_string),
+        }));
+    }
+    Ok(answer.request_id().map(str::to_string))
 }
 
 /// Reads and applies rule changes.
@@ -251,7 +347,12 @@ impl Calls for RuleCalls {
                 "events:ListTagsForResource",
                 "events:ListTargetsByRule",
             ],
-            changes: &["events:PutRule", "events:PutTargets"],
+            changes: &[
+                "events:PutRule",
+                "events:PutTargets",
+                "events:RemoveTargets",
+                "events:DeleteRule",
+            ],
             passes_role_to: &["events.amazonaws.com"],
             kms_via_ec2: false,
         }
@@ -265,7 +366,7 @@ impl Calls for RuleCalls {
         &self,
         clients: &RegionClients,
         change: &Change,
-        _current: &Value,
+        current: &Value,
     ) -> Result<Applied> {
         let events = &clients.events;
         let operation = change.call.operation.as_str();
@@ -315,6 +416,31 @@ impl Calls for RuleCalls {
                     }));
                 }
                 answer.request_id().map(str::to_string)
+            }
+            "RemoveTargets" => {
+                let input: RemoveTargetsInput = typed_input(change)?;
+                remove_targets(clients, &input.rule, input.ids).await?
+            }
+            "DeleteRule" => {
+                let input: DeleteRuleInput = typed_input(change)?;
+                // EventBridge deletes a rule only without targets: those read just
+                // before, which the stale check held to the run's.
+                let targets: Vec<String> = current
+                    .get("targets")
+                    .and_then(Value::as_object)
+                    .map(|t| t.keys().cloned().collect())
+                    .unwrap_or_default();
+                if !targets.is_empty() {
+                    remove_targets(clients, &input.name, targets).await?;
+                }
+                events
+                    .delete_rule()
+                    .name(input.name)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
             _ => return Err(not_ours(change, "an EventBridge rule action")),
         };

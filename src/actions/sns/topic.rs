@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
-    typed_args, typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
+    not_ours, typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Topic};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 
 /// The arguments of `sns:ensure-topic`.
@@ -60,6 +60,12 @@ struct SubscribeInput {
     topic_arn: String,
     protocol: String,
     endpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteTopicInput {
+    topic_arn: String,
 }
 
 /// Creates or corrects the topic and its email subscriptions.
@@ -168,6 +174,27 @@ impl Action for EnsureTopic {
     fn calls(&self) -> &'static dyn Calls {
         &TopicCalls
     }
+
+    /// A topic the run created is deleted, and its subscriptions with it. Attributes
+    /// and subscriptions the run added to a topic that existed are not undone yet (a
+    /// pending email subscription has no ARN to unsubscribe): refused.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: Topic = crate::actions::recorded(before, "topic")?;
+        let made: Topic = crate::actions::recorded(after, "topic")?;
+        let what = format!("topic {}", was.name);
+        let arn = crate::actions::created_id(call, "CreateTopic", was.exists, made.arn, &what)?;
+        Ok(Inverse::deleting_created(
+            before,
+            format!("delete the {what}, which the run created, and its subscriptions"),
+            "DeleteTopic",
+            call_input(DeleteTopicInput { topic_arn: arn })?,
+        ))
+    }
 }
 
 /// Reads and applies topic changes.
@@ -183,7 +210,12 @@ impl Calls for TopicCalls {
                 "sns:ListSubscriptionsByTopic",
                 "sns:ListTagsForResource",
             ],
-            changes: &["sns:CreateTopic", "sns:SetTopicAttributes", "sns:Subscribe"],
+            changes: &[
+                "sns:CreateTopic",
+                "sns:SetTopicAttributes",
+                "sns:Subscribe",
+                "sns:DeleteTopic",
+            ],
             passes_role_to: &[],
             kms_via_ec2: false,
         }
@@ -232,6 +264,16 @@ impl Calls for TopicCalls {
                     .topic_arn(input.topic_arn)
                     .protocol(input.protocol)
                     .endpoint(input.endpoint)
+                    .send()
+                    .await
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
+            }
+            "DeleteTopic" => {
+                let input: DeleteTopicInput = typed_input(change)?;
+                sns.delete_topic()
+                    .topic_arn(input.topic_arn)
                     .send()
                     .await
                     .map_err(|e| aws(failure(operation, &e)))?

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, call_input, not_ours,
-    typed_args, typed_input,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
+    not_ours, typed_args, typed_input,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Queue, Redrive, Resource, ResourceKind};
-use crate::plan::{Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -72,6 +72,17 @@ struct SetQueueAttributesInput {
     queue_url: String,
     attributes: BTreeMap<String, String>,
 }
+
+/// `DeleteQueue`'s input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteQueueInput {
+    queue_url: String,
+}
+
+/// How long SQS may take to forget a deleted queue (its documentation says up to 60
+/// seconds, during which the queue can still be found).
+const QUEUE_DELETION: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Creates a queue when missing and holds it to the arguments.
 pub struct EnsureQueue;
@@ -283,6 +294,75 @@ impl Action for EnsureQueue {
     fn calls(&self) -> &'static dyn Calls {
         &QueueCalls
     }
+
+    /// A queue the run created is deleted while it holds no message. Attributes the run
+    /// set on a queue that existed are not put back yet: refused.
+    fn inverse(
+        &self,
+        call: &ApiCall,
+        before: &Value,
+        after: &Value,
+    ) -> std::result::Result<Inverse, String> {
+        let was: Queue = crate::actions::recorded(before, "queue")?;
+        let made: Queue = crate::actions::recorded(after, "queue")?;
+        let what = format!("queue {}", was.name);
+        let url = crate::actions::created_id(call, "CreateQueue", was.exists, made.url, &what)?;
+        Ok(Inverse::deleting_created(
+            before,
+            format!("delete the {what}, which the run created, if it holds no message"),
+            "DeleteQueue",
+            call_input(DeleteQueueInput { queue_url: url })?,
+        ))
+    }
+}
+
+/// Deletes a queue that holds no message, and waits until SQS no longer finds it.
+async fn delete_empty_queue(clients: &RegionClients, change: &Change) -> Result<Option<String>> {
+    let sqs = &clients.sqs;
+    let input: DeleteQueueInput = typed_input(change)?;
+    let counts = sqs
+        .get_queue_attributes()
+        .queue_url(&input.queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("GetQueueAttributes", &e)))?;
+    let held: u64 = counts
+        .attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, count)| count.parse::<u64>().ok())
+        .sum();
+    if held > 0 {
+        return Err(Error::NotEmpty {
+            resource: format!("queue {}", change.resource.id),
+            what: format!("about {held} message(s)"),
+        });
+    }
+    let request_id = sqs
+        .delete_queue()
+        .queue_url(&input.queue_url)
+        .send()
+        .await
+        .map_err(|e| Error::Aws(failure("DeleteQueue", &e)))?
+        .request_id()
+        .map(str::to_string);
+    let until = tokio::time::Instant::now() + QUEUE_DELETION;
+    while read_queue(clients, &change.resource.id).await?.exists {
+        if tokio::time::Instant::now() >= until {
+            return Err(Error::Verification {
+                resource: change.resource.id.clone(),
+                detail: format!(
+                    "SQS still finds the queue {}s after deleting it",
+                    QUEUE_DELETION.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    Ok(request_id)
 }
 
 /// Reads and applies queue changes.
@@ -306,7 +386,11 @@ impl Calls for QueueCalls {
                 "sqs:GetQueueAttributes",
                 "sqs:ListQueueTags",
             ],
-            changes: &["sqs:CreateQueue", "sqs:SetQueueAttributes"],
+            changes: &[
+                "sqs:CreateQueue",
+                "sqs:SetQueueAttributes",
+                "sqs:DeleteQueue",
+            ],
             passes_role_to: &[],
             kms_via_ec2: false,
         }
@@ -358,6 +442,7 @@ impl Calls for QueueCalls {
                     .request_id()
                     .map(str::to_string)
             }
+            "DeleteQueue" => delete_empty_queue(clients, change).await?,
             _ => return Err(not_ours(change, "a queue action")),
         };
         Ok(Applied::request(request_id.as_deref()))
