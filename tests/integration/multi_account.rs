@@ -470,3 +470,91 @@ fn the_accounts_of_an_organization_filtered_by_tag_on_moto() {
     });
     emulator.assert_audit_verifies(state.path());
 }
+
+/// `--org-ou`: only the accounts under the unit, those of units nested in it included;
+/// an account at the root or in a sibling unit is not planned.
+#[test]
+fn the_accounts_under_an_organizational_unit_nested_units_included_on_moto() {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let emulator = Emulator::start(Kind::Moto);
+    let org = aws_sdk_organizations::Client::new(&emulator.sdk_config("us-east-1"));
+    let (unit, expected) = block_on(async {
+        org.create_organization()
+            .feature_set(OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("organization");
+        let roots = org.list_roots().send().await.expect("roots");
+        let root = roots.roots()[0].id().expect("root id").to_string();
+        let unit_under = |parent: String, name: &'static str| {
+            let org = org.clone();
+            async move {
+                org.create_organizational_unit()
+                    .parent_id(parent)
+                    .name(name)
+                    .send()
+                    .await
+                    .expect("unit")
+                    .organizational_unit()
+                    .and_then(|u| u.id())
+                    .expect("unit id")
+                    .to_string()
+            }
+        };
+        let workloads = unit_under(root.clone(), "workloads").await;
+        let team = unit_under(workloads.clone(), "team").await;
+        let sandbox = unit_under(root.clone(), "sandbox").await;
+        let mut expected = Vec::new();
+        for (name, unit) in [
+            ("in-workloads", Some(&workloads)),
+            ("in-team", Some(&team)),
+            ("in-sandbox", Some(&sandbox)),
+            ("at-root", None),
+        ] {
+            let id = org
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .expect("account")
+                .create_account_status()
+                .and_then(|s| s.account_id())
+                .expect("account id")
+                .to_string();
+            if let Some(unit) = unit {
+                org.move_account()
+                    .account_id(&id)
+                    .source_parent_id(&root)
+                    .destination_parent_id(unit)
+                    .send()
+                    .await
+                    .expect("move");
+            }
+            if matches!(name, "in-workloads" | "in-team") {
+                expected.push(id);
+            }
+        }
+        expected.sort_unstable();
+        (workloads, expected)
+    });
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "plan", RUNBOOK, "--org", "--org-ou", &unit, "--region", REGIONS[0], "--format", "json",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = plan_json(&out);
+    let mut planned: Vec<&str> = plan["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    planned.sort_unstable();
+    assert_eq!(
+        planned, expected,
+        "the unit's accounts and its nested unit's"
+    );
+}

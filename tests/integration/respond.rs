@@ -951,3 +951,100 @@ fn a_failing_remediation_is_retried_then_dead_lettered_and_a_sweep_catches_the_r
     );
     assert_eq!(last["accounts"], json!([emulator.account()]));
 }
+
+/// Queues and a topic of the alerting runbook's names that drifted (the dead-letter
+/// queue kept 30 s invisible and unencrypted, the topic unencrypted) are corrected in
+/// place, each with one call, and the next plan finds nothing to do.
+#[test]
+fn drifted_queues_and_topic_of_the_alerting_runbook_are_corrected_in_place_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let sns = aws_sdk_sns::Client::new(&emulator.sdk_config(REGION));
+    let topic = block_on(async {
+        sqs(&emulator)
+            .create_queue()
+            .queue_name(DEAD_LETTER)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "30",
+            )
+            .send()
+            .await
+            .expect("drifted dead-letter queue");
+        sns.create_topic()
+            .name("harden-security-events-notify")
+            .send()
+            .await
+            .expect("unencrypted topic")
+            .topic_arn()
+            .expect("arn")
+            .to_string()
+    });
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "apply",
+        ALERT,
+        "--region",
+        REGION,
+        "--yes",
+        "--param",
+        "notify_email=oncall@example.com",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for operation in ["SetQueueAttributes", "SetTopicAttributes"] {
+        assert!(
+            out.stdout.contains(operation),
+            "{operation}:\n{}",
+            out.stdout
+        );
+    }
+    block_on(async {
+        let url = queue_url(&emulator, DEAD_LETTER).await;
+        let attributes = sqs(&emulator)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .expect("attributes");
+        let attributes = attributes.attributes().expect("attributes");
+        let get = |name: aws_sdk_sqs::types::QueueAttributeName| {
+            attributes.get(&name).map(String::as_str)
+        };
+        assert_eq!(
+            get(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout),
+            Some("120")
+        );
+        assert_eq!(
+            get(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled),
+            Some("true")
+        );
+        let topic = sns
+            .get_topic_attributes()
+            .topic_arn(&topic)
+            .send()
+            .await
+            .expect("topic attributes");
+        assert!(
+            topic
+                .attributes()
+                .and_then(|a| a.get("KmsMasterKeyId"))
+                .is_some_and(|k| !k.is_empty()),
+            "the topic is encrypted: {:?}",
+            topic.attributes()
+        );
+    });
+    let mut cmd = emulator.harden(state.path());
+    cmd.args([
+        "plan",
+        ALERT,
+        "--region",
+        REGION,
+        "--detailed-exitcode",
+        "--param",
+        "notify_email=oncall@example.com",
+    ]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "converges:\n{}", out.stdout);
+}
