@@ -25,6 +25,20 @@ pub struct Rights {
     /// Whether EC2 uses KMS keys for these calls on the caller's behalf (encrypted
     /// snapshot copies and volumes).
     pub kms_via_ec2: bool,
+    /// The rights of other calls these build on (an instance's swap makes its volumes'
+    /// calls), held too.
+    pub includes: &'static [&'static Rights],
+}
+
+impl Rights {
+    /// These rights and, depth first, those they include.
+    pub fn all(&'static self) -> Vec<&'static Rights> {
+        let mut all = vec![self];
+        for included in self.includes {
+            all.extend(included.all());
+        }
+        all
+    }
 }
 
 /// What the principal running harden does.
@@ -139,8 +153,7 @@ pub fn policy(actions: &[&dyn Action], access: Access, features: &Features) -> P
     let mut changes = BTreeSet::new();
     let mut passed_to = BTreeSet::new();
     let mut kms = false;
-    for action in actions {
-        let rights = action.calls().rights();
+    for rights in actions.iter().flat_map(|a| a.calls().rights().all()) {
         reads.extend(strings(rights.reads));
         changes.extend(strings(rights.changes));
         passed_to.extend(strings(rights.passes_role_to));

@@ -513,6 +513,7 @@ impl Calls for TrailCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

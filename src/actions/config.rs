@@ -289,6 +289,7 @@ impl Calls for RecorderCalls {
             ],
             passes_role_to: &["config.amazonaws.com"],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

@@ -197,6 +197,7 @@ impl Calls for EbsCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

@@ -963,32 +963,26 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
     steps
 }
 
+/// The rights of an instance's swap: its own calls, and its volumes'.
+static INSTANCE_RIGHTS: crate::least_privilege::Rights = crate::least_privilege::Rights {
+    reads: &["ec2:DescribeInstances"],
+    changes: &[
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "ec2:DetachVolume",
+        "ec2:AttachVolume",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:DeleteTags",
+    ],
+    passes_role_to: &[],
+    kms_via_ec2: false,
+    includes: &[&super::ebs_volumes::VOLUME_RIGHTS],
+};
+
 #[async_trait]
 impl Calls for InstanceCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
-            reads: &[
-                "ec2:DescribeInstances",
-                "ec2:DescribeVolumes",
-                "ec2:DescribeSnapshots",
-            ],
-            changes: &[
-                "ec2:StopInstances",
-                "ec2:StartInstances",
-                "ec2:DetachVolume",
-                "ec2:AttachVolume",
-                "ec2:ModifyInstanceAttribute",
-                "ec2:CreateSnapshot",
-                "ec2:CopySnapshot",
-                "ec2:CreateVolume",
-                "ec2:DeleteSnapshot",
-                "ec2:DeleteVolume",
-                "ec2:CreateTags",
-                "ec2:DeleteTags",
-            ],
-            passes_role_to: &[],
-            kms_via_ec2: true,
-        }
+        &INSTANCE_RIGHTS
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {

@@ -932,22 +932,26 @@ pub(super) async fn call(
     }
 }
 
+/// The rights of a volume's encryption: its snapshots, copies and volumes.
+pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_privilege::Rights {
+    reads: &["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
+    changes: &[
+        "ec2:CreateSnapshot",
+        "ec2:CopySnapshot",
+        "ec2:CreateVolume",
+        "ec2:DeleteSnapshot",
+        "ec2:DeleteVolume",
+        "ec2:CreateTags",
+    ],
+    passes_role_to: &[],
+    kms_via_ec2: true,
+    includes: &[],
+};
+
 #[async_trait]
 impl Calls for VolumeCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
-            reads: &["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
-            changes: &[
-                "ec2:CreateSnapshot",
-                "ec2:CopySnapshot",
-                "ec2:CreateVolume",
-                "ec2:DeleteSnapshot",
-                "ec2:DeleteVolume",
-                "ec2:CreateTags",
-            ],
-            passes_role_to: &[],
-            kms_via_ec2: true,
-        }
+        &VOLUME_RIGHTS
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {

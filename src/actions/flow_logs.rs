@@ -286,6 +286,7 @@ impl Calls for FlowLogCalls {
             changes: &["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs"],
             passes_role_to: &["vpc-flow-logs.amazonaws.com"],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

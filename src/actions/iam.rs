@@ -132,6 +132,7 @@ impl Calls for ServiceLinkedRoleCalls {
             changes: &["iam:CreateServiceLinkedRole", "iam:DeleteServiceLinkedRole"],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 
@@ -459,6 +460,7 @@ impl Calls for RoleCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

@@ -193,6 +193,7 @@ impl Calls for LogGroupCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

@@ -423,6 +423,7 @@ impl Calls for BucketCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

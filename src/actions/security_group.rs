@@ -372,6 +372,7 @@ impl Calls for SecurityGroupCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

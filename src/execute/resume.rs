@@ -18,6 +18,7 @@ use super::journal::{Journal, JournalEntry, Phase};
 use crate::accounts::Session;
 use crate::audit::{AuditLog, ChangeRecord, Entry, Outcome};
 use crate::error::{Error, Result};
+use crate::inventory::ResourceKind;
 use crate::plan::{Change, Plan, state_matches};
 
 /// File in a resuming run's folder naming the run it resumes.
@@ -95,8 +96,8 @@ impl PastRun {
             .all(|c| last.get(c.id.as_str()) == Some(&Phase::Succeeded))
     }
 
-    /// The resources the run was changing: (account, region, runbook, resource id).
-    pub fn resources(&self) -> BTreeSet<(String, String, String, String)> {
+    /// The resources the run was changing.
+    pub fn resources(&self) -> BTreeSet<Place> {
         self.plan.changes.iter().map(place).collect()
     }
 
@@ -113,6 +114,7 @@ impl PastRun {
                     b.account_id.clone(),
                     b.region.clone(),
                     b.runbook.clone(),
+                    b.resource.kind,
                     b.resource.id.clone(),
                 ))
             })
@@ -124,11 +126,16 @@ impl PastRun {
     }
 }
 
-fn place(change: &Change) -> (String, String, String, String) {
+/// (account, region, runbook, kind, id) of a resource a run changes: the kind is part
+/// of it, since a queue and a rule of one runbook may share a name.
+pub type Place = (String, String, String, ResourceKind, String);
+
+fn place(change: &Change) -> Place {
     (
         change.account_id.clone(),
         change.region.clone(),
         change.runbook.clone(),
+        change.resource.kind,
         change.resource.id.clone(),
     )
 }

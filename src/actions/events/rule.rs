@@ -355,6 +355,7 @@ impl Calls for RuleCalls {
             ],
             passes_role_to: &["events.amazonaws.com"],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

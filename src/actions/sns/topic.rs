@@ -218,6 +218,7 @@ impl Calls for TopicCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 

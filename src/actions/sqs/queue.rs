@@ -393,6 +393,7 @@ impl Calls for QueueCalls {
             ],
             passes_role_to: &[],
             kms_via_ec2: false,
+            includes: &[],
         }
     }
 
