@@ -73,7 +73,9 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     let mut covered: BTreeMap<ResourceKey, (Vec<String>, Value)> = BTreeMap::new();
     for (index, (record, change)) in made.iter().enumerate().rev() {
         let resource = recorded_key(record, change);
-        if let Some(&creation) = created.get(&resource) {
+        if let Some(&creation) = created.get(&resource)
+            && index >= creation
+        {
             let (later, _) = covered
                 .entry(resource.clone())
                 .or_insert_with(|| (Vec::new(), change.after.clone()));

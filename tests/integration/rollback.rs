@@ -223,9 +223,14 @@ fn apply(emulator: &Emulator, state: &Path) -> String {
     let mut args = vec!["apply"];
     args.extend(RUNBOOKS);
     args.extend(["--yes", "--region", REGION]);
-    let out = harden(emulator, state, &args);
+    applied(emulator, state, &args).0
+}
+
+/// Runs an `apply` that must exit 0; its run id and output.
+fn applied(emulator: &Emulator, state: &Path, args: &[&str]) -> (String, String) {
+    let out = harden(emulator, state, args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    run_id_of(&out.stdout)
+    (run_id_of(&out.stdout), out.stdout)
 }
 
 /// The run id an apply's output names ("Apply RUN_ID:").
@@ -409,7 +414,7 @@ fn flow_logs_a_run_created_are_deleted_and_its_bucket_holding_logs_is_kept_on_mo
         })
     };
     assert_eq!(count(), 0);
-    let out = harden(
+    let (run_id, _) = applied(
         &emulator,
         state.path(),
         &[
@@ -420,8 +425,6 @@ fn flow_logs_a_run_created_are_deleted_and_its_bucket_holding_logs_is_kept_on_mo
             REGION,
         ],
     );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let run_id = run_id_of(&out.stdout);
     let made = count();
     assert!(
         made >= 2,
@@ -519,13 +522,11 @@ fn describe_trails_and_buckets(emulator: &Emulator) -> String {
 /// Applies `runbook`, rolls the run back, and returns the rollback's output after
 /// checking that both exited 0.
 fn round_trip(emulator: &Emulator, state: &Path, runbook: &str) -> String {
-    let out = harden(
+    let (run_id, _) = applied(
         emulator,
         state,
         &["apply", runbook, "--yes", "--region", REGION],
     );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let run_id = run_id_of(&out.stdout);
     let out = harden(emulator, state, &["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     out.stdout
@@ -710,18 +711,18 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
         regions[1],
         "--yes",
     ];
-    let out = harden(&emulator, state.path(), &apply_args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let applied = out.stdout.clone();
+    let (run_id, first_apply) = applied(&emulator, state.path(), &apply_args);
     for operation in [
         "UpdateAssumeRolePolicy",
         "PutRolePolicy",
         "PutRetentionPolicy",
         "CreateLogGroup",
     ] {
-        assert!(applied.contains(operation), "{operation}:\n{applied}");
+        assert!(
+            first_apply.contains(operation),
+            "{operation}:\n{first_apply}"
+        );
     }
-    let run_id = run_id_of(&applied);
     assert_ne!(describe_cloud_watch_delivery(&emulator, &regions), seeded);
 
     let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
@@ -753,9 +754,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
             .expect("role gone");
     });
     let bare = describe_cloud_watch_delivery(&emulator, &regions);
-    let out = harden(&emulator, state.path(), &apply_args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let run_id = run_id_of(&out.stdout);
+    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
     block_on(async {
         emulator
             .logs(regions[1])
@@ -998,9 +997,7 @@ fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
         "--region",
         REGION,
     ];
-    let out = harden(&emulator, state.path(), &apply_args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let run_id = run_id_of(&out.stdout);
+    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
     assert_ne!(describe_alerting(&emulator), seeded);
     let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -1027,9 +1024,7 @@ fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
             .expect("their rule gone");
     });
     let bare = describe_alerting(&emulator);
-    let out = harden(&emulator, state.path(), &apply_args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let run_id = run_id_of(&out.stdout);
+    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
     let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("DeleteRule"), "{}", out.stdout);
@@ -1049,7 +1044,7 @@ fn a_bucket_that_was_there_loses_the_policy_the_run_gave_it_and_keeps_versioning
     let bucket = format!("harden-flowlogs-{}-{REGION}", emulator.account());
     let s3 = emulator.s3(REGION);
     block_on(crate::support::create_bucket(&s3, &bucket, REGION));
-    let out = harden(
+    let (run_id, stdout) = applied(
         &emulator,
         state.path(),
         &[
@@ -1060,15 +1055,9 @@ fn a_bucket_that_was_there_loses_the_policy_the_run_gave_it_and_keeps_versioning
             REGION,
         ],
     );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     for operation in ["PutBucketVersioning", "PutBucketPolicy", "CreateFlowLogs"] {
-        assert!(
-            out.stdout.contains(operation),
-            "{operation}:\n{}",
-            out.stdout
-        );
+        assert!(stdout.contains(operation), "{operation}:\n{stdout}");
     }
-    let run_id = run_id_of(&out.stdout);
 
     let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);

@@ -350,7 +350,8 @@ async fn delete_empty_queue(clients: &RegionClients, change: &Change) -> Result<
         .request_id()
         .map(str::to_string);
     let until = tokio::time::Instant::now() + QUEUE_DELETION;
-    while read_queue(clients, &change.resource.id).await?.exists {
+    // Only GetQueueUrl: the read-back after this reads the rest.
+    while queue_url(clients, &change.resource.id).await?.is_some() {
         if tokio::time::Instant::now() >= until {
             return Err(Error::Verification {
                 resource: change.resource.id.clone(),
@@ -454,21 +455,29 @@ impl Calls for QueueCalls {
     }
 }
 
-/// Reads the queue named `name`: `exists: false` when there is none.
-pub async fn read_queue(clients: &RegionClients, name: &str) -> Result<Queue> {
-    let sqs = &clients.sqs;
-    let url = match sqs.get_queue_url().queue_name(name).send().await {
-        Ok(answer) => answer.queue_url().unwrap_or_default().to_string(),
+/// The URL of the queue named `name`; `None` when SQS finds none.
+async fn queue_url(clients: &RegionClients, name: &str) -> Result<Option<String>> {
+    match clients.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(answer) => Ok(Some(answer.queue_url().unwrap_or_default().to_string())),
         Err(e) => {
             let failed = failure("GetQueueUrl", &e);
             // The JSON protocol's code, and the query protocol's older one.
             if failed.code == "QueueDoesNotExist"
                 || failed.code == "AWS.SimpleQueueService.NonExistentQueue"
             {
-                return Ok(Queue::missing(name));
+                Ok(None)
+            } else {
+                Err(Error::Aws(failed))
             }
-            return Err(Error::Aws(failed));
         }
+    }
+}
+
+/// Reads the queue named `name`: `exists: false` when there is none.
+pub async fn read_queue(clients: &RegionClients, name: &str) -> Result<Queue> {
+    let sqs = &clients.sqs;
+    let Some(url) = queue_url(clients, name).await? else {
+        return Ok(Queue::missing(name));
     };
     let (attributes, tags) = tokio::try_join!(
         async {
