@@ -335,6 +335,32 @@ pub trait Action: Send + Sync {
             call.operation
         ))
     }
+    /// For an action whose changes of one resource build one state together (an
+    /// instance swap: stop, copies, detach, attach, start), the changes that undo the
+    /// run's whole chain on `resource_id` at once, from its recorded changes in the
+    /// order they were made (`run_id` names the run undone). Each inverse's `after` is
+    /// the state it leaves; the first starts from the last change's after. `None` (the
+    /// default): each change is undone alone by [`Action::inverse`].
+    fn inverse_chain(
+        &self,
+        _run_id: &str,
+        _resource_id: &str,
+        _made: &[RecordedChange<'_>],
+    ) -> Option<std::result::Result<Vec<Inverse>, String>> {
+        None
+    }
+}
+
+/// One change a run made, as the audit recorded it: the input of
+/// [`Action::inverse_chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedChange<'a> {
+    /// The call made.
+    pub call: &'a ApiCall,
+    /// The state read before it.
+    pub before: &'a Value,
+    /// The state read back after it.
+    pub after: &'a Value,
 }
 
 /// The call that undoes a recorded change, and the state it leaves: the recorded

@@ -68,11 +68,49 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     // again): in the states recorded earlier they are known only after apply.
     let mut renewed: BTreeMap<ResourceKey, BTreeSet<String>> = BTreeMap::new();
     let created = created_by_run(&made);
+    let chains = undone_as_chains(run_id, &made);
     // Per resource the run created, the changes it made to it afterwards (undone by
     // deleting it) and the state it left, which the deletion starts from.
     let mut covered: BTreeMap<ResourceKey, (Vec<String>, Value)> = BTreeMap::new();
     for (index, (record, change)) in made.iter().enumerate().rev() {
         let resource = recorded_key(record, change);
+        if let Some(chain) = chains.get(&resource) {
+            if index == chain.last {
+                match &chain.inverses {
+                    Ok(inverses) => {
+                        let action = actions::find(&change.action);
+                        let mut before = change.after.clone();
+                        for (n, inverse) in inverses.iter().enumerate() {
+                            // The first names what the chain undoes; the id of each
+                            // names the run's last change.
+                            let summary = if n == 0 {
+                                format!("{} (undoes {})", inverse.summary, chain.undoes)
+                            } else {
+                                inverse.summary.clone()
+                            };
+                            let id = format!("rollback/{}/{}", change.change_id, n + 1);
+                            let undo = inverted(record, change, id, inverse.clone(), summary);
+                            changes.push(Change {
+                                before: unsettled(before, action),
+                                after: unsettled(inverse.after.clone(), action),
+                                ..undo
+                            });
+                            before = inverse.after.clone();
+                        }
+                    }
+                    Err(why) => blocked.push(Blocked {
+                        runbook: change.runbook.clone(),
+                        account_id: record.account_id.clone(),
+                        region: change.region.clone(),
+                        step: change.step.clone(),
+                        resource: change.resource.clone(),
+                        reason: BlockReason::NoWayBack,
+                        detail: format!("{}: {why}", chain.undoes),
+                    }),
+                }
+            }
+            continue;
+        }
         if let Some(&creation) = created.get(&resource)
             && index >= creation
         {
@@ -134,26 +172,13 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                     }
                     _ => (after.clone(), change.change_id.clone()),
                 };
+                let summary = format!("{} (undoes {undoes})", inverse.summary);
+                let after = unsettled(inverse.after.clone(), action);
+                let id = format!("rollback/{}", change.change_id);
                 changes.push(Change {
-                    id: format!("rollback/{}", change.change_id),
-                    runbook: change.runbook.clone(),
-                    account_id: record.account_id.clone(),
-                    region: change.region.clone(),
-                    step: change.step.clone(),
-                    action: change.action.clone(),
-                    resource: change.resource.clone(),
-                    kind: inverse.kind,
-                    summary: format!("{} (undoes {undoes})", inverse.summary),
                     before: unsettled(left, action),
-                    after: unsettled(inverse.after, action),
-                    call: ApiCall {
-                        service: change.call.service.clone(),
-                        operation: inverse.operation,
-                        input: inverse.input,
-                    },
-                    on_failure: Default::default(),
-                    wait_timeout_seconds: None,
-                    probe: None,
+                    after,
+                    ..inverted(record, change, id, inverse, summary)
                 });
             }
             Err(why) => {
@@ -187,6 +212,93 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
         not_planned: Vec::new(),
         unprobed_services: Vec::new(),
     }
+}
+
+/// The change `id` of a rollback that makes `inverse` of the recorded `change`; its
+/// before and after are the caller's to set.
+fn inverted(
+    record: &Record,
+    change: &ChangeRecord,
+    id: String,
+    inverse: actions::Inverse,
+    summary: String,
+) -> Change {
+    Change {
+        id,
+        runbook: change.runbook.clone(),
+        account_id: record.account_id.clone(),
+        region: change.region.clone(),
+        step: change.step.clone(),
+        action: change.action.clone(),
+        resource: change.resource.clone(),
+        kind: inverse.kind,
+        summary,
+        before: Value::Null,
+        after: Value::Null,
+        call: ApiCall {
+            service: change.call.service.clone(),
+            operation: inverse.operation,
+            input: inverse.input,
+        },
+        on_failure: Default::default(),
+        wait_timeout_seconds: None,
+        probe: None,
+    }
+}
+
+/// A resource whose action undoes the run's changes of it as one chain
+/// ([`actions::Action::inverse_chain`]).
+struct UndoneAsChain {
+    /// The index in `made` of the run's last change of it, where its inverses go.
+    last: usize,
+    /// The run's changes of it, named for the plan: "A to B", or the one.
+    undoes: String,
+    /// The inverses, or why there is no way back.
+    inverses: std::result::Result<Vec<actions::Inverse>, String>,
+}
+
+/// The resources of the run whose actions undo a chain as one, with their inverses.
+fn undone_as_chains(
+    run_id: &str,
+    made: &[(&Record, &ChangeRecord)],
+) -> BTreeMap<ResourceKey, UndoneAsChain> {
+    let mut by_resource: BTreeMap<ResourceKey, Vec<usize>> = BTreeMap::new();
+    for (index, (record, change)) in made.iter().enumerate() {
+        by_resource
+            .entry(recorded_key(record, change))
+            .or_default()
+            .push(index);
+    }
+    by_resource
+        .into_iter()
+        .filter_map(|(key, indices)| {
+            let (&first, &last) = (indices.first()?, indices.last()?);
+            let action = actions::find(&made[last].1.action)?;
+            let recorded: Vec<actions::RecordedChange<'_>> = indices
+                .iter()
+                .map(|&i| actions::RecordedChange {
+                    call: &made[i].1.call,
+                    before: &made[i].1.before,
+                    after: &made[i].1.after,
+                })
+                .collect();
+            let inverses = action.inverse_chain(run_id, &key.3, &recorded)?;
+            let (first, last_id) = (&made[first].1.change_id, &made[last].1.change_id);
+            let undoes = if first == last_id {
+                first.clone()
+            } else {
+                format!("{first} to {last_id}")
+            };
+            Some((
+                key,
+                UndoneAsChain {
+                    last,
+                    undoes,
+                    inverses,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Per resource the run created, the index in `made` of the change that created it:

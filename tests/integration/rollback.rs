@@ -1089,3 +1089,126 @@ fn a_bucket_that_was_there_loses_the_policy_the_run_gave_it_and_keeps_versioning
     });
     emulator.assert_audit_verifies(state.path());
 }
+
+/// The EBS runbook's rollback on moto: a running instance whose root and data volume
+/// were swapped for encrypted copies, and an unattached volume replaced by one. The
+/// rollback stops the instance once, puts each original back at its device with its
+/// DeleteOnTermination and starts it again; the originals lose `harden:replaced-by`
+/// and read exactly as before the run; the copies are kept, detached and tagged
+/// `harden:rolled-back` (they hold what was written to them), and the next plan
+/// refuses to build on them.
+#[test]
+fn an_instance_swap_and_a_volume_replacement_are_undone_keeping_the_copies_on_moto() {
+    use crate::ebs_instances::{launch, layout, tag_volumes, volumes};
+    const EBS: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let ec2 = emulator.ec2(REGION);
+    let (web, spare) = block_on(async {
+        let web = launch(&ec2, &[("Name", "web")]).await;
+        tag_volumes(&ec2, &web, "web").await;
+        let spare = ec2
+            .create_volume()
+            .availability_zone("eu-west-1a")
+            .size(3)
+            .encrypted(false)
+            .send()
+            .await
+            .expect("spare volume")
+            .volume_id()
+            .expect("id")
+            .to_string();
+        (web, spare)
+    });
+    let layout_before = block_on(layout(&ec2, &web));
+    let volumes_before = block_on(volumes(&ec2));
+    let (run_id, _) = applied(
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            EBS,
+            "--yes",
+            "--region",
+            REGION,
+            "--param",
+            "allow_stop=true",
+        ],
+    );
+    assert_ne!(
+        block_on(layout(&ec2, &web)).1,
+        layout_before.1,
+        "the run swapped the devices"
+    );
+
+    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        block_on(layout(&ec2, &web)),
+        layout_before,
+        "running again on its originals, each with its DeleteOnTermination"
+    );
+    let volumes_after = block_on(volumes(&ec2));
+    for (id, before) in &volumes_before {
+        assert_eq!(
+            volumes_after.get(id),
+            Some(before),
+            "{id} reads as before the run"
+        );
+    }
+    let cause = format!("rollback of {run_id}");
+    let kept: Vec<_> = volumes_after
+        .iter()
+        .filter(|(id, _)| !volumes_before.contains_key(*id))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        3,
+        "the two copies of web and the spare's: {kept:?}"
+    );
+    for (id, (encrypted, state, _, _, tags)) in &kept {
+        assert!(*encrypted && state == "available", "{id}: {state}");
+        assert_eq!(tags.get("harden:rolled-back"), Some(&cause), "{id}");
+    }
+    assert!(
+        kept.iter()
+            .any(|(_, v)| v.4.get("harden:source-volume") == Some(&spare)),
+        "the spare's copy is kept too"
+    );
+
+    // The next plan leaves both to a person, naming the rollback.
+    let out = harden(
+        &emulator,
+        state.path(),
+        &[
+            "plan",
+            EBS,
+            "--region",
+            REGION,
+            "--param",
+            "allow_stop=true",
+            "--format",
+            "json",
+        ],
+    );
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+    for resource in [&web, &spare] {
+        let blocked = plan["blocked"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["resource"]["id"] == resource.as_str()))
+            .unwrap_or_else(|| panic!("{resource} blocked: {plan:#}"));
+        assert_eq!(blocked["reason"], "failing", "{blocked}");
+        assert!(
+            blocked["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("was undone ({cause})"))),
+            "{blocked}"
+        );
+    }
+    assert!(
+        plan["changes"].as_array().is_some_and(|c| c
+            .iter()
+            .all(|c| c["call"]["operation"] == "EnableEbsEncryptionByDefault")),
+        "nothing but the region's default (the rollback turned it off) is planned: {plan:#}"
+    );
+}

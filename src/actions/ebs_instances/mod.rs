@@ -27,6 +27,8 @@
 //! it wrote since). What cannot be read back is whether a stopped instance was running
 //! before a harden process died mid-swap: it is then left stopped.
 
+mod rollback;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -43,13 +45,13 @@ use super::ebs_volumes::{
     wait_failure, wait_limit,
 };
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, arg_bool,
-    ec2_tags, input_str,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, Inverse,
+    RecordedChange, arg_bool, ec2_tags, input_str,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Device, Instance, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
+    Device, Instance, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
     SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume, WAS_RUNNING_TAG,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
@@ -171,18 +173,23 @@ impl Action for EncryptInstanceVolumes {
         // each with the device it belongs at.
         let mut pending: Vec<(String, Volume)> = Vec::new();
         for volume in instance.unencrypted.values().flatten() {
-            if volume.replaced_by().is_some() {
+            let attached = instance.devices.values().any(|d| d.volume_id == volume.id);
+            if let Some(replacement) = volume.replaced_by() {
+                if attached {
+                    // Swapped back by a rollback that did not finish, or by a person:
+                    // which of the two holds the newer data is not for harden to guess.
+                    return Ok(ActionPlan::blocked(
+                        BlockReason::Failing,
+                        format!(
+                            "{} is attached to {id} again though tagged {REPLACED_BY_TAG}={replacement}: decide which of the two holds the data to keep, then remove the tag (to swap again) or put {replacement} back",
+                            volume.id
+                        ),
+                    ));
+                }
                 continue;
             }
-            if let Some(cause) = volume.replacement_tag(ROLLED_BACK_TAG) {
-                let replacement = volume.replacement.as_ref().map_or("", |r| r.id.as_str());
-                return Ok(ActionPlan::blocked(
-                    BlockReason::Failing,
-                    format!(
-                        "an earlier swap of {} was undone ({cause}); its replacement {replacement} is kept for inspection: delete it and the snapshots tagged {SOURCE_VOLUME_TAG}={}, then plan again",
-                        volume.id, volume.id
-                    ),
-                ));
+            if let Some(undone) = ebs_volumes::undone(volume) {
+                return Ok(undone);
             }
             if let Some(problem) = artifact_problem(volume) {
                 return Ok(ActionPlan::blocked(
@@ -489,6 +496,15 @@ impl Action for EncryptInstanceVolumes {
 
     fn calls(&self) -> &'static dyn Calls {
         &InstanceCalls
+    }
+
+    fn inverse_chain(
+        &self,
+        run_id: &str,
+        resource_id: &str,
+        made: &[RecordedChange<'_>],
+    ) -> Option<std::result::Result<Vec<Inverse>, String>> {
+        Some(rollback::inverse_chain(run_id, resource_id, made))
     }
 }
 
@@ -869,6 +885,33 @@ enum Undo {
     Unmark,
 }
 
+impl Undo {
+    /// Its call on instance `id`: the operation and its input, with AWS's field names.
+    fn call(&self, id: &str) -> (&'static str, Value) {
+        match self {
+            Undo::Stop => ("StopInstances", json!({"InstanceIds": [id]})),
+            Undo::Start => ("StartInstances", json!({"InstanceIds": [id]})),
+            Undo::Unmark => (
+                "DeleteTags",
+                json!({"Resources": [id], "Tags": [{"Key": WAS_RUNNING_TAG}]}),
+            ),
+            Undo::Detach { volume, device } => (
+                "DetachVolume",
+                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
+            ),
+            Undo::Attach { volume, device } => (
+                "AttachVolume",
+                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
+            ),
+            Undo::DeleteOnTermination(flags) => (
+                "ModifyInstanceAttribute",
+                json!({"InstanceId": id, "BlockDeviceMappings": flags.iter().map(|(d, v)|
+                    json!({"DeviceName": d, "Ebs": {"DeleteOnTermination": v}})).collect::<Vec<_>>()}),
+            ),
+        }
+    }
+}
+
 /// An instance's state and devices as its chain found them: the part of its recorded
 /// state (see [`state`]) an undo restores.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -910,6 +953,13 @@ fn undo_steps(start: &Start, now: &Instance) -> Vec<Undo> {
     if finished {
         return Vec::new();
     }
+    swap_back(start, now)
+}
+
+/// What puts every device of `now` back to the volume `start` had there, with its
+/// DeleteOnTermination, and the instance in its starting state: a finished swap too
+/// (the way a rollback undoes one).
+fn swap_back(start: &Start, now: &Instance) -> Vec<Undo> {
     let mut steps = Vec::new();
     let moved: Vec<(&String, &String)> = start
         .devices
@@ -1059,38 +1109,20 @@ async fn undo(
     done: &mut Compensation,
 ) -> Result<()> {
     for step in steps {
-        let (operation, input, result) = match step {
-            Undo::Stop => (
-                "StopInstances",
-                json!({"InstanceIds": [id]}),
-                stop(clients, id, UNDO_WAIT, false).await,
-            ),
-            Undo::Start => (
-                "StartInstances",
-                json!({"InstanceIds": [id]}),
-                start(clients, id, UNDO_WAIT, false).await,
-            ),
-            Undo::Unmark => (
-                "DeleteTags",
-                json!({"Resources": [id], "Tags": [{"Key": WAS_RUNNING_TAG}]}),
-                mark_running(clients, id, None, false).await,
-            ),
-            Undo::Detach { volume, device } => (
-                "DetachVolume",
-                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
-                detach(clients, volume, id, device, UNDO_WAIT, false).await,
-            ),
-            Undo::Attach { volume, device } => (
-                "AttachVolume",
-                json!({"VolumeId": volume, "InstanceId": id, "Device": device}),
-                attach(clients, volume, id, device, UNDO_WAIT, false).await,
-            ),
-            Undo::DeleteOnTermination(flags) => (
-                "ModifyInstanceAttribute",
-                json!({"InstanceId": id, "BlockDeviceMappings": flags.iter().map(|(d, v)|
-                    json!({"DeviceName": d, "Ebs": {"DeleteOnTermination": v}})).collect::<Vec<_>>()}),
-                set_delete_on_termination(clients, id, flags, false).await,
-            ),
+        let (operation, input) = step.call(id);
+        let result = match step {
+            Undo::Stop => stop(clients, id, UNDO_WAIT, false).await,
+            Undo::Start => start(clients, id, UNDO_WAIT, false).await,
+            Undo::Unmark => mark_running(clients, id, None, false).await,
+            Undo::Detach { volume, device } => {
+                detach(clients, volume, id, device, UNDO_WAIT, false).await
+            }
+            Undo::Attach { volume, device } => {
+                attach(clients, volume, id, device, UNDO_WAIT, false).await
+            }
+            Undo::DeleteOnTermination(flags) => {
+                set_delete_on_termination(clients, id, flags, false).await
+            }
         };
         done.calls.push(ApiCall {
             service: "ec2".into(),
@@ -1822,6 +1854,194 @@ mod tests {
             [Undo::Start],
             "a failure before any detach only needs the instance started"
         );
+    }
+
+    /// The state a finished swap of [`web`] leaves: running on vol-r2 and vol-d2 with
+    /// the originals' DeleteOnTermination, the originals tagged replaced-by, the
+    /// intermediate snapshots deleted.
+    fn swapped() -> Instance {
+        let mut done = half_swapped();
+        done.state = "running".into();
+        done.devices = BTreeMap::from([
+            (
+                "/dev/xvda".to_string(),
+                Device {
+                    volume_id: "vol-r2".into(),
+                    delete_on_termination: true,
+                    encrypted: true,
+                    replaces: Some("vol-r".into()),
+                },
+            ),
+            (
+                "/dev/sdf".to_string(),
+                Device {
+                    volume_id: "vol-d2".into(),
+                    delete_on_termination: false,
+                    encrypted: true,
+                    replaces: Some("vol-d".into()),
+                },
+            ),
+        ]);
+        for volume in done.unencrypted.values_mut().flatten() {
+            let replacement = volume.replacement.as_mut().expect("a replacement");
+            replacement.state = "in-use".into();
+            volume
+                .tags
+                .insert(REPLACED_BY_TAG.into(), replacement.id.clone());
+        }
+        done
+    }
+
+    /// The run that swapped [`web`] as audited: its first before and its last after.
+    fn rolled_back(before: &Instance, after: &Instance) -> Result<Vec<Inverse>, String> {
+        let call = ApiCall {
+            service: "ec2".into(),
+            operation: "StopInstances".into(),
+            input: json!({}),
+        };
+        let (before, after) = (state(before), state(after));
+        let made = [
+            RecordedChange {
+                call: &call,
+                before: &before,
+                after: &before,
+            },
+            RecordedChange {
+                call: &call,
+                before: &before,
+                after: &after,
+            },
+        ];
+        rollback::inverse_chain("run-1", "i-1", &made)
+    }
+
+    #[test]
+    fn a_rollback_stops_the_instance_once_puts_every_original_back_and_keeps_the_copies() {
+        let undo = rolled_back(&web(), &swapped()).expect("a way back");
+        let calls: Vec<(&str, &Value)> = undo
+            .iter()
+            .map(|i| (i.operation.as_str(), &i.input))
+            .collect();
+        let on = |operation, input| (operation, input);
+        assert_eq!(
+            calls,
+            [
+                on(
+                    "CreateTags",
+                    &json!({"Resources": ["i-1"], "Tags": [{"Key": WAS_RUNNING_TAG, "Value": RUN_ID}]})
+                ),
+                on("StopInstances", &json!({"InstanceIds": ["i-1"]})),
+                on(
+                    "DetachVolume",
+                    &json!({"VolumeId": "vol-d2", "InstanceId": "i-1", "Device": "/dev/sdf"})
+                ),
+                on(
+                    "AttachVolume",
+                    &json!({"VolumeId": "vol-d", "InstanceId": "i-1", "Device": "/dev/sdf"})
+                ),
+                on(
+                    "DetachVolume",
+                    &json!({"VolumeId": "vol-r2", "InstanceId": "i-1", "Device": "/dev/xvda"})
+                ),
+                on(
+                    "AttachVolume",
+                    &json!({"VolumeId": "vol-r", "InstanceId": "i-1", "Device": "/dev/xvda"})
+                ),
+                on(
+                    "ModifyInstanceAttribute",
+                    &json!({"InstanceId": "i-1", "BlockDeviceMappings": [
+                    {"DeviceName": "/dev/xvda", "Ebs": {"DeleteOnTermination": true}}]})
+                ),
+                on("StartInstances", &json!({"InstanceIds": ["i-1"]})),
+                on(
+                    "DeleteTags",
+                    &json!({"Resources": ["i-1"], "Tags": [{"Key": WAS_RUNNING_TAG}]})
+                ),
+                on(
+                    "DeleteTags",
+                    &json!({"Resources": ["vol-d", "vol-r"], "Tags": [{"Key": REPLACED_BY_TAG}]})
+                ),
+                on(
+                    "CreateTags",
+                    &json!({"Resources": ["vol-d2", "vol-r2"], "Tags": [
+                    {"Key": ROLLED_BACK_TAG, "Value": "rollback of run-1"}]})
+                ),
+            ]
+        );
+        // It ends as the instance was, with the copies beside the originals, detached
+        // and tagged: exactly what reading it back must show.
+        let mut expected = web();
+        for (id, volume) in &mut expected.unencrypted {
+            let swapped = swapped();
+            let mut replacement = swapped.unencrypted[id]
+                .as_ref()
+                .and_then(|v| v.replacement.clone())
+                .expect("a replacement");
+            replacement.state = "available".into();
+            if let Some(shape) = replacement.shape.as_mut() {
+                shape
+                    .tags
+                    .insert(ROLLED_BACK_TAG.into(), "rollback of run-1".into());
+            }
+            if let Some(volume) = volume {
+                volume.replacement = Some(replacement);
+            }
+        }
+        assert_eq!(undo.last().map(|i| &i.after), Some(&state(&expected)));
+        // Each step's state follows from the one before: the instance stays stopped
+        // from the stop to the start.
+        let states: Vec<&str> = undo
+            .iter()
+            .map(|i| i.after["state"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(states[0], "running");
+        assert!(states[1..7].iter().all(|s| *s == "stopped"), "{states:?}");
+        assert_eq!(states[7..], ["running"; 4]);
+        // And a later plan refuses to build on the copies kept.
+        let blocked = plan(&expected, json!({"allow_stop": true}))
+            .blocked
+            .expect("blocked");
+        assert_eq!(blocked.0, BlockReason::Failing);
+        assert!(
+            blocked.1.contains("was undone (rollback of run-1)"),
+            "{}",
+            blocked.1
+        );
+    }
+
+    #[test]
+    fn a_rollback_cut_short_after_the_originals_are_back_is_refused_by_the_next_plan() {
+        // Swapped back but still tagged replaced-by: it must not read as retired.
+        let mut back = web();
+        for (id, volume) in &mut back.unencrypted {
+            if let Some(volume) = volume {
+                volume.tags.insert(REPLACED_BY_TAG.into(), format!("{id}2"));
+            }
+        }
+        let blocked = plan(&back, json!({"allow_stop": true}))
+            .blocked
+            .expect("blocked");
+        assert_eq!(blocked.0, BlockReason::Failing);
+        assert!(blocked.1.contains("attached to i-1 again"), "{}", blocked.1);
+    }
+
+    #[test]
+    fn a_rollback_cannot_bring_back_an_original_the_run_deleted() {
+        let mut gone = swapped();
+        gone.unencrypted.insert("vol-d".into(), None);
+        let mut before = web();
+        if let Some(Some(volume)) = before.unencrypted.get_mut("vol-d") {
+            volume.copy = Some(Artifact {
+                id: "snap-dc".into(),
+                state: "completed".into(),
+                encrypted: true,
+                shape: None,
+                placed: None,
+            });
+        }
+        let why = rolled_back(&before, &gone).expect_err("no way back");
+        assert!(why.contains("deleted the original vol-d"), "{why}");
+        assert!(why.contains("snap-dc"), "{why}");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! replaced with their instance by [`super::ebs_instances`], which plans the same
 //! replacement and retirement steps around the swap.
 
+mod rollback;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,13 +30,13 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, arg_bool, ec2_tags,
-    input_str, not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, RecordedChange,
+    arg_bool, ec2_tags, input_str, not_ours,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Artifact, Placed, REPLACED_BY_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
+    Artifact, Placed, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
     SWAP_INSTANCE_TAG, Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
@@ -122,6 +124,21 @@ pub(super) fn state(volume: Option<&Volume>) -> Value {
         state["strays"] = json!(volume.strays.iter().map(|s| &s.id).collect::<Vec<_>>());
     }
     state
+}
+
+/// The plan of a volume whose replacement was undone (by a compensation or a
+/// rollback, [`ROLLED_BACK_TAG`]): blocked until a person deletes what was kept, which
+/// may hold data written to it meanwhile.
+pub(super) fn undone(volume: &Volume) -> Option<ActionPlan> {
+    let cause = volume.replacement_tag(ROLLED_BACK_TAG)?;
+    let replacement = volume.replacement.as_ref().map_or("", |r| r.id.as_str());
+    Some(ActionPlan::blocked(
+        BlockReason::Failing,
+        format!(
+            "an earlier replacement of {} was undone ({cause}); its replacement {replacement} is kept for inspection: delete it and the snapshots tagged {SOURCE_VOLUME_TAG}={}, then plan again",
+            volume.id, volume.id
+        ),
+    ))
 }
 
 /// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set),
@@ -531,6 +548,9 @@ impl Action for EncryptVolume {
                 ),
             ));
         }
+        if let Some(undone) = undone(volume) {
+            return Ok(undone);
+        }
         if let Some(problem) = artifact_problem(volume) {
             return Ok(ActionPlan::blocked(BlockReason::Failing, problem));
         }
@@ -574,6 +594,15 @@ impl Action for EncryptVolume {
 
     fn calls(&self) -> &'static dyn Calls {
         &VolumeCalls
+    }
+
+    fn inverse_chain(
+        &self,
+        run_id: &str,
+        resource_id: &str,
+        made: &[RecordedChange<'_>],
+    ) -> Option<std::result::Result<Vec<Inverse>, String>> {
+        Some(rollback::inverse_chain(run_id, resource_id, made))
     }
 }
 
@@ -872,20 +901,28 @@ pub(super) async fn call(
             Ok(Applied::request(out.request_id()))
         }
         "CreateTags" => {
-            let resource = input["Resources"][0]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
             let value = resolve(change, "/Tags/0/Value", current, "/replacement/id")?;
             let out = ec2
                 .create_tags()
-                .resources(resource)
+                .set_resources(Some(resources(change)?))
                 .tags(
                     Tag::builder()
                         .key(input["Tags"][0]["Key"].as_str().unwrap_or(REPLACED_BY_TAG))
                         .value(value)
                         .build(),
                 )
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?;
+            Ok(Applied::request(out.request_id()))
+        }
+        "DeleteTags" => {
+            let key = input_str(change, "/Tags/0/Key")?;
+            let out = ec2
+                .delete_tags()
+                .set_resources(Some(resources(change)?))
+                .tags(Tag::builder().key(key).build())
                 .dry_run(dry_run)
                 .send()
                 .await
@@ -932,6 +969,23 @@ pub(super) async fn call(
     }
 }
 
+/// The ids a tagging change names (`Resources`): at least one.
+fn resources(change: &Change) -> Result<Vec<String>> {
+    let ids: Vec<String> = change.call.input["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::Usage(format!(
+            "change {}: Resources names no volume or snapshot",
+            change.id
+        )));
+    }
+    Ok(ids)
+}
+
 /// The rights of a volume's encryption: its snapshots, copies and volumes.
 pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_privilege::Rights {
     reads: &["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
@@ -942,6 +996,7 @@ pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_p
         "ec2:DeleteSnapshot",
         "ec2:DeleteVolume",
         "ec2:CreateTags",
+        "ec2:DeleteTags",
     ],
     passes_role_to: &[],
     kms_via_ec2: true,
