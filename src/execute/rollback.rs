@@ -74,6 +74,15 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     let mut covered: BTreeMap<ResourceKey, (Vec<String>, Value)> = BTreeMap::new();
     for (index, (record, change)) in made.iter().enumerate().rev() {
         let resource = recorded_key(record, change);
+        let refuse = |detail: String| Blocked {
+            runbook: change.runbook.clone(),
+            account_id: record.account_id.clone(),
+            region: change.region.clone(),
+            step: change.step.clone(),
+            resource: change.resource.clone(),
+            reason: BlockReason::NoWayBack,
+            detail,
+        };
         if let Some(chain) = chains.get(&resource) {
             if index == chain.last {
                 match &chain.inverses {
@@ -89,24 +98,20 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                                 inverse.summary.clone()
                             };
                             let id = format!("rollback/{}/{}", change.change_id, n + 1);
-                            let undo = inverted(record, change, id, inverse.clone(), summary);
-                            changes.push(Change {
-                                before: unsettled(before, action),
-                                after: unsettled(inverse.after.clone(), action),
-                                ..undo
-                            });
+                            let (record, change) = (*record, *change);
+                            let undo = Undone {
+                                record,
+                                change,
+                                id,
+                                summary,
+                                before,
+                                action,
+                            };
+                            changes.push(undo.change(inverse.clone()));
                             before = inverse.after.clone();
                         }
                     }
-                    Err(why) => blocked.push(Blocked {
-                        runbook: change.runbook.clone(),
-                        account_id: record.account_id.clone(),
-                        region: change.region.clone(),
-                        step: change.step.clone(),
-                        resource: change.resource.clone(),
-                        reason: BlockReason::NoWayBack,
-                        detail: format!("{}: {why}", chain.undoes),
-                    }),
+                    Err(why) => blocked.push(refuse(format!("{}: {why}", chain.undoes))),
                 }
             }
             continue;
@@ -122,15 +127,6 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                 continue;
             }
         }
-        let refuse = |detail: String| Blocked {
-            runbook: change.runbook.clone(),
-            account_id: record.account_id.clone(),
-            region: change.region.clone(),
-            step: change.step.clone(),
-            resource: change.resource.clone(),
-            reason: BlockReason::NoWayBack,
-            detail,
-        };
         if let Some(later) = stuck.get(&resource) {
             blocked.push(refuse(format!(
                 "{}: not undone, because the later change {later} of this resource cannot be",
@@ -172,14 +168,15 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
                     }
                     _ => (after.clone(), change.change_id.clone()),
                 };
-                let summary = format!("{} (undoes {undoes})", inverse.summary);
-                let after = unsettled(inverse.after.clone(), action);
-                let id = format!("rollback/{}", change.change_id);
-                changes.push(Change {
-                    before: unsettled(left, action),
-                    after,
-                    ..inverted(record, change, id, inverse, summary)
-                });
+                let undo = Undone {
+                    record,
+                    change,
+                    id: format!("rollback/{}", change.change_id),
+                    summary: format!("{} (undoes {undoes})", inverse.summary),
+                    before: left,
+                    action,
+                };
+                changes.push(undo.change(inverse));
             }
             Err(why) => {
                 blocked.push(refuse(format!("{}: {why}", change.change_id)));
@@ -214,35 +211,43 @@ pub fn plan(run_id: &str, run: &Plan, records: &[Record], principal: &str) -> Pl
     }
 }
 
-/// The change `id` of a rollback that makes `inverse` of the recorded `change`; its
-/// before and after are the caller's to set.
-fn inverted(
-    record: &Record,
-    change: &ChangeRecord,
+/// A rollback change about to be made of a recorded one: the parts that are not the
+/// inverse's.
+struct Undone<'a> {
+    record: &'a Record,
+    change: &'a ChangeRecord,
     id: String,
-    inverse: actions::Inverse,
     summary: String,
-) -> Change {
-    Change {
-        id,
-        runbook: change.runbook.clone(),
-        account_id: record.account_id.clone(),
-        region: change.region.clone(),
-        step: change.step.clone(),
-        action: change.action.clone(),
-        resource: change.resource.clone(),
-        kind: inverse.kind,
-        summary,
-        before: Value::Null,
-        after: Value::Null,
-        call: ApiCall {
-            service: change.call.service.clone(),
-            operation: inverse.operation,
-            input: inverse.input,
-        },
-        on_failure: Default::default(),
-        wait_timeout_seconds: None,
-        probe: None,
+    /// The state it starts from (the one the run, or the inverse before it, left).
+    before: Value,
+    action: Option<&'static dyn actions::Action>,
+}
+
+impl Undone<'_> {
+    /// The rollback change that makes `inverse`.
+    fn change(self, inverse: actions::Inverse) -> Change {
+        let (record, change) = (self.record, self.change);
+        Change {
+            id: self.id,
+            runbook: change.runbook.clone(),
+            account_id: record.account_id.clone(),
+            region: change.region.clone(),
+            step: change.step.clone(),
+            action: change.action.clone(),
+            resource: change.resource.clone(),
+            kind: inverse.kind,
+            summary: self.summary,
+            before: unsettled(self.before, self.action),
+            after: unsettled(inverse.after, self.action),
+            call: ApiCall {
+                service: change.call.service.clone(),
+                operation: inverse.operation,
+                input: inverse.input,
+            },
+            on_failure: Default::default(),
+            wait_timeout_seconds: None,
+            probe: None,
+        }
     }
 }
 

@@ -78,7 +78,7 @@ pub(super) fn inverse_chain(
     // Stopping it for the way back, harden tags it first as the swap did: a plan after
     // an interruption then knows to start it again.
     let mark = steps.contains(&Undo::Stop) && steps.contains(&Undo::Start) && !left.was_running;
-    if mark && !steps.contains(&Undo::Unmark) {
+    if mark {
         steps.push(Undo::Unmark);
     }
 
