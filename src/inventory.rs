@@ -880,6 +880,11 @@ pub struct Volume {
     /// deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strays: Vec<Artifact>,
+    /// Replacement volumes beyond [`Volume::replacement`]: another run at the same
+    /// time made them. Unlike a stray snapshot, one may have been attached and written
+    /// since, so the plan blocks on them instead of deleting them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stray_volumes: Vec<Artifact>,
 }
 
 /// A snapshot or volume harden made while replacing a volume.
@@ -958,6 +963,7 @@ impl Volume {
             copy: None,
             replacement: None,
             strays: Vec::new(),
+            stray_volumes: Vec::new(),
         }
     }
 }

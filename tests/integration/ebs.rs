@@ -448,3 +448,96 @@ fn a_snapshot_made_twice_is_shown_and_deleted_by_the_next_plan_on_moto() {
     assert_eq!(out.code, 0, "converged:\n{}", out.stdout);
     emulator.assert_audit_verifies(state.path());
 }
+
+/// A second replacement volume of one original (two runs at once) may have been
+/// attached and written since, so it is not deleted: the plan blocks the original,
+/// naming the replacement it keeps (the one the original's tag names) and the other,
+/// until a person deletes it.
+#[test]
+fn a_second_replacement_volume_blocks_the_plan_naming_it_on_moto() {
+    const RUNBOOK: &str = "runbooks/encrypt-ebs-volumes.yaml";
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2(REGION);
+    let state = tempfile::tempdir().expect("state");
+    let cli = |args: &[&str]| {
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(args).args(["--region", REGION]);
+        run(cmd)
+    };
+    let zone = "ap-southeast-2a";
+    let original = block_on(volume(&ec2, zone, false, &[("Name", "raced")]));
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let replacement = block_on(volumes(&ec2))
+        .into_iter()
+        .find(|v| v.0 == original)
+        .and_then(|v| {
+            v.7.into_iter()
+                .find(|(k, _)| k == "harden:replaced-by")
+                .map(|(_, id)| id)
+        })
+        .expect("the original names its replacement");
+    // Lower or higher, its id must not decide which one is kept.
+    let twin = block_on(volume(
+        &ec2,
+        zone,
+        true,
+        &[("Name", "raced"), ("harden:source-volume", &original)],
+    ));
+    let blocked = |expect_twin: bool| {
+        let out = cli(&["plan", RUNBOOK, "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan JSON");
+        assert!(
+            plan["changes"].as_array().is_none_or(Vec::is_empty),
+            "nothing is deleted or made: {}",
+            plan["changes"]
+        );
+        let blocks: Vec<(String, String, String)> = plan["blocked"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .map(|b| {
+                        (
+                            b["resource"]["id"].as_str().unwrap_or_default().to_string(),
+                            b["reason"].as_str().unwrap_or_default().to_string(),
+                            b["detail"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if expect_twin {
+            assert_eq!(blocks.len(), 1, "{blocks:?}");
+            let (id, reason, detail) = &blocks[0];
+            assert_eq!(
+                (id.as_str(), reason.as_str()),
+                (original.as_str(), "failing")
+            );
+            assert!(
+                detail.contains(&format!(
+                    "a second replacement volume of {original} exists ({twin}, "
+                )) && detail.contains(&format!("beside {replacement}, the one harden keeps")),
+                "{detail}"
+            );
+        } else {
+            assert!(blocks.is_empty(), "{blocks:?}");
+        }
+    };
+    blocked(true);
+    let out = cli(&["apply", RUNBOOK, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        block_on(volumes(&ec2)).iter().any(|v| v.0 == twin),
+        "apply leaves the second replacement for a person"
+    );
+    block_on(async {
+        ec2.delete_volume()
+            .volume_id(&twin)
+            .send()
+            .await
+            .expect("the person deletes it")
+    });
+    blocked(false);
+    emulator.assert_audit_verifies(state.path());
+}

@@ -174,6 +174,9 @@ impl Action for EncryptInstanceVolumes {
         let mut pending: Vec<(String, Volume)> = Vec::new();
         for volume in instance.unencrypted.values().flatten() {
             let attached = instance.devices.values().any(|d| d.volume_id == volume.id);
+            if let Some(problem) = ebs_volumes::second_replacement(volume) {
+                return Ok(ActionPlan::blocked(BlockReason::Failing, problem));
+            }
             if let Some(replacement) = volume.replaced_by() {
                 if attached {
                     // Swapped back by a rollback that did not finish, or by a person:
@@ -1421,6 +1424,7 @@ mod tests {
             copy: None,
             replacement: None,
             strays: Vec::new(),
+            stray_volumes: Vec::new(),
         }
     }
 
@@ -2023,6 +2027,38 @@ mod tests {
             .expect("blocked");
         assert_eq!(blocked.0, BlockReason::Failing);
         assert!(blocked.1.contains("attached to i-1 again"), "{}", blocked.1);
+    }
+
+    #[test]
+    fn a_second_replacement_volume_blocks_the_instance_naming_it_whether_swapped_or_not() {
+        let second = |mut instance: Instance| {
+            if let Some(Some(volume)) = instance.unencrypted.get_mut("vol-d") {
+                let mut other = volume.replacement.clone().unwrap_or_else(|| Artifact {
+                    id: String::new(),
+                    state: String::new(),
+                    encrypted: true,
+                    shape: None,
+                    placed: None,
+                });
+                other.id = "vol-d3".into();
+                other.state = "available".into();
+                volume.stray_volumes = vec![other];
+            }
+            plan(&instance, json!({"allow_stop": true}))
+                .blocked
+                .expect("blocked")
+        };
+        for (what, instance) in [("pending", web()), ("swapped", swapped())] {
+            let blocked = second(instance);
+            assert_eq!(blocked.0, BlockReason::Failing, "{what}");
+            assert!(
+                blocked
+                    .1
+                    .contains("a second replacement volume of vol-d exists (vol-d3"),
+                "{what}: {}",
+                blocked.1
+            );
+        }
     }
 
     #[test]

@@ -141,6 +141,23 @@ pub(super) fn undone(volume: &Volume) -> Option<ActionPlan> {
     ))
 }
 
+/// A replacement volume harden made beside the one it keeps (two runs at once): it
+/// may have been attached and written since, so a person decides, and until then the
+/// plan blocks, keeping the leftover visible to the convergence check.
+pub(super) fn second_replacement(volume: &Volume) -> Option<String> {
+    if volume.stray_volumes.is_empty() {
+        return None;
+    }
+    let others: Vec<&str> = volume.stray_volumes.iter().map(|v| v.id.as_str()).collect();
+    let kept = volume.replacement.as_ref().map_or("", |r| r.id.as_str());
+    Some(format!(
+        "a second replacement volume of {} exists ({}, tagged {SOURCE_VOLUME_TAG}, made by another run at the same time) beside {kept}, the one harden keeps: delete {} once sure it holds nothing to keep, then plan again",
+        volume.id,
+        others.join(", "),
+        if others.len() == 1 { "it" } else { "them" },
+    ))
+}
+
 /// Tags a replacement carries: the original's (AWS's own `aws:` tags cannot be set),
 /// which volume it replaces, and the `markers` of the caller (an instance swap's).
 fn replacement_tags(volume: &Volume, markers: &[(&str, String)]) -> Vec<Value> {
@@ -205,6 +222,9 @@ pub(super) struct VolumeStep {
 /// Why what an earlier run made for `volume` must not be built on, if it must not: an
 /// artifact in state error, or a copy or replacement that is not encrypted.
 pub(super) fn artifact_problem(volume: &Volume) -> Option<String> {
+    if let Some(problem) = second_replacement(volume) {
+        return Some(problem);
+    }
     for (what, artifact) in [
         ("snapshot", &volume.snapshot),
         ("encrypted copy", &volume.copy),
@@ -1095,6 +1115,7 @@ pub(super) async fn describe_volumes(
                 copy: None,
                 replacement: None,
                 strays: Vec::new(),
+                stray_volumes: Vec::new(),
             });
         }
     }
@@ -1168,7 +1189,7 @@ pub(super) async fn find_artifacts(
             }
         }
     }
-    let mut replacements: BTreeMap<String, Artifact> = BTreeMap::new();
+    let mut replacements: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
     let mut pages = ec2
         .describe_volumes()
         .filters(source_filter)
@@ -1182,9 +1203,10 @@ pub(super) async fn find_artifacts(
             let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
                 continue;
             };
-            replacements.insert(
-                source.clone(),
-                Artifact {
+            replacements
+                .entry(source.clone())
+                .or_default()
+                .push(Artifact {
                     id: v.volume_id().unwrap_or_default().to_string(),
                     state: v
                         .state()
@@ -1202,8 +1224,7 @@ pub(super) async fn find_artifacts(
                         tags,
                     })),
                     placed: placed(v),
-                },
-            );
+                });
         }
     }
     for volume in volumes.iter_mut() {
@@ -1211,7 +1232,20 @@ pub(super) async fn find_artifacts(
             volume.snapshot = snapshot;
             volume.copy = copy;
         }
-        volume.replacement = replacements.remove(&volume.id);
+        // Two replacements of one volume: keep the one the original names, else the
+        // one in use, else the lowest id; the others block the plan (artifact_problem).
+        let mut found = replacements.remove(&volume.id).unwrap_or_default();
+        let named = volume.replaced_by().map(str::to_string);
+        found.sort_by_key(|a| {
+            (
+                Some(a.id.as_str()) != named.as_deref(),
+                a.state != "in-use",
+                a.id.clone(),
+            )
+        });
+        let mut found = found.into_iter();
+        volume.replacement = found.next();
+        volume.stray_volumes = found.collect();
         volume.strays = strays.remove(&volume.id).unwrap_or_default();
         volume.strays.sort_by(|a, b| a.id.cmp(&b.id));
     }
@@ -1283,6 +1317,7 @@ mod tests {
             copy: None,
             replacement: None,
             strays: Vec::new(),
+            stray_volumes: Vec::new(),
         }
     }
 
@@ -1490,6 +1525,32 @@ mod tests {
         volume.copy = copy.then(|| artifact("snap-copy", true));
         volume.snapshot = snapshot.then(|| artifact("snap-raw", false));
         volume
+    }
+
+    #[test]
+    fn a_second_replacement_volume_blocks_the_plan_naming_the_one_kept_and_the_other() {
+        let volume_artifact = |id: &str| Artifact {
+            id: id.into(),
+            state: "available".into(),
+            encrypted: true,
+            shape: None,
+            placed: None,
+        };
+        for mut volume in [unattached(), retired(true, true)] {
+            volume.replacement = Some(volume_artifact("vol-new"));
+            volume.stray_volumes = vec![volume_artifact("vol-twin")];
+            let planned = EncryptVolume
+                .plan(&Resource::Volume(Box::new(volume)), &json!({}))
+                .expect("plans");
+            let (reason, why) = planned.blocked.expect("blocked");
+            assert_eq!(reason, BlockReason::Failing);
+            assert!(planned.changes.is_empty(), "nothing is deleted or made");
+            assert!(
+                why.contains("(vol-twin, tagged harden:source-volume")
+                    && why.contains("beside vol-new, the one harden keeps"),
+                "{why}"
+            );
+        }
     }
 
     #[test]
