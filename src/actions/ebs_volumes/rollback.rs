@@ -67,3 +67,96 @@ pub(super) fn inverse_chain(
     }
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ApiCall;
+
+    fn call() -> ApiCall {
+        ApiCall {
+            service: "ec2".into(),
+            operation: "CreateSnapshot".into(),
+            input: json!({}),
+        }
+    }
+
+    fn volume(replaced_by: Option<&str>, copy: Option<&str>) -> Value {
+        json!({
+            "exists": true,
+            "encrypted": false,
+            "state": "available",
+            "replaced_by": replaced_by,
+            "snapshot": null,
+            "copy": copy.map(|id| json!({"id": id, "state": "completed", "encrypted": true})),
+            "replacement": replaced_by.map(|id| json!({
+                "id": id,
+                "state": "available",
+                "encrypted": true,
+                "shape": {"volume_type": "gp3", "size": 20, "iops": 3000, "throughput": 125,
+                          "tags": {"Name": "data", "harden:source-volume": "vol-1"}},
+            })),
+        })
+    }
+
+    fn undo(states: &[Value]) -> Result<Vec<Inverse>, String> {
+        let call = call();
+        let made: Vec<RecordedChange<'_>> = states
+            .windows(2)
+            .map(|pair| RecordedChange {
+                call: &call,
+                before: &pair[0],
+                after: &pair[1],
+            })
+            .collect();
+        inverse_chain("run-1", "vol-1", &made)
+    }
+
+    #[test]
+    fn a_replacement_is_undone_by_untagging_the_original_and_tagging_the_copy_kept() {
+        let chain = undo(&[volume(None, None), volume(Some("vol-2"), None)]).expect("a way back");
+        let calls: Vec<(&str, &Value)> = chain
+            .iter()
+            .map(|i| (i.operation.as_str(), &i.input))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                (
+                    "DeleteTags",
+                    &json!({"Resources": ["vol-1"], "Tags": [{"Key": REPLACED_BY_TAG}]})
+                ),
+                (
+                    "CreateTags",
+                    &json!({"Resources": ["vol-2"], "Tags": [{"Key": ROLLED_BACK_TAG, "Value": "rollback of run-1"}]})
+                ),
+            ]
+        );
+        let last = &chain[1].after;
+        assert!(last["replaced_by"].is_null(), "the volume of record again");
+        assert_eq!(
+            last["replacement"]["shape"]["tags"][ROLLED_BACK_TAG],
+            "rollback of run-1"
+        );
+        assert!(chain.iter().all(|i| !i.removes_created), "nothing deleted");
+    }
+
+    #[test]
+    fn an_original_the_run_deleted_is_refused_naming_its_encrypted_snapshot() {
+        let why = undo(&[volume(None, Some("snap-enc")), json!({"exists": false})])
+            .expect_err("no way back");
+        assert!(why.contains("deleted the original vol-1"), "{why}");
+        assert!(why.contains("snap-enc"), "{why}");
+    }
+
+    #[test]
+    fn an_original_an_earlier_run_retired_is_not_this_runs_to_give_back() {
+        // The run only deleted a snapshot left over behind the retired original.
+        let mut leftover = volume(Some("vol-2"), None);
+        leftover["strays"] = json!(["snap-left"]);
+        assert_eq!(
+            undo(&[leftover, volume(Some("vol-2"), None)]),
+            Ok(Vec::new())
+        );
+    }
+}
