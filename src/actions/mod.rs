@@ -231,6 +231,29 @@ pub trait Calls: Send + Sync {
     fn rights(&self) -> &'static crate::least_privilege::Rights;
     /// Reads the resource's current state in the shape of a change's before/after.
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
+
+    /// How many resources one [`Calls::read_many`] reads at most, where the API lists
+    /// many resources in one call (a filter on their ids). 1, the default: each
+    /// resource is read alone.
+    fn read_many_limit(&self) -> usize {
+        1
+    }
+
+    /// Reads the states of `resource_ids` (at most [`Calls::read_many_limit`]) in as
+    /// few calls as the API allows: one state per id, in order, each exactly what
+    /// [`Calls::read`] answers for it. Apply reads a stage's resources this way before
+    /// their calls and once more after them.
+    async fn read_many(
+        &self,
+        clients: &RegionClients,
+        resource_ids: &[String],
+    ) -> Result<Vec<Value>> {
+        let mut states = Vec::with_capacity(resource_ids.len());
+        for id in resource_ids {
+            states.push(self.read(clients, id).await?);
+        }
+        Ok(states)
+    }
     /// Makes the change's call. `current` is the state just read, which matched the
     /// change's before; values the plan could not know are resolved from it.
     async fn apply(

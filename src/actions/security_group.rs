@@ -380,6 +380,25 @@ impl Calls for SecurityGroupCalls {
         Ok(state(&read_rules(clients, resource_id).await?))
     }
 
+    fn read_many_limit(&self) -> usize {
+        MAX_FILTER_VALUES
+    }
+
+    async fn read_many(
+        &self,
+        clients: &RegionClients,
+        resource_ids: &[String],
+    ) -> Result<Vec<Value>> {
+        let mut rules = list_rules(clients, resource_ids).await?;
+        Ok(resource_ids
+            .iter()
+            .map(|id| {
+                let (ingress, egress) = rules.remove(id).unwrap_or_default();
+                state(&sorted(ingress, egress))
+            })
+            .collect())
+    }
+
     async fn apply(
         &self,
         clients: &RegionClients,
@@ -1032,10 +1051,15 @@ pub async fn discover(
 /// Reads one group's rules: the state changes compare and verify.
 pub async fn read_rules(clients: &RegionClients, group_id: &str) -> Result<SecurityGroupRules> {
     let mut rules = list_rules(clients, &[group_id.to_string()]).await?;
-    let (mut ingress, mut egress) = rules.remove(group_id).unwrap_or_default();
+    let (ingress, egress) = rules.remove(group_id).unwrap_or_default();
+    Ok(sorted(ingress, egress))
+}
+
+/// A group's rules in the order its state lists them.
+fn sorted(mut ingress: Vec<Rule>, mut egress: Vec<Rule>) -> SecurityGroupRules {
     sort_rules(&mut ingress);
     sort_rules(&mut egress);
-    Ok(SecurityGroupRules { ingress, egress })
+    SecurityGroupRules { ingress, egress }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! another change instead. What was not attempted is reported and audited as skipped,
 //! naming the failure that held it back.
 
+mod bulk;
 pub mod journal;
 pub mod resume;
 pub mod rollback;
@@ -167,6 +168,19 @@ struct Ready {
     started: Instant,
 }
 
+/// What [`Run::walk`] did with a chain.
+#[derive(Default)]
+struct Walked {
+    /// The changes concluded, in order.
+    outcomes: Vec<(usize, Outcome)>,
+    /// Whether a call was made: only then may the resource differ from the first
+    /// change's before, and need putting back if the chain stops part-way.
+    called: bool,
+    /// The last change, called and not yet concluded (`defer_last`): its index, what
+    /// it was made on, and the call's result.
+    pending: Option<(usize, Ready, Result<actions::Applied>)>,
+}
+
 /// Shared state of one apply.
 struct Run<'a> {
     /// Each reached account's session, by account id.
@@ -264,21 +278,35 @@ pub async fn apply(
         let per_place: Vec<_> = places
             .into_iter()
             .map(|(_, units)| {
-                let units: Vec<_> = units
-                    .into_iter()
-                    .map(|unit| async move {
-                        match unit {
-                            Unit::Chain(chain) => run.chain(stage_index, chain).await,
-                            Unit::Batch(batch) => run.batch(stage_index, batch).await,
-                        }
-                    })
-                    .collect();
+                let work = bulk::pages(plan, units, run.fail_fast).map_err(|units| {
+                    units
+                        .into_iter()
+                        .map(|unit| async move {
+                            match unit {
+                                Unit::Chain(chain) => run.chain(stage_index, chain).await,
+                                Unit::Batch(batch) => run.batch(stage_index, batch).await,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                });
                 async move {
-                    let done: Vec<Vec<(usize, Outcome)>> = stream::iter(units)
-                        .buffer_unordered(concurrency)
-                        .collect()
-                        .await;
-                    done.into_iter().flatten().collect::<Vec<_>>()
+                    match work {
+                        Ok(pages) => {
+                            // One after the other: each page is `concurrency` wide.
+                            let mut done = Vec::new();
+                            for page in pages {
+                                done.extend(run.page(stage_index, page, concurrency).await);
+                            }
+                            done
+                        }
+                        Err(units) => {
+                            let done: Vec<Vec<(usize, Outcome)>> = stream::iter(units)
+                                .buffer_unordered(concurrency)
+                                .collect()
+                                .await;
+                            done.into_iter().flatten().collect::<Vec<_>>()
+                        }
+                    }
                 }
             })
             .collect();
@@ -575,30 +603,72 @@ impl Run<'_> {
     }
 
     async fn chain(&self, stage: usize, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
-        let mut outcomes = Vec::new();
-        let mut last_read: Option<Value> = None;
+        let progress = self.walk(stage, &chain, None, false).await;
+        self.end_chain(&chain, progress.outcomes, progress.called)
+            .await
+    }
+
+    /// Makes a chain's changes in order, up to its first failure (the rest are
+    /// skipped). `known`: its resource's state, read just before (in bulk), so the
+    /// first change needs no read of its own. `defer_last`: its last change's call is
+    /// made but not concluded; it is left in [`Walked::pending`] for the read-back in
+    /// bulk (see [`bulk`]).
+    async fn walk(
+        &self,
+        stage: usize,
+        chain: &[usize],
+        known: Option<Value>,
+        defer_last: bool,
+    ) -> Walked {
+        let mut walked = Walked::default();
+        let mut last_read = known;
         // The change of this chain that failed, if one did.
         let mut chain_failed: Option<String> = None;
-        // Whether a call was made: only then may the resource differ from the first
-        // change's before, and need putting back if the chain stops part-way.
-        let mut called = false;
-        for &index in &chain {
+        for (position, &index) in chain.iter().enumerate() {
             let change = &self.plan.changes[index];
             if let Some(outcome) = self.skip_reason(index, stage, chain_failed.as_deref()) {
                 self.finish(change, Ending::skipped(&outcome));
-                outcomes.push((index, outcome));
+                walked.outcomes.push((index, outcome));
+                continue;
+            }
+            if defer_last && position + 1 == chain.len() {
+                match self.prepare(change, last_read.take()).await {
+                    Ok(ready) => {
+                        let result = persist::persist(self.deadline, || {
+                            ready.calls.apply(&ready.clients, change, &ready.current)
+                        })
+                        .await;
+                        walked.called = true;
+                        walked.pending = Some((index, ready, result));
+                    }
+                    Err((outcome, _)) => {
+                        self.note_failure(stage, change, &outcome);
+                        walked.outcomes.push((index, outcome));
+                    }
+                }
                 continue;
             }
             let (outcome, after, made) = self.one(change, last_read.take()).await;
-            called |= made;
+            walked.called |= made;
             self.note_failure(stage, change, &outcome);
             if let Outcome::Failed { .. } = outcome {
                 chain_failed = Some(change.id.clone());
             } else {
                 last_read = after;
             }
-            outcomes.push((index, outcome));
+            walked.outcomes.push((index, outcome));
         }
+        walked
+    }
+
+    /// After a chain's changes: puts its resource back when a call was made and the
+    /// chain did not finish (see [`Run::compensate`]).
+    async fn end_chain(
+        &self,
+        chain: &[usize],
+        outcomes: Vec<(usize, Outcome)>,
+        called: bool,
+    ) -> Vec<(usize, Outcome)> {
         let unfinished = outcomes
             .iter()
             .find(|(_, o)| !matches!(o, Outcome::Succeeded));
@@ -713,7 +783,7 @@ impl Run<'_> {
             ready.calls.apply(&ready.clients, change, &ready.current)
         })
         .await;
-        let (outcome, after) = self.conclude(change, ready, result).await;
+        let (outcome, after) = self.conclude(change, ready, result, None).await;
         (outcome, after, true)
     }
 
@@ -792,11 +862,15 @@ impl Run<'_> {
     }
 
     /// After the call: read back, compare with the intended after, record the outcome.
+    /// `read_back`: the state read in bulk after the call; one that does not show the
+    /// change made is read again alone before the change is called a failure (the bulk
+    /// read may have come before the service settled).
     async fn conclude(
         &self,
         change: &Change,
         ready: Ready,
         result: Result<actions::Applied>,
+        read_back: Option<Value>,
     ) -> (Outcome, Option<Value>) {
         let Ready {
             calls,
@@ -818,7 +892,12 @@ impl Run<'_> {
                 return self.fail_with(change, current, after, &e, Vec::new(), started);
             }
         };
-        let after = match self.read(calls, &clients, change).await {
+        let read_back = read_back.filter(|state| state_matches(&change.after, state).is_ok());
+        let after = match read_back {
+            Some(state) => Ok(state),
+            None => self.read(calls, &clients, change).await,
+        };
+        let after = match after {
             Ok(state) => state,
             Err(e) => {
                 return self.fail_with(
@@ -933,7 +1012,7 @@ impl Run<'_> {
         });
         for ((index, r), result) in ready.into_iter().zip(results) {
             let change = &self.plan.changes[index];
-            let (outcome, _) = self.conclude(change, r, result).await;
+            let (outcome, _) = self.conclude(change, r, result, None).await;
             self.note_failure(stage, change, &outcome);
             outcomes.push((index, outcome));
         }
@@ -1439,6 +1518,104 @@ mod tests {
         assert_eq!(change_records(&out.records).len(), 1, "the skip is audited");
     }
 
+    /// EC2 with `groups` open groups whose revokes take effect; `lagging` shows its
+    /// revoke only from the second read after it (a read that came too soon).
+    fn revoking_ec2(
+        lagging: &'static str,
+    ) -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+        let revoked: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let seen = revoked.clone();
+        let describe = mock!(Client::describe_security_group_rules).then_compute_output(move |r| {
+            let mut seen = seen.lock().expect("lock");
+            let rules = r
+                .filters()
+                .iter()
+                .flat_map(|f| f.values())
+                .filter(|group| match seen.get_mut(group.as_str()) {
+                    None => true,
+                    Some(reads) => {
+                        *reads += 1;
+                        group.as_str() == lagging && *reads == 1
+                    }
+                })
+                .map(|group| open_rule(group, &format!("sgr-{group}")))
+                .collect();
+            rules_output(rules)
+        });
+        let revoke = mock!(Client::revoke_security_group_egress).then_compute_output(move |r| {
+            if let Some(group) = r.group_id() {
+                revoked.lock().expect("lock").insert(group.to_string(), 0);
+            }
+            RevokeSecurityGroupEgressOutput::builder()
+                .r#return(true)
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &revoke]);
+        (client, describe, revoke)
+    }
+
+    #[tokio::test]
+    async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls() {
+        let (client, describe, revoke_call) = revoking_ec2("sg-none");
+        let groups: Vec<String> = (0..250).map(|i| format!("sg-{i:03}")).collect();
+        let plan = plan_of(
+            groups
+                .iter()
+                .map(|g| revoke(g, &format!("sgr-{g}")))
+                .collect(),
+        );
+        let out = run(client, &plan).await;
+
+        assert!(
+            out.report
+                .outcomes
+                .iter()
+                .all(|(_, o)| *o == Outcome::Succeeded),
+            "{:?}",
+            out.report.outcomes
+        );
+        assert_eq!(revoke_call.num_calls(), 250);
+        assert_eq!(
+            describe.num_calls(),
+            4,
+            "one read before and one after each page (200 and 50 groups)"
+        );
+        let records = change_records(&out.records);
+        assert_eq!(records.len(), 250, "each change keeps its own record");
+        for record in records {
+            let group = &record.resource.id;
+            assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
+            assert_eq!(record.after, rule_state(None), "{group} read back");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bulk_read_back_that_came_too_soon_is_read_again_alone_before_failing() {
+        let (client, describe, _) = revoking_ec2("sg-2");
+        let groups = ["sg-1", "sg-2", "sg-3"];
+        let plan = plan_of(
+            groups
+                .iter()
+                .map(|g| revoke(g, &format!("sgr-{g}")))
+                .collect(),
+        );
+        let out = run(client, &plan).await;
+
+        assert!(
+            out.report
+                .outcomes
+                .iter()
+                .all(|(_, o)| *o == Outcome::Succeeded),
+            "{:?}",
+            out.report.outcomes
+        );
+        assert_eq!(
+            describe.num_calls(),
+            3,
+            "the page's two reads, and sg-2's own once the page's did not show it revoked"
+        );
+    }
+
     /// A change to `group` whose call leaves its (mocked) state as it was, so it is
     /// verified whenever its call answers success.
     fn keep(runbook: &str, region: &str, step: &str, group: &str) -> Change {
@@ -1488,14 +1665,18 @@ mod tests {
         plan
     }
 
-    fn described(group: &'static str) -> aws_smithy_mocks::Rule {
-        mock!(Client::describe_security_group_rules)
-            .match_requests(move |r| {
+    /// Every group a read names has its one open rule (the calls leave it as it was),
+    /// however many the read names.
+    fn described() -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_security_group_rules).then_compute_output(|r| {
+            rules_output(
                 r.filters()
                     .iter()
-                    .any(|f| f.values().iter().any(|v| v == group))
-            })
-            .then_output(move || rules_output(vec![open_rule(group, &format!("sgr-{group}"))]))
+                    .flat_map(|f| f.values())
+                    .map(|group| open_rule(group, &format!("sgr-{group}")))
+                    .collect(),
+            )
+        })
     }
 
     fn isolation_client() -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
@@ -1510,20 +1691,11 @@ mod tests {
                 )
             });
         let revoked = revoke_succeeds();
-        let (bad, a, b, c, d, e, f, g) = (
-            described("sg-bad"),
-            described("sg-a"),
-            described("sg-b"),
-            described("sg-c"),
-            described("sg-d"),
-            described("sg-e"),
-            described("sg-f"),
-            described("sg-g"),
-        );
+        let described = described();
         let client = mock_client!(
             aws_sdk_ec2,
             RuleMode::MatchAny,
-            [&refused, &revoked, &bad, &a, &b, &c, &d, &e, &f, &g]
+            [&refused, &revoked, &described]
         );
         (client, refused, revoked)
     }

@@ -1,0 +1,144 @@
+//! Reading a stage's resources in bulk. Where a concern's API lists many resources in
+//! one call ([`actions::Calls::read_many`]: up to 200 security groups per
+//! `DescribeSecurityGroupRules`), a stage's chains in one account-region go in pages of
+//! up to that many: one read for the page before its calls (each chain's first stale
+//! check), the calls `--concurrency` at a time, and one read after them (each chain's
+//! last read-back). So a change costs its call and a share of two reads instead of a
+//! read, the call and a read-back; on AWS those reads draw on the describe bucket every
+//! other tool in the account shares.
+//!
+//! Every change keeps its own stale check, read-back, journal line and audit record.
+//! A change whose bulk read-back does not show it made is read again alone before it is
+//! called a failure; a chain's changes before its last read between them as before (a
+//! later change builds on the earlier one's result); a failed bulk read falls back to
+//! reading each resource alone. Under `--fail-fast` nothing is paged: a page's calls go
+//! out before any is verified, and fail-fast promises to stop at the first failure.
+
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+
+use super::{Run, Unit, Walked};
+use crate::actions::{self, Calls};
+use crate::audit::Outcome;
+use crate::aws::{RegionClients, persist};
+use crate::plan::Plan;
+
+/// A page: chains (each a list of change indices) read together.
+type Page = Vec<Vec<usize>>;
+
+/// A stage's units in one account-region as pages, when they can be read in bulk: at
+/// least two chains, all of one action whose calls read many resources at once, and no
+/// `--fail-fast`. Otherwise the units, unchanged.
+pub(super) fn pages(
+    plan: &Plan,
+    units: Vec<Unit>,
+    fail_fast: bool,
+) -> std::result::Result<Vec<Page>, Vec<Unit>> {
+    let action = units
+        .first()
+        .map(|u| plan.changes[u.first()].action.as_str());
+    let limit = action
+        .and_then(actions::find)
+        .map_or(1, |a| a.calls().read_many_limit());
+    let pageable = |unit: &Unit| {
+        matches!(unit, Unit::Chain(_)) && Some(plan.changes[unit.first()].action.as_str()) == action
+    };
+    if fail_fast || limit <= 1 || units.len() < 2 || !units.iter().all(pageable) {
+        return Err(units);
+    }
+    let chains: Vec<Vec<usize>> = units
+        .into_iter()
+        .filter_map(|unit| match unit {
+            Unit::Chain(chain) => Some(chain),
+            Unit::Batch(_) => None,
+        })
+        .collect();
+    Ok(chains.chunks(limit).map(<[_]>::to_vec).collect())
+}
+
+impl Run<'_> {
+    /// Applies one page of chains: one read before, the chains `concurrency` at a time
+    /// with their last calls left unconcluded, one read after, then each concluded.
+    pub(super) async fn page(
+        &self,
+        stage: usize,
+        page: Page,
+        concurrency: usize,
+    ) -> Vec<(usize, Outcome)> {
+        let lead = page
+            .first()
+            .and_then(|chain| chain.first())
+            .map(|index| &self.plan.changes[*index]);
+        let found = lead.and_then(|lead| Some((actions::find(&lead.action)?, self.clients(lead)?)));
+        let Some((action, clients)) = found else {
+            // No clients or no action: each chain reports it as its own failure.
+            let mut outcomes = Vec::new();
+            for chain in page {
+                outcomes.extend(self.chain(stage, chain).await);
+            }
+            return outcomes;
+        };
+        let calls = action.calls();
+        let first_ids: Vec<String> = page
+            .iter()
+            .map(|chain| self.plan.changes[chain[0]].resource.id.clone())
+            .collect();
+        let known = self.read_many(calls, &clients, &first_ids).await;
+        let walks: Vec<_> = page
+            .iter()
+            .zip(known)
+            .map(|(chain, known)| async move { self.walk(stage, chain, known, true).await })
+            .collect();
+        let walked: Vec<Walked> = stream::iter(walks).buffered(concurrency).collect().await;
+        let called_ids: Vec<String> = walked
+            .iter()
+            .filter_map(|w| w.pending.as_ref())
+            .map(|(index, _, _)| self.plan.changes[*index].resource.id.clone())
+            .collect();
+        let mut read_back = self
+            .read_many(calls, &clients, &called_ids)
+            .await
+            .into_iter();
+        let mut outcomes = Vec::new();
+        for (chain, mut walked) in page.iter().zip(walked) {
+            if let Some((index, ready, result)) = walked.pending.take() {
+                let change = &self.plan.changes[index];
+                let state = read_back.next().flatten();
+                let (outcome, _) = self.conclude(change, ready, result, state).await;
+                self.note_failure(stage, change, &outcome);
+                walked.outcomes.push((index, outcome));
+            }
+            outcomes.extend(self.end_chain(chain, walked.outcomes, walked.called).await);
+        }
+        outcomes
+    }
+
+    /// The states of `ids` read in bulk, throttling waited out until the deadline. A
+    /// failed read answers `None` for each: every change then reads alone, as without
+    /// bulk reads, and its own read reports what is wrong.
+    async fn read_many(
+        &self,
+        calls: &dyn Calls,
+        clients: &RegionClients,
+        ids: &[String],
+    ) -> Vec<Option<Value>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        match persist::persist(self.deadline, || calls.read_many(clients, ids)).await {
+            Ok(states) if states.len() == ids.len() => states.into_iter().map(Some).collect(),
+            Ok(states) => {
+                tracing::warn!(
+                    asked = ids.len(),
+                    answered = states.len(),
+                    "a bulk read answered for a different number of resources; reading each alone"
+                );
+                vec![None; ids.len()]
+            }
+            Err(e) => {
+                tracing::warn!(resources = ids.len(), error = %e, "a bulk read failed; reading each alone");
+                vec![None; ids.len()]
+            }
+        }
+    }
+}
