@@ -1554,26 +1554,33 @@ mod tests {
         (client, describe, revoke)
     }
 
-    #[tokio::test]
-    async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls() {
-        let (client, describe, revoke_call) = revoking_ec2("sg-none");
-        let groups: Vec<String> = (0..250).map(|i| format!("sg-{i:03}")).collect();
-        let plan = plan_of(
+    /// One revoke of each group's open rule, all in one stage.
+    fn revokes<G: AsRef<str>>(groups: &[G]) -> Plan {
+        plan_of(
             groups
                 .iter()
-                .map(|g| revoke(g, &format!("sgr-{g}")))
+                .map(|g| revoke(g.as_ref(), &format!("sgr-{}", g.as_ref())))
                 .collect(),
-        );
-        let out = run(client, &plan).await;
+        )
+    }
 
+    fn assert_all_succeeded(report: &ApplyReport) {
         assert!(
-            out.report
+            report
                 .outcomes
                 .iter()
                 .all(|(_, o)| *o == Outcome::Succeeded),
             "{:?}",
-            out.report.outcomes
+            report.outcomes
         );
+    }
+
+    #[tokio::test]
+    async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls() {
+        let (client, describe, revoke_call) = revoking_ec2("sg-none");
+        let groups: Vec<String> = (0..250).map(|i| format!("sg-{i:03}")).collect();
+        let out = run(client, &revokes(&groups)).await;
+        assert_all_succeeded(&out.report);
         assert_eq!(revoke_call.num_calls(), 250);
         assert_eq!(
             describe.num_calls(),
@@ -1593,22 +1600,8 @@ mod tests {
     async fn a_bulk_read_back_that_came_too_soon_is_read_again_alone_before_failing() {
         let (client, describe, _) = revoking_ec2("sg-2");
         let groups = ["sg-1", "sg-2", "sg-3"];
-        let plan = plan_of(
-            groups
-                .iter()
-                .map(|g| revoke(g, &format!("sgr-{g}")))
-                .collect(),
-        );
-        let out = run(client, &plan).await;
-
-        assert!(
-            out.report
-                .outcomes
-                .iter()
-                .all(|(_, o)| *o == Outcome::Succeeded),
-            "{:?}",
-            out.report.outcomes
-        );
+        let out = run(client, &revokes(&groups)).await;
+        assert_all_succeeded(&out.report);
         assert_eq!(
             describe.num_calls(),
             3,
