@@ -79,8 +79,9 @@ unit:
 demo: moto build
 	bash localstack/demo.sh
 
-bench: moto
-	HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server $(CARGO) bench --locked
+## Figures for docs/benchmarks.md; the scaling chart lands in target/bench/ (PNG via Chromium).
+bench: moto browser
+	HARDEN_CHROMIUM=$(CHROMIUM) HARDEN_MOTO_SERVER=$(CURDIR)/$(MOTO_VENV)/bin/moto_server $(CARGO) bench --locked
 
 clean:
 	rm -rf $(MOTO_VENV) $(LS_VENV) $(TOOLS_VENV) .harden-emulators .harden-demo

@@ -4,6 +4,9 @@
 //! - plan of N security groups (discovery: three paginated list calls per region);
 //! - apply of N independent group changes at --concurrency 1 and 8;
 //! - the planner alone over 20,000 groups, with the process's peak memory;
+//! - apply of restrict-sg-egress at N = 300, 1000, 3000 against a plain sequential SDK
+//!   loop making the same calls (`scaling`: wall, client CPU, peak RSS, requests, the
+//!   emulator's saturation; `target/bench/scaling.{json,svg,png}`);
 //! - 8 account-regions against 1, each call 40 ms late (a proxy), plan and apply;
 //! - apply of N groups through EC2's real request-token buckets (a proxy enforcing
 //!   them), against the floor the mutating bucket sets: (N - 50) / 5 seconds;
@@ -18,6 +21,8 @@ mod support;
 #[path = "../tests/integration/proxy.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod proxy;
+
+mod scaling;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -511,6 +516,10 @@ fn event_latency(singles: usize, burst: usize, flags: &[&str]) {
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not supported here.
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("project root");
+    if std::env::var_os("HARDEN_BENCH_ONLY_SCALING").is_some() {
+        scaling::scaling(&scaling::sizes());
+        return;
+    }
     if std::env::var_os("HARDEN_BENCH_ONLY_EVENTS").is_some() {
         event_latency(20, 100, &[]);
         event_latency(0, 100, &["--ec2-rate", "off"]);
@@ -519,6 +528,7 @@ fn main() {
     if std::env::var_os("HARDEN_BENCH_ONLY_NETWORK").is_none() {
         planner_only(20_000);
         against_moto(300);
+        scaling::scaling(&scaling::sizes());
     }
     accounts_side_by_side(10);
     through_real_buckets(300);

@@ -162,6 +162,12 @@ impl Emulator {
         assert_eq!(&head[9..12], b"200", "moto reset");
     }
 
+    /// The emulator's process id (`make bench` reads its CPU time from /proc).
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The account id the emulator answers with.
     pub(crate) fn account(&self) -> &'static str {
         match self.kind {
