@@ -6,7 +6,7 @@ use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 
-use crate::support::run;
+use crate::support::{Emulator, Kind, block_on, create_open_group, run};
 
 fn harden(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("harden").expect("binary");
@@ -169,21 +169,50 @@ fn bad_params_are_refused_before_anything_is_contacted() {
     }
 }
 
+/// A saved plan applied once its endpoint has gone (moto stopped after planning): apply
+/// fails naming the endpoint, and the audit log the plan was recorded in gains no
+/// record of a change, let alone a success.
 #[test]
 fn unreachable_endpoint_fails_clearly_without_a_success_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = run({
-        let mut c = harden(dir.path());
-        c.args(["apply", "runbooks/", "--yes"]);
-        c
-    });
-    assert_eq!(out.code, 1);
+    let emulator = Emulator::start(Kind::Moto);
+    block_on(create_open_group(
+        &emulator.ec2("us-east-1"),
+        "10.80.0.0/16",
+        "gone",
+    ));
+    let state = tempfile::tempdir().expect("state");
+    let saved = state.path().join("plan.json");
+    let mut plan = emulator.harden(state.path());
+    plan.args([
+        "plan",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        "us-east-1",
+        "--out",
+    ])
+    .arg(&saved);
+    assert_eq!(run(plan).code, 0);
+    let mut apply = emulator.harden(state.path());
+    apply.args(["apply", "--yes", "--plan"]).arg(&saved);
+    let endpoint = emulator.endpoint.clone();
+    drop(emulator);
+
+    let out = run(apply);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("EndpointUnreachable"), "{}", out.stderr);
-    let log = dir.path().join("state/audit.jsonl");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let log =
+        std::fs::read_to_string(state.path().join("audit.jsonl")).expect("the plan's audit log");
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
     assert!(
-        !text.contains("succeeded"),
-        "no record claims success: {text}"
+        records.iter().any(|r| r["type"] == "plan_saved"),
+        "the log the apply would write to is there: {log}"
+    );
+    assert!(
+        records.iter().all(|r| r["type"] != "change"),
+        "no change is recorded, let alone a success, against {endpoint}: {log}"
     );
 }
 

@@ -7,14 +7,36 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use crate::proxy::{Answer, Proxy};
 use crate::support::{Emulator, Kind, run};
 
+/// `--region all` plans every enabled region, and side by side: through a proxy that
+/// holds each request 200 ms, one region after the other would never send a request
+/// of one region less than 200 ms after one of another (each waits for its answer).
 #[test]
 fn region_all_plans_every_enabled_region_concurrently() {
     let emulator = Emulator::start(Kind::Moto);
     let state = tempfile::tempdir().expect("state");
-    let mut cmd = emulator.harden(state.path());
+    let arrivals: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let seen = Arc::clone(&arrivals);
+    let proxy = Proxy::start(&emulator.endpoint, move |request| {
+        // SigV4 names the region in the credential scope: Credential=KEY/DATE/REGION/...
+        let region = request
+            .head
+            .split("Credential=")
+            .nth(1)
+            .and_then(|scope| scope.split('/').nth(2))
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(mut seen) = seen.lock() {
+            seen.push((Instant::now(), region));
+        }
+        Answer::Delay(Duration::from_millis(200))
+    });
+    let mut cmd = emulator.harden_through(&proxy.endpoint, state.path());
     cmd.args([
         "plan",
         "runbooks/close-default-security-groups.yaml",
@@ -51,6 +73,17 @@ fn region_all_plans_every_enabled_region_concurrently() {
         .filter_map(|c| c["region"].as_str())
         .collect();
     assert_eq!(changed.len(), regions.len());
+    let arrivals = arrivals.lock().expect("arrivals").clone();
+    let overlapping = arrivals.iter().enumerate().any(|(i, (at, region))| {
+        arrivals[i + 1..].iter().any(|(other_at, other)| {
+            other != region && other_at.saturating_duration_since(*at) < Duration::from_millis(150)
+        })
+    });
+    assert!(
+        overlapping,
+        "no two regions' requests were in flight together: {:?}",
+        arrivals.iter().map(|(_, r)| r).collect::<Vec<_>>()
+    );
 }
 
 /// Runs `harden apply` under a pseudo-terminal, answering the prompt with `answer`.
