@@ -683,10 +683,43 @@ fn stale_plan(kind: Kind) {
     cmd.args(["apply", "--yes", "--plan"]).arg(&fresh);
     let out = run(cmd);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        !shape(&block_on(rules(&ec2, &seeded.web)))
+    // Exactly: the allowed rule, the drifted tcp 25 to the internet revoked with the
+    // other open rules, the narrow rules kept under their ids.
+    let web_after = block_on(rules(&ec2, &seeded.web));
+    assert_eq!(
+        shape(&web_after),
+        [
+            (true, "tcp".to_string(), 443, 443, "0.0.0.0/0".to_string()),
+            (
+                true,
+                "tcp".to_string(),
+                5432,
+                5432,
+                "10.0.0.0/8".to_string()
+            ),
+            (
+                true,
+                "tcp".to_string(),
+                8080,
+                8080,
+                seeded.default_a.clone()
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        "web egress after the fresh plan"
+    );
+    let narrow = |rules: &[SeenRule]| -> Vec<String> {
+        rules
             .iter()
-            .any(|r| r.0 && (r.4 == "0.0.0.0/0" && r.1 != "tcp" || r.4 == "::/0" || r.2 == 25))
+            .filter(|r| r.egress && (r.from == 5432 || r.from == 8080))
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    assert_eq!(
+        narrow(&web_after),
+        narrow(&drifted),
+        "narrow rules kept as they were"
     );
     // The apply's audit summary names the exact plan file it executed.
     use sha2::Digest;
