@@ -6,15 +6,44 @@ use serde_json::Value;
 
 use crate::support::{Emulator, Kind, block_on, create_vpc, run};
 
-const ORDER: [&str; 7] = [
-    "enable-cloudtrail",
-    "enable-aws-config",
-    "enable-vpc-flow-logs",
-    "close-default-security-groups",
-    "encrypt-ebs-volumes",
-    "restrict-sg-egress",
-    "alert-on-security-changes",
-];
+/// The shipped runbooks, each with the runbooks it must follow (`after:` and
+/// `requires:`), as their files declare them.
+fn declared_order() -> Vec<(String, Vec<String>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+    harden::runbook::load_paths(&[root])
+        .expect("the shipped runbooks load")
+        .into_iter()
+        .map(|loaded| {
+            let runbook = loaded.runbook;
+            let follows = runbook
+                .after
+                .iter()
+                .chain(&runbook.requires)
+                .map(|id| id.value.clone())
+                .collect();
+            (runbook.id.value, follows)
+        })
+        .collect()
+}
+
+/// Asserts that `order` holds every shipped runbook once, each after those it declares.
+fn assert_follows_declarations(order: &[&str]) {
+    let declared = declared_order();
+    let mut expected: Vec<&str> = declared.iter().map(|(id, _)| id.as_str()).collect();
+    expected.sort();
+    let mut planned = order.to_vec();
+    planned.sort();
+    assert_eq!(planned, expected, "every shipped runbook, once");
+    let rank = |id: &str| order.iter().position(|r| *r == id);
+    for (id, follows) in &declared {
+        for earlier in follows {
+            assert!(
+                rank(earlier) < rank(id),
+                "{id} declares it follows {earlier}: {order:?}"
+            );
+        }
+    }
+}
 
 #[test]
 fn one_plan_and_one_apply_onboard_every_region() {
@@ -52,17 +81,14 @@ fn one_plan_and_one_apply_onboard_every_region() {
         .iter()
         .filter_map(|r| r["id"].as_str())
         .collect();
-    assert_eq!(
-        runbooks, ORDER,
-        "the order the runbooks declare with after:"
-    );
+    assert_follows_declarations(&runbooks);
     let changes = plan["changes"].as_array().expect("changes");
     for region in regions {
         // Within a region, changes follow the runbook order.
         let ranks: Vec<usize> = changes
             .iter()
             .filter(|c| c["region"] == region)
-            .filter_map(|c| ORDER.iter().position(|r| c["runbook"] == *r))
+            .filter_map(|c| runbooks.iter().position(|r| c["runbook"] == *r))
             .collect();
         assert!(!ranks.is_empty(), "{region} has changes");
         assert!(
