@@ -24,7 +24,7 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Trail, Trails};
-use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -618,10 +618,6 @@ impl Calls for TrailCalls {
             }
             _ => Err(not_ours(change, "a trail action")),
         }
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
-use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -385,10 +385,6 @@ impl Calls for RecorderCalls {
             }
             _ => Err(not_ours(change, "an AWS Config action")),
         }
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

@@ -16,7 +16,7 @@ use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Role, ServiceLinkedRole};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -168,10 +168,6 @@ impl Calls for ServiceLinkedRoleCalls {
             .await
             .map_err(|e| Error::Aws(failure("CreateServiceLinkedRole", &e)))?;
         Ok(Applied::request(out.request_id()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 
@@ -545,10 +541,6 @@ impl Calls for RoleCalls {
             _ => return Err(super::not_ours(change, "a role action")),
         };
         Ok(Applied::request(request_id.as_deref()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

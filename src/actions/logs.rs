@@ -15,7 +15,7 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{LogGroup, Resource, ResourceKind};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -294,10 +294,6 @@ impl Calls for LogGroupCalls {
             _ => return Err(not_ours(change, "a log group action")),
         };
         Ok(Applied::request(request_id.as_deref()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

@@ -263,8 +263,12 @@ pub trait Calls: Send + Sync {
         current: &Value,
     ) -> Result<Applied>;
     /// Probes the change's call with `DryRun=true`; never changes anything. Only called
-    /// for a change whose input is all known (no `(known after apply)`).
-    async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe;
+    /// for a change whose input is all known (no `(known after apply)`). Only EC2 has
+    /// `DryRun`: the default, for every other service, says so (the plan then lists the
+    /// service in `Plan::unprobed_services`).
+    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
+        Probe::NotSupported
+    }
 
     /// Puts a resource back as it was when its chain of changes started (`start`, the
     /// first change's before), when the chain stopped part-way (a change failed, or

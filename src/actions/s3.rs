@@ -27,7 +27,7 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -592,10 +592,6 @@ impl Calls for BucketCalls {
             }
             _ => Err(not_ours(change, "a bucket action")),
         }
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

@@ -20,7 +20,7 @@ use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
 use crate::inventory::{EventRule, Resource, ResourceKind};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 use crate::trigger::bridge_source;
@@ -446,10 +446,6 @@ impl Calls for RuleCalls {
             _ => return Err(not_ours(change, "an EventBridge rule action")),
         };
         Ok(Applied::request(request_id.as_deref()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

@@ -18,7 +18,7 @@ use crate::actions::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Resource, ResourceKind, Topic};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 
 /// The arguments of `sns:ensure-topic`.
@@ -284,10 +284,6 @@ impl Calls for TopicCalls {
             _ => return Err(not_ours(change, "an SNS topic action")),
         };
         Ok(Applied::request(request_id.as_deref()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 

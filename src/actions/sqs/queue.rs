@@ -20,7 +20,7 @@ use crate::actions::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Queue, Redrive, Resource, ResourceKind};
-use crate::plan::{ApiCall, Change, ChangeKind, Probe};
+use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -448,10 +448,6 @@ impl Calls for QueueCalls {
             _ => return Err(not_ours(change, "a queue action")),
         };
         Ok(Applied::request(request_id.as_deref()))
-    }
-
-    async fn probe(&self, _clients: &RegionClients, _change: &Change) -> Probe {
-        Probe::NotSupported
     }
 }
 
