@@ -8,8 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::actions::Action;
+use crate::runbook::LoadedRunbook;
+use crate::runbook::params::ResolvedParams;
+use crate::template::Renderer;
 
 /// The IAM actions one AWS concern's calls need, as `service:Action`.
 #[derive(Debug)]
@@ -20,7 +24,8 @@ pub struct Rights {
     /// `DryRun` probe against these too.
     pub changes: &'static [&'static str],
     /// Services a change passes a role to (`iam:PassedToService`), e.g.
-    /// `config.amazonaws.com`.
+    /// `config.amazonaws.com`; which roles, the runbooks' arguments say
+    /// ([`passed_roles`]).
     pub passes_role_to: &'static [&'static str],
     /// Whether EC2 uses KMS keys for these calls on the caller's behalf (encrypted
     /// snapshot copies and volumes).
@@ -145,18 +150,103 @@ fn strings<'a>(actions: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
     actions.iter().map(|a| a.to_string())
 }
 
+/// Every role: what a step's role argument allows when it depends on what only
+/// discovery or an earlier step knows.
+pub const ANY_ROLE: &str = "arn:*:iam::*:role/*";
+
+/// The roles the runbooks' steps pass, as IAM resource ARNs, by the service each is
+/// passed to (`iam:PassedToService`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassedRoles(pub BTreeMap<&'static str, BTreeSet<String>>);
+
+/// The roles the steps of `runbooks` pass to services with `params`: each step's role
+/// argument (`Action::passed_role_arg`) rendered as the planner renders it, with `*`
+/// for the account, partition and regions, which IAM matches as wildcards. An argument
+/// that renders empty passes no role; one that needs a discovered resource or an
+/// earlier step's output to render allows [`ANY_ROLE`].
+pub fn passed_roles(runbooks: &[LoadedRunbook], params: &ResolvedParams) -> PassedRoles {
+    let renderer = Renderer::new();
+    let scope = json!({
+        "account_id": "*",
+        "partition": "*",
+        "region": "*",
+        "home_region": "*",
+        "regions": ["*"],
+    });
+    let mut passed = PassedRoles::default();
+    for runbook in runbooks {
+        let mut values = Map::new();
+        for (name, value) in params.get(runbook.id()).into_iter().flatten() {
+            // As the planner does: what --param gave is data, a default is a template
+            // over the scope; one that does not render names any value.
+            let value = if params.is_given(runbook.id(), name) {
+                value.clone()
+            } else {
+                renderer
+                    .render_value(value, &scope)
+                    .unwrap_or_else(|_| Value::String("*".into()))
+            };
+            values.insert(name.clone(), value);
+        }
+        let mut context = scope.clone();
+        context["params"] = Value::Object(values);
+        for step in &runbook.runbook.steps {
+            let Some(action) = crate::actions::find(&step.action.value) else {
+                continue;
+            };
+            let Some(arg) = action.passed_role_arg() else {
+                continue;
+            };
+            let Some(template) = step.args.get(arg) else {
+                continue;
+            };
+            let role = match renderer.render_value(&template.value, &context) {
+                Ok(Value::Null) => continue,
+                Ok(Value::String(arn)) if arn.trim().is_empty() => continue,
+                Ok(Value::String(arn)) if arn.starts_with("arn:") => arn,
+                _ => ANY_ROLE.to_string(),
+            };
+            for service in action.calls().rights().passes_role_to {
+                passed.0.entry(service).or_default().insert(role.clone());
+            }
+        }
+    }
+    passed
+}
+
+/// `config.amazonaws.com` -> `Config`, `vpc-flow-logs.amazonaws.com` -> `VpcFlowLogs`:
+/// a statement id names the service (ids are alphanumeric).
+fn sid_word(service: &str) -> String {
+    service
+        .split('.')
+        .next()
+        .unwrap_or(service)
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The least policy for `actions` (the runbooks' steps' actions), for `access`, with
-/// the rights `features` need.
-pub fn policy(actions: &[&dyn Action], access: Access, features: &Features) -> PolicyDocument {
+/// the rights `features` need and `iam:PassRole` on the roles `passed` names only.
+pub fn policy(
+    actions: &[&dyn Action],
+    access: Access,
+    features: &Features,
+    passed: &PassedRoles,
+) -> PolicyDocument {
     let everything = vec!["*".to_string()];
     let mut reads: BTreeSet<String> = strings(ENGINE_READS).collect();
     let mut changes = BTreeSet::new();
-    let mut passed_to = BTreeSet::new();
     let mut kms = false;
     for rights in actions.iter().flat_map(|a| a.calls().rights().all()) {
         reads.extend(strings(rights.reads));
         changes.extend(strings(rights.changes));
-        passed_to.extend(strings(rights.passes_role_to));
         kms |= rights.kms_via_ec2;
     }
     if features.organization {
@@ -195,17 +285,17 @@ pub fn policy(actions: &[&dyn Action], access: Access, features: &Features) -> P
     if !changes.is_empty() {
         statement.push(Statement::new("HardenChanges", changes, everything.clone()));
     }
-    if !passed_to.is_empty() {
+    for (service, roles) in &passed.0 {
         statement.push(
             Statement::new(
-                "HardenPassRoles",
+                &format!("HardenPassRoleTo{}", sid_word(service)),
                 strings(&["iam:PassRole"]),
-                vec!["arn:*:iam::*:role/*".to_string()],
+                roles.iter().cloned().collect(),
             )
             .with_condition(
                 "StringEquals",
                 "iam:PassedToService",
-                passed_to.into_iter().collect(),
+                vec![service.to_string()],
             ),
         );
     }
@@ -328,7 +418,12 @@ mod tests {
     fn the_read_only_policy_holds_no_change_and_the_apply_policy_passes_roles_only_to_named_services()
      {
         let all: Vec<&dyn Action> = crate::actions::registry().to_vec();
-        let read_only = policy(&all, Access::ReadOnly, &Features::default());
+        let read_only = policy(
+            &all,
+            Access::ReadOnly,
+            &Features::default(),
+            &PassedRoles::default(),
+        );
         let actions: Vec<&String> = read_only.statement.iter().flat_map(|s| &s.action).collect();
         assert!(
             actions.iter().all(|a| {
@@ -339,19 +434,20 @@ mod tests {
             }),
             "{actions:?}"
         );
-        let apply = policy(&all, Access::Apply, &Features::default());
+        let passed = PassedRoles(BTreeMap::from([(
+            "config.amazonaws.com",
+            BTreeSet::from([ANY_ROLE.to_string()]),
+        )]));
+        let apply = policy(&all, Access::Apply, &Features::default(), &passed);
         let pass = apply
             .statement
             .iter()
-            .find(|s| s.sid == "HardenPassRoles")
+            .find(|s| s.action == ["iam:PassRole"])
             .expect("a pass-role statement");
+        assert_eq!(pass.sid, "HardenPassRoleToConfig");
         assert_eq!(
             pass.condition["StringEquals"]["iam:PassedToService"],
-            [
-                "config.amazonaws.com",
-                "events.amazonaws.com",
-                "vpc-flow-logs.amazonaws.com"
-            ]
+            ["config.amazonaws.com"]
         );
         assert!(apply.statement.iter().any(|s| s.sid == "HardenKmsForEbs"
             && s.condition["StringLike"]["kms:ViaService"] == ["ec2.*.amazonaws.com"]));
@@ -362,6 +458,8 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let runbooks = crate::cli::settings::load(&[root.join("runbooks")]).expect("runbooks load");
         let actions = actions_of(&runbooks);
+        let params = crate::runbook::params::resolve(&runbooks, &[]).expect("defaults resolve");
+        let passed = passed_roles(&runbooks, &params);
         assert_eq!(
             actions.len(),
             crate::actions::registry().len(),
@@ -374,12 +472,127 @@ mod tests {
             let block =
                 &readme[start..start + readme[start..].find("\n```").expect("a closed block")];
             let expected =
-                serde_json::to_string_pretty(&policy(&actions, access, &Features::default()))
+                serde_json::to_string_pretty(&policy(&actions, access, &Features::default(), &passed))
                     .expect("a policy serializes");
             assert_eq!(
                 block, expected,
                 "README.md: paste `harden iam-policy runbooks/ --for {flag}`"
             );
         }
+    }
+
+    /// The roles the shipped runbooks pass with `--param` assignments `given`.
+    fn shipped_passing(given: &[&str]) -> BTreeMap<&'static str, BTreeSet<String>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let runbooks = crate::cli::settings::load(&[root.join("runbooks")]).expect("runbooks load");
+        let assignments: Vec<crate::runbook::params::Assignment> = given
+            .iter()
+            .map(|a| a.parse().expect("an assignment"))
+            .collect();
+        let params = crate::runbook::params::resolve(&runbooks, &assignments).expect("resolves");
+        passed_roles(&runbooks, &params).0
+    }
+
+    fn roles(arns: &[&str]) -> BTreeSet<String> {
+        arns.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn with_the_defaults_only_configs_service_linked_role_is_passed() {
+        assert_eq!(
+            shipped_passing(&[]),
+            BTreeMap::from([(
+                "config.amazonaws.com",
+                roles(&[
+                    "arn:*:iam::*:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"
+                ])
+            )])
+        );
+    }
+
+    #[test]
+    fn the_roles_passed_follow_the_parameters_given() {
+        let passed = shipped_passing(&[
+            "destination_type=cloud-watch-logs",
+            "enable-aws-config.role_arn=arn:aws:iam::111111111111:role/recorder",
+            "target_arn=arn:aws:events:us-east-1:999999999999:event-bus/central",
+            "target_role_arn=arn:aws:iam::111111111111:role/to-central-bus",
+        ]);
+        assert_eq!(
+            passed,
+            BTreeMap::from([
+                (
+                    "config.amazonaws.com",
+                    roles(&["arn:aws:iam::111111111111:role/recorder"])
+                ),
+                (
+                    "events.amazonaws.com",
+                    roles(&["arn:aws:iam::111111111111:role/to-central-bus"])
+                ),
+                (
+                    "vpc-flow-logs.amazonaws.com",
+                    roles(&["arn:*:iam::*:role/harden-vpc-flow-logs-delivery"])
+                ),
+            ])
+        );
+        let renamed = shipped_passing(&[
+            "destination_type=cloud-watch-logs",
+            "delivery_role_name=team-flow-logs",
+        ]);
+        assert_eq!(
+            renamed["vpc-flow-logs.amazonaws.com"],
+            roles(&["arn:*:iam::*:role/team-flow-logs"])
+        );
+    }
+
+    #[test]
+    fn a_role_only_discovery_can_name_allows_every_role_and_the_statement_says_which_service() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("recorder.yaml");
+        std::fs::write(
+            &path,
+            r#"version: 1
+id: recorder-from-item
+title: A recorder role per region
+description: A recorder role per region, named from the discovered setup.
+discover:
+  recorder:
+    resource: config:recorder
+steps:
+  - id: recorder
+    description: Hold the recorder to its own role.
+    action: config:ensure-recorder
+    for_each: recorder
+    args:
+      role_arn: "arn:aws:iam::111111111111:role/recorder-{{item.region}}"
+      bucket_name: logs
+"#,
+        )
+        .expect("write");
+        let runbooks = crate::cli::settings::load(&[path]).expect("loads");
+        let params = crate::runbook::params::resolve(&runbooks, &[]).expect("resolves");
+        let passed = passed_roles(&runbooks, &params);
+        assert_eq!(
+            passed.0,
+            BTreeMap::from([("config.amazonaws.com", roles(&[ANY_ROLE]))])
+        );
+        let document = policy(
+            &actions_of(&runbooks),
+            Access::Apply,
+            &Features::default(),
+            &passed,
+        );
+        let pass: Vec<&Statement> = document
+            .statement
+            .iter()
+            .filter(|s| s.action == ["iam:PassRole"])
+            .collect();
+        assert_eq!(pass.len(), 1);
+        assert_eq!(pass[0].resource, [ANY_ROLE]);
+        assert_eq!(
+            pass[0].condition["StringEquals"]["iam:PassedToService"],
+            ["config.amazonaws.com"]
+        );
+        assert_eq!(sid_word("vpc-flow-logs.amazonaws.com"), "VpcFlowLogs");
     }
 }

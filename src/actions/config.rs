@@ -185,6 +185,10 @@ impl Action for EnsureRecorder {
         &RecorderCalls
     }
 
+    fn passed_role_arg(&self) -> Option<&'static str> {
+        Some("role_arn")
+    }
+
     fn service_owned(&self) -> &'static [&'static str] {
         &["/recorder/last_status"]
     }

@@ -172,6 +172,10 @@ impl Action for EnableFlowLogs {
         &FlowLogCalls
     }
 
+    fn passed_role_arg(&self) -> Option<&'static str> {
+        Some("deliver_logs_permission_arn")
+    }
+
     /// A flow log this run created is deleted by its id (read back after the create).
     fn inverse(
         &self,

@@ -341,6 +341,12 @@ pub trait Action: Send + Sync {
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
     /// The calls that read, apply and probe its changes.
     fn calls(&self) -> &'static dyn Calls;
+    /// The argument naming the role its call hands to a service (which IAM authorizes
+    /// as `iam:PassRole` on that role), so `harden iam-policy` can name the roles a
+    /// runbook set passes instead of allowing every role.
+    fn passed_role_arg(&self) -> Option<&'static str> {
+        None
+    }
     /// Fields of its resource's state (JSON pointers) that the service changes on its
     /// own, such as a recorder's last status: a rollback holds them to no recorded
     /// value, neither in its stale check nor in its read-back.

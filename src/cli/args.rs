@@ -438,6 +438,10 @@ pub enum Command {
         /// Which principal the policy is for.
         #[arg(long = "for", value_enum, default_value = "apply")]
         access: crate::least_privilege::Access,
+        /// Runbook parameters, as the runs will give them: the roles the steps pass
+        /// (`iam:PassRole`) are rendered from them.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<Assignment>,
         /// Add AssumeRole of this role in each target account (`--accounts`, `--org`).
         #[arg(long, value_name = "ROLE_NAME")]
         assume_role: Option<String>,

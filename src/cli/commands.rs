@@ -72,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<Status> {
         Command::IamPolicy {
             paths,
             access,
+            params,
             assume_role,
             org,
             lease_bucket,
@@ -90,8 +91,10 @@ pub async fn run(cli: Cli) -> Result<Status> {
                 security_hub,
                 ship_bucket,
             };
+            let params = crate::runbook::params::resolve(&runbooks, &params)?;
             let actions = crate::least_privilege::actions_of(&runbooks);
-            let document = crate::least_privilege::policy(&actions, access, &features);
+            let passed = crate::least_privilege::passed_roles(&runbooks, &params);
+            let document = crate::least_privilege::policy(&actions, access, &features, &passed);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&document)

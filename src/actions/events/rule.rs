@@ -251,6 +251,10 @@ impl Action for EnsureRule {
         &RuleCalls
     }
 
+    fn passed_role_arg(&self) -> Option<&'static str> {
+        Some("target_role_arn")
+    }
+
     /// A rule the run created is deleted (its targets first, as EventBridge asks); one
     /// it corrected gets its pattern, state and description back; a target it added is
     /// removed. A target it redirected is refused: only its ARN was recorded.
