@@ -1,8 +1,8 @@
 //! The least IAM policy `harden iam-policy` prints is exactly what harden uses: every
 //! AWS call any harden process made during the test suite (recorded with
 //! `HARDEN_RECORD_CALLS`, see `make test`) is allowed by the policy of its command,
-//! plans only read, and no right in the policy went unused by every test but the known
-//! list [`NOT_YET_EXERCISED`].
+//! plans only read, and no right in the policy went unused by every test: the few no
+//! emulator implements ([`NOT_YET_EXERCISED`]) are exercised by unit tests with mocks.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -45,12 +45,14 @@ fn policy_actions(access: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Rights the code calls on paths no integration test reaches (issue 10 is open for
-/// them): a customer-managed default EBS key (no emulator implements
-/// ModifyEbsDefaultKmsKeyId or GetEbsDefaultKmsKeyId; `actions::ebs` tests it with
-/// aws-smithy-mocks), and a log group's key and its rollback (no shipped runbook passes
-/// `kms_key_arn`: keys are regional, and a runbook parameter is one value for every
-/// region). Sorted as the policy prints them.
+/// Rights no emulator can show, so no integration test records them; each is called
+/// with its exact input by a unit test through aws-smithy-mocks instead. A
+/// customer-managed default EBS key: neither emulator implements
+/// GetEbsDefaultKmsKeyId, so the setting cannot be read back
+/// (`actions::ebs::tests::setting_the_default_key_is_read_back`). A log group's key and
+/// its rollback: neither implements AssociateKmsKey or DisassociateKmsKey
+/// (`actions::logs::tests::a_key_the_run_associated_is_read_back_and_disassociated_by_its_inverse`).
+/// Sorted as the policy prints them.
 const NOT_YET_EXERCISED: &[&str] = &[
     "ec2:ModifyEbsDefaultKmsKeyId",
     "logs:AssociateKmsKey",
