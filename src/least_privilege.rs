@@ -471,9 +471,13 @@ mod tests {
             let start = readme.find(&marker).expect("the README marks the policy") + marker.len();
             let block =
                 &readme[start..start + readme[start..].find("\n```").expect("a closed block")];
-            let expected =
-                serde_json::to_string_pretty(&policy(&actions, access, &Features::default(), &passed))
-                    .expect("a policy serializes");
+            let expected = serde_json::to_string_pretty(&policy(
+                &actions,
+                access,
+                &Features::default(),
+                &passed,
+            ))
+            .expect("a policy serializes");
             assert_eq!(
                 block, expected,
                 "README.md: paste `harden iam-policy runbooks/ --for {flag}`"

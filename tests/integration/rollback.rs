@@ -1032,6 +1032,134 @@ fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
     emulator.assert_audit_verifies(state.path());
 }
 
+/// The alerting queues and topic as a person would compare them: every queue's
+/// attributes but the counters and timestamps SQS keeps itself, and every topic's key.
+fn describe_queues_and_topics(emulator: &Emulator) -> String {
+    let config = emulator.sdk_config(REGION);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    block_on(async {
+        let mut described = Vec::new();
+        let queues = sqs.list_queues().send().await.expect("queues");
+        for url in queues.queue_urls() {
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .expect("queue attributes");
+            let kept: BTreeMap<String, String> = attributes
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| (name.as_str().to_string(), value.clone()))
+                .filter(|(name, _)| {
+                    !name.starts_with("Approximate") && !name.ends_with("Timestamp")
+                })
+                .collect();
+            described.push(format!("queue {url} {kept:?}"));
+        }
+        let topics = sns.list_topics().send().await.expect("topics");
+        for topic in topics.topics() {
+            let arn = topic.topic_arn().unwrap_or_default();
+            let attributes = sns
+                .get_topic_attributes()
+                .topic_arn(arn)
+                .send()
+                .await
+                .expect("topic attributes");
+            let key = attributes
+                .attributes()
+                .and_then(|a| a.get("KmsMasterKeyId"))
+                .cloned();
+            described.push(format!("topic {arn} key {key:?}"));
+        }
+        described.join("\n")
+    })
+}
+
+/// A dead-letter queue and a notification topic that were there, drifted (a shorter
+/// visibility timeout, no encryption; the topic unencrypted, the on-call address
+/// already subscribed): the run corrects both in place with SetQueueAttributes and
+/// SetTopicAttributes, and the rollback sets exactly the attributes it changed back,
+/// deleting the queue and rule it created: every queue's attributes and every topic's
+/// key equal the seeded ones.
+#[test]
+fn queues_and_a_topic_that_were_there_get_their_attributes_back_on_moto() {
+    let emulator = Emulator::start(Kind::Moto);
+    let state = tempfile::tempdir().expect("state");
+    let config = emulator.sdk_config(REGION);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    block_on(async {
+        sqs.create_queue()
+            .queue_name("harden-security-events-dlq")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "30",
+            )
+            .send()
+            .await
+            .expect("drifted dead-letter queue");
+        let topic = sns
+            .create_topic()
+            .name("harden-security-events-notify")
+            .send()
+            .await
+            .expect("unencrypted topic");
+        sns.subscribe()
+            .topic_arn(topic.topic_arn().expect("arn"))
+            .protocol("email")
+            .endpoint("oncall@example.com")
+            .send()
+            .await
+            .expect("subscribed");
+    });
+    let seeded = (
+        describe_alerting(&emulator),
+        describe_queues_and_topics(&emulator),
+    );
+    let (run_id, applied_out) = applied(
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            "runbooks/alert-on-security-changes.yaml",
+            "--param",
+            "notify_email=oncall@example.com",
+            "--yes",
+            "--region",
+            REGION,
+        ],
+    );
+    for correction in ["SetQueueAttributes", "SetTopicAttributes"] {
+        assert!(
+            applied_out.contains(correction),
+            "{correction}:\n{applied_out}"
+        );
+    }
+    assert_ne!(describe_queues_and_topics(&emulator), seeded.1);
+    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for undo in [
+        "SetQueueAttributes",
+        "SetTopicAttributes",
+        "DeleteQueue",
+        "DeleteRule",
+    ] {
+        assert!(out.stdout.contains(undo), "{undo}:\n{}", out.stdout);
+    }
+    assert_eq!(
+        (
+            describe_alerting(&emulator),
+            describe_queues_and_topics(&emulator)
+        ),
+        seeded
+    );
+    emulator.assert_audit_verifies(state.path());
+}
+
 /// Flow logs to a bucket that was there, bare: the run blocks its public access, turns
 /// versioning on and gives it a policy. The rollback deletes the flow logs and the
 /// policy; versioning turned on for the first time cannot be turned off (S3 only

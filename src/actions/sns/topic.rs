@@ -175,9 +175,10 @@ impl Action for EnsureTopic {
         &TopicCalls
     }
 
-    /// A topic the run created is deleted, and its subscriptions with it. Attributes
-    /// and subscriptions the run added to a topic that existed are not undone yet (a
-    /// pending email subscription has no ARN to unsubscribe): refused.
+    /// A topic the run created is deleted, and its subscriptions with it; a key the
+    /// run gave a topic that existed is set back (or taken off). An email subscription
+    /// the run added to a topic that existed is not undone: until the person confirms
+    /// it, it has no ARN to unsubscribe (SNS drops an unconfirmed one after three days).
     fn inverse(
         &self,
         call: &ApiCall,
@@ -185,8 +186,37 @@ impl Action for EnsureTopic {
         after: &Value,
     ) -> std::result::Result<Inverse, String> {
         let was: Topic = crate::actions::recorded(before, "topic")?;
-        let made: Topic = crate::actions::recorded(after, "topic")?;
         let what = format!("topic {}", was.name);
+        if call.operation == "SetTopicAttributes" && was.exists {
+            let set: SetTopicAttributesInput = serde_json::from_value(call.input.clone())
+                .map_err(|e| format!("the SetTopicAttributes recorded does not parse: {e}"))?;
+            if set.attribute_name != "KmsMasterKeyId" {
+                return Err(format!(
+                    "no way back for the topic attribute {}",
+                    set.attribute_name
+                ));
+            }
+            let summary = match &was.kms_key_id {
+                Some(key) => format!("encrypt the {what} with {key} again"),
+                None => format!("take the key off the {what} again, as before the run"),
+            };
+            return Ok(Inverse::restoring(
+                before,
+                summary,
+                "SetTopicAttributes",
+                call_input(SetTopicAttributesInput {
+                    topic_arn: set.topic_arn,
+                    attribute_name: set.attribute_name,
+                    attribute_value: was.kms_key_id.clone().unwrap_or_default(),
+                })?,
+            ));
+        }
+        if call.operation == "Subscribe" && was.exists {
+            return Err(format!(
+                "Subscribe of an address to the {what}, which existed, is not undone: until the person confirms it the subscription has no ARN to unsubscribe (SNS drops it unconfirmed after three days)"
+            ));
+        }
+        let made: Topic = crate::actions::recorded(after, "topic")?;
         let arn = crate::actions::created_id(call, "CreateTopic", was.exists, made.arn, &what)?;
         Ok(Inverse::deleting_created(
             before,
@@ -420,5 +450,41 @@ mod tests {
             )
             .expect("plans");
         assert!(again.changes.is_empty());
+    }
+
+    #[test]
+    fn a_key_given_to_a_topic_that_was_there_is_taken_off_again_and_a_subscription_is_refused() {
+        let mut was = Topic::missing("alerts");
+        was.exists = true;
+        was.arn = Some("arn:aws:sns:us-east-1:111111111111:alerts".into());
+        let planned = EnsureTopic
+            .plan(
+                &Resource::Topic(was),
+                &json!({
+                    "arn": "arn:aws:sns:us-east-1:111111111111:alerts",
+                    "emails": ["oncall@example.com"]
+                }),
+            )
+            .expect("plans");
+        let [keyed, subscribed] = planned.changes.as_slice() else {
+            panic!("two changes: {:?}", planned.changes)
+        };
+        let inverse = EnsureTopic
+            .inverse(&keyed.call, &keyed.before, &keyed.after)
+            .expect("a way back");
+        assert_eq!(inverse.operation, "SetTopicAttributes");
+        assert_eq!(
+            inverse.input,
+            json!({
+                "TopicArn": "arn:aws:sns:us-east-1:111111111111:alerts",
+                "AttributeName": "KmsMasterKeyId",
+                "AttributeValue": ""
+            })
+        );
+        assert_eq!(inverse.after, keyed.before);
+        let refused = EnsureTopic
+            .inverse(&subscribed.call, &subscribed.before, &subscribed.after)
+            .expect_err("no way back for a pending subscription");
+        assert!(refused.contains("Subscribe"), "{refused}");
     }
 }

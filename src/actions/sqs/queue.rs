@@ -295,8 +295,8 @@ impl Action for EnsureQueue {
         &QueueCalls
     }
 
-    /// A queue the run created is deleted while it holds no message. Attributes the run
-    /// set on a queue that existed are not put back yet: refused.
+    /// A queue the run created is deleted while it holds no message; the attributes
+    /// the run set on a queue that existed are set back to what they were.
     fn inverse(
         &self,
         call: &ApiCall,
@@ -304,8 +304,23 @@ impl Action for EnsureQueue {
         after: &Value,
     ) -> std::result::Result<Inverse, String> {
         let was: Queue = crate::actions::recorded(before, "queue")?;
-        let made: Queue = crate::actions::recorded(after, "queue")?;
         let what = format!("queue {}", was.name);
+        if call.operation == "SetQueueAttributes" && was.exists {
+            let set: SetQueueAttributesInput = serde_json::from_value(call.input.clone())
+                .map_err(|e| format!("the SetQueueAttributes recorded does not parse: {e}"))?;
+            let attributes = attributes_as_they_were(&was, &set.attributes)?;
+            let names: Vec<&str> = attributes.keys().map(String::as_str).collect();
+            return Ok(Inverse::restoring(
+                before,
+                format!("set {} of the {what} back", names.join(", ")),
+                "SetQueueAttributes",
+                call_input(SetQueueAttributesInput {
+                    queue_url: set.queue_url,
+                    attributes,
+                })?,
+            ));
+        }
+        let made: Queue = crate::actions::recorded(after, "queue")?;
         let url = crate::actions::created_id(call, "CreateQueue", was.exists, made.url, &what)?;
         Ok(Inverse::deleting_created(
             before,
@@ -314,6 +329,72 @@ impl Action for EnsureQueue {
             call_input(DeleteQueueInput { queue_url: url })?,
         ))
     }
+}
+
+/// The attributes a `SetQueueAttributes` set (`set`), with the values the queue `was`
+/// had, in SQS's terms: an empty `Policy`, `RedrivePolicy` or `KmsMasterKeyId` removes
+/// one it did not have.
+fn attributes_as_they_were(
+    was: &Queue,
+    set: &BTreeMap<String, String>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let mut back = BTreeMap::new();
+    for name in set.keys() {
+        match name.as_str() {
+            "KmsMasterKeyId" | "SqsManagedSseEnabled" => match &was.kms_key_id {
+                Some(key) => {
+                    back.insert("KmsMasterKeyId".into(), key.clone());
+                }
+                None => {
+                    back.insert(
+                        "SqsManagedSseEnabled".into(),
+                        was.sqs_managed_sse.to_string(),
+                    );
+                    if set.contains_key("KmsMasterKeyId") {
+                        back.insert("KmsMasterKeyId".into(), String::new());
+                    }
+                }
+            },
+            "VisibilityTimeout" | "MessageRetentionPeriod" => {
+                let seconds = if name == "VisibilityTimeout" {
+                    was.visibility_timeout_seconds
+                } else {
+                    was.message_retention_seconds
+                };
+                let seconds = seconds.ok_or(format!(
+                    "the queue {}'s {name} before the run was not recorded",
+                    was.name
+                ))?;
+                back.insert(name.clone(), seconds.to_string());
+            }
+            "Policy" => {
+                back.insert(
+                    name.clone(),
+                    was.policy
+                        .as_ref()
+                        .map(Value::to_string)
+                        .unwrap_or_default(),
+                );
+            }
+            "RedrivePolicy" => {
+                back.insert(
+                    name.clone(),
+                    was.redrive
+                        .as_ref()
+                        .map(|r| {
+                            json!({
+                                "deadLetterTargetArn": r.dead_letter_target_arn,
+                                "maxReceiveCount": r.max_receive_count,
+                            })
+                            .to_string()
+                        })
+                        .unwrap_or_default(),
+                );
+            }
+            other => return Err(format!("no way back for the queue attribute {other}")),
+        }
+    }
+    Ok(back)
 }
 
 /// Deletes a queue that holds no message, and waits until SQS no longer finds it.
@@ -598,6 +679,60 @@ mod tests {
             .keys()
             .collect();
         assert_eq!(keys, ["SqsManagedSseEnabled", "VisibilityTimeout"]);
+    }
+
+    #[test]
+    fn attributes_set_on_a_queue_that_was_there_are_set_back_exactly() {
+        let planned = EnsureQueue
+            .plan(&Resource::Queue(Queue::missing("events")), &args())
+            .expect("plans");
+        let Some(Resource::Queue(mut was)) = planned.projected else {
+            panic!("a projected queue");
+        };
+        was.url = Some("https://sqs.us-east-1.amazonaws.com/111111111111/events".into());
+        was.visibility_timeout_seconds = Some(30);
+        was.sqs_managed_sse = false;
+        was.policy = None;
+        was.redrive = None;
+        let drifted = EnsureQueue
+            .plan(&Resource::Queue(was.clone()), &args())
+            .expect("plans");
+        let [change] = drifted.changes.as_slice() else {
+            panic!("one change: {:?}", drifted.changes)
+        };
+        let inverse = EnsureQueue
+            .inverse(&change.call, &change.before, &change.after)
+            .expect("a way back");
+        assert_eq!(inverse.operation, "SetQueueAttributes");
+        assert!(!inverse.removes_created);
+        assert_eq!(inverse.after, change.before);
+        assert_eq!(
+            inverse.input,
+            json!({
+                "QueueUrl": "https://sqs.us-east-1.amazonaws.com/111111111111/events",
+                "Attributes": {
+                    "Policy": "",
+                    "RedrivePolicy": "",
+                    "SqsManagedSseEnabled": "false",
+                    "VisibilityTimeout": "30"
+                }
+            })
+        );
+        was.kms_key_id = Some("alias/theirs".into());
+        let keyed = EnsureQueue
+            .plan(&Resource::Queue(was), &args())
+            .expect("plans");
+        let inverse = EnsureQueue
+            .inverse(
+                &keyed.changes[0].call,
+                &keyed.changes[0].before,
+                &keyed.changes[0].after,
+            )
+            .expect("a way back");
+        assert_eq!(
+            inverse.input["Attributes"]["KmsMasterKeyId"],
+            "alias/theirs"
+        );
     }
 
     #[test]
