@@ -272,8 +272,16 @@ async fn seed_accounts(emulator: &Emulator, accounts: &[&str], regions: &[&str],
     }
 }
 
+/// A command's wall time and the emulator's CPU seconds per second of it (1.0: its one
+/// core busy throughout).
+#[derive(Clone, Copy)]
+struct Timed {
+    wall: Duration,
+    emulator_busy: f64,
+}
+
 /// Plan and apply of `accounts` x `regions` account-regions, every call 40 ms late.
-fn side_by_side(accounts: &[&str], regions: &[&str], groups: usize) -> (Duration, Duration) {
+fn side_by_side(accounts: &[&str], regions: &[&str], groups: usize) -> (Timed, Timed) {
     let emulator = Emulator::start(Kind::Moto);
     block_on(seed_accounts(&emulator, accounts, regions, groups));
     let latency = proxy::Proxy::start(&emulator.endpoint, |_| {
@@ -297,10 +305,16 @@ fn side_by_side(accounts: &[&str], regions: &[&str], groups: usize) -> (Duration
         for region in regions {
             cmd.args(["--region", region]);
         }
+        let moto_before = scaling::process_cpu(emulator.pid());
         let started = Instant::now();
         let out = run(cmd);
+        let wall = started.elapsed();
         assert!(out.code == 0, "{command}: {}{}", out.stdout, out.stderr);
-        started.elapsed()
+        Timed {
+            wall,
+            emulator_busy: (scaling::process_cpu(emulator.pid()) - moto_before)
+                / wall.as_secs_f64(),
+        }
     };
     let plan = run_one("plan");
     let apply = run_one("apply");
@@ -319,18 +333,16 @@ fn accounts_side_by_side(groups: usize) {
         &["us-east-1", "eu-west-1"],
         groups,
     );
-    println!(
-        "plan, {groups} groups per account-region, 40 ms a call: 1 account-region {:>7.2?}, 8 {:>7.2?} ({:.2}x)",
-        one.0,
-        eight.0,
-        eight.0.as_secs_f64() / one.0.as_secs_f64()
-    );
-    println!(
-        "apply, {groups} groups per account-region, 40 ms a call: 1 account-region {:>7.2?}, 8 {:>7.2?} ({:.2}x)",
-        one.1,
-        eight.1,
-        eight.1.as_secs_f64() / one.1.as_secs_f64()
-    );
+    for (what, one, eight) in [("plan", one.0, eight.0), ("apply", one.1, eight.1)] {
+        println!(
+            "{what}, {groups} groups per account-region, 40 ms a call: 1 account-region {:>7.2?} (moto busy {:.2}), 8 {:>7.2?} (moto busy {:.2}): {:.2}x",
+            one.wall,
+            one.emulator_busy,
+            eight.wall,
+            eight.emulator_busy,
+            eight.wall.as_secs_f64() / one.wall.as_secs_f64()
+        );
+    }
 }
 
 /// Apply of `groups` groups (two changes each, on two actions) through a proxy that
@@ -523,6 +535,10 @@ fn main() {
     if std::env::var_os("HARDEN_BENCH_ONLY_EVENTS").is_some() {
         event_latency(20, 100, &[]);
         event_latency(0, 100, &["--ec2-rate", "off"]);
+        return;
+    }
+    if std::env::var_os("HARDEN_BENCH_ONLY_ACCOUNTS").is_some() {
+        accounts_side_by_side(10);
         return;
     }
     if std::env::var_os("HARDEN_BENCH_ONLY_NETWORK").is_none() {

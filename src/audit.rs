@@ -364,10 +364,9 @@ fn lock_state_dir(state_dir: &Path) -> Result<File> {
     let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
-            "{}: another harden is writing to this state directory; wait for it to finish (two writers would fork the audit chain)",
-            state_dir.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::StateDirBusy {
+            state_dir: state_dir.to_path_buf(),
+        }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }

@@ -237,6 +237,31 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A change of a saved plan whose call harden cannot make as written (a plan file
+    /// edited by hand, or made by another harden), named before anything is sent.
+    #[error("change {change}: {detail}")]
+    PlanInput {
+        /// The change's id.
+        change: String,
+        /// What is wrong with its call.
+        detail: String,
+    },
+    /// Another harden holds the state directory's lock.
+    #[error(
+        "{}: another harden is writing to this state directory; wait for it to finish (two writers would fork the audit chain)",
+        state_dir.display()
+    )]
+    StateDirBusy {
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// What a run did could not be written to its journal or the audit log (a full
+    /// disk, a removed folder): the run stopped starting changes at the first.
+    #[error(
+        "the run stopped: {} could not be recorded; the journal and audit log end before it, and `harden plan` reads what was made",
+        .0.join("; ")
+    )]
+    NotRecorded(Vec<String>),
     /// A template failed to render.
     #[error("{0}")]
     Template(String),
@@ -246,6 +271,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A saved plan's change `change` whose call cannot be made as written.
+    pub fn plan_input(change: &str, detail: impl Into<String>) -> Self {
+        Error::PlanInput {
+            change: change.to_string(),
+            detail: detail.into(),
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

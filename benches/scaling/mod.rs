@@ -59,7 +59,8 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some(ticks / TICKS_PER_SECOND)
 }
 
-fn process_cpu(pid: u32) -> f64 {
+/// CPU seconds process `pid` has used.
+pub(crate) fn process_cpu(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| cpu_seconds(&s))

@@ -233,10 +233,10 @@ fn batch_ids(changes: &[&Change]) -> Result<Vec<String>> {
         {
             Some([Value::String(id)]) => ids.push(id.clone()),
             _ => {
-                return Err(Error::Usage(format!(
-                    "change {}: CreateFlowLogs input must name exactly one VPC in ResourceIds",
-                    change.id
-                )));
+                return Err(Error::plan_input(
+                    &change.id,
+                    "CreateFlowLogs input must name exactly one VPC in ResourceIds",
+                ));
             }
         }
     }

@@ -155,10 +155,7 @@ impl Calls for ServiceLinkedRoleCalls {
         }
         let input: CreateServiceLinkedRoleInput = serde_json::from_value(change.call.input.clone())
             .map_err(|e| {
-                Error::Usage(format!(
-                    "change {}: CreateServiceLinkedRole input: {e}",
-                    change.id
-                ))
+                Error::plan_input(&change.id, format!("CreateServiceLinkedRole input: {e}"))
             })?;
         let out = clients
             .iam

@@ -230,9 +230,7 @@ impl Calls for LogGroupCalls {
                     input["retentionInDays"]
                         .as_i64()
                         .and_then(|d| i32::try_from(d).ok())
-                        .ok_or_else(|| {
-                            Error::Usage(format!("change {}: no retentionInDays", change.id))
-                        })?,
+                        .ok_or_else(|| Error::plan_input(&change.id, "no retentionInDays"))?,
                 )
                 .send()
                 .await

@@ -194,20 +194,23 @@ pub fn input_str<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
         .pointer(pointer)
         .and_then(Value::as_str)
         .ok_or_else(|| {
-            crate::Error::Usage(format!(
-                "change {}: {} input has no string at {pointer}",
-                change.id, change.call.operation
-            ))
+            crate::Error::plan_input(
+                &change.id,
+                format!("{} input has no string at {pointer}", change.call.operation),
+            )
         })
 }
 
 /// The error for a change whose operation the concern's calls do not make (a plan
 /// file edited by hand, or made by another harden).
 pub fn not_ours(change: &Change, concern: &str) -> crate::Error {
-    crate::Error::Usage(format!(
-        "change {}: operation {} is not one {concern} makes",
-        change.id, change.call.operation
-    ))
+    crate::Error::plan_input(
+        &change.id,
+        format!(
+            "operation {} is not one {concern} makes",
+            change.call.operation
+        ),
+    )
 }
 
 /// EC2 tags as a map (tags without a key are dropped).

@@ -540,10 +540,7 @@ impl Calls for BucketCalls {
             }
             "PutBucketPolicy" => {
                 let policy = change.call.input.get("Policy").ok_or_else(|| {
-                    Error::Usage(format!(
-                        "change {}: PutBucketPolicy has no Policy",
-                        change.id
-                    ))
+                    Error::plan_input(&change.id, "PutBucketPolicy has no Policy")
                 })?;
                 let out = s3
                     .put_bucket_policy()

@@ -753,10 +753,10 @@ fn non_empty<T>(items: impl Iterator<Item = T>) -> Option<Vec<T>> {
 
 fn parse_input(change: &Change) -> Result<CallInput> {
     serde_json::from_value(change.call.input.clone()).map_err(|e| {
-        Error::Usage(format!(
-            "change {}: input of {} does not parse: {e}",
-            change.id, change.call.operation
-        ))
+        Error::plan_input(
+            &change.id,
+            format!("input of {} does not parse: {e}", change.call.operation),
+        )
     })
 }
 
@@ -882,10 +882,10 @@ async fn apply_call(
         "RevokeSecurityGroupEgress" => revoke_by_rule_ids!(ec2.revoke_security_group_egress()),
         "RevokeSecurityGroupIngress" => revoke_by_rule_ids!(ec2.revoke_security_group_ingress()),
         other => {
-            return Err(Error::Usage(format!(
-                "change {}: operation {other} is not one a security-group action makes",
-                change.id
-            )));
+            return Err(Error::plan_input(
+                &change.id,
+                format!("operation {other} is not one a security-group action makes"),
+            ));
         }
     };
     Ok(Applied {

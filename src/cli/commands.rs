@@ -26,13 +26,9 @@ use crate::{actions, inventory};
 pub async fn run(cli: Cli) -> Result<Status> {
     let global = cli.global;
     if let Some(dir) = std::env::var_os(crate::aws::record::RECORD_CALLS_ENV) {
-        crate::aws::record::start(std::path::Path::new(&dir), cli.command.name()).map_err(|e| {
-            Error::Usage(format!(
-                "{}: cannot record calls into {}: {e}",
-                crate::aws::record::RECORD_CALLS_ENV,
-                std::path::Path::new(&dir).display()
-            ))
-        })?;
+        // The folder HARDEN_RECORD_CALLS names could not be written: an I/O error on it.
+        crate::aws::record::start(std::path::Path::new(&dir), cli.command.name())
+            .map_err(|e| Error::io(&dir, e))?;
     }
     match cli.command {
         Command::Enforce(args) => super::enforce::enforce_command(&global, args).await,
@@ -625,6 +621,9 @@ pub(super) async fn run_apply(
             ),
         }
     }
+    if !report.unrecorded.is_empty() {
+        return Err(Error::NotRecorded(report.unrecorded));
+    }
     Ok((report, journal.dir().to_path_buf()))
 }
 
@@ -642,7 +641,7 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
         }
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("exiting at once; the run's journal shows any change left in flight");
-            std::process::exit(130);
+            super::EXIT_AT_ONCE.notify_one();
         }
     });
     interrupted

@@ -1,7 +1,8 @@
 //! The command line: arguments are parsed here ([`args`]), each subcommand is one
 //! function in [`commands`], and errors become exit codes in one place ([`main`]).
 //! Exit codes: 0 success (and no changes, with `--detailed-exitcode`), 1 error,
-//! 2 success with changes pending (`--detailed-exitcode`).
+//! 2 success with changes pending (`--detailed-exitcode`), 130 stopped at once by a
+//! second Ctrl-C.
 
 pub mod args;
 pub mod commands;
@@ -32,7 +33,14 @@ pub enum Status {
     Failure,
     /// Success with changes pending (`--detailed-exitcode`).
     ChangesPending,
+    /// Stopped at once by a second Ctrl-C: 130, as shells report an interrupt.
+    Interrupted,
 }
+
+/// Told by a second Ctrl-C during an apply (the first lets the changes in flight
+/// finish): [`main`] drops the command where it is and exits [`Status::Interrupted`].
+pub(crate) static EXIT_AT_ONCE: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
 
 impl From<Status> for ExitCode {
     fn from(status: Status) -> Self {
@@ -40,6 +48,7 @@ impl From<Status> for ExitCode {
             Status::Success => ExitCode::SUCCESS,
             Status::Failure => ExitCode::from(1),
             Status::ChangesPending => ExitCode::from(2),
+            Status::Interrupted => ExitCode::from(130),
         }
     }
 }
@@ -72,7 +81,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = commands::run(cli) => outcome,
+            () = EXIT_AT_ONCE.notified() => Ok(Status::Interrupted),
+        }
+    });
+    // Tasks still running (a change in flight at a second Ctrl-C) are not waited for.
+    runtime.shutdown_background();
+    match outcome {
         Ok(status) => status.into(),
         Err(error) => {
             report(&error);

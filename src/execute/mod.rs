@@ -90,6 +90,9 @@ pub struct ApplyReport {
     pub compensations: Vec<Undone>,
     /// For each change not attempted because of a failure: the failed change's id.
     pub held_back_by: BTreeMap<String, String>,
+    /// What could not be written to the journal or the audit log; the run stopped
+    /// starting changes at the first.
+    pub unrecorded: Vec<String>,
 }
 
 /// A resource put back (or not) after its chain of changes stopped part-way.
@@ -212,6 +215,8 @@ struct Run<'a> {
     held_back_by: Mutex<BTreeMap<String, String>>,
     /// Resources put back after their chain stopped part-way.
     compensations: Mutex<Vec<Undone>>,
+    /// Records that could not be written (see [`ApplyReport::unrecorded`]).
+    unrecorded: Mutex<Vec<String>>,
 }
 
 /// An account, a region and a resource id or runbook id: where a failure holds work
@@ -252,6 +257,7 @@ pub async fn apply(
         needs: needs(plan),
         held_back_by: Mutex::default(),
         compensations: Mutex::default(),
+        unrecorded: Mutex::default(),
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     options
@@ -324,6 +330,7 @@ pub async fn apply(
             .map(|(index, outcome)| (plan.changes[index].id.clone(), outcome))
             .collect(),
         compensations: run.compensations.into_inner().unwrap_or_default(),
+        unrecorded: run.unrecorded.into_inner().unwrap_or_default(),
         held_back_by: run.held_back_by.into_inner().unwrap_or_default(),
     })
 }
@@ -733,11 +740,7 @@ impl Run<'_> {
                 .record(&stopped_at.id, phase, done.failure.clone().or(Some(cause)));
         let audited = self.append(&first.account_id, Entry::Compensation(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
-            eprintln!(
-                "error: could not record putting back {}: {e}",
-                first.resource
-            );
-            self.stop.store(true, Ordering::SeqCst);
+            self.unrecorded(format!("putting back {}: {e}", first.resource));
         }
         if let Ok(mut undone) = self.compensations.lock() {
             undone.push(Undone {
@@ -1109,9 +1112,17 @@ impl Run<'_> {
         let journaled = self.journal.record(&change.id, phase, detail);
         let audited = self.append(&change.account_id, Entry::Change(Box::new(record)));
         if let Err(e) = journaled.and(audited) {
-            eprintln!("error: could not record change {}: {e}", change.id);
-            self.stop.store(true, Ordering::SeqCst);
+            self.unrecorded(format!("change {}: {e}", change.id));
         }
+    }
+
+    /// A record that could not be written: kept for the report, and nothing more is
+    /// started (a run that cannot record what it does must not go on doing it).
+    fn unrecorded(&self, what: String) {
+        if let Ok(mut unrecorded) = self.unrecorded.lock() {
+            unrecorded.push(what);
+        }
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -1284,7 +1295,20 @@ mod tests {
     }
 
     async fn run_with(client: Client, plan: &Plan, interrupted: bool, fail_fast: bool) -> Outcomes {
+        run_prepared(client, plan, interrupted, fail_fast, |_| {}).await
+    }
+
+    /// As [`run_with`], with `prepare` given the state directory before the run's
+    /// journal is created.
+    async fn run_prepared(
+        client: Client,
+        plan: &Plan,
+        interrupted: bool,
+        fail_fast: bool,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Outcomes {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
         let session = Session {
             scope: crate::accounts::Scope::own(
                 crate::aws::CallerIdentity {
@@ -1516,6 +1540,39 @@ mod tests {
         );
         assert_eq!(revoke_call.num_calls(), 0);
         assert_eq!(change_records(&out.records).len(), 1, "the skip is audited");
+    }
+
+    /// A run whose journal cannot be written (here: a full device) stops starting
+    /// changes and says what it could not record; the CLI turns that into an error
+    /// (`Error::NotRecorded`) instead of reporting a finished run.
+    #[tokio::test]
+    async fn a_run_that_cannot_record_stops_and_says_what_went_unrecorded() {
+        let (client, _, revoke) = revoking_ec2("none");
+        let out = run_prepared(client, &revokes(&["sg-1", "sg-2"]), false, false, |dir| {
+            let run = dir.join("runs").join("run-1");
+            std::fs::create_dir_all(&run).expect("run folder");
+            std::os::unix::fs::symlink("/dev/full", run.join("journal.jsonl"))
+                .expect("journal on a full device");
+        })
+        .await;
+        assert_eq!(revoke.num_calls(), 0, "nothing is changed unrecorded");
+        let [first, second] = out.report.unrecorded.as_slice() else {
+            panic!("two records lost: {:?}", out.report.unrecorded)
+        };
+        assert!(
+            first.starts_with("change ") && first.contains("sg-1"),
+            "{first}"
+        );
+        assert!(second.contains("sg-2"), "{second}");
+        assert!(
+            first.contains("No space left on device"),
+            "the reason is kept: {first}"
+        );
+        assert!(
+            matches!(&out.report.outcomes[0].1, Outcome::Failed { code, .. } if code == "JournalError"),
+            "{:?}",
+            out.report.outcomes
+        );
     }
 
     /// EC2 with `groups` open groups whose revokes take effect; `lagging` shows its

@@ -228,3 +228,101 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
     assert_eq!(changes, 152);
     emulator.assert_audit_verifies(state.path());
 }
+
+/// A second Ctrl-C does not wait for the changes in flight: through a proxy that holds
+/// every change for 20 s, the first interrupt lets the change under way finish, the
+/// second stops harden at once with exit code 130 (as shells report an interrupt), and
+/// what it wrote still verifies: the journal shows the run interrupted with its change
+/// in flight, for `harden resume` to read back.
+#[test]
+fn a_second_interrupt_exits_at_once_with_130_and_leaves_the_audit_verifying() {
+    use std::io::{BufRead, BufReader};
+
+    let emulator = Emulator::start(Kind::Moto);
+    let ec2 = emulator.ec2("eu-west-1");
+    crate::support::block_on(async {
+        let vpc = crate::support::create_vpc(&ec2, "10.61.0.0/16").await;
+        for i in 0..3 {
+            ec2.create_security_group()
+                .group_name(format!("slow{i}"))
+                .description("open egress")
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .expect("group");
+        }
+    });
+    let slow = Proxy::start(&emulator.endpoint, |request| {
+        if request.text().contains("Action=ModifySecurityGroupRules") {
+            Answer::Delay(Duration::from_secs(20))
+        } else {
+            Answer::Forward
+        }
+    });
+    let state = tempfile::tempdir().expect("state");
+    let mut cmd = emulator.harden_through(&slow.endpoint, state.path());
+    cmd.args([
+        "apply",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        "eu-west-1",
+        "--yes",
+        "--concurrency",
+        "1",
+    ])
+    .env("HARDEN_LOG", "harden=info")
+    .stdout(std::fs::File::create(state.path().join("stdout.txt")).expect("stdout file"))
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let interrupt = || {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    for line in lines.by_ref() {
+        if line.expect("stderr line").contains("applying") {
+            break;
+        }
+    }
+    interrupt();
+    for line in lines.by_ref() {
+        if line
+            .expect("stderr line")
+            .contains("interrupted: finishing the changes in flight")
+        {
+            break;
+        }
+    }
+    let second = Instant::now();
+    interrupt();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        second.elapsed() < Duration::from_secs(15),
+        "exited without waiting for the change held 20 s: {:?}",
+        second.elapsed()
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("exiting at once")),
+        "{rest:?}"
+    );
+    emulator.assert_audit_verifies(state.path());
+    let runs = run({
+        let mut cmd = emulator.harden(state.path());
+        cmd.args(["runs", "--format", "json"]);
+        cmd
+    });
+    assert_eq!(runs.code, 0, "{}", runs.stderr);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs JSON");
+    assert_eq!(runs[0]["state"], "interrupted", "{runs}");
+    assert_eq!(
+        runs[0]["in_flight"], 1,
+        "the change held at the proxy: {runs}"
+    );
+}

@@ -554,11 +554,9 @@ fn volume_of(change: &Change, current: &Value) -> Result<String> {
                 .any(|f| !v[f].is_null() && change.after["volumes"][id.as_str()][f].is_null()),
         })
         .map(|(id, _)| id.clone())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "change {}: cannot tell which volume's snapshot to delete from the state read",
-                change.id
-            ))
+        .ok_or_else(|| Error::StalePlan {
+            resource: change.resource.id.clone(),
+            detail: "cannot tell which volume's snapshot to delete from the state read".into(),
         })
 }
 
@@ -813,11 +811,9 @@ async fn call(
             let device = input_str(change, "/Device")?;
             let volume = match input["VolumeId"].as_str() {
                 Some(id) if id != KNOWN_AFTER_APPLY => id.to_string(),
-                _ => replacement_for(current, device).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "change {}: the state read has no replacement made for {device}",
-                        change.id
-                    ))
+                _ => replacement_for(current, device).ok_or_else(|| Error::StalePlan {
+                    resource: change.resource.id.clone(),
+                    detail: format!("the state read has no replacement made for {device}"),
                 })?,
             };
             attach(

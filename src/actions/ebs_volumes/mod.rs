@@ -640,10 +640,7 @@ pub(super) fn resolve(change: &Change, field: &str, current: &Value, from: &str)
             .filter(|v| *v != KNOWN_AFTER_APPLY)
             .map(str::to_string)
             .ok_or_else(|| {
-                Error::Usage(format!(
-                    "change {}: {field} is known only after an earlier change, and the state read has none at {from}",
-                    change.id
-                ))
+                Error::StalePlan { resource: change.resource.id.clone(), detail: format!("{field} is known only after an earlier change, and the state read has none at {from}") }
             }),
     }
 }
@@ -998,10 +995,10 @@ fn resources(change: &Change) -> Result<Vec<String>> {
         .filter_map(|id| id.as_str().map(str::to_string))
         .collect();
     if ids.is_empty() {
-        return Err(Error::Usage(format!(
-            "change {}: Resources names no volume or snapshot",
-            change.id
-        )));
+        return Err(Error::plan_input(
+            &change.id,
+            "Resources names no volume or snapshot",
+        ));
     }
     Ok(ids)
 }
