@@ -147,18 +147,12 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
 
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2("eu-west-1");
-    crate::support::block_on(async {
-        let vpc = crate::support::create_vpc(&ec2, "10.60.0.0/16").await;
-        for i in 0..150 {
-            ec2.create_security_group()
-                .group_name(format!("g{i}"))
-                .description("open egress")
-                .vpc_id(&vpc)
-                .send()
-                .await
-                .expect("group");
-        }
-    });
+    crate::support::block_on(crate::support::create_open_groups(
+        &ec2,
+        "10.60.0.0/16",
+        "g",
+        150,
+    ));
     let state = tempfile::tempdir().expect("state");
     let mut cmd = emulator.harden(state.path());
     cmd.args([
@@ -240,18 +234,12 @@ fn a_second_interrupt_exits_at_once_with_130_and_leaves_the_audit_verifying() {
 
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2("eu-west-1");
-    crate::support::block_on(async {
-        let vpc = crate::support::create_vpc(&ec2, "10.61.0.0/16").await;
-        for i in 0..3 {
-            ec2.create_security_group()
-                .group_name(format!("slow{i}"))
-                .description("open egress")
-                .vpc_id(&vpc)
-                .send()
-                .await
-                .expect("group");
-        }
-    });
+    crate::support::block_on(crate::support::create_open_groups(
+        &ec2,
+        "10.61.0.0/16",
+        "slow",
+        3,
+    ));
     let slow = Proxy::start(&emulator.endpoint, |request| {
         if request.text().contains("Action=ModifySecurityGroupRules") {
             Answer::Delay(Duration::from_secs(20))

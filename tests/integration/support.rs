@@ -406,6 +406,26 @@ pub(crate) async fn create_vpc(ec2: &aws_sdk_ec2::Client, cidr: &str) -> String 
         .to_string()
 }
 
+/// A VPC of `cidr` with `count` new groups named `PREFIX0`, `PREFIX1`, ..., each with
+/// the allow-all egress rule a new group gets.
+pub(crate) async fn create_open_groups(
+    ec2: &aws_sdk_ec2::Client,
+    cidr: &str,
+    prefix: &str,
+    count: usize,
+) {
+    let vpc = create_vpc(ec2, cidr).await;
+    for i in 0..count {
+        ec2.create_security_group()
+            .group_name(format!("{prefix}{i}"))
+            .description("open egress")
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .expect("group");
+    }
+}
+
 /// A runtime for SDK calls made by the tests themselves.
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
