@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -143,6 +144,37 @@ impl RegionClients {
     }
 }
 
+/// The credentials of the role `Aws::assume` assumed, handed out first, then the SDK's
+/// refreshing `AssumeRoleProvider` once they near expiry: a role is assumed once per
+/// account at the start of a run rather than twice, and a long run still outlasts one
+/// session.
+#[derive(Debug)]
+struct AssumedOnce {
+    first: Mutex<Option<aws_credential_types::Credentials>>,
+    refresh: aws_config::sts::AssumeRoleProvider,
+}
+
+impl AssumedOnce {
+    async fn load(&self) -> aws_credential_types::provider::Result {
+        let first = self.first.lock().ok().and_then(|mut first| first.take());
+        match first {
+            Some(credentials) => Ok(credentials),
+            None => self.refresh.provide_credentials().await,
+        }
+    }
+}
+
+impl ProvideCredentials for AssumedOnce {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.load())
+    }
+}
+
 impl Aws {
     /// Loads credentials, region and endpoint from the SDK's chains and the flags.
     pub async fn connect(connection: &Connection) -> Self {
@@ -265,9 +297,9 @@ impl Aws {
     }
 
     /// The same connection acting as `role_arn`, assumed with these credentials. The
-    /// role is assumed once here, so a refusal is reported as what STS said; the
-    /// clients made from the result assume it again when its credentials near expiry,
-    /// so a run may outlast one session.
+    /// role is assumed here, so a refusal is reported as what STS said, and the clients
+    /// made from the result use those credentials first and assume it again only when
+    /// they near expiry ([`AssumedOnce`]), so a run may outlast one session.
     pub async fn assume(
         &self,
         role_arn: &str,
@@ -277,20 +309,32 @@ impl Aws {
     ) -> Result<Aws> {
         let config = self.config_for(region);
         let sts = client!(aws_sdk_sts, &config);
-        sts.assume_role()
+        let assumed = sts
+            .assume_role()
             .role_arn(role_arn)
             .role_session_name(session_name)
             .set_external_id(external_id.map(str::to_string))
             .send()
             .await
             .map_err(|e| Error::Aws(failure("AssumeRole", &e)))?;
-        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        let mut refresh = aws_config::sts::AssumeRoleProvider::builder(role_arn)
             .session_name(session_name)
             .configure(&config);
         if let Some(id) = external_id {
-            provider = provider.external_id(id);
+            refresh = refresh.external_id(id);
         }
-        let provider = provider.build().await;
+        let provider = AssumedOnce {
+            first: Mutex::new(assumed.credentials().map(|c| {
+                aws_credential_types::Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_string()),
+                    std::time::SystemTime::try_from(*c.expiration()).ok(),
+                    "harden AssumeRole",
+                )
+            })),
+            refresh: refresh.build().await,
+        };
         Ok(Aws {
             config: self
                 .config
@@ -411,5 +455,43 @@ where
         code,
         message,
         request_id: error.request_id().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The credentials harden's own AssumeRole got are used once; after that (the SDK
+    /// asks again only as they near expiry) the refreshing provider assumes the role
+    /// anew: here against a closed port, so the refresh is seen as its failure rather
+    /// than the first credentials handed out twice.
+    #[tokio::test]
+    async fn assumed_credentials_are_handed_out_once_then_refreshed() {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "caller", "secret", None, None, "test",
+            ))
+            .load()
+            .await;
+        let first = aws_credential_types::Credentials::new("assumed", "secret", None, None, "test");
+        let provider = AssumedOnce {
+            first: Mutex::new(Some(first)),
+            refresh: aws_config::sts::AssumeRoleProvider::builder(
+                "arn:aws:iam::111111111111:role/OrganizationAccountAccessRole",
+            )
+            .session_name("harden-test")
+            .configure(&config)
+            .build()
+            .await,
+        };
+        let handed = provider.provide_credentials().await.expect("the first");
+        assert_eq!(handed.access_key_id(), "assumed");
+        assert!(
+            provider.provide_credentials().await.is_err(),
+            "the second comes from STS, which cannot be reached here"
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! changes each account and no other; every audit record names its account.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -42,9 +44,14 @@ pub(crate) async fn seed(emulator: &Emulator, accounts: &[&str]) {
 
 /// A proxy that refuses every AssumeRole into the locked account, as STS does when
 /// the role's trust policy does not admit the caller.
-fn locking_proxy(emulator: &Emulator) -> Proxy {
-    Proxy::start(&emulator.endpoint, |request| {
+/// A proxy refusing AssumeRole into the locked account, counting every AssumeRole it
+/// sees (harden's and the SDK's refreshing provider's alike).
+fn locking_proxy(emulator: &Emulator, assumed: Arc<AtomicUsize>) -> Proxy {
+    Proxy::start(&emulator.endpoint, move |request| {
         let body = request.text();
+        if body.contains("Action=AssumeRole") {
+            assumed.fetch_add(1, Ordering::SeqCst);
+        }
         if body.contains("Action=AssumeRole") && body.contains(LOCKED) {
             Answer::Respond(
                 403,
@@ -90,7 +97,8 @@ fn places(plan: &Value) -> Vec<(String, String)> {
 #[test]
 fn three_accounts_two_regions_and_one_unreachable_from_an_accounts_file_on_moto() {
     let emulator = Emulator::start(Kind::Moto);
-    let proxy = locking_proxy(&emulator);
+    let assumed = Arc::new(AtomicUsize::new(0));
+    let proxy = locking_proxy(&emulator, assumed.clone());
     block_on(seed(&emulator, &ACCOUNTS));
     // The caller's own account has an open group too; it is not in the file.
     block_on(seed(&emulator, &[emulator.account()]));
@@ -135,6 +143,13 @@ fn three_accounts_two_regions_and_one_unreachable_from_an_accounts_file_on_moto(
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // Each account's role is assumed once for the run (the locked one refused once),
+    // however many clients and regions use the credentials.
+    assert_eq!(
+        assumed.swap(0, Ordering::SeqCst),
+        2 * (ACCOUNTS.len() + 1),
+        "two plans, each assuming every listed account's role once"
+    );
     let plan = plan_json(&out);
     let planned: Vec<&str> = plan["accounts"]
         .as_array()
