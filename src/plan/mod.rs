@@ -194,11 +194,19 @@ impl Plan {
             Error::Invalid(problems)
         })?;
         if plan.format_version != PLAN_FORMAT_VERSION {
-            return Err(Error::Usage(format!(
-                "{}: plan format version {} is not supported (expected {PLAN_FORMAT_VERSION}); plan again with this harden",
-                path.display(),
-                plan.format_version
-            )));
+            let mut problems = Problems::default();
+            problems.push(
+                Some(crate::error::SourceLocation {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                }),
+                format!(
+                    "plan format version {} is not supported (expected {PLAN_FORMAT_VERSION}); plan again with this harden",
+                    plan.format_version
+                ),
+            );
+            return Err(Error::Invalid(problems));
         }
         Ok(plan)
     }
@@ -530,6 +538,29 @@ pub fn state_matches(expected: &Value, actual: &Value) -> std::result::Result<()
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_plan_of_another_format_version_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old-plan.json");
+        let old = json!({
+            "format_version": 1, "harden_version": "0.0.1",
+            "created_at": "2026-01-01T00:00:00Z", "principal": "arn:aws:iam::123456789012:user/t",
+            "accounts": [], "unreachable": [], "runbooks": [], "changes": [], "blocked": [],
+            "not_planned": [], "unprobed_services": []
+        });
+        std::fs::write(&path, old.to_string()).expect("write");
+        let Err(Error::Invalid(problems)) = Plan::load(&path) else {
+            panic!("an old plan is refused as invalid input");
+        };
+        assert_eq!(
+            problems.to_string().trim_end(),
+            format!(
+                "{}: plan format version 1 is not supported (expected {PLAN_FORMAT_VERSION}); plan again with this harden",
+                path.display()
+            )
+        );
+    }
 
     #[test]
     fn the_run_id_goes_into_the_calls_of_the_run_that_makes_them() {
