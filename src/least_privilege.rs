@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::actions::Action;
 use crate::runbook::LoadedRunbook;
@@ -163,8 +163,12 @@ pub struct PassedRoles(pub BTreeMap<&'static str, BTreeSet<String>>);
 /// argument (`Action::passed_role_arg`) rendered as the planner renders it, with `*`
 /// for the account, partition and regions, which IAM matches as wildcards. An argument
 /// that renders empty passes no role; one that needs a discovered resource or an
-/// earlier step's output to render allows [`ANY_ROLE`].
-pub fn passed_roles(runbooks: &[LoadedRunbook], params: &ResolvedParams) -> PassedRoles {
+/// earlier step's output to render allows [`ANY_ROLE`]. Parameter defaults render as
+/// the planner renders them ([`crate::plan::planner::parameter_values`]).
+pub fn passed_roles(
+    runbooks: &[LoadedRunbook],
+    params: &ResolvedParams,
+) -> crate::error::Result<PassedRoles> {
     let renderer = Renderer::new();
     let scope = json!({
         "account_id": "*",
@@ -175,19 +179,7 @@ pub fn passed_roles(runbooks: &[LoadedRunbook], params: &ResolvedParams) -> Pass
     });
     let mut passed = PassedRoles::default();
     for runbook in runbooks {
-        let mut values = Map::new();
-        for (name, value) in params.get(runbook.id()).into_iter().flatten() {
-            // As the planner does: what --param gave is data, a default is a template
-            // over the scope; one that does not render names any value.
-            let value = if params.is_given(runbook.id(), name) {
-                value.clone()
-            } else {
-                renderer
-                    .render_value(value, &scope)
-                    .unwrap_or_else(|_| Value::String("*".into()))
-            };
-            values.insert(name.clone(), value);
-        }
+        let values = crate::plan::planner::parameter_values(&renderer, runbook, params, &scope)?;
         let mut context = scope.clone();
         context["params"] = Value::Object(values);
         for step in &runbook.runbook.steps {
@@ -211,7 +203,7 @@ pub fn passed_roles(runbooks: &[LoadedRunbook], params: &ResolvedParams) -> Pass
             }
         }
     }
-    passed
+    Ok(passed)
 }
 
 /// `config.amazonaws.com` -> `Config`, `vpc-flow-logs.amazonaws.com` -> `VpcFlowLogs`:
@@ -459,7 +451,7 @@ mod tests {
         let runbooks = crate::cli::settings::load(&[root.join("runbooks")]).expect("runbooks load");
         let actions = actions_of(&runbooks);
         let params = crate::runbook::params::resolve(&runbooks, &[]).expect("defaults resolve");
-        let passed = passed_roles(&runbooks, &params);
+        let passed = passed_roles(&runbooks, &params).expect("renders");
         assert_eq!(
             actions.len(),
             crate::actions::registry().len(),
@@ -494,7 +486,7 @@ mod tests {
             .map(|a| a.parse().expect("an assignment"))
             .collect();
         let params = crate::runbook::params::resolve(&runbooks, &assignments).expect("resolves");
-        passed_roles(&runbooks, &params).0
+        passed_roles(&runbooks, &params).expect("renders").0
     }
 
     fn roles(arns: &[&str]) -> BTreeSet<String> {
@@ -575,7 +567,7 @@ steps:
         .expect("write");
         let runbooks = crate::cli::settings::load(&[path]).expect("loads");
         let params = crate::runbook::params::resolve(&runbooks, &[]).expect("resolves");
-        let passed = passed_roles(&runbooks, &params);
+        let passed = passed_roles(&runbooks, &params).expect("renders");
         assert_eq!(
             passed.0,
             BTreeMap::from([("config.amazonaws.com", roles(&[ANY_ROLE]))])

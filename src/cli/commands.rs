@@ -89,7 +89,7 @@ pub async fn run(cli: Cli) -> Result<Status> {
             };
             let params = crate::runbook::params::resolve(&runbooks, &params)?;
             let actions = crate::least_privilege::actions_of(&runbooks);
-            let passed = crate::least_privilege::passed_roles(&runbooks, &params);
+            let passed = crate::least_privilege::passed_roles(&runbooks, &params)?;
             let document = crate::least_privilege::policy(&actions, access, &features, &passed);
             println!(
                 "{}",

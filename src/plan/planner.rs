@@ -58,6 +58,41 @@ pub struct Place<'a> {
     pub region: &'a str,
 }
 
+/// A runbook's parameter values for templates over `scope` (account, region,
+/// partition): what `--param` gave is data, kept as typed even if it holds `{{...}}`;
+/// a default may be a template over the scope and is rendered here.
+pub fn parameter_values(
+    renderer: &Renderer,
+    runbook: &LoadedRunbook,
+    params: &ResolvedParams,
+    scope: &Value,
+) -> Result<Map<String, Value>> {
+    let mut values = Map::new();
+    for (name, value) in params.get(runbook.id()).into_iter().flatten() {
+        if params.is_given(runbook.id(), name) {
+            values.insert(name.clone(), value.clone());
+            continue;
+        }
+        let rendered = renderer.render_value(value, scope).map_err(|m| {
+            let location = runbook
+                .runbook
+                .parameters
+                .get(name)
+                .map(|spec| &spec.kind.referenced);
+            let mut problems = Problems::default();
+            problems.push(
+                location.map(|l| runbook.at(l)),
+                format!(
+                    "parameter {name}: {m} (a parameter may use account_id, region and partition)"
+                ),
+            );
+            Error::Invalid(problems)
+        })?;
+        values.insert(name.clone(), rendered);
+    }
+    Ok(values)
+}
+
 /// The template context of a runbook in a region, before `item` and `steps`. Parameter
 /// values that are templates (defaults such as `harden-flowlogs-{{account_id}}-{{region}}`)
 /// are rendered here, against the account, region and partition only.
@@ -77,31 +112,7 @@ fn base_context(
         "home_region": account.regions.first().map(String::as_str).unwrap_or(region),
         "regions": account.regions,
     });
-    let params = request.params;
-    let mut values = Map::new();
-    for (name, value) in params.get(runbook.id()).into_iter().flatten() {
-        // What --param gave is data: `{{...}}` in it stays as typed.
-        if params.is_given(runbook.id(), name) {
-            values.insert(name.clone(), value.clone());
-            continue;
-        }
-        let rendered = renderer.render_value(value, &scope).map_err(|m| {
-            let location = runbook
-                .runbook
-                .parameters
-                .get(name)
-                .map(|spec| &spec.kind.referenced);
-            let mut problems = Problems::default();
-            problems.push(
-                location.map(|l| runbook.at(l)),
-                format!(
-                    "parameter {name}: {m} (a parameter may use account_id, region and partition)"
-                ),
-            );
-            Error::Invalid(problems)
-        })?;
-        values.insert(name.clone(), rendered);
-    }
+    let values = parameter_values(renderer, runbook, request.params, &scope)?;
     let mut context = scope;
     // Every render serializes the whole context: only runbooks that use the events
     // carry them (the alerting runbook's rule).

@@ -143,8 +143,6 @@ fn apply_asks_on_a_terminal_and_only_yes_applies() {
 /// starts, the rest is audited as not attempted, and the exit code says it did not finish.
 #[test]
 fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
-    use std::io::{BufRead, BufReader};
-
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2("eu-west-1");
     crate::support::block_on(crate::support::create_open_groups(
@@ -154,38 +152,10 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
         150,
     ));
     let state = tempfile::tempdir().expect("state");
-    let mut cmd = emulator.harden(state.path());
-    cmd.args([
-        "apply",
-        "runbooks/restrict-sg-egress.yaml",
-        "--region",
-        "eu-west-1",
-        "--yes",
-        "--concurrency",
-        "1",
-    ])
-    .env("HARDEN_LOG", "harden=info")
-    // The plan printed first is large: stdout goes to a file so that neither pipe can
-    // fill while the test reads the other.
-    .stdout(std::fs::File::create(state.path().join("stdout.txt")).expect("stdout file"))
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
+    let (mut child, mut lines) = interruptible_apply(emulator.harden(state.path()), state.path());
     // Interrupt as soon as the first change is under way.
-    for line in lines.by_ref() {
-        if line.expect("stderr line").contains("applying") {
-            break;
-        }
-    }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    wait_for(&mut lines, "applying");
+    interrupt(&child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("finishes");
     let stdout = std::fs::read_to_string(state.path().join("stdout.txt")).expect("stdout");
@@ -230,8 +200,6 @@ fn an_interrupted_apply_finishes_in_flight_changes_and_records_the_rest() {
 /// in flight, for `harden resume` to read back.
 #[test]
 fn a_second_interrupt_exits_at_once_with_130_and_leaves_the_audit_verifying() {
-    use std::io::{BufRead, BufReader};
-
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2("eu-west-1");
     crate::support::block_on(crate::support::create_open_groups(
@@ -248,46 +216,15 @@ fn a_second_interrupt_exits_at_once_with_130_and_leaves_the_audit_verifying() {
         }
     });
     let state = tempfile::tempdir().expect("state");
-    let mut cmd = emulator.harden_through(&slow.endpoint, state.path());
-    cmd.args([
-        "apply",
-        "runbooks/restrict-sg-egress.yaml",
-        "--region",
-        "eu-west-1",
-        "--yes",
-        "--concurrency",
-        "1",
-    ])
-    .env("HARDEN_LOG", "harden=info")
-    .stdout(std::fs::File::create(state.path().join("stdout.txt")).expect("stdout file"))
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let interrupt = || {
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .expect("kill")
-                .success()
-        );
-    };
-    for line in lines.by_ref() {
-        if line.expect("stderr line").contains("applying") {
-            break;
-        }
-    }
-    interrupt();
-    for line in lines.by_ref() {
-        if line
-            .expect("stderr line")
-            .contains("interrupted: finishing the changes in flight")
-        {
-            break;
-        }
-    }
+    let (mut child, mut lines) = interruptible_apply(
+        emulator.harden_through(&slow.endpoint, state.path()),
+        state.path(),
+    );
+    wait_for(&mut lines, "applying");
+    interrupt(&child);
+    wait_for(&mut lines, "interrupted: finishing the changes in flight");
     let second = Instant::now();
-    interrupt();
+    interrupt(&child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("exits");
     assert_eq!(status.code(), Some(130), "{rest:?}");
@@ -312,5 +249,54 @@ fn a_second_interrupt_exits_at_once_with_130_and_leaves_the_audit_verifying() {
     assert_eq!(
         runs[0]["in_flight"], 1,
         "the change held at the proxy: {runs}"
+    );
+}
+
+/// `cmd` started as an apply of restrict-sg-egress in eu-west-1 one change at a time,
+/// logging each change it starts; stdout goes to `state/stdout.txt` (the plan printed
+/// first is large, so that neither pipe can fill while the test reads the other).
+fn interruptible_apply(
+    mut cmd: Command,
+    state: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    cmd.args([
+        "apply",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        "eu-west-1",
+        "--yes",
+        "--concurrency",
+        "1",
+    ])
+    .env("HARDEN_LOG", "harden=info")
+    .stdout(std::fs::File::create(state.join("stdout.txt")).expect("stdout file"))
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    (child, std::io::BufReader::new(stderr).lines())
+}
+
+/// Reads stderr up to the first line holding `needle`.
+fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) {
+    for line in lines.by_ref() {
+        if line.expect("stderr line").contains(needle) {
+            return;
+        }
+    }
+    panic!("stderr ended before a line with {needle:?}");
+}
+
+/// Ctrl-C, as a terminal sends it.
+fn interrupt(child: &std::process::Child) {
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
     );
 }
