@@ -8,58 +8,13 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::actions::registry::{Resource, ResourceKind};
+use crate::aws::RegionClients;
+use crate::error::Result;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// The tag that exempts a resource from every runbook.
 pub const EXEMPT_TAG: &str = "harden:exempt";
-
-/// Kinds of resources runbooks can discover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ResourceKind {
-    /// An EC2 (VPC) security group.
-    #[serde(rename = "ec2:security-group")]
-    SecurityGroup,
-    /// A region's EBS encryption-by-default setting (one per region; its id is the region).
-    #[serde(rename = "ec2:ebs-encryption-default")]
-    EbsEncryptionDefault,
-    /// An S3 bucket named by the runbook (a log destination); it may not exist yet.
-    #[serde(rename = "s3:bucket")]
-    Bucket,
-    /// A VPC with its flow logs.
-    #[serde(rename = "ec2:vpc")]
-    Vpc,
-    /// The CloudTrail trails a region sees (one per region; its id is the region).
-    #[serde(rename = "cloudtrail:trails")]
-    Trails,
-    /// A region's AWS Config recorder and delivery channels (one per region; id = region).
-    #[serde(rename = "config:recorder")]
-    ConfigRecorder,
-    /// An IAM role by name; it may not exist yet.
-    #[serde(rename = "iam:role")]
-    Role,
-    /// The service-linked role of a service, found by its path (id = the service
-    /// principal); it may not exist yet.
-    #[serde(rename = "iam:service-linked-role")]
-    ServiceLinkedRole,
-    /// An EBS volume, with what harden made to replace it.
-    #[serde(rename = "ec2:volume")]
-    Volume,
-    /// An EC2 instance with its EBS devices and what harden made to replace them.
-    #[serde(rename = "ec2:instance")]
-    Instance,
-    /// A CloudWatch Logs log group by name; it may not exist yet.
-    #[serde(rename = "logs:log-group")]
-    LogGroup,
-    /// An SQS queue by name; it may not exist yet.
-    #[serde(rename = "sqs:queue")]
-    Queue,
-    /// An EventBridge rule on the default bus, by name; it may not exist yet.
-    #[serde(rename = "events:rule")]
-    EventRule,
-    /// An SNS topic by name; it may not exist yet.
-    #[serde(rename = "sns:topic")]
-    Topic,
-}
 
 /// How planning for one event (`harden respond`, `harden watch`) narrows a runbook's
 /// discovery to the resources the event names.
@@ -76,201 +31,90 @@ pub enum Narrowing {
     Named,
 }
 
-impl ResourceKind {
-    /// Every kind, for `harden list` and validation messages.
-    pub const ALL: &'static [ResourceKind] = &[
-        ResourceKind::SecurityGroup,
-        ResourceKind::EbsEncryptionDefault,
-        ResourceKind::Bucket,
-        ResourceKind::Vpc,
-        ResourceKind::Trails,
-        ResourceKind::ConfigRecorder,
-        ResourceKind::Role,
-        ResourceKind::ServiceLinkedRole,
-        ResourceKind::Volume,
-        ResourceKind::Instance,
-        ResourceKind::LogGroup,
-        ResourceKind::Queue,
-        ResourceKind::EventRule,
-        ResourceKind::Topic,
-    ];
+/// The one extension point of a resource kind: what discovery, validation, templates,
+/// exemption and the plan's keys need to know of it. Each kind implements it in its
+/// concern's module; `actions::registry::kinds!` lists the kinds and derives
+/// [`ResourceKind`] and [`Resource`] from the list.
+pub trait Kind: Serialize + Sized {
+    /// The name runbooks use in `resource:`, e.g. `ec2:security-group`.
+    const NAME: &'static str;
+    /// Server-side filters its list call accepts (for a kind looked up by name, the
+    /// filter naming it, which is then required).
+    const FILTERS: &'static [&'static str];
+    /// How an event naming one of these narrows its discovery.
+    const NARROWING: Narrowing;
 
-    /// The name used in runbooks, e.g. `ec2:security-group`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ResourceKind::SecurityGroup => "ec2:security-group",
-            ResourceKind::EbsEncryptionDefault => "ec2:ebs-encryption-default",
-            ResourceKind::Bucket => "s3:bucket",
-            ResourceKind::Vpc => "ec2:vpc",
-            ResourceKind::Trails => "cloudtrail:trails",
-            ResourceKind::ConfigRecorder => "config:recorder",
-            ResourceKind::Role => "iam:role",
-            ResourceKind::ServiceLinkedRole => "iam:service-linked-role",
-            ResourceKind::Volume => "ec2:volume",
-            ResourceKind::Instance => "ec2:instance",
-            ResourceKind::LogGroup => "logs:log-group",
-            ResourceKind::Queue => "sqs:queue",
-            ResourceKind::EventRule => "events:rule",
-            ResourceKind::Topic => "sns:topic",
-        }
+    /// One with every field set, so validation can render templates using `item` in
+    /// strict mode.
+    fn sample() -> Self;
+
+    /// Its id within its account and region.
+    fn id(&self) -> &str;
+
+    /// Its tags (`None` for a kind that has none, such as a region setting).
+    fn tags(&self) -> Option<&BTreeMap<String, String>>;
+
+    /// Facts derived from its fields that templates see beside them (`is_default`).
+    fn template_facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        Vec::new()
     }
 
-    /// Parses a runbook's `resource:` value.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
+    /// Reads the ones `filters` select in the region `clients` reach: list calls with
+    /// the filters server-side, or, for a kind named rather than listed, one lookup per
+    /// name (a missing one answered as not existing).
+    fn discover(
+        clients: &RegionClients,
+        filters: &Filters,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send;
+}
+
+/// Filter name to accepted values, as a discover entry renders them.
+pub type Filters = BTreeMap<String, Vec<String>>;
+
+/// Kinds kept boxed in [`Resource`] (the largest) are kinds all the same.
+impl<K: Kind + Send> Kind for Box<K> {
+    const NAME: &'static str = K::NAME;
+    const FILTERS: &'static [&'static str] = K::FILTERS;
+    const NARROWING: Narrowing = K::NARROWING;
+
+    fn sample() -> Self {
+        Box::new(K::sample())
     }
 
-    /// Server-side filters the list call accepts for this kind.
-    pub fn filters(self) -> &'static [&'static str] {
-        match self {
-            ResourceKind::SecurityGroup => &[
-                "group-id",
-                "group-name",
-                "vpc-id",
-                "tag-key",
-                "description",
-                "owner-id",
-            ],
-            ResourceKind::EbsEncryptionDefault => &[],
-            // Buckets are looked up by name, not listed: `name` is required.
-            ResourceKind::Bucket => &["name"],
-            ResourceKind::Vpc => &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"],
-            ResourceKind::Trails | ResourceKind::ConfigRecorder => &[],
-            // Roles are looked up by name, not listed: `name` is required.
-            ResourceKind::Role => &["name"],
-            // Looked up by the service they belong to: `service` is required.
-            ResourceKind::ServiceLinkedRole => &["service"],
-            ResourceKind::Volume => &[
-                "volume-id",
-                "status",
-                "encrypted",
-                "availability-zone",
-                "volume-type",
-                "attachment.instance-id",
-                "tag-key",
-            ],
-            // Looked up by name, not listed: `name` is required.
-            ResourceKind::LogGroup
-            | ResourceKind::Queue
-            | ResourceKind::EventRule
-            | ResourceKind::Topic => &["name"],
-            ResourceKind::Instance => &[
-                "instance-id",
-                "instance-state-name",
-                "availability-zone",
-                "instance-type",
-                "vpc-id",
-                "tag-key",
-            ],
-        }
+    fn id(&self) -> &str {
+        K::id(self)
     }
 
-    /// How an event naming one resource narrows a discovery of this kind.
-    pub fn narrowing(self) -> Narrowing {
-        match self {
-            ResourceKind::SecurityGroup => Narrowing::ById("group-id"),
-            ResourceKind::Vpc => Narrowing::ById("vpc-id"),
-            ResourceKind::Volume => Narrowing::ById("volume-id"),
-            ResourceKind::Instance => Narrowing::ById("instance-id"),
-            ResourceKind::EbsEncryptionDefault
-            | ResourceKind::Trails
-            | ResourceKind::ConfigRecorder => Narrowing::RegionWide,
-            ResourceKind::Bucket
-            | ResourceKind::Role
-            | ResourceKind::ServiceLinkedRole
-            | ResourceKind::LogGroup
-            | ResourceKind::Queue
-            | ResourceKind::EventRule
-            | ResourceKind::Topic => Narrowing::Named,
-        }
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        K::tags(self)
     }
 
-    /// A resource of this kind with every field set, so validation can render
-    /// templates that use `item` in strict mode.
-    pub fn sample(self) -> serde_json::Value {
-        match self {
-            ResourceKind::SecurityGroup => serde_json::to_value(SecurityGroup {
-                id: "sg-00000000000000000".into(),
-                name: "sample".into(),
-                description: "sample".into(),
-                vpc_id: Some("vpc-00000000000000000".into()),
-                owner_id: "000000000000".into(),
-                tags: BTreeMap::new(),
-                interface_count: 0,
-                ingress: Vec::new(),
-                egress: Vec::new(),
-            })
-            .map(|mut v| {
-                if let Some(map) = v.as_object_mut() {
-                    map.insert("is_default".into(), serde_json::Value::Bool(false));
-                    map.insert("exempt".into(), serde_json::Value::Bool(false));
-                }
-                v
-            })
-            .unwrap_or(serde_json::Value::Null),
-            ResourceKind::EbsEncryptionDefault => {
-                Resource::EbsEncryptionDefault(EbsEncryptionDefault {
-                    region: "us-east-1".into(),
-                    enabled: false,
-                    kms_key_id: None,
-                })
-                .to_template_value()
-            }
-            ResourceKind::Bucket => {
-                Resource::Bucket(Bucket::missing("sample", "us-east-1")).to_template_value()
-            }
-            ResourceKind::Vpc => Resource::Vpc(Vpc {
-                id: "vpc-00000000000000000".into(),
-                cidr_block: "10.0.0.0/16".into(),
-                is_default: false,
-                tags: BTreeMap::new(),
-                flow_logs: Vec::new(),
-            })
-            .to_template_value(),
-            ResourceKind::Trails => Resource::Trails(Trails {
-                region: "us-east-1".into(),
-                trails: Vec::new(),
-            })
-            .to_template_value(),
-            ResourceKind::ConfigRecorder => Resource::ConfigRecorder(ConfigSetup {
-                region: "us-east-1".into(),
-                recorder: None,
-                delivery_channels: Vec::new(),
-            })
-            .to_template_value(),
-            ResourceKind::Volume => {
-                Resource::Volume(Box::new(Volume::sample())).to_template_value()
-            }
-            ResourceKind::Instance => Resource::Instance(Instance::sample()).to_template_value(),
-            ResourceKind::LogGroup => {
-                Resource::LogGroup(LogGroup::missing("sample")).to_template_value()
-            }
-            ResourceKind::Role => Resource::Role(Role {
-                name: "sample".into(),
-                arn: None,
-                exists: false,
-                tags: BTreeMap::new(),
-                trust_policy: None,
-                policies: BTreeMap::new(),
-            })
-            .to_template_value(),
-            ResourceKind::ServiceLinkedRole => {
-                Resource::ServiceLinkedRole(ServiceLinkedRole::missing("config.amazonaws.com"))
-                    .to_template_value()
-            }
-            ResourceKind::Queue => Resource::Queue(Queue::missing("sample")).to_template_value(),
-            ResourceKind::EventRule => {
-                Resource::EventRule(EventRule::missing("sample")).to_template_value()
-            }
-            ResourceKind::Topic => Resource::Topic(Topic::missing("sample")).to_template_value(),
-        }
+    fn template_facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        K::template_facts(self)
+    }
+
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        Ok(K::discover(clients, filters)
+            .await?
+            .into_iter()
+            .map(Box::new)
+            .collect())
     }
 }
 
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// Looks up, concurrently, each value the `key` filter gives: for the kinds that are
+/// named rather than listed (buckets, roles and log groups by name, service-linked
+/// roles by service), where a missing one is read as not existing.
+pub async fn named<'a, T, Fut>(
+    filters: &'a Filters,
+    key: &str,
+    read: impl Fn(&'a str) -> Fut,
+) -> Result<Vec<T>>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let names = filters.get(key).into_iter().flatten();
+    futures::future::try_join_all(names.map(|n| read(n.as_str()))).await
 }
 
 /// The destination (egress) or source (ingress) of a rule.
@@ -946,26 +790,6 @@ impl Volume {
             .get(key)
             .map(String::as_str)
     }
-
-    fn sample() -> Self {
-        Self {
-            id: "vol-00000000000000000".into(),
-            availability_zone: "us-east-1a".into(),
-            size: 8,
-            volume_type: "gp3".into(),
-            iops: Some(3000),
-            throughput: Some(125),
-            encrypted: false,
-            state: "available".into(),
-            attached_to: Vec::new(),
-            tags: BTreeMap::new(),
-            snapshot: None,
-            copy: None,
-            replacement: None,
-            strays: Vec::new(),
-            stray_volumes: Vec::new(),
-        }
-    }
 }
 
 /// Tags harden puts on a replacement volume made for an instance: the instance, the
@@ -1043,28 +867,6 @@ impl Instance {
         match self.devices.values().find(|d| d.volume_id == volume.id) {
             Some(device) => device.delete_on_termination,
             None => volume.replacement_tag(SWAP_DELETE_ON_TERMINATION_TAG) == Some("true"),
-        }
-    }
-
-    fn sample() -> Self {
-        Self {
-            id: "i-00000000000000000".into(),
-            state: "running".into(),
-            availability_zone: "us-east-1a".into(),
-            tags: BTreeMap::new(),
-            devices: BTreeMap::from([(
-                "/dev/xvda".to_string(),
-                Device {
-                    volume_id: "vol-00000000000000000".into(),
-                    delete_on_termination: true,
-                    encrypted: false,
-                    replaces: None,
-                },
-            )]),
-            unencrypted: BTreeMap::from([(
-                "vol-00000000000000000".to_string(),
-                Some(Volume::sample()),
-            )]),
         }
     }
 }
@@ -1190,146 +992,6 @@ impl Topic {
             email_subscriptions: Vec::new(),
             tags: BTreeMap::new(),
         }
-    }
-}
-
-/// A discovered resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resource {
-    /// A security group.
-    SecurityGroup(SecurityGroup),
-    /// A region's EBS encryption-by-default setting.
-    EbsEncryptionDefault(EbsEncryptionDefault),
-    /// An S3 bucket.
-    Bucket(Bucket),
-    /// A VPC.
-    Vpc(Vpc),
-    /// A region's trails.
-    Trails(Trails),
-    /// A region's AWS Config setup.
-    ConfigRecorder(ConfigSetup),
-    /// An IAM role.
-    Role(Role),
-    /// A service-linked role.
-    ServiceLinkedRole(ServiceLinkedRole),
-    /// An EBS volume (boxed: with its artifacts it is the largest resource).
-    Volume(Box<Volume>),
-    /// An EC2 instance.
-    Instance(Instance),
-    /// A CloudWatch Logs log group.
-    LogGroup(LogGroup),
-    /// An SQS queue.
-    Queue(Queue),
-    /// An EventBridge rule.
-    EventRule(EventRule),
-    /// An SNS topic.
-    Topic(Topic),
-}
-
-impl Resource {
-    /// Its kind.
-    pub fn kind(&self) -> ResourceKind {
-        match self {
-            Resource::SecurityGroup(_) => ResourceKind::SecurityGroup,
-            Resource::EbsEncryptionDefault(_) => ResourceKind::EbsEncryptionDefault,
-            Resource::Bucket(_) => ResourceKind::Bucket,
-            Resource::Vpc(_) => ResourceKind::Vpc,
-            Resource::Trails(_) => ResourceKind::Trails,
-            Resource::ConfigRecorder(_) => ResourceKind::ConfigRecorder,
-            Resource::Role(_) => ResourceKind::Role,
-            Resource::ServiceLinkedRole(_) => ResourceKind::ServiceLinkedRole,
-            Resource::Volume(_) => ResourceKind::Volume,
-            Resource::Instance(_) => ResourceKind::Instance,
-            Resource::LogGroup(_) => ResourceKind::LogGroup,
-            Resource::Queue(_) => ResourceKind::Queue,
-            Resource::EventRule(_) => ResourceKind::EventRule,
-            Resource::Topic(_) => ResourceKind::Topic,
-        }
-    }
-
-    /// Its id.
-    pub fn id(&self) -> &str {
-        match self {
-            Resource::SecurityGroup(g) => &g.id,
-            Resource::EbsEncryptionDefault(e) => &e.region,
-            Resource::Bucket(b) => &b.name,
-            Resource::Vpc(v) => &v.id,
-            Resource::Trails(t) => &t.region,
-            Resource::ConfigRecorder(c) => &c.region,
-            Resource::Role(r) => &r.name,
-            Resource::ServiceLinkedRole(r) => &r.service,
-            Resource::Volume(v) => &v.id,
-            Resource::Instance(i) => &i.id,
-            Resource::LogGroup(g) => &g.name,
-            Resource::Queue(q) => &q.name,
-            Resource::EventRule(r) => &r.name,
-            Resource::Topic(t) => &t.name,
-        }
-    }
-
-    /// Its tags (a region setting has none).
-    pub fn tags(&self) -> Option<&BTreeMap<String, String>> {
-        match self {
-            Resource::SecurityGroup(g) => Some(&g.tags),
-            Resource::EbsEncryptionDefault(_) => None,
-            Resource::Bucket(b) => Some(&b.tags),
-            Resource::Vpc(v) => Some(&v.tags),
-            // Trails are exempted one by one; the action honours their tags.
-            Resource::Trails(_) => None,
-            Resource::ConfigRecorder(_) => None,
-            Resource::Role(r) => Some(&r.tags),
-            // AWS owns a service-linked role; ListRoles does not return tags.
-            Resource::ServiceLinkedRole(_) => None,
-            Resource::Volume(v) => Some(&v.tags),
-            Resource::Instance(i) => Some(&i.tags),
-            Resource::LogGroup(g) => Some(&g.tags),
-            Resource::Queue(q) => Some(&q.tags),
-            Resource::EventRule(r) => Some(&r.tags),
-            Resource::Topic(t) => Some(&t.tags),
-        }
-    }
-
-    /// True when tagged `harden:exempt` = `true`.
-    pub fn is_exempt(&self) -> bool {
-        self.tags()
-            .and_then(|tags| tags.get(EXEMPT_TAG))
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-    }
-
-    /// The resource as templates see it (`item`).
-    pub fn to_template_value(&self) -> serde_json::Value {
-        let mut value = match self {
-            Resource::SecurityGroup(g) => serde_json::to_value(g).unwrap_or_default(),
-            Resource::EbsEncryptionDefault(e) => serde_json::to_value(e).unwrap_or_default(),
-            Resource::Bucket(b) => serde_json::to_value(b).unwrap_or_default(),
-            Resource::Vpc(v) => serde_json::to_value(v).unwrap_or_default(),
-            Resource::Trails(t) => serde_json::to_value(t).unwrap_or_default(),
-            Resource::ConfigRecorder(c) => serde_json::to_value(c).unwrap_or_default(),
-            Resource::Role(r) => serde_json::to_value(r).unwrap_or_default(),
-            Resource::ServiceLinkedRole(r) => serde_json::to_value(r).unwrap_or_default(),
-            Resource::Volume(v) => serde_json::to_value(v).unwrap_or_default(),
-            Resource::Instance(i) => serde_json::to_value(i).unwrap_or_default(),
-            Resource::LogGroup(g) => serde_json::to_value(g).unwrap_or_default(),
-            Resource::Queue(q) => serde_json::to_value(q).unwrap_or_default(),
-            Resource::EventRule(r) => serde_json::to_value(r).unwrap_or_default(),
-            Resource::Topic(t) => serde_json::to_value(t).unwrap_or_default(),
-        };
-        if let (Some(map), Resource::SecurityGroup(g)) = (value.as_object_mut(), self) {
-            map.insert("is_default".into(), g.is_default().into());
-        }
-        if let (Some(map), Resource::Trails(t)) = (value.as_object_mut(), self) {
-            map.insert("needs_new_trail".into(), t.needs_new_trail().into());
-        }
-        if let (Some(map), Resource::ConfigRecorder(c)) = (value.as_object_mut(), self) {
-            map.insert(
-                "needs_delivery_channel".into(),
-                c.needs_delivery_channel().into(),
-            );
-        }
-        if let Some(map) = value.as_object_mut() {
-            map.insert("exempt".into(), self.is_exempt().into());
-        }
-        value
     }
 }
 

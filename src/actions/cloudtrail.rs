@@ -23,7 +23,7 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Resource, ResourceKind, Trail, Trails};
+use crate::inventory::{Filters, Kind, Narrowing, Resource, ResourceKind, Trail, Trails};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -768,9 +768,35 @@ pub async fn read_trails(clients: &RegionClients) -> Result<Trails> {
     })
 }
 
-/// Discovers the region's trails: one resource whose id is the region.
-pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
-    Ok(vec![Resource::Trails(read_trails(clients).await?)])
+impl Kind for Trails {
+    const NAME: &'static str = "cloudtrail:trails";
+    const FILTERS: &'static [&'static str] = &[];
+    const NARROWING: Narrowing = Narrowing::RegionWide;
+
+    fn sample() -> Self {
+        Trails {
+            region: "us-east-1".into(),
+            trails: Vec::new(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.region
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        // Trails are exempted one by one; the action honours their tags.
+        None
+    }
+
+    fn template_facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("needs_new_trail", self.needs_new_trail().into())]
+    }
+
+    /// Reads the region's trails: one resource whose id is the region.
+    async fn discover(clients: &RegionClients, _filters: &Filters) -> Result<Vec<Self>> {
+        Ok(vec![read_trails(clients).await?])
+    }
 }
 
 #[cfg(test)]

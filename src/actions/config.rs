@@ -6,6 +6,8 @@
 //! never assumed to be `default`. A delivery channel is added only when none exists.
 //! AWS Config has no dry-run.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_config::operation::RequestId;
 use aws_sdk_config::types::{
@@ -19,7 +21,9 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Resource, ResourceKind};
+use crate::inventory::{
+    ConfigRecorder, ConfigSetup, DeliveryChannel, Filters, Kind, Narrowing, Resource, ResourceKind,
+};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -440,9 +444,38 @@ pub async fn read_setup(clients: &RegionClients) -> Result<ConfigSetup> {
     })
 }
 
-/// Discovers the region's AWS Config setup: one resource whose id is the region.
-pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
-    Ok(vec![Resource::ConfigRecorder(read_setup(clients).await?)])
+impl Kind for ConfigSetup {
+    const NAME: &'static str = "config:recorder";
+    const FILTERS: &'static [&'static str] = &[];
+    const NARROWING: Narrowing = Narrowing::RegionWide;
+
+    fn sample() -> Self {
+        ConfigSetup {
+            region: "us-east-1".into(),
+            recorder: None,
+            delivery_channels: Vec::new(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.region
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    fn template_facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "needs_delivery_channel",
+            self.needs_delivery_channel().into(),
+        )]
+    }
+
+    /// Reads the region's AWS Config setup: one resource whose id is the region.
+    async fn discover(clients: &RegionClients, _filters: &Filters) -> Result<Vec<Self>> {
+        Ok(vec![read_setup(clients).await?])
+    }
 }
 
 #[cfg(test)]

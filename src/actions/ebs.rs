@@ -3,6 +3,8 @@
 //! key unless a default key was set (`kms_key_arn`, compared with what
 //! GetEbsDefaultKmsKeyId reads back, which is always an ARN).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
 use serde_json::{Value, json};
@@ -13,7 +15,7 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{EbsEncryptionDefault, Resource, ResourceKind};
+use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing, Resource, ResourceKind};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 
@@ -259,11 +261,31 @@ async fn read_setting(clients: &RegionClients) -> Result<EbsEncryptionDefault> {
     })
 }
 
-/// Discovers the region's setting: one resource whose id is the region.
-pub async fn discover(clients: &RegionClients) -> Result<Vec<Resource>> {
-    Ok(vec![Resource::EbsEncryptionDefault(
-        read_setting(clients).await?,
-    )])
+impl Kind for EbsEncryptionDefault {
+    const NAME: &'static str = "ec2:ebs-encryption-default";
+    const FILTERS: &'static [&'static str] = &[];
+    const NARROWING: Narrowing = Narrowing::RegionWide;
+
+    fn sample() -> Self {
+        EbsEncryptionDefault {
+            region: "us-east-1".into(),
+            enabled: false,
+            kms_key_id: None,
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.region
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// Reads the region's setting: one resource whose id is the region.
+    async fn discover(clients: &RegionClients, _filters: &Filters) -> Result<Vec<Self>> {
+        Ok(vec![read_setting(clients).await?])
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{FlowLog, Resource, ResourceKind, Vpc, sort_flow_logs};
+use crate::inventory::{
+    Filters, FlowLog, Kind, Narrowing, Resource, ResourceKind, Vpc, sort_flow_logs,
+};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -464,48 +466,70 @@ async fn list_flow_logs(
     Ok(logs)
 }
 
-/// Lists VPCs (server-side filters) and every flow log of the region: two paginated
-/// calls whatever the number of VPCs.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let mut request = clients.ec2.describe_vpcs().max_results(MAX_PAGE);
-    for (name, values) in filters {
-        request = request.filters(
-            Filter::builder()
-                .name(name)
-                .set_values(Some(values.clone()))
-                .build(),
-        );
-    }
-    let mut pages = request.into_paginator().send();
-    let mut vpcs = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeVpcs", &e)))?;
-        for v in page.vpcs() {
-            let Some(id) = v.vpc_id() else { continue };
-            vpcs.push(Vpc {
-                id: id.to_string(),
-                cidr_block: v.cidr_block().unwrap_or_default().to_string(),
-                is_default: v.is_default().unwrap_or(false),
-                tags: super::ec2_tags(v.tags()),
-                flow_logs: Vec::new(),
-            });
+impl Kind for Vpc {
+    const NAME: &'static str = "ec2:vpc";
+    const FILTERS: &'static [&'static str] =
+        &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"];
+    const NARROWING: Narrowing = Narrowing::ById("vpc-id");
+
+    fn sample() -> Self {
+        Vpc {
+            id: "vpc-00000000000000000".into(),
+            cidr_block: "10.0.0.0/16".into(),
+            is_default: false,
+            tags: BTreeMap::new(),
+            flow_logs: Vec::new(),
         }
     }
-    if vpcs.is_empty() {
-        return Ok(Vec::new());
+
+    fn id(&self) -> &str {
+        &self.id
     }
-    let mut logs = list_flow_logs(clients, None).await?;
-    Ok(vpcs
-        .into_iter()
-        .map(|mut vpc| {
-            vpc.flow_logs = logs.remove(&vpc.id).unwrap_or_default();
-            sort_flow_logs(&mut vpc.flow_logs);
-            Resource::Vpc(vpc)
-        })
-        .collect())
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Lists VPCs (server-side filters) and every flow log of the region: two paginated
+    /// calls whatever the number of VPCs.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        let mut request = clients.ec2.describe_vpcs().max_results(MAX_PAGE);
+        for (name, values) in filters {
+            request = request.filters(
+                Filter::builder()
+                    .name(name)
+                    .set_values(Some(values.clone()))
+                    .build(),
+            );
+        }
+        let mut pages = request.into_paginator().send();
+        let mut vpcs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::Aws(failure("DescribeVpcs", &e)))?;
+            for v in page.vpcs() {
+                let Some(id) = v.vpc_id() else { continue };
+                vpcs.push(Vpc {
+                    id: id.to_string(),
+                    cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+                    is_default: v.is_default().unwrap_or(false),
+                    tags: super::ec2_tags(v.tags()),
+                    flow_logs: Vec::new(),
+                });
+            }
+        }
+        if vpcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut logs = list_flow_logs(clients, None).await?;
+        Ok(vpcs
+            .into_iter()
+            .map(|mut vpc| {
+                vpc.flow_logs = logs.remove(&vpc.id).unwrap_or_default();
+                sort_flow_logs(&mut vpc.flow_logs);
+                vpc
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain,
 use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Resource, ResourceKind, Role, ServiceLinkedRole};
+use crate::inventory::{
+    Filters, Kind, Narrowing, Resource, ResourceKind, Role, ServiceLinkedRole, named,
+};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -614,6 +616,67 @@ fn missing(name: &str) -> Role {
         tags: BTreeMap::new(),
         trust_policy: None,
         policies: BTreeMap::new(),
+    }
+}
+
+impl Kind for Role {
+    const NAME: &'static str = "iam:role";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        Role {
+            name: "sample".into(),
+            arn: None,
+            exists: false,
+            tags: BTreeMap::new(),
+            trust_policy: None,
+            policies: BTreeMap::new(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each role named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_role(clients, name)).await
+    }
+}
+
+impl Kind for ServiceLinkedRole {
+    const NAME: &'static str = "iam:service-linked-role";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by the service they belong to: `service` is required.
+        &["service"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        ServiceLinkedRole::missing("config.amazonaws.com")
+    }
+
+    fn id(&self) -> &str {
+        &self.service
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        // AWS owns a service-linked role; ListRoles does not return tags.
+        None
+    }
+
+    /// Looks up the service-linked role of each service named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "service", |name| {
+            read_service_linked_role(clients, name)
+        })
+        .await
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{LogGroup, Resource, ResourceKind};
+use crate::inventory::{Filters, Kind, LogGroup, Narrowing, Resource, ResourceKind, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -324,6 +324,31 @@ pub async fn read_log_group(clients: &RegionClients, name: &str) -> Result<LogGr
         }
     }
     Ok(LogGroup::missing(name))
+}
+
+impl Kind for LogGroup {
+    const NAME: &'static str = "logs:log-group";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        LogGroup::missing("sample")
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each log group named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_log_group(clients, name)).await
+    }
 }
 
 #[cfg(test)]

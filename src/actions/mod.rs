@@ -16,10 +16,13 @@ pub mod events;
 pub mod flow_logs;
 pub mod iam;
 pub mod logs;
+pub mod registry;
 pub mod s3;
 pub mod security_group;
 pub mod sns;
 pub mod sqs;
+
+pub use registry::{find, registry};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -561,32 +564,6 @@ pub fn typed_input<T: serde::de::DeserializeOwned>(change: &Change) -> Result<T>
         );
         crate::Error::Invalid(problems)
     })
-}
-
-/// Every registered action.
-pub fn registry() -> &'static [&'static dyn Action] {
-    &[
-        &security_group::RestrictEgress,
-        &security_group::CloseGroup,
-        &ebs::EnableEncryptionByDefault,
-        &ebs_volumes::EncryptVolume,
-        &ebs_instances::EncryptInstanceVolumes,
-        &s3::EnsureBucket,
-        &flow_logs::EnableFlowLogs,
-        &cloudtrail::EnsureTrail,
-        &iam::EnsureServiceLinkedRole,
-        &iam::EnsureRole,
-        &logs::EnsureLogGroup,
-        &config::EnsureRecorder,
-        &sqs::queue::EnsureQueue,
-        &events::rule::EnsureRule,
-        &sns::topic::EnsureTopic,
-    ]
-}
-
-/// The action with this name.
-pub fn find(name: &str) -> Option<&'static dyn Action> {
-    registry().iter().copied().find(|a| a.info().name == name)
 }
 
 /// Test support shared by the concerns' mocked-response tests.

@@ -26,7 +26,10 @@ use super::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{Bucket, BucketEncryption, PublicAccessBlock, Resource, ResourceKind};
+use crate::inventory::{
+    Bucket, BucketEncryption, Filters, Kind, Narrowing, PublicAccessBlock, Resource, ResourceKind,
+    named,
+};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -738,6 +741,31 @@ pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> 
         policy,
         tags,
     })
+}
+
+impl Kind for Bucket {
+    const NAME: &'static str = "s3:bucket";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        Bucket::missing("sample", "us-east-1")
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each bucket named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_bucket(clients, name)).await
+    }
 }
 
 #[cfg(test)]

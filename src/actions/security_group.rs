@@ -21,7 +21,8 @@ use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{
-    Peer, Resource, ResourceKind, Rule, RuleKey, SecurityGroup, SecurityGroupRules, sort_rules,
+    Filters, Kind, Narrowing, Peer, Resource, ResourceKind, Rule, RuleKey, SecurityGroup,
+    SecurityGroupRules, sort_rules,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -997,55 +998,91 @@ async fn interface_counts(
     Ok(counts)
 }
 
-/// Discovers security groups matching `filters`, with their rules (by rule id) and
-/// how many network interfaces use them: three paginated list calls per region,
-/// whatever the number of groups.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let mut request = clients.ec2.describe_security_groups().max_results(MAX_PAGE);
-    for (name, values) in filters {
-        request = request.filters(filter(name, values.clone()));
-    }
-    let mut pages = request.into_paginator().send();
-    let mut groups = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroups", &e)))?;
-        for g in page.security_groups() {
-            let Some(id) = g.group_id() else { continue };
-            groups.push(SecurityGroup {
-                id: id.to_string(),
-                name: g.group_name().unwrap_or_default().to_string(),
-                description: g.description().unwrap_or_default().to_string(),
-                vpc_id: g.vpc_id().map(str::to_string),
-                owner_id: g.owner_id().unwrap_or_default().to_string(),
-                tags: super::ec2_tags(g.tags()),
-                interface_count: 0,
-                ingress: Vec::new(),
-                egress: Vec::new(),
-            });
+impl Kind for SecurityGroup {
+    const NAME: &'static str = "ec2:security-group";
+    const FILTERS: &'static [&'static str] = &[
+        "group-id",
+        "group-name",
+        "vpc-id",
+        "tag-key",
+        "description",
+        "owner-id",
+    ];
+    const NARROWING: Narrowing = Narrowing::ById("group-id");
+
+    fn sample() -> Self {
+        SecurityGroup {
+            id: "sg-00000000000000000".into(),
+            name: "sample".into(),
+            description: "sample".into(),
+            vpc_id: Some("vpc-00000000000000000".into()),
+            owner_id: "000000000000".into(),
+            tags: BTreeMap::new(),
+            interface_count: 0,
+            ingress: Vec::new(),
+            egress: Vec::new(),
         }
     }
-    if groups.is_empty() {
-        return Ok(Vec::new());
+
+    fn id(&self) -> &str {
+        &self.id
     }
-    let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
-    let (mut rules, counts) =
-        tokio::try_join!(list_rules(clients, &ids), interface_counts(clients, &ids))?;
-    Ok(groups
-        .into_iter()
-        .map(|mut g| {
-            if let Some((mut ingress, mut egress)) = rules.remove(&g.id) {
-                sort_rules(&mut ingress);
-                sort_rules(&mut egress);
-                g.ingress = ingress;
-                g.egress = egress;
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    fn template_facts(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("is_default", self.is_default().into())]
+    }
+
+    /// Discovers security groups matching `filters`, with their rules (by rule id) and
+    /// how many network interfaces use them: three paginated list calls per region,
+    /// whatever the number of groups.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        let mut request = clients.ec2.describe_security_groups().max_results(MAX_PAGE);
+        for (name, values) in filters {
+            request = request.filters(filter(name, values.clone()));
+        }
+        let mut pages = request.into_paginator().send();
+        let mut groups = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroups", &e)))?;
+            for g in page.security_groups() {
+                let Some(id) = g.group_id() else { continue };
+                groups.push(SecurityGroup {
+                    id: id.to_string(),
+                    name: g.group_name().unwrap_or_default().to_string(),
+                    description: g.description().unwrap_or_default().to_string(),
+                    vpc_id: g.vpc_id().map(str::to_string),
+                    owner_id: g.owner_id().unwrap_or_default().to_string(),
+                    tags: super::ec2_tags(g.tags()),
+                    interface_count: 0,
+                    ingress: Vec::new(),
+                    egress: Vec::new(),
+                });
             }
-            g.interface_count = counts.get(&g.id).copied().unwrap_or(0);
-            Resource::SecurityGroup(g)
-        })
-        .collect())
+        }
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let (mut rules, counts) =
+            tokio::try_join!(list_rules(clients, &ids), interface_counts(clients, &ids))?;
+        Ok(groups
+            .into_iter()
+            .map(|mut g| {
+                if let Some((mut ingress, mut egress)) = rules.remove(&g.id) {
+                    sort_rules(&mut ingress);
+                    sort_rules(&mut egress);
+                    g.ingress = ingress;
+                    g.egress = egress;
+                }
+                g.interface_count = counts.get(&g.id).copied().unwrap_or(0);
+                g
+            })
+            .collect())
+    }
 }
 
 /// Reads one group's rules: the state changes compare and verify.

@@ -51,8 +51,9 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Device, Instance, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
-    SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume, WAS_RUNNING_TAG,
+    Device, Filters, Instance, Kind, Narrowing, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource,
+    ResourceKind, SOURCE_VOLUME_TAG, SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG,
+    SWAP_INSTANCE_TAG, Volume, WAS_RUNNING_TAG,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -1360,22 +1361,59 @@ async fn read_instance(clients: &RegionClients, id: &str) -> Result<Instance> {
     })
 }
 
-/// Discovers instances with the server-side filters given, with their volumes: one
-/// paginated `DescribeInstances`, and the region's volumes with what harden made for
-/// them (three paginated calls) whatever the number of instances.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    let described = describe(clients, filters).await?;
-    if described.is_empty() {
-        return Ok(Vec::new());
+impl Kind for Instance {
+    const NAME: &'static str = "ec2:instance";
+    const FILTERS: &'static [&'static str] = &[
+        "instance-id",
+        "instance-state-name",
+        "availability-zone",
+        "instance-type",
+        "vpc-id",
+        "tag-key",
+    ];
+    const NARROWING: Narrowing = Narrowing::ById("instance-id");
+
+    fn sample() -> Self {
+        Self {
+            id: "i-00000000000000000".into(),
+            state: "running".into(),
+            availability_zone: "us-east-1a".into(),
+            tags: BTreeMap::new(),
+            devices: BTreeMap::from([(
+                "/dev/xvda".to_string(),
+                Device {
+                    volume_id: "vol-00000000000000000".into(),
+                    delete_on_termination: true,
+                    encrypted: false,
+                    replaces: None,
+                },
+            )]),
+            unencrypted: BTreeMap::from([(
+                "vol-00000000000000000".to_string(),
+                Some(<Volume as Kind>::sample()),
+            )]),
+        }
     }
-    let volumes = ebs_volumes::list_volumes(clients, &BTreeMap::new()).await?;
-    Ok(assemble(described, &volumes)
-        .into_iter()
-        .map(Resource::Instance)
-        .collect())
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Discovers instances with the server-side filters given, with their volumes: one
+    /// paginated `DescribeInstances`, and the region's volumes with what harden made for
+    /// them (three paginated calls) whatever the number of instances.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        let described = describe(clients, filters).await?;
+        if described.is_empty() {
+            return Ok(Vec::new());
+        }
+        let volumes = ebs_volumes::list_volumes(clients, &BTreeMap::new()).await?;
+        Ok(assemble(described, &volumes))
+    }
 }
 
 #[cfg(test)]

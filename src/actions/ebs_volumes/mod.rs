@@ -36,8 +36,8 @@ use super::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Artifact, Placed, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource, ResourceKind, SOURCE_VOLUME_TAG,
-    SWAP_INSTANCE_TAG, Volume, VolumeShape,
+    Artifact, Filters, Kind, Narrowing, Placed, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource,
+    ResourceKind, SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG, Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
@@ -1265,18 +1265,56 @@ fn placed(volume: &aws_sdk_ec2::types::Volume) -> Option<Placed> {
     })
 }
 
-/// Discovers volumes with the server-side filters given.
-pub async fn discover(
-    clients: &RegionClients,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<Resource>> {
-    Ok(list_volumes(clients, filters)
-        .await?
-        .into_iter()
-        // harden's own replacement volumes are not themselves to be replaced.
-        .filter(|v| !v.tags.contains_key(SOURCE_VOLUME_TAG))
-        .map(|v| Resource::Volume(Box::new(v)))
-        .collect())
+impl Kind for Volume {
+    const NAME: &'static str = "ec2:volume";
+    const FILTERS: &'static [&'static str] = &[
+        "volume-id",
+        "status",
+        "encrypted",
+        "availability-zone",
+        "volume-type",
+        "attachment.instance-id",
+        "tag-key",
+    ];
+    const NARROWING: Narrowing = Narrowing::ById("volume-id");
+
+    fn sample() -> Self {
+        Self {
+            id: "vol-00000000000000000".into(),
+            availability_zone: "us-east-1a".into(),
+            size: 8,
+            volume_type: "gp3".into(),
+            iops: Some(3000),
+            throughput: Some(125),
+            encrypted: false,
+            state: "available".into(),
+            attached_to: Vec::new(),
+            tags: BTreeMap::new(),
+            snapshot: None,
+            copy: None,
+            replacement: None,
+            strays: Vec::new(),
+            stray_volumes: Vec::new(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Discovers volumes with the server-side filters given.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        Ok(list_volumes(clients, filters)
+            .await?
+            .into_iter()
+            // harden's own replacement volumes are not themselves to be replaced.
+            .filter(|v| !v.tags.contains_key(SOURCE_VOLUME_TAG))
+            .collect())
+    }
 }
 
 #[cfg(test)]

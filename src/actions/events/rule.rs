@@ -3,7 +3,7 @@
 //! creates or corrects the rule; `PutTargets` adds or corrects harden's target (other
 //! targets are left alone). EventBridge has no dry-run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::operation::RequestId;
@@ -19,7 +19,7 @@ use crate::actions::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
-use crate::inventory::{EventRule, Resource, ResourceKind};
+use crate::inventory::{EventRule, Filters, Kind, Narrowing, Resource, ResourceKind, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -502,6 +502,31 @@ pub async fn read_rule(clients: &RegionClients, name: &str) -> Result<EventRule>
             .collect(),
         tags,
     })
+}
+
+impl Kind for EventRule {
+    const NAME: &'static str = "events:rule";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        EventRule::missing("sample")
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each rule named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_rule(clients, name)).await
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::actions::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Resource, ResourceKind, Topic};
+use crate::inventory::{Filters, Kind, Narrowing, Resource, ResourceKind, Topic, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 
@@ -409,6 +409,31 @@ pub async fn publish(
         .await
         .map_err(|e| Error::Aws(failure("Publish", &e)))?;
     Ok(answer.message_id().unwrap_or_default().to_string())
+}
+
+impl Kind for Topic {
+    const NAME: &'static str = "sns:topic";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        Topic::missing("sample")
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each topic named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_topic(clients, name)).await
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::actions::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Queue, Redrive, Resource, ResourceKind};
+use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, Resource, ResourceKind, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -605,6 +605,31 @@ pub async fn read_queue(clients: &RegionClients, name: &str) -> Result<Queue> {
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
     })
+}
+
+impl Kind for Queue {
+    const NAME: &'static str = "sqs:queue";
+    const FILTERS: &'static [&'static str] =
+        // Looked up by name, not listed: `name` is required.
+        &["name"];
+    const NARROWING: Narrowing = Narrowing::Named;
+
+    fn sample() -> Self {
+        Queue::missing("sample")
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.tags)
+    }
+
+    /// Looks up each queue named.
+    async fn discover(clients: &RegionClients, filters: &Filters) -> Result<Vec<Self>> {
+        named(filters, "name", |name| read_queue(clients, name)).await
+    }
 }
 
 #[cfg(test)]
