@@ -12,6 +12,7 @@ pub use crate::actions::registry::{Resource, ResourceKind};
 use crate::aws::RegionClients;
 use crate::error::Result;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// The tag that exempts a resource from every runbook.
 pub const EXEMPT_TAG: &str = "harden:exempt";
@@ -43,6 +44,9 @@ pub trait Kind: Serialize + Sized {
     const FILTERS: &'static [&'static str];
     /// How an event naming one of these narrows its discovery.
     const NARROWING: Narrowing;
+    /// The CloudTrail events that can undo what harden holds one of these to: the
+    /// events its runbooks' `triggers:` may name (see [`crate::trigger::known_events`]).
+    const UNDONE_BY: &'static [KnownEvent] = &[];
 
     /// One with every field set, so validation can render templates using `item` in
     /// strict mode.
@@ -76,6 +80,7 @@ impl<K: Kind + Send> Kind for Box<K> {
     const NAME: &'static str = K::NAME;
     const FILTERS: &'static [&'static str] = K::FILTERS;
     const NARROWING: Narrowing = K::NARROWING;
+    const UNDONE_BY: &'static [KnownEvent] = K::UNDONE_BY;
 
     fn sample() -> Self {
         Box::new(K::sample())

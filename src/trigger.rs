@@ -19,51 +19,32 @@ pub struct KnownEvent {
     pub source: &'static str,
 }
 
-const fn known(name: &'static str, source: &'static str) -> KnownEvent {
-    KnownEvent { name, source }
+impl KnownEvent {
+    /// The event `name` of the API at `source`.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Self { name, source }
+    }
 }
 
-const EC2: &str = "ec2.amazonaws.com";
-const CLOUDTRAIL: &str = "cloudtrail.amazonaws.com";
-const CONFIG: &str = "config.amazonaws.com";
-const EVENTS: &str = "events.amazonaws.com";
-const SQS: &str = "sqs.amazonaws.com";
-
-/// The events a trigger may name: the write calls of the APIs harden's runbooks
-/// configure that can make a resource non-compliant. A runbook naming another event is
-/// refused at validation, so a typo cannot leave an event unwatched.
-pub const KNOWN_EVENTS: &[KnownEvent] = &[
-    known("AuthorizeSecurityGroupEgress", EC2),
-    known("AuthorizeSecurityGroupIngress", EC2),
-    known("ModifySecurityGroupRules", EC2),
-    known("CreateSecurityGroup", EC2),
-    known("UpdateSecurityGroupRuleDescriptionsEgress", EC2),
-    known("DeleteFlowLogs", EC2),
-    known("CreateVpc", EC2),
-    known("DisableEbsEncryptionByDefault", EC2),
-    known("ModifyEbsDefaultKmsKeyId", EC2),
-    known("ResetEbsDefaultKmsKeyId", EC2),
-    known("CreateVolume", EC2),
-    known("AttachVolume", EC2),
-    known("StopLogging", CLOUDTRAIL),
-    known("DeleteTrail", CLOUDTRAIL),
-    known("UpdateTrail", CLOUDTRAIL),
-    known("PutEventSelectors", CLOUDTRAIL),
-    known("StopConfigurationRecorder", CONFIG),
-    known("DeleteConfigurationRecorder", CONFIG),
-    known("DeleteDeliveryChannel", CONFIG),
-    known("PutConfigurationRecorder", CONFIG),
-    known("DeleteRule", EVENTS),
-    known("DisableRule", EVENTS),
-    known("RemoveTargets", EVENTS),
-    known("PutRule", EVENTS),
-    known("DeleteQueue", SQS),
-    known("SetQueueAttributes", SQS),
-];
+/// The events a trigger may name: the write calls that can undo what harden holds a
+/// resource to, as each kind declares them ([`crate::inventory::Kind::UNDONE_BY`]). A
+/// runbook naming another event is refused at validation, so a typo cannot leave an
+/// event unwatched.
+pub fn known_events() -> Vec<KnownEvent> {
+    let mut events: Vec<KnownEvent> = Vec::new();
+    for kind in crate::inventory::ResourceKind::ALL {
+        for event in kind.undone_by() {
+            if !events.contains(event) {
+                events.push(*event);
+            }
+        }
+    }
+    events
+}
 
 /// The known event of this name.
 pub fn known_event(name: &str) -> Option<KnownEvent> {
-    KNOWN_EVENTS.iter().copied().find(|e| e.name == name)
+    known_events().into_iter().find(|e| e.name == name)
 }
 
 /// The EventBridge `source` of events from this `eventSource`: `aws.ec2` for
@@ -309,7 +290,7 @@ mod tests {
         let runbooks = shipped();
         let opened = event(
             "AuthorizeSecurityGroupEgress",
-            EC2,
+            "ec2.amazonaws.com",
             json!({"groupId": "sg-1", "ipPermissions": {"items": []}}),
             json!({"_return": true}),
         );
@@ -347,7 +328,7 @@ mod tests {
             &shipped(),
             &event(
                 "CreateVpc",
-                EC2,
+                "ec2.amazonaws.com",
                 json!({"cidrBlock": "10.0.0.0/16"}),
                 json!({"vpc": {"vpcId": "vpc-9"}}),
             ),
@@ -366,7 +347,7 @@ mod tests {
     #[test]
     fn every_known_event_is_a_trigger_of_a_shipped_runbook() {
         let shipped: Vec<&str> = events_of(&shipped()).iter().map(|e| e.name).collect();
-        let known: Vec<&str> = KNOWN_EVENTS
+        let known: Vec<&str> = known_events()
             .iter()
             .map(|e| e.name)
             .collect::<BTreeSet<_>>()

@@ -27,6 +27,7 @@ use crate::inventory::{Filters, Kind, Narrowing, Resource, ResourceKind, Trail, 
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// Brings a trail into compliance, or creates one when there is none to fix.
 pub struct EnsureTrail;
@@ -772,6 +773,12 @@ impl Kind for Trails {
     const NAME: &'static str = "cloudtrail:trails";
     const FILTERS: &'static [&'static str] = &[];
     const NARROWING: Narrowing = Narrowing::RegionWide;
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("StopLogging", "cloudtrail.amazonaws.com"),
+        KnownEvent::new("DeleteTrail", "cloudtrail.amazonaws.com"),
+        KnownEvent::new("UpdateTrail", "cloudtrail.amazonaws.com"),
+        KnownEvent::new("PutEventSelectors", "cloudtrail.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         Trails {

@@ -27,6 +27,7 @@ use crate::inventory::{
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// Makes the region's recorder record everything, deliver, and run.
 pub struct EnsureRecorder;
@@ -448,6 +449,12 @@ impl Kind for ConfigSetup {
     const NAME: &'static str = "config:recorder";
     const FILTERS: &'static [&'static str] = &[];
     const NARROWING: Narrowing = Narrowing::RegionWide;
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("StopConfigurationRecorder", "config.amazonaws.com"),
+        KnownEvent::new("DeleteConfigurationRecorder", "config.amazonaws.com"),
+        KnownEvent::new("DeleteDeliveryChannel", "config.amazonaws.com"),
+        KnownEvent::new("PutConfigurationRecorder", "config.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         ConfigSetup {

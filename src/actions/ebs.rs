@@ -18,6 +18,7 @@ use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing, Resource, ResourceKind};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
+use crate::trigger::KnownEvent;
 
 /// Turns EBS encryption by default on.
 pub struct EnableEncryptionByDefault;
@@ -265,6 +266,11 @@ impl Kind for EbsEncryptionDefault {
     const NAME: &'static str = "ec2:ebs-encryption-default";
     const FILTERS: &'static [&'static str] = &[];
     const NARROWING: Narrowing = Narrowing::RegionWide;
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("DisableEbsEncryptionByDefault", "ec2.amazonaws.com"),
+        KnownEvent::new("ModifyEbsDefaultKmsKeyId", "ec2.amazonaws.com"),
+        KnownEvent::new("ResetEbsDefaultKmsKeyId", "ec2.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         EbsEncryptionDefault {

@@ -26,6 +26,7 @@ use crate::inventory::{
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// The most resource ids one `CreateFlowLogs` call takes for VPCs.
 pub const MAX_RESOURCE_IDS: usize = 1000;
@@ -471,6 +472,10 @@ impl Kind for Vpc {
     const FILTERS: &'static [&'static str] =
         &["vpc-id", "is-default", "tag-key", "owner-id", "cidr"];
     const NARROWING: Narrowing = Narrowing::ById("vpc-id");
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("DeleteFlowLogs", "ec2.amazonaws.com"),
+        KnownEvent::new("CreateVpc", "ec2.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         Vpc {

@@ -13,6 +13,7 @@ use super::{
 use crate::aws::RegionClients;
 use crate::error::Result;
 use crate::inventory::{self, EXEMPT_TAG, Filters, Kind, Narrowing};
+use crate::trigger::KnownEvent;
 
 /// Lists the kinds: each `Variant(Type)`, in the order plans sort resources by.
 macro_rules! kinds {
@@ -46,6 +47,11 @@ macro_rules! kinds {
             /// How an event naming one resource narrows a discovery of this kind.
             pub fn narrowing(self) -> Narrowing {
                 match self { $(ResourceKind::$variant => <$ty as Kind>::NARROWING,)+ }
+            }
+
+            /// The CloudTrail events that can undo what harden holds this kind to.
+            pub fn undone_by(self) -> &'static [KnownEvent] {
+                match self { $(ResourceKind::$variant => <$ty as Kind>::UNDONE_BY,)+ }
             }
 
             /// A resource of this kind with every field set, as templates see it, so

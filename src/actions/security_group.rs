@@ -27,6 +27,7 @@ use crate::inventory::{
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// The largest page EC2's describe calls accept.
 const MAX_PAGE: i32 = 1000;
@@ -1009,6 +1010,16 @@ impl Kind for SecurityGroup {
         "owner-id",
     ];
     const NARROWING: Narrowing = Narrowing::ById("group-id");
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("AuthorizeSecurityGroupEgress", "ec2.amazonaws.com"),
+        KnownEvent::new("AuthorizeSecurityGroupIngress", "ec2.amazonaws.com"),
+        KnownEvent::new("ModifySecurityGroupRules", "ec2.amazonaws.com"),
+        KnownEvent::new("CreateSecurityGroup", "ec2.amazonaws.com"),
+        KnownEvent::new(
+            "UpdateSecurityGroupRuleDescriptionsEgress",
+            "ec2.amazonaws.com",
+        ),
+    ];
 
     fn sample() -> Self {
         SecurityGroup {

@@ -134,7 +134,7 @@ pub fn trigger_context(runbooks: &[LoadedRunbook], runbook: &LoadedRunbook) -> V
     let events = if others_declare {
         crate::trigger::events_of(runbooks)
     } else {
-        crate::trigger::KNOWN_EVENTS.to_vec()
+        crate::trigger::known_events()
     };
     Value::Array(
         events

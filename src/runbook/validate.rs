@@ -413,7 +413,7 @@ fn check_triggers(loaded: &LoadedRunbook, problems: &mut Problems) {
                 here.clone(),
                 format!(
                     "triggers[{index}]: unknown event \"{event}\": expected one of {}",
-                    trigger::KNOWN_EVENTS
+                    trigger::known_events()
                         .iter()
                         .map(|e| e.name)
                         .collect::<Vec<_>>()

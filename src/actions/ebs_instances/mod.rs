@@ -58,6 +58,7 @@ use crate::inventory::{
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
+use crate::trigger::KnownEvent;
 
 /// How long each wait of a compensation may take: detaching, attaching, stopping and
 /// starting take seconds to minutes.
@@ -1372,6 +1373,8 @@ impl Kind for Instance {
         "tag-key",
     ];
     const NARROWING: Narrowing = Narrowing::ById("instance-id");
+    const UNDONE_BY: &'static [KnownEvent] =
+        &[KnownEvent::new("AttachVolume", "ec2.amazonaws.com")];
 
     fn sample() -> Self {
         Self {

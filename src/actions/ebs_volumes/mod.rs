@@ -42,6 +42,7 @@ use crate::inventory::{
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
+use crate::trigger::KnownEvent;
 
 /// Tag on the snapshots harden takes and copies: the apply run that made them.
 pub const RUN_ID_TAG: &str = "harden:run-id";
@@ -1277,6 +1278,8 @@ impl Kind for Volume {
         "tag-key",
     ];
     const NARROWING: Narrowing = Narrowing::ById("volume-id");
+    const UNDONE_BY: &'static [KnownEvent] =
+        &[KnownEvent::new("CreateVolume", "ec2.amazonaws.com")];
 
     fn sample() -> Self {
         Self {

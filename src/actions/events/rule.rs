@@ -23,6 +23,7 @@ use crate::inventory::{EventRule, Filters, Kind, Narrowing, Resource, ResourceKi
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 use crate::trigger::bridge_source;
 
 /// One CloudTrail event the rule matches.
@@ -510,6 +511,12 @@ impl Kind for EventRule {
         // Looked up by name, not listed: `name` is required.
         &["name"];
     const NARROWING: Narrowing = Narrowing::Named;
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("DeleteRule", "events.amazonaws.com"),
+        KnownEvent::new("DisableRule", "events.amazonaws.com"),
+        KnownEvent::new("RemoveTargets", "events.amazonaws.com"),
+        KnownEvent::new("PutRule", "events.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         EventRule::missing("sample")

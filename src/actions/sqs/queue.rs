@@ -23,6 +23,7 @@ use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, Resource, Resou
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
+use crate::trigger::KnownEvent;
 
 /// The arguments of `sqs:ensure-queue`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -613,6 +614,10 @@ impl Kind for Queue {
         // Looked up by name, not listed: `name` is required.
         &["name"];
     const NARROWING: Narrowing = Narrowing::Named;
+    const UNDONE_BY: &'static [KnownEvent] = &[
+        KnownEvent::new("DeleteQueue", "sqs.amazonaws.com"),
+        KnownEvent::new("SetQueueAttributes", "sqs.amazonaws.com"),
+    ];
 
     fn sample() -> Self {
         Queue::missing("sample")
