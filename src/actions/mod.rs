@@ -107,6 +107,19 @@ impl DraftChain {
         });
     }
 
+    /// Adds a change from the current state to `after`, made by the typed `call`.
+    pub fn push_call<C: serde::Serialize>(
+        &mut self,
+        kind: ChangeKind,
+        summary: String,
+        after: Value,
+        call: &C,
+    ) -> std::result::Result<(), String> {
+        let call = api_call(self.service, call)?;
+        self.push(kind, summary, after, &call.operation, call.input);
+        Ok(())
+    }
+
     /// True while no change was added.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -539,6 +552,45 @@ pub fn typed_args<T: serde::de::DeserializeOwned>(args: &Value) -> std::result::
         } else {
             format!("argument {path}: {}", e.into_inner())
         }
+    })
+}
+
+/// A concern's call as the plan stores it: `call` is a value of the concern's enum of
+/// typed calls (`#[serde(tag = "operation", content = "input")]`, inputs in AWS's
+/// field names), split into the operation and its input.
+pub fn api_call<C: serde::Serialize>(
+    service: &str,
+    call: &C,
+) -> std::result::Result<ApiCall, String> {
+    let tagged = serde_json::to_value(call).map_err(|e| format!("a call: {e}"))?;
+    let operation = tagged
+        .get("operation")
+        .and_then(Value::as_str)
+        .ok_or("a typed call is tagged with its operation")?
+        .to_string();
+    Ok(ApiCall {
+        service: service.into(),
+        operation,
+        input: tagged
+            .get("input")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    })
+}
+
+/// A saved change's call as the concern's enum of typed calls (see [`api_call`]): an
+/// operation the concern does not make, or an input that does not hold up, is refused
+/// naming the change, the operation and the field.
+pub fn typed_call<C: serde::de::DeserializeOwned>(change: &Change) -> Result<C> {
+    let tagged = serde_json::json!({
+        "operation": change.call.operation,
+        "input": change.call.input,
+    });
+    serde_path_to_error::deserialize(&tagged).map_err(|e| {
+        crate::Error::plan_input(
+            &change.id,
+            format!("{} at {}: {}", change.call.operation, e.path(), e.inner()),
+        )
     })
 }
 

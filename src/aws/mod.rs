@@ -3,6 +3,7 @@
 //! caller identity every plan and audit record names. Nothing outside [`crate::actions`]
 //! and this module touches an SDK type.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,10 +33,12 @@ macro_rules! client {
         client!($sdk, $config, |builder| builder)
     };
     ($sdk:ident, $config:expr, |$builder:ident| $adjust:expr) => {{
-        let $builder = $sdk::config::Builder::from($config).interceptor(record::Recorder);
+        let $builder =
+            $sdk::config::Builder::from($config).interceptor($crate::aws::record::Recorder);
         $sdk::Client::from_conf($adjust.build())
     }};
 }
+pub(crate) use client;
 
 /// The endpoint `--localstack` uses when no `--endpoint-url` is given.
 pub const LOCALSTACK_ENDPOINT: &str = "http://127.0.0.1:4566";
@@ -112,9 +115,29 @@ pub struct RegionClients {
     /// CloudTrail clients for other regions made so far, shared by every clone, so
     /// repeated reads of a shadow trail reuse one client (and its rate limiter).
     cloudtrail_elsewhere: Arc<Mutex<HashMap<String, aws_sdk_cloudtrail::Client>>>,
+    /// Clients of services one concern alone uses ([`RegionClients::service_client`]),
+    /// by type, shared by every clone.
+    services: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
 impl RegionClients {
+    /// The client of a service only one concern uses, made by `make` from this region's
+    /// configuration (credentials, endpoint, retries, timeouts) the first time it is
+    /// asked for and shared by every clone after: a concern brings its own service
+    /// without a field here. `make` builds it with [`client!`], so its calls are
+    /// recorded like every other.
+    pub fn service_client<C: Clone + Send + Sync + 'static>(&self, make: fn(&SdkConfig) -> C) -> C {
+        let made = self.services.lock().ok().and_then(|mut services| {
+            services
+                .entry(TypeId::of::<C>())
+                .or_insert_with(|| Box::new(make(&self.sdk_config)))
+                .downcast_ref::<C>()
+                .cloned()
+        });
+        // A poisoned cache only loses sharing, never correctness.
+        made.unwrap_or_else(|| make(&self.sdk_config))
+    }
+
     /// A Security Hub client for this region (made when asked: only reports use it).
     pub fn security_hub(&self) -> aws_sdk_securityhub::Client {
         client!(aws_sdk_securityhub, &self.sdk_config)
@@ -287,6 +310,7 @@ impl Aws {
                 sns: client!(aws_sdk_sns, &config),
                 sdk_config: config,
                 cloudtrail_elsewhere: Arc::default(),
+                services: Arc::default(),
             }
         };
         match self.clients.lock() {

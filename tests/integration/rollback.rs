@@ -11,7 +11,7 @@ use std::path::Path;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, create_vpc, run};
+use crate::support::{Emulator, Kind, block_on, create_vpc, run, run_id_of};
 
 const REGION: &str = "eu-west-1";
 const RUNBOOKS: [&str; 3] = [
@@ -231,16 +231,6 @@ fn applied(emulator: &Emulator, state: &Path, args: &[&str]) -> (String, String)
     let out = harden(emulator, state, args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     (run_id_of(&out.stdout), out.stdout)
-}
-
-/// The run id an apply's output names ("Apply RUN_ID:").
-fn run_id_of(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Apply "))
-        .and_then(|l| l.strip_suffix(':'))
-        .expect("the run id")
-        .to_string()
 }
 
 fn runs(emulator: &Emulator, state: &Path) -> Vec<Value> {

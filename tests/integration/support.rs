@@ -352,6 +352,16 @@ pub(crate) struct Run {
     pub(crate) stderr: String,
 }
 
+/// The run id an apply's output names ("Apply RUN_ID:").
+pub(crate) fn run_id_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Apply "))
+        .and_then(|l| l.strip_suffix(':'))
+        .expect("the run id")
+        .to_string()
+}
+
 /// Runs a command to completion.
 pub(crate) fn run(mut cmd: Command) -> Run {
     let out = cmd.output().expect("binary runs");
