@@ -332,6 +332,17 @@ pub fn policy(
 /// `ec2:DescribeVpcs`). Most are the operation's name under the service's prefix; S3
 /// and the batch calls are not.
 pub fn iam_action(service: &str, operation: &str) -> String {
+    // S3 Control's account-level Block Public Access is authorized as S3's, under
+    // names of its own (S3's operations of the same names act on one bucket).
+    if matches!(service, "S3 Control" | "S3Control") {
+        return match operation {
+            "GetPublicAccessBlock" => "s3:GetAccountPublicAccessBlock".into(),
+            "PutPublicAccessBlock" | "DeletePublicAccessBlock" => {
+                "s3:PutAccountPublicAccessBlock".into()
+            }
+            other => format!("s3:{other}"),
+        };
+    }
     let prefix = match service {
         "EC2" => "ec2",
         "S3" => "s3",

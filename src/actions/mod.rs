@@ -18,6 +18,7 @@ pub mod iam;
 pub mod logs;
 pub mod registry;
 pub mod s3;
+pub mod s3_account;
 pub mod security_group;
 pub mod sns;
 pub mod sqs;

@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::{
     Action, cloudtrail, config, ebs, ebs_instances, ebs_volumes, events, flow_logs, iam, logs, s3,
-    security_group, sns, sqs,
+    s3_account, security_group, sns, sqs,
 };
 use crate::aws::RegionClients;
 use crate::error::Result;
@@ -139,6 +139,8 @@ kinds! {
     EventRule(inventory::EventRule),
     /// An SNS topic by name; it may not exist yet.
     Topic(inventory::Topic),
+    /// An account's S3 Block Public Access configuration (id = the account).
+    AccountPublicAccessBlock(s3_account::AccountPublicAccessBlock),
 }
 
 impl ResourceKind {
@@ -214,6 +216,7 @@ pub fn registry() -> &'static [&'static dyn Action] {
         &sqs::queue::EnsureQueue,
         &events::rule::EnsureRule,
         &sns::topic::EnsureTopic,
+        &s3_account::BlockAccountPublicAccess,
     ]
 }
 

@@ -292,9 +292,9 @@ fn with_fail_fast_nothing_after_the_failure_starts_on_moto() {
     emulator.assert_audit_verifies(state.path());
 }
 
-/// LocalStack community does not emulate CloudTrail: planning every shipped runbook
-/// leaves the CloudTrail runbook out in each region, with the reason, and plans the
-/// rest. Such a plan is refused as incomplete (exit 1, nothing saved, nothing applied)
+/// LocalStack community emulates neither CloudTrail nor S3 Control's account-level
+/// Block Public Access: planning every shipped runbook leaves those two runbooks out in
+/// each region, with the reason, and plans the rest. Such a plan is refused as incomplete (exit 1, nothing saved, nothing applied)
 /// unless --allow-partial accepts it; applying it says what it leaves out, and what was
 /// planned converges.
 #[test]
@@ -313,19 +313,23 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
     let file_arg = file.to_str().expect("utf-8 path");
     let out = cli(&["plan", "--out", file_arg]);
     assert_eq!(out.code, 1, "an incomplete plan fails:\n{}", out.stdout);
-    let top: Vec<&str> = out.stdout.lines().take(5).collect();
+    let top: Vec<&str> = out.stdout.lines().take(7).collect();
     assert!(
         top[2].starts_with(
-            "INCOMPLETE PLAN: 0 account(s) not reached and 2 runbook-region(s) not planned"
+            "INCOMPLETE PLAN: 0 account(s) not reached and 4 runbook-region(s) not planned"
         ),
         "{top:?}"
     );
     let account = emulator.account();
-    for (line, region) in top[3..].iter().zip(REGIONS) {
+    let expected = REGIONS.iter().flat_map(|region| {
+        [
+            format!("  ? enable-cloudtrail in {account}, {region}: discovery failed: DescribeTrails failed"),
+            format!("  ? block-s3-public-access in {account}, {region}: discovery failed: GetPublicAccessBlock failed"),
+        ]
+    });
+    for (line, start) in top[3..].iter().zip(expected) {
         assert!(
-            line.starts_with(&format!(
-                "  ? enable-cloudtrail in {account}, {region}: discovery failed: DescribeTrails failed"
-            )) && line.contains("not emulated"),
+            line.starts_with(&start) && line.contains("not emulated"),
             "{line}"
         );
     }
@@ -367,7 +371,9 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
         left,
         [
             ("enable-cloudtrail", "us-east-1"),
-            ("enable-cloudtrail", "eu-west-1")
+            ("block-s3-public-access", "us-east-1"),
+            ("enable-cloudtrail", "eu-west-1"),
+            ("block-s3-public-access", "eu-west-1"),
         ]
     );
     assert_eq!(
@@ -389,7 +395,7 @@ fn a_runbook_whose_discovery_fails_is_left_out_and_the_rest_planned_on_localstac
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout
-            .contains("This apply leaves out 0 account(s) and 2 runbook-region(s)"),
+            .contains("This apply leaves out 0 account(s) and 4 runbook-region(s)"),
         "{}",
         out.stdout
     );

@@ -20,6 +20,7 @@ mod proxy;
 mod regions_and_terminal;
 mod respond;
 mod rollback;
+mod s3_account;
 mod security_groups;
 mod support;
 mod throttling;
