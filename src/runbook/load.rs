@@ -180,6 +180,118 @@ mod tests {
             .collect()
     }
 
+    /// The problems a parse reports, as `file:line:column: message`.
+    fn parse_problems(text: &str) -> Vec<String> {
+        match parse_runbook(Path::new("r.yaml"), text) {
+            Err(Error::Invalid(problems)) => problems.0.iter().map(ToString::to_string).collect(),
+            Err(other) => vec![format!("unexpected error: {other}")],
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    const VALID: &str = "version: 1\nid: r\ntitle: t\ndiscover:\n  setting:\n    resource: ec2:ebs-encryption-default\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n";
+
+    #[test]
+    fn a_runbook_parses_with_the_digest_of_its_text() {
+        let loaded = parse_runbook(Path::new("r.yaml"), VALID).expect("parses");
+        assert_eq!(loaded.id(), "r");
+        assert_eq!(loaded.path, Path::new("r.yaml"));
+        // sha256 of the exact text, so an edit of a byte is a different runbook.
+        assert_eq!(loaded.digest.len(), 64);
+        let edited = parse_runbook(Path::new("r.yaml"), &VALID.replace("title: t", "title: u"))
+            .expect("parses");
+        assert_ne!(loaded.digest, edited.digest);
+    }
+
+    #[test]
+    fn an_unknown_field_is_located_with_the_line_shown() {
+        let problems = parse_problems(&VALID.replace("title: t", "title: t\ncolour: red"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("r.yaml:4:1: invalid runbook: unknown field `colour`"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("\n 4 | colour: red\n   | ^"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_and_an_unclosed_quote_are_located() {
+        let problems = parse_problems(&VALID.replace("title: t", "title: t\ntitle: u"));
+        assert!(
+            problems.len() == 1
+                && problems[0].starts_with("r.yaml:4:1: invalid runbook:")
+                && problems[0].contains("title"),
+            "{problems:?}"
+        );
+        let problems = parse_problems(&VALID.replace("title: t", "title: \"t"));
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("r.yaml:3:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_what_was_expected() {
+        let problems = parse_problems(&VALID.replace("version: 1", "version: one"));
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("r.yaml:1:10: invalid runbook:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_folder_without_runbooks_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("notes.txt"), "not a runbook").expect("write");
+        let err = super::load_paths(&[dir.path().to_path_buf()]).expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("folder holds no runbook (*.yaml or *.yml)")
+                && err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_problems_of_every_file_are_reported_together() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            VALID.replace("version: 1", "version: x"),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            VALID.replace("title: t", "title: t\nextra: 1"),
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("c.yaml"), VALID).expect("write");
+        let Err(Error::Invalid(problems)) = super::load_paths(&[dir.path().to_path_buf()]) else {
+            panic!("refused as invalid");
+        };
+        let files: Vec<String> = problems
+            .0
+            .iter()
+            .map(|p| {
+                p.to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(
+            files[0].ends_with("a.yaml") && files[1].ends_with("b.yaml"),
+            "{files:?}"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -63,6 +63,27 @@ pub fn validate(runbooks: Vec<LoadedRunbook>) -> Result<Vec<LoadedRunbook>> {
 }
 
 fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Problems) {
+    check_header(loaded, problems);
+    let params = check_parameters(loaded, renderer, problems);
+    check_triggers(loaded, problems);
+    let base = json!({
+        "params": Value::Object(params),
+        "account_id": "000000000000",
+        "region": "us-east-1",
+        "partition": "aws",
+        "home_region": "us-east-1",
+        "regions": ["us-east-1"],
+        "runbook": {"id": loaded.runbook.id.value},
+        "triggers": [{"name": "AuthorizeSecurityGroupEgress", "source": "ec2.amazonaws.com"}],
+    });
+    let (discovered, kinds) = check_discover(loaded, renderer, &base, problems);
+    let mut context = base;
+    context["discovered"] = Value::Object(discovered);
+    check_steps(loaded, renderer, context, &kinds, problems);
+}
+
+/// The format version and the runbook's id.
+fn check_header(loaded: &LoadedRunbook, problems: &mut Problems) {
     let runbook: &Runbook = &loaded.runbook;
     let at = |l: &serde_saphyr::Location| Some(loaded.at(l));
     if runbook.version.value != 1 {
@@ -83,8 +104,17 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             ),
         );
     }
+}
 
-    // Parameters: names and defaults.
+/// Parameter names, patterns and defaults; the parameters as templates will see them
+/// (each default, rendered over a sample scope, or a sample of its type).
+fn check_parameters(
+    loaded: &LoadedRunbook,
+    renderer: &Renderer,
+    problems: &mut Problems,
+) -> Map<String, Value> {
+    let runbook: &Runbook = &loaded.runbook;
+    let at = |l: &serde_saphyr::Location| Some(loaded.at(l));
     let mut params = Map::new();
     for (name, spec) in &runbook.parameters {
         if !PARAM_NAME.is_match(name) {
@@ -104,6 +134,9 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                     at(&pattern.referenced),
                     format!("parameter {name}: pattern does not compile: {e}"),
                 );
+                // The default cannot be held to a pattern that does not compile.
+                params.insert(name.clone(), sample_value(spec.kind.value));
+                continue;
             }
         }
         let sample = match &spec.default {
@@ -144,20 +177,19 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             *value = rendered;
         }
     }
+    params
+}
 
-    check_triggers(loaded, problems);
-
-    // Discoveries.
-    let base = json!({
-        "params": Value::Object(params),
-        "account_id": "000000000000",
-        "region": "us-east-1",
-        "partition": "aws",
-        "home_region": "us-east-1",
-        "regions": ["us-east-1"],
-        "runbook": {"id": runbook.id.value},
-        "triggers": [{"name": "AuthorizeSecurityGroupEgress", "source": "ec2.amazonaws.com"}],
-    });
+/// Discover entries: kinds, filters and their templates. Answers each entry with one
+/// sample member (so `discovered.NAME.0.FIELD` paths are checked) and its kind.
+fn check_discover<'a>(
+    loaded: &'a LoadedRunbook,
+    renderer: &Renderer,
+    base: &Value,
+    problems: &mut Problems,
+) -> (Map<String, Value>, BTreeMap<&'a str, ResourceKind>) {
+    let runbook: &Runbook = &loaded.runbook;
+    let at = |l: &serde_saphyr::Location| Some(loaded.at(l));
     let mut discovered = Map::new();
     let mut kinds: BTreeMap<&str, ResourceKind> = BTreeMap::new();
     for (name, spec) in &runbook.discover {
@@ -193,7 +225,7 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             check_template(
                 renderer,
                 &value.value,
-                &base,
+                base,
                 problems,
                 at(&value.referenced),
                 &format!("discover.{name}.filters.{filter}"),
@@ -203,7 +235,7 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
             check_template(
                 renderer,
                 &exclude.value,
-                &base,
+                base,
                 problems,
                 at(&exclude.referenced),
                 &format!("discover.{name}.exclude_ids"),
@@ -211,9 +243,20 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         }
     }
 
-    // Steps, in order: a template may name only earlier steps' outputs.
-    let mut context = base;
-    context["discovered"] = Value::Object(discovered);
+    (discovered, kinds)
+}
+
+/// Steps in order: ids, actions, `for_each`, arguments, `when`, `wait` and outputs; a
+/// template may name only earlier steps' outputs.
+fn check_steps(
+    loaded: &LoadedRunbook,
+    renderer: &Renderer,
+    mut context: Value,
+    kinds: &BTreeMap<&str, ResourceKind>,
+    problems: &mut Problems,
+) {
+    let runbook: &Runbook = &loaded.runbook;
+    let at = |l: &serde_saphyr::Location| Some(loaded.at(l));
     context["steps"] = json!({});
     let mut step_ids: BTreeSet<&str> = BTreeSet::new();
     let all_step_ids: BTreeSet<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
@@ -305,7 +348,8 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                     ),
                 ),
                 Some(spec) => {
-                    check_references(
+                    // A value naming a step it cannot use is reported once, as that.
+                    if !check_references(
                         &value.value,
                         sid,
                         &step_ids,
@@ -313,7 +357,9 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                         runbook,
                         problems,
                         at(&value.referenced),
-                    );
+                    ) {
+                        continue;
+                    }
                     if let Some(rendered) = check_template(
                         renderer,
                         &value.value,
@@ -347,7 +393,7 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
         }
         if let Some(condition) = &step.condition {
             let value = Value::String(condition.value.clone());
-            check_references(
+            if check_references(
                 &value,
                 sid,
                 &step_ids,
@@ -355,15 +401,16 @@ fn validate_one(loaded: &LoadedRunbook, renderer: &Renderer, problems: &mut Prob
                 runbook,
                 problems,
                 at(&condition.referenced),
-            );
-            check_template(
-                renderer,
-                &value,
-                &step_context,
-                problems,
-                at(&condition.referenced),
-                &format!("step {sid} when"),
-            );
+            ) {
+                check_template(
+                    renderer,
+                    &value,
+                    &step_context,
+                    problems,
+                    at(&condition.referenced),
+                    &format!("step {sid} when"),
+                );
+            }
         }
         if let (Some(_), false) = (&step.wait, action.info().waits) {
             problems.push(
@@ -471,7 +518,8 @@ fn check_triggers(loaded: &LoadedRunbook, problems: &mut Problems) {
     }
 }
 
-/// A `steps.X` reference must name an earlier step of the same runbook.
+/// A `steps.X` reference must name an earlier step of the same runbook; false when one
+/// does not.
 fn check_references(
     value: &Value,
     sid: &str,
@@ -480,22 +528,26 @@ fn check_references(
     runbook: &Runbook,
     problems: &mut Problems,
     location: Option<SourceLocation>,
-) {
+) -> bool {
+    let mut fine = true;
     let mut texts = Vec::new();
     collect_strings(value, &mut texts);
     for text in texts {
         for (target, _) in step_references(text) {
             if target == sid {
+                fine = false;
                 problems.push(
                     location.clone(),
                     format!("step {sid} refers to its own outputs (steps.{target})"),
                 );
             } else if all.contains(target.as_str()) && !earlier.contains(target.as_str()) {
+                fine = false;
                 problems.push(
                     location.clone(),
                     format!("step {sid} refers to steps.{target}, a later step: a step can use only the outputs of steps before it"),
                 );
             } else if !all.contains(target.as_str()) {
+                fine = false;
                 problems.push(
                     location.clone(),
                     format!(
@@ -506,6 +558,7 @@ fn check_references(
             }
         }
     }
+    fine
 }
 
 fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
@@ -673,25 +726,712 @@ mod tests {
         );
     }
 
+    /// One runbook and the problems validation reports for it, in order: each
+    /// `LINE:COLUMN: message` the start of what is reported at `r.yaml`.
+    struct Case {
+        name: &'static str,
+        runbook: &'static str,
+        problems: &'static [&'static str],
+    }
+
+    /// Every problem `validate` reports for a single runbook, each shown by the smallest
+    /// runbook that has it (the multi-runbook ones, `requires` and cycles, are below).
+    const CASES: &[Case] = &[
+        Case {
+            name: "version",
+            runbook: r#"version: 2
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["1:10: version 2 is not supported: expected 1"],
+        },
+        Case {
+            name: "runbook_id",
+            runbook: r#"version: 1
+id: R_1
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["2:5: runbook id \"R_1\": expected lowercase letters, digits and dashes"],
+        },
+        Case {
+            name: "param_name",
+            runbook: r#"version: 1
+id: r
+title: t
+parameters:
+  bad-name:
+    type: string
+    default: x
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "6:11: parameter name \"bad-name\": expected letters, digits and underscores",
+            ],
+        },
+        Case {
+            name: "pattern_type",
+            runbook: r#"version: 1
+id: r
+title: t
+parameters:
+  n:
+    type: int
+    default: 1
+    pattern: '^[0-9]+$'
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["8:14: parameter n: pattern applies to string parameters only"],
+        },
+        Case {
+            name: "pattern_compile",
+            runbook: r#"version: 1
+id: r
+title: t
+parameters:
+  s:
+    type: string
+    default: x
+    pattern: '(['
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["8:14: parameter s: pattern does not compile: regex parse error:"],
+        },
+        Case {
+            name: "default_type",
+            runbook: r#"version: 1
+id: r
+title: t
+parameters:
+  n:
+    type: int
+    default: many
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["7:14: default of parameter n: expected an int, found the string \"many\""],
+        },
+        Case {
+            name: "default_template",
+            runbook: r#"version: 1
+id: r
+title: t
+parameters:
+  s:
+    type: string
+    default: '{{bucket}}'
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:14: default of parameter s (a parameter may use account_id, region and partition): variable \"bucket\" does not exist",
+            ],
+        },
+        Case {
+            name: "unknown_kind",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  things:
+    resource: ec2:thing
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "8:15: discover.things: unknown resource kind \"ec2:thing\": expected one of ec2:security-group, ",
+            ],
+        },
+        Case {
+            name: "unknown_filter",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  groups:
+    resource: ec2:security-group
+    filters:
+      colour: red
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "10:15: discover.groups: unknown filter \"colour\" for ec2:security-group: expected tag:KEY or one of group-id, group-name, vpc-id, tag-key, description, owner-id",
+            ],
+        },
+        Case {
+            name: "filter_template",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  groups:
+    resource: ec2:security-group
+    filters:
+      vpc-id: '{{params.vpc}}'
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "10:15: discover.groups.filters.vpc-id: variable \"params.vpc\" does not exist",
+            ],
+        },
+        Case {
+            name: "exclude_template",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+    exclude_ids: '{{params.skip}}'
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:18: discover.setting.exclude_ids: variable \"params.skip\" does not exist",
+            ],
+        },
+        Case {
+            name: "no_steps",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps: []
+"#,
+            problems: &["2:5: a runbook needs at least one step"],
+        },
+        Case {
+            name: "step_id",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: Enable!
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["8:9: step id \"Enable!\": expected lowercase letters, digits, _ and -"],
+        },
+        Case {
+            name: "duplicate_step",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &["11:9: duplicate step id \"enable\""],
+        },
+        Case {
+            name: "unknown_action",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-everything
+    for_each: setting
+"#,
+            problems: &[
+                "9:13: step enable: unknown action \"ec2:enable-everything\": expected one of ec2:restrict-egress, ",
+            ],
+        },
+        Case {
+            name: "no_for_each",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+"#,
+            problems: &[
+                "9:13: step enable: action ec2:enable-ebs-encryption-by-default acts on each discovered ec2:ebs-encryption-default: add for_each naming a discover entry",
+            ],
+        },
+        Case {
+            name: "for_each_missing",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: settings
+"#,
+            problems: &[
+                "10:15: step enable: for_each names \"settings\", which is not a discover entry (expected one of: setting)",
+            ],
+        },
+        Case {
+            name: "for_each_kind",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  groups:
+    resource: ec2:security-group
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: groups
+"#,
+            problems: &[
+                "12:15: step enable: action ec2:enable-ebs-encryption-by-default acts on ec2:ebs-encryption-default, but discover.groups finds ec2:security-group",
+            ],
+        },
+        Case {
+            name: "unknown_arg",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key: k
+"#,
+            problems: &[
+                "12:16: step enable: action ec2:enable-ebs-encryption-by-default has no argument \"kms_key\": expected kms_key_arn",
+            ],
+        },
+        Case {
+            name: "own_outputs",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key_arn: '{{steps.enable.outputs.x}}'
+"#,
+            problems: &["12:20: step enable refers to its own outputs (steps.enable)"],
+        },
+        Case {
+            name: "later_step",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key_arn: '{{steps.later.outputs.x}}'
+  - id: later
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "12:20: step enable refers to steps.later, a later step: a step can use only the outputs of steps before it",
+            ],
+        },
+        Case {
+            name: "no_such_step",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key_arn: '{{steps.nowhere.outputs.x}}'
+"#,
+            problems: &[
+                "12:20: step enable refers to steps.nowhere, but runbook r has no such step",
+            ],
+        },
+        Case {
+            name: "arg_template",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key_arn: '{{item.colour}}'
+"#,
+            problems: &[
+                "12:20: step enable argument kms_key_arn: variable \"item.colour\" does not exist",
+            ],
+        },
+        Case {
+            name: "arg_type",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    args:
+      kms_key_arn: [a, b]
+"#,
+            problems: &[
+                "12:20: step enable argument kms_key_arn: expected a string, found [\"a\",\"b\"]",
+            ],
+        },
+        Case {
+            name: "required_arg",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  trails:
+    resource: cloudtrail:trails
+steps:
+  - id: trail
+    action: cloudtrail:ensure-trail
+    for_each: trails
+"#,
+            problems: &[
+                "9:13: step trail: action cloudtrail:ensure-trail needs the argument trail_name (",
+                "9:13: step trail: action cloudtrail:ensure-trail needs the argument bucket_name (",
+            ],
+        },
+        Case {
+            name: "when_template",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    when: '{{params.missing}}'
+"#,
+            problems: &["11:11: step enable when: variable \"params.missing\" does not exist"],
+        },
+        Case {
+            name: "when_reference",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    when: '{{steps.enable.outputs.x}}'
+"#,
+            problems: &["11:11: step enable refers to its own outputs (steps.enable)"],
+        },
+        Case {
+            name: "wait",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    wait:
+      timeout_seconds: 60
+"#,
+            problems: &[
+                "9:13: step enable: action ec2:enable-ebs-encryption-by-default does not wait for anything, so `wait` has no effect: remove it",
+            ],
+        },
+        Case {
+            name: "output",
+            runbook: r#"version: 1
+id: r
+title: t
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+    outputs: [key]
+"#,
+            problems: &[
+                "11:15: step enable: action ec2:enable-ebs-encryption-by-default has no output \"key\" (it has: none)",
+            ],
+        },
+        Case {
+            name: "trigger_event",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: DisableEbsEncryption
+    discover: setting
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "5:12: triggers[0]: unknown event \"DisableEbsEncryption\": expected one of AuthorizeSecurityGroupEgress, ",
+            ],
+        },
+        Case {
+            name: "trigger_twice",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: DisableEbsEncryptionByDefault
+    discover: setting
+  - event: DisableEbsEncryptionByDefault
+    discover: setting
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:12: triggers[1]: DisableEbsEncryptionByDefault on setting is declared twice",
+            ],
+        },
+        Case {
+            name: "trigger_entry",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: DisableEbsEncryptionByDefault
+    discover: settings
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "6:15: triggers[0]: discover entry \"settings\" does not exist: expected one of setting",
+            ],
+        },
+        Case {
+            name: "trigger_region_wide_id",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: DisableEbsEncryptionByDefault
+    discover: setting
+    resource_id: detail.requestParameters.x
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:18: triggers[0]: setting is a ec2:ebs-encryption-default, one per region: an event names the region, not an id, so leave resource_id out",
+            ],
+        },
+        Case {
+            name: "trigger_named_id",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: DeleteTrail
+    discover: bucket
+    resource_id: detail.requestParameters.name
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  bucket:
+    resource: s3:bucket
+    filters:
+      name: b
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:18: triggers[0]: bucket is a s3:bucket looked up by the name the runbook gives it, not by an id in the event: leave resource_id out",
+            ],
+        },
+        Case {
+            name: "trigger_path",
+            runbook: r#"version: 1
+id: r
+title: t
+triggers:
+  - event: CreateSecurityGroup
+    discover: groups
+    resource_id: responseElements.groupId
+discover:
+  setting:
+    resource: ec2:ebs-encryption-default
+  groups:
+    resource: ec2:security-group
+steps:
+  - id: enable
+    action: ec2:enable-ebs-encryption-by-default
+    for_each: setting
+"#,
+            problems: &[
+                "7:18: triggers[0]: resource_id \"responseElements.groupId\": expected detail.requestParameters.KEY... or detail.responseElements.KEY...",
+            ],
+        },
+    ];
+
     #[test]
-    fn triggers_name_known_events_entries_and_paths() {
-        let text = "version: 1\nid: t\ntitle: t\ntriggers:\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\n    resource_id: detail.requestParameters.groupId\n  - event: AuthoriseSecurityGroupEgress\n    discover: groups\n  - event: CreateVpc\n    discover: vpcs\n  - event: DisableEbsEncryptionByDefault\n    discover: setting\n    resource_id: detail.requestParameters.x\n  - event: CreateSecurityGroup\n    discover: groups\n    resource_id: responseElements.groupId\n  - event: DeleteTrail\n    discover: bucket\n    resource_id: detail.requestParameters.name\n  - event: AuthorizeSecurityGroupEgress\n    discover: groups\ndiscover:\n  groups:\n    resource: ec2:security-group\n  setting:\n    resource: ec2:ebs-encryption-default\n  bucket:\n    resource: s3:bucket\n    filters:\n      name: b\nsteps:\n  - id: enable\n    action: ec2:enable-ebs-encryption-by-default\n    for_each: setting\n";
-        let loaded = parse_runbook(Path::new("t.yaml"), text).expect("parses");
-        let found = messages(validate(vec![loaded]));
-        let expected_prefixes = [
-            "t.yaml:8:12: triggers[1]: unknown event \"AuthoriseSecurityGroupEgress\": expected one of AuthorizeSecurityGroupEgress,",
-            "t.yaml:11:15: triggers[2]: discover entry \"vpcs\" does not exist: expected one of bucket, groups, setting",
-            "t.yaml:14:18: triggers[3]: setting is a ec2:ebs-encryption-default, one per region: an event names the region, not an id, so leave resource_id out",
-            "t.yaml:17:18: triggers[4]: resource_id \"responseElements.groupId\": expected detail.requestParameters.KEY...",
-            "t.yaml:20:18: triggers[5]: bucket is a s3:bucket looked up by the name the runbook gives it",
-            "t.yaml:21:12: triggers[6]: AuthorizeSecurityGroupEgress on groups is declared twice",
-        ];
-        assert_eq!(found.len(), expected_prefixes.len(), "{found:#?}");
-        for (message, prefix) in found.iter().zip(expected_prefixes) {
-            assert!(
-                message.starts_with(prefix),
-                "{message}\n  expected {prefix}"
-            );
+    fn every_problem_is_reported_where_it_is_with_what_was_expected() {
+        let mut mismatches = Vec::new();
+        for case in CASES {
+            let loaded = parse_runbook(Path::new("r.yaml"), case.runbook)
+                .unwrap_or_else(|e| panic!("{}: the case parses: {e}", case.name));
+            let found = messages(validate(vec![loaded]));
+            let matches = found.len() == case.problems.len()
+                && found
+                    .iter()
+                    .zip(case.problems)
+                    .all(|(message, expected)| message.starts_with(&format!("r.yaml:{expected}")));
+            if !matches {
+                mismatches.push(format!(
+                    "{}:
+  expected {:#?}
+  found {found:#?}",
+                    case.name, case.problems
+                ));
+            }
         }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    #[test]
+    fn the_unchanged_base_of_the_cases_is_valid() {
+        let base = CASES[0].runbook.replacen("version: 2", "version: 1", 1);
+        let loaded = parse_runbook(Path::new("r.yaml"), &base).expect("parses");
+        assert!(validate(vec![loaded]).is_ok());
+    }
+
+    #[test]
+    fn a_runbook_id_used_twice_names_the_first_use() {
+        assert_eq!(
+            messages(validate(vec![runbook("a", ""), runbook("a", "")])),
+            ["a.yaml:2:5: runbook id a is already used by a.yaml:2:5"]
+        );
     }
 }
