@@ -15,11 +15,12 @@ use aws_sdk_cloudtrail::operation::RequestId;
 use aws_sdk_cloudtrail::types::{
     AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
-    input_str, not_ours,
+    parse_call, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -226,10 +227,15 @@ impl Action for EnsureTrail {
         _after: &Value,
     ) -> std::result::Result<Inverse, String> {
         let trails: Vec<Trail> = super::recorded(&before["trails"], "trails")?;
-        let name = ["/Name", "/TrailName"]
-            .iter()
-            .find_map(|p| call.input.pointer(p).and_then(Value::as_str))
-            .ok_or("its input names no trail")?;
+        let made: TrailCall = parse_call(call)?;
+        let name = match &made {
+            TrailCall::CreateTrail(input) => input.name.as_str(),
+            TrailCall::UpdateTrail(input) => input.name.as_str(),
+            TrailCall::PutEventSelectors(input) => input.trail_name.as_str(),
+            TrailCall::StartLogging(input)
+            | TrailCall::StopLogging(input)
+            | TrailCall::DeleteTrail(input) => input.name.as_str(),
+        };
         let was = trails.iter().find(|t| t.name == name);
         match (call.operation.as_str(), was) {
             ("CreateTrail", None) => Ok(Inverse::deleting_created(
@@ -241,7 +247,9 @@ impl Action for EnsureTrail {
             ("CreateTrail", Some(_)) => Err(format!("trail {name} existed before the run")),
             (_, None) => Err(format!("trail {name} was not recorded before the run")),
             ("UpdateTrail", Some(was)) => {
-                if call.input.get("KmsKeyId").is_some() && was.kms_key_id.is_none() {
+                if matches!(&made, TrailCall::UpdateTrail(input) if input.kms_key_id.is_some())
+                    && was.kms_key_id.is_none()
+                {
                     return Err(format!(
                         "it encrypted trail {name} with KMS, which CloudTrail cannot undo"
                     ));
@@ -417,78 +425,152 @@ fn sort_trails(trails: &mut [Trail]) {
 /// Reads, applies (and cannot probe) trail changes.
 pub struct TrailCalls;
 
-fn flag(change: &Change, field: &str) -> Option<bool> {
-    change.call.input.get(field).and_then(Value::as_bool)
+/// Every call of this concern, as a plan stores it (CloudTrail's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum TrailCall {
+    CreateTrail(CreateTrailInput),
+    UpdateTrail(UpdateTrailInput),
+    PutEventSelectors(SelectorsInput),
+    StartLogging(TrailName),
+    /// Rollback of a start.
+    StopLogging(TrailName),
+    /// Rollback of a created trail.
+    DeleteTrail(TrailName),
 }
 
-fn strings(value: &Value, field: &str) -> Option<Vec<String>> {
-    value.get(field).and_then(Value::as_array).map(|items| {
-        items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect()
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateTrailInput {
+    name: String,
+    s3_bucket_name: String,
+    #[serde(default)]
+    is_multi_region_trail: Option<bool>,
+    #[serde(default)]
+    enable_log_file_validation: Option<bool>,
+    #[serde(default)]
+    include_global_service_events: Option<bool>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
 }
 
-fn basic_selector(value: &Value) -> EventSelector {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct UpdateTrailInput {
+    name: String,
+    #[serde(default)]
+    is_multi_region_trail: Option<bool>,
+    #[serde(default)]
+    enable_log_file_validation: Option<bool>,
+    #[serde(default)]
+    include_global_service_events: Option<bool>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct TrailName {
+    name: String,
+}
+
+/// A trail's selectors: basic ones, or advanced ones (CloudTrail takes one kind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SelectorsInput {
+    trail_name: String,
+    #[serde(default)]
+    event_selectors: Option<Vec<BasicSelector>>,
+    #[serde(default)]
+    advanced_event_selectors: Option<Vec<AdvancedSelector>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct BasicSelector {
+    #[serde(default)]
+    read_write_type: Option<String>,
+    #[serde(default)]
+    include_management_events: Option<bool>,
+    #[serde(default)]
+    data_resources: Option<Vec<DataResourceInput>>,
+    #[serde(default)]
+    exclude_management_event_sources: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DataResourceInput {
+    #[serde(default)]
+    r#type: Option<String>,
+    #[serde(default)]
+    values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct AdvancedSelector {
+    #[serde(default)]
+    name: Option<String>,
+    field_selectors: Vec<FieldSelectorInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct FieldSelectorInput {
+    field: String,
+    #[serde(default)]
+    equals: Option<Vec<String>>,
+    #[serde(default)]
+    starts_with: Option<Vec<String>>,
+    #[serde(default)]
+    ends_with: Option<Vec<String>>,
+    #[serde(default)]
+    not_equals: Option<Vec<String>>,
+    #[serde(default)]
+    not_starts_with: Option<Vec<String>>,
+    #[serde(default)]
+    not_ends_with: Option<Vec<String>>,
+}
+
+fn basic_selector(input: BasicSelector) -> EventSelector {
     EventSelector::builder()
-        .set_read_write_type(
-            value
-                .get("ReadWriteType")
-                .and_then(Value::as_str)
-                .map(ReadWriteType::from),
-        )
-        .set_include_management_events(
-            value
-                .get("IncludeManagementEvents")
-                .and_then(Value::as_bool),
-        )
-        .set_data_resources(
-            value
-                .get("DataResources")
-                .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|d| {
-                            DataResource::builder()
-                                .set_type(d.get("Type").and_then(Value::as_str).map(str::to_string))
-                                .set_values(strings(d, "Values"))
-                                .build()
-                        })
-                        .collect()
-                }),
-        )
-        .set_exclude_management_event_sources(strings(value, "ExcludeManagementEventSources"))
+        .set_read_write_type(input.read_write_type.as_deref().map(ReadWriteType::from))
+        .set_include_management_events(input.include_management_events)
+        .set_data_resources(input.data_resources.map(|items| {
+            items
+                .into_iter()
+                .map(|d| {
+                    DataResource::builder()
+                        .set_type(d.r#type)
+                        .set_values(d.values)
+                        .build()
+                })
+                .collect()
+        }))
+        .set_exclude_management_event_sources(input.exclude_management_event_sources)
         .build()
 }
 
-fn advanced_selector(value: &Value) -> Result<AdvancedEventSelector> {
-    let fields = value
-        .get("FieldSelectors")
-        .and_then(Value::as_array)
+fn advanced_selector(input: AdvancedSelector) -> Result<AdvancedEventSelector> {
+    let fields = input
+        .field_selectors
         .into_iter()
-        .flatten()
         .map(|f| {
             AdvancedFieldSelector::builder()
-                .field(f.get("Field").and_then(Value::as_str).unwrap_or_default())
-                .set_equals(strings(f, "Equals"))
-                .set_starts_with(strings(f, "StartsWith"))
-                .set_ends_with(strings(f, "EndsWith"))
-                .set_not_equals(strings(f, "NotEquals"))
-                .set_not_starts_with(strings(f, "NotStartsWith"))
-                .set_not_ends_with(strings(f, "NotEndsWith"))
+                .field(f.field)
+                .set_equals(f.equals)
+                .set_starts_with(f.starts_with)
+                .set_ends_with(f.ends_with)
+                .set_not_equals(f.not_equals)
+                .set_not_starts_with(f.not_starts_with)
+                .set_not_ends_with(f.not_ends_with)
                 .build()
                 .map_err(|e| Error::Internal(format!("advanced field selector: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     AdvancedEventSelector::builder()
-        .set_name(
-            value
-                .get("Name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        )
+        .set_name(input.name)
         .set_field_selectors(Some(fields))
         .build()
         .map_err(|e| Error::Internal(format!("advanced event selector: {e}")))
@@ -518,6 +600,10 @@ impl Calls for TrailCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<TrailCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
         Ok(state(&read_trails(clients).await?))
     }
@@ -530,95 +616,84 @@ impl Calls for TrailCalls {
     ) -> Result<Applied> {
         let ct = &clients.cloudtrail;
         let operation = change.call.operation.as_str();
-        match operation {
-            "CreateTrail" => {
-                let out = ct
-                    .create_trail()
-                    .name(input_str(change, "/Name")?)
-                    .s3_bucket_name(input_str(change, "/S3BucketName")?)
-                    .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
-                    .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
-                    .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
-                    .set_kms_key_id(input_str(change, "/KmsKeyId").ok().map(str::to_string))
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "UpdateTrail" => {
-                let out = ct
-                    .update_trail()
-                    .name(input_str(change, "/Name")?)
-                    .set_is_multi_region_trail(flag(change, "IsMultiRegionTrail"))
-                    .set_enable_log_file_validation(flag(change, "EnableLogFileValidation"))
-                    .set_include_global_service_events(flag(change, "IncludeGlobalServiceEvents"))
-                    .set_kms_key_id(input_str(change, "/KmsKeyId").ok().map(str::to_string))
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "PutEventSelectors" => {
-                let input = &change.call.input;
-                let mut request = ct
-                    .put_event_selectors()
-                    .trail_name(input_str(change, "/TrailName")?);
-                if let Some(advanced) = input
-                    .get("AdvancedEventSelectors")
-                    .and_then(Value::as_array)
-                {
-                    request = request.set_advanced_event_selectors(Some(
+        let aws = |e| Error::Aws(e);
+        let request_id = match typed_call::<TrailCall>(change)? {
+            TrailCall::CreateTrail(input) => ct
+                .create_trail()
+                .name(input.name)
+                .s3_bucket_name(input.s3_bucket_name)
+                .set_is_multi_region_trail(input.is_multi_region_trail)
+                .set_enable_log_file_validation(input.enable_log_file_validation)
+                .set_include_global_service_events(input.include_global_service_events)
+                .set_kms_key_id(input.kms_key_id)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TrailCall::UpdateTrail(input) => ct
+                .update_trail()
+                .name(input.name)
+                .set_is_multi_region_trail(input.is_multi_region_trail)
+                .set_enable_log_file_validation(input.enable_log_file_validation)
+                .set_include_global_service_events(input.include_global_service_events)
+                .set_kms_key_id(input.kms_key_id)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TrailCall::PutEventSelectors(input) => {
+                let mut request = ct.put_event_selectors().trail_name(input.trail_name);
+                request = match input.advanced_event_selectors {
+                    Some(advanced) => request.set_advanced_event_selectors(Some(
                         advanced
-                            .iter()
+                            .into_iter()
                             .map(advanced_selector)
                             .collect::<Result<Vec<_>>>()?,
-                    ));
-                } else {
-                    request = request.set_event_selectors(Some(
+                    )),
+                    None => request.set_event_selectors(Some(
                         input
-                            .get("EventSelectors")
-                            .and_then(Value::as_array)
+                            .event_selectors
+                            .unwrap_or_default()
                             .into_iter()
-                            .flatten()
                             .map(basic_selector)
                             .collect(),
-                    ));
-                }
-                let out = request
+                    )),
+                };
+                request
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
-            "StartLogging" => {
-                let out = ct
-                    .start_logging()
-                    .name(input_str(change, "/Name")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "StopLogging" => {
-                let out = ct
-                    .stop_logging()
-                    .name(input_str(change, "/Name")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteTrail" => {
-                let out = ct
-                    .delete_trail()
-                    .name(input_str(change, "/Name")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            _ => Err(not_ours(change, "a trail action")),
-        }
+            TrailCall::StartLogging(input) => ct
+                .start_logging()
+                .name(input.name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TrailCall::StopLogging(input) => ct
+                .stop_logging()
+                .name(input.name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TrailCall::DeleteTrail(input) => ct
+                .delete_trail()
+                .name(input.name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+        };
+        Ok(Applied::request(request_id.as_deref()))
     }
 }
 
@@ -841,12 +916,24 @@ mod tests {
         )
         .expect_err("a key cannot come off");
         assert!(keyed.contains("KMS"), "{keyed}");
-        let created = inverse("CreateTrail", json!({"Name": "new"}), &before).expect("way back");
+        let created = inverse(
+            "CreateTrail",
+            json!({"Name": "new", "S3BucketName": "b"}),
+            &before,
+        )
+        .expect("way back");
         assert_eq!(
             (created.operation.as_str(), created.removes_created),
             ("DeleteTrail", true)
         );
-        assert!(inverse("CreateTrail", json!({"Name": "t"}), &before).is_err());
+        assert!(
+            inverse(
+                "CreateTrail",
+                json!({"Name": "t", "S3BucketName": "b"}),
+                &before
+            )
+            .is_err()
+        );
     }
 
     fn trail(name: &str, home: &str) -> Trail {

@@ -15,9 +15,11 @@ use aws_sdk_config::types::{
 };
 use serde_json::{Value, json};
 
+use serde::{Deserialize, Serialize};
+
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
-    arg_string, input_str, not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
+    arg_bool, arg_string, parse_call, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -127,12 +129,9 @@ impl Action for EnsureRecorder {
                     ),
                     None => format!("create recorder {name} with {role_arn}"),
                 };
-                let input = json!({"ConfigurationRecorder": {
-                    "name": name, "roleARN": role_arn,
-                    "recordingGroup": {"allSupported": true,
-                        "includeGlobalResourceTypes": recorder.include_global}}});
+                let call = put_recorder(&name, &role_arn, recorder.include_global);
                 next.recorder = Some(recorder);
-                chain.push(
+                chain.push_call(
                     if existing.is_some() {
                         ChangeKind::Update
                     } else {
@@ -140,9 +139,8 @@ impl Action for EnsureRecorder {
                     },
                     summary,
                     after_state(&next),
-                    "PutConfigurationRecorder",
-                    input,
-                );
+                    &call,
+                )?;
             }
         }
         if next.delivery_channels.is_empty() {
@@ -150,26 +148,29 @@ impl Action for EnsureRecorder {
                 name: "default".into(),
                 bucket: bucket.clone(),
             });
-            chain.push(
+            chain.push_call(
                 ChangeKind::Create,
                 format!("add delivery channel default to bucket {bucket}"),
                 after_state(&next),
-                "PutDeliveryChannel",
-                json!({"DeliveryChannel": {"name": "default", "s3BucketName": bucket}}),
-            );
+                &ConfigCall::PutDeliveryChannel(PutChannelInput {
+                    delivery_channel: ChannelInput {
+                        name: "default".into(),
+                        s3_bucket_name: bucket.clone(),
+                    },
+                }),
+            )?;
         }
         if let Some(recorder) = next.recorder.as_mut()
             && !recorder.recording
         {
             recorder.recording = true;
             let name = recorder.name.clone();
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("start recorder {name}"),
                 after_state(&next),
-                "StartConfigurationRecorder",
-                json!({"ConfigurationRecorderName": name}),
-            );
+                &ConfigCall::StartConfigurationRecorder(recorder_name(&name)),
+            )?;
         }
         if chain.is_empty()
             && let Some(r) = &setup.recorder
@@ -210,74 +211,150 @@ impl Action for EnsureRecorder {
         _after: &Value,
     ) -> std::result::Result<Inverse, String> {
         let was: ConfigSetup = super::recorded(before, "AWS Config setup")?;
-        match (call.operation.as_str(), &was.recorder) {
-            ("StartConfigurationRecorder", Some(r)) if !r.recording => Ok(Inverse::restoring(
-                before,
+        let made: ConfigCall = parse_call(call)?;
+        let (kind, summary, undo) = match (made, &was.recorder) {
+            (ConfigCall::StartConfigurationRecorder(_), Some(r)) if !r.recording => (
+                ChangeKind::Update,
                 format!("stop recorder {} again, as before the run", r.name),
-                "StopConfigurationRecorder",
-                json!({"ConfigurationRecorderName": r.name}),
-            )),
-            ("StartConfigurationRecorder", _) => {
-                Err("the recorder was recording (or missing) before the run".into())
+                ConfigCall::StopConfigurationRecorder(recorder_name(&r.name)),
+            ),
+            (ConfigCall::StartConfigurationRecorder(_), _) => {
+                return Err("the recorder was recording (or missing) before the run".into());
             }
-            ("PutDeliveryChannel", _) => {
-                let name = call
-                    .input
-                    .pointer("/DeliveryChannel/name")
-                    .and_then(Value::as_str)
-                    .ok_or("its input names no delivery channel")?;
+            (ConfigCall::PutDeliveryChannel(input), _) => {
+                let name = input.delivery_channel.name;
                 if was.delivery_channels.iter().any(|c| c.name == name) {
                     return Err(format!("delivery channel {name} existed before the run"));
                 }
-                Ok(Inverse {
-                    kind: ChangeKind::Delete,
-                    ..Inverse::restoring(
-                        before,
-                        format!("delete delivery channel {name}, which the run added"),
-                        "DeleteDeliveryChannel",
-                        json!({"DeliveryChannelName": name}),
-                    )
-                })
+                (
+                    ChangeKind::Delete,
+                    format!("delete delivery channel {name}, which the run added"),
+                    ConfigCall::DeleteDeliveryChannel(ChannelName {
+                        delivery_channel_name: name,
+                    }),
+                )
             }
-            ("PutConfigurationRecorder", None) => {
-                let name = call
-                    .input
-                    .pointer("/ConfigurationRecorder/name")
-                    .and_then(Value::as_str)
-                    .ok_or("its input names no recorder")?;
-                Ok(Inverse {
-                    kind: ChangeKind::Delete,
-                    ..Inverse::restoring(
-                        before,
-                        format!("delete recorder {name}, which the run created"),
-                        "DeleteConfigurationRecorder",
-                        json!({"ConfigurationRecorderName": name}),
-                    )
-                })
+            (ConfigCall::PutConfigurationRecorder(input), None) => {
+                let name = input.configuration_recorder.name;
+                (
+                    ChangeKind::Delete,
+                    format!("delete recorder {name}, which the run created"),
+                    ConfigCall::DeleteConfigurationRecorder(recorder_name(&name)),
+                )
             }
-            ("PutConfigurationRecorder", Some(r)) if r.all_supported => Ok(Inverse::restoring(
-                before,
+            (ConfigCall::PutConfigurationRecorder(_), Some(r)) if r.all_supported => (
+                ChangeKind::Update,
                 format!(
                     "give recorder {} its role and global recording back",
                     r.name
                 ),
-                "PutConfigurationRecorder",
-                json!({"ConfigurationRecorder": {
-                    "name": r.name, "roleARN": r.role_arn,
-                    "recordingGroup": {"allSupported": true,
-                        "includeGlobalResourceTypes": r.include_global}}}),
-            )),
-            ("PutConfigurationRecorder", Some(r)) => Err(format!(
-                "recorder {} recorded chosen resource types before the run, which harden does not record",
-                r.name
-            )),
-            (other, _) => Err(format!("no inverse for {other}")),
-        }
+                put_recorder(&r.name, &r.role_arn, r.include_global),
+            ),
+            (ConfigCall::PutConfigurationRecorder(_), Some(r)) => {
+                return Err(format!(
+                    "recorder {} recorded chosen resource types before the run, which harden does not record",
+                    r.name
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "no inverse for {}",
+                    api_call("config", &other)?.operation
+                ));
+            }
+        };
+        let undo = api_call("config", &undo)?;
+        Ok(Inverse {
+            kind,
+            ..Inverse::restoring(before, summary, &undo.operation, undo.input)
+        })
     }
 }
 
 /// Reads, applies (and cannot probe) AWS Config changes.
 pub struct RecorderCalls;
+
+/// Every call of this concern, as a plan stores it (AWS Config's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum ConfigCall {
+    PutConfigurationRecorder(PutRecorderInput),
+    PutDeliveryChannel(PutChannelInput),
+    StartConfigurationRecorder(RecorderName),
+    /// Rollback of a start.
+    StopConfigurationRecorder(RecorderName),
+    /// Rollback of an added channel.
+    DeleteDeliveryChannel(ChannelName),
+    /// Rollback of a created recorder.
+    DeleteConfigurationRecorder(RecorderName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutRecorderInput {
+    configuration_recorder: RecorderInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecorderInput {
+    name: String,
+    #[serde(rename = "roleARN")]
+    role_arn: String,
+    #[serde(rename = "recordingGroup")]
+    recording_group: RecordingGroupInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecordingGroupInput {
+    all_supported: bool,
+    include_global_resource_types: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutChannelInput {
+    delivery_channel: ChannelInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChannelInput {
+    name: String,
+    s3_bucket_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RecorderName {
+    configuration_recorder_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ChannelName {
+    delivery_channel_name: String,
+}
+
+fn put_recorder(name: &str, role_arn: &str, include_global: bool) -> ConfigCall {
+    ConfigCall::PutConfigurationRecorder(PutRecorderInput {
+        configuration_recorder: RecorderInput {
+            name: name.to_string(),
+            role_arn: role_arn.to_string(),
+            recording_group: RecordingGroupInput {
+                all_supported: true,
+                include_global_resource_types: include_global,
+            },
+        },
+    })
+}
+
+fn recorder_name(name: &str) -> RecorderName {
+    RecorderName {
+        configuration_recorder_name: name.to_string(),
+    }
+}
 
 #[async_trait]
 impl Calls for RecorderCalls {
@@ -302,6 +379,10 @@ impl Calls for RecorderCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<ConfigCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
         Ok(state(&read_setup(clients).await?))
     }
@@ -314,86 +395,78 @@ impl Calls for RecorderCalls {
     ) -> Result<Applied> {
         let config = &clients.config;
         let operation = change.call.operation.as_str();
-        match operation {
-            "PutConfigurationRecorder" => {
-                let group = change
-                    .call
-                    .input
-                    .pointer("/ConfigurationRecorder/recordingGroup")
-                    .cloned()
-                    .unwrap_or_default();
+        let aws = |e| Error::Aws(e);
+        let request_id = match typed_call::<ConfigCall>(change)? {
+            ConfigCall::PutConfigurationRecorder(input) => {
+                let r = input.configuration_recorder;
                 let recorder = ConfigurationRecorder::builder()
-                    .name(input_str(change, "/ConfigurationRecorder/name")?)
-                    .role_arn(input_str(change, "/ConfigurationRecorder/roleARN")?)
+                    .name(r.name)
+                    .role_arn(r.role_arn)
                     .recording_group(
                         RecordingGroup::builder()
-                            .set_all_supported(group["allSupported"].as_bool())
-                            .set_include_global_resource_types(
-                                group["includeGlobalResourceTypes"].as_bool(),
+                            .all_supported(r.recording_group.all_supported)
+                            .include_global_resource_types(
+                                r.recording_group.include_global_resource_types,
                             )
                             .build(),
                     )
                     .build();
-                let out = config
+                config
                     .put_configuration_recorder()
                     .configuration_recorder(recorder)
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
-            "PutDeliveryChannel" => {
-                let out = config
-                    .put_delivery_channel()
-                    .delivery_channel(
-                        SdkDeliveryChannel::builder()
-                            .name(input_str(change, "/DeliveryChannel/name")?)
-                            .s3_bucket_name(input_str(change, "/DeliveryChannel/s3BucketName")?)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "StartConfigurationRecorder" => {
-                let out = config
-                    .start_configuration_recorder()
-                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "StopConfigurationRecorder" => {
-                let out = config
-                    .stop_configuration_recorder()
-                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteDeliveryChannel" => {
-                let out = config
-                    .delete_delivery_channel()
-                    .delivery_channel_name(input_str(change, "/DeliveryChannelName")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteConfigurationRecorder" => {
-                let out = config
-                    .delete_configuration_recorder()
-                    .configuration_recorder_name(input_str(change, "/ConfigurationRecorderName")?)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            _ => Err(not_ours(change, "an AWS Config action")),
-        }
+            ConfigCall::PutDeliveryChannel(input) => config
+                .put_delivery_channel()
+                .delivery_channel(
+                    SdkDeliveryChannel::builder()
+                        .name(input.delivery_channel.name)
+                        .s3_bucket_name(input.delivery_channel.s3_bucket_name)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            ConfigCall::StartConfigurationRecorder(input) => config
+                .start_configuration_recorder()
+                .configuration_recorder_name(input.configuration_recorder_name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            ConfigCall::StopConfigurationRecorder(input) => config
+                .stop_configuration_recorder()
+                .configuration_recorder_name(input.configuration_recorder_name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            ConfigCall::DeleteDeliveryChannel(input) => config
+                .delete_delivery_channel()
+                .delivery_channel_name(input.delivery_channel_name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            ConfigCall::DeleteConfigurationRecorder(input) => config
+                .delete_configuration_recorder()
+                .configuration_recorder_name(input.configuration_recorder_name)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+        };
+        Ok(Applied::request(request_id.as_deref()))
     }
 }
 

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use serde::{Deserialize, Serialize};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
-    dry_run_answer, not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, NoInput,
+    api_call, arg_string, dry_run_answer, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -19,6 +21,22 @@ use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing, Resource,
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::trigger::KnownEvent;
+
+/// Every call of this concern, as a plan stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum EbsCall {
+    EnableEbsEncryptionByDefault(NoInput),
+    /// Only rollback turns it off, and only where it was off before the run.
+    DisableEbsEncryptionByDefault(NoInput),
+    ModifyEbsDefaultKmsKeyId(ModifyKeyInput),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ModifyKeyInput {
+    kms_key_id: String,
+}
 
 /// Turns EBS encryption by default on.
 pub struct EnableEncryptionByDefault;
@@ -65,13 +83,12 @@ impl Action for EnableEncryptionByDefault {
         let mut chain = DraftChain::new("ec2", state(&current));
         if !current.enabled {
             current.enabled = true;
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 "enable EBS encryption by default".into(),
                 state(&current),
-                "EnableEbsEncryptionByDefault",
-                json!({}),
-            );
+                &EbsCall::EnableEbsEncryptionByDefault(NoInput {}),
+            )?;
         }
         if let Some(key) = key
             && current.kms_key_id.as_deref() != Some(key.as_str())
@@ -81,13 +98,12 @@ impl Action for EnableEncryptionByDefault {
                 None => "the current one could not be read".to_string(),
             };
             current.kms_key_id = Some(key.clone());
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("make {key} the default EBS key ({was})"),
                 state(&current),
-                "ModifyEbsDefaultKmsKeyId",
-                json!({"KmsKeyId": key}),
-            );
+                &EbsCall::ModifyEbsDefaultKmsKeyId(ModifyKeyInput { kms_key_id: key }),
+            )?;
         }
         Ok(chain.into_plan(Resource::EbsEncryptionDefault(current)))
     }
@@ -106,31 +122,37 @@ impl Action for EnableEncryptionByDefault {
     ) -> std::result::Result<Inverse, String> {
         let was: EbsEncryptionDefault = super::recorded(before, "setting")?;
         match call.operation.as_str() {
-            "EnableEbsEncryptionByDefault" if !was.enabled => Ok(Inverse {
-                kind: ChangeKind::Update,
-                summary: "turn EBS encryption by default off again, as it was before the run"
-                    .into(),
-                operation: "DisableEbsEncryptionByDefault".into(),
-                input: json!({}),
-                after: state(&EbsEncryptionDefault {
-                    enabled: false,
-                    ..was.clone()
-                }),
-                removes_created: false,
-            }),
+            "EnableEbsEncryptionByDefault" if !was.enabled => {
+                let undo = api_call("ec2", &EbsCall::DisableEbsEncryptionByDefault(NoInput {}))?;
+                Ok(Inverse {
+                    kind: ChangeKind::Update,
+                    summary: "turn EBS encryption by default off again, as it was before the run"
+                        .into(),
+                    operation: undo.operation,
+                    input: undo.input,
+                    after: state(&EbsEncryptionDefault {
+                        enabled: false,
+                        ..was.clone()
+                    }),
+                    removes_created: false,
+                })
+            }
             "EnableEbsEncryptionByDefault" => Err("it was already on before the run".into()),
             "ModifyEbsDefaultKmsKeyId" => {
                 let key = was.kms_key_id.clone().ok_or(
                     "the default key before the run could not be read, so it cannot be set back",
                 )?;
-                Ok(Inverse {
-                    kind: ChangeKind::Update,
-                    summary: format!("make {key} the default EBS key again"),
-                    operation: "ModifyEbsDefaultKmsKeyId".into(),
-                    input: json!({"KmsKeyId": key}),
-                    after: before.clone(),
-                    removes_created: false,
-                })
+                let summary = format!("make {key} the default EBS key again");
+                let undo = api_call(
+                    "ec2",
+                    &EbsCall::ModifyEbsDefaultKmsKeyId(ModifyKeyInput { kms_key_id: key }),
+                )?;
+                Ok(Inverse::restoring(
+                    before,
+                    summary,
+                    &undo.operation,
+                    undo.input,
+                ))
             }
             other => Err(format!("no inverse for {other}")),
         }
@@ -142,8 +164,8 @@ pub struct EbsCalls;
 
 async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result<Applied> {
     let operation = change.call.operation.as_str();
-    match operation {
-        "EnableEbsEncryptionByDefault" => {
+    match typed_call::<EbsCall>(change)? {
+        EbsCall::EnableEbsEncryptionByDefault(NoInput {}) => {
             let out = clients
                 .ec2
                 .enable_ebs_encryption_by_default()
@@ -162,8 +184,7 @@ async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result
             }
             Ok(Applied::request(out.request_id()))
         }
-        // Only rollback turns it off, and only where it was off before the run.
-        "DisableEbsEncryptionByDefault" => {
+        EbsCall::DisableEbsEncryptionByDefault(NoInput {}) => {
             let out = clients
                 .ec2
                 .disable_ebs_encryption_by_default()
@@ -173,18 +194,17 @@ async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        "ModifyEbsDefaultKmsKeyId" => {
+        EbsCall::ModifyEbsDefaultKmsKeyId(input) => {
             let out = clients
                 .ec2
                 .modify_ebs_default_kms_key_id()
-                .kms_key_id(super::input_str(change, "/KmsKeyId")?)
+                .kms_key_id(input.kms_key_id)
                 .dry_run(dry_run)
                 .send()
                 .await
                 .map_err(|e| Error::Aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        _ => Err(not_ours(change, "an EBS default-encryption action")),
     }
 }
 
@@ -202,6 +222,10 @@ impl Calls for EbsCalls {
             kms_via_ec2: false,
             includes: &[],
         }
+    }
+
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<EbsCall>(change).map(drop)
     }
 
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
@@ -301,6 +325,7 @@ mod tests {
     use aws_sdk_ec2::operation::get_ebs_encryption_by_default::GetEbsEncryptionByDefaultOutput;
     use aws_sdk_ec2::operation::modify_ebs_default_kms_key_id::ModifyEbsDefaultKmsKeyIdOutput;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use serde_json::json;
 
     use super::*;
     use crate::plan::{ApiCall, ResourceRef};

@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{Filter, FlowLogsResourceType, LogDestinationType, TrafficType};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg_string,
-    dry_run_answer,
+    dry_run_answer, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -212,29 +213,59 @@ impl Action for EnableFlowLogs {
     }
 }
 
+/// Every call of this concern, as a plan stores it (EC2's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum FlowLogCall {
+    CreateFlowLogs(CreateFlowLogsInput),
+    /// Rollback: the flow logs a run created, by the ids read back.
+    DeleteFlowLogs(DeleteFlowLogsInput),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateFlowLogsInput {
+    resource_ids: Vec<String>,
+    resource_type: String,
+    traffic_type: String,
+    log_destination_type: String,
+    log_destination: String,
+    #[serde(default)]
+    deliver_logs_permission_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteFlowLogsInput {
+    flow_log_ids: Vec<String>,
+}
+
 /// Reads, applies (batched) and probes flow-log changes.
 pub struct FlowLogCalls;
 
-/// The VPC ids of a batch's changes, in order, each checked to be a CreateFlowLogs of
-/// one VPC with the same other fields as the first.
-fn batch_ids(changes: &[&Change]) -> Result<Vec<String>> {
+/// The first change's input and the VPC ids of a batch's changes, in order, each
+/// checked to be a CreateFlowLogs of one VPC with the same other fields as the first.
+fn batch_ids(changes: &[&Change]) -> Result<(CreateFlowLogsInput, Vec<String>)> {
     let Some(first) = changes.first() else {
-        return Ok(Vec::new());
+        return Err(Error::Internal("an empty CreateFlowLogs batch".into()));
     };
+    let mut common = None;
     let mut ids = Vec::new();
     for change in changes {
-        if change.call.operation != "CreateFlowLogs" || batch_key_of(change) != batch_key_of(first)
-        {
+        let FlowLogCall::CreateFlowLogs(input) = typed_call::<FlowLogCall>(change)? else {
+            return Err(Error::Internal(format!(
+                "change {} is not a CreateFlowLogs and cannot join a batch",
+                change.id
+            )));
+        };
+        if batch_key_of(change) != batch_key_of(first) {
             return Err(Error::Internal(format!(
                 "change {} cannot join the CreateFlowLogs call of {}",
                 change.id, first.id
             )));
         }
-        match change.call.input["ResourceIds"]
-            .as_array()
-            .map(Vec::as_slice)
-        {
-            Some([Value::String(id)]) => ids.push(id.clone()),
+        match input.resource_ids.as_slice() {
+            [id] => ids.push(id.clone()),
             _ => {
                 return Err(Error::plan_input(
                     &change.id,
@@ -242,8 +273,10 @@ fn batch_ids(changes: &[&Change]) -> Result<Vec<String>> {
                 ));
             }
         }
+        common.get_or_insert(input);
     }
-    Ok(ids)
+    let common = common.ok_or_else(|| Error::Internal("an empty CreateFlowLogs batch".into()))?;
+    Ok((common, ids))
 }
 
 fn batch_key_of(change: &Change) -> Value {
@@ -256,26 +289,21 @@ fn batch_key_of(change: &Change) -> Value {
 
 async fn create(
     clients: &RegionClients,
-    input: &Value,
+    input: CreateFlowLogsInput,
     ids: Vec<String>,
     dry_run: bool,
 ) -> Result<aws_sdk_ec2::operation::create_flow_logs::CreateFlowLogsOutput> {
-    let text = |field: &str| input.get(field).and_then(Value::as_str).map(str::to_string);
     clients
         .ec2
         .create_flow_logs()
         .set_resource_ids(Some(ids))
-        .resource_type(FlowLogsResourceType::from(
-            text("ResourceType")
-                .unwrap_or_else(|| "VPC".into())
-                .as_str(),
+        .resource_type(FlowLogsResourceType::from(input.resource_type.as_str()))
+        .traffic_type(TrafficType::from(input.traffic_type.as_str()))
+        .log_destination_type(LogDestinationType::from(
+            input.log_destination_type.as_str(),
         ))
-        .set_traffic_type(text("TrafficType").map(|t| TrafficType::from(t.as_str())))
-        .set_log_destination_type(
-            text("LogDestinationType").map(|t| LogDestinationType::from(t.as_str())),
-        )
-        .set_log_destination(text("LogDestination"))
-        .set_deliver_logs_permission_arn(text("DeliverLogsPermissionArn"))
+        .log_destination(input.log_destination)
+        .set_deliver_logs_permission_arn(input.deliver_logs_permission_arn)
         // One token per call, kept by the SDK's retries: a repeat after a lost answer
         // returns the flow logs already made instead of making more.
         .client_token(crate::actions::client_token())
@@ -297,6 +325,10 @@ impl Calls for FlowLogCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<FlowLogCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         let mut logs = list_flow_logs(clients, Some(resource_id))
             .await?
@@ -313,13 +345,8 @@ impl Calls for FlowLogCalls {
         current: &Value,
     ) -> Result<Applied> {
         // Only rollback deletes flow logs: those a run created.
-        if change.call.operation == "DeleteFlowLogs" {
-            let ids: Vec<String> = change.call.input["FlowLogIds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+        if let FlowLogCall::DeleteFlowLogs(input) = typed_call::<FlowLogCall>(change)? {
+            let ids = input.flow_log_ids;
             let out = clients
                 .ec2
                 .delete_flow_logs()
@@ -365,11 +392,11 @@ impl Calls for FlowLogCalls {
         changes: &[&Change],
         _current: &[&Value],
     ) -> Vec<Result<Applied>> {
-        let ids = match batch_ids(changes) {
-            Ok(ids) => ids,
+        let (input, ids) = match batch_ids(changes) {
+            Ok(batch) => batch,
             Err(e) => return changes.iter().map(|_| Err(clone_error(&e))).collect(),
         };
-        let out = match create(clients, &changes[0].call.input, ids.clone(), false).await {
+        let out = match create(clients, input, ids.clone(), false).await {
             Ok(out) => out,
             Err(e) => return changes.iter().map(|_| Err(clone_error(&e))).collect(),
         };
@@ -411,7 +438,7 @@ impl Calls for FlowLogCalls {
 
     async fn probe(&self, clients: &RegionClients, change: &Change) -> Probe {
         let result = match batch_ids(&[change]) {
-            Ok(ids) => create(clients, &change.call.input, ids, true)
+            Ok((input, ids)) => create(clients, input, ids, true)
                 .await
                 .map(|_| Applied::default()),
             Err(e) => Err(e),

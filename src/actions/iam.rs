@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_iam::operation::RequestId;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
+    parse_call, typed_call,
+};
 use crate::actions::s3::normalize_policy;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -42,11 +45,72 @@ fn linked_state(role: &ServiceLinkedRole) -> Value {
     serde_json::to_value(role).unwrap_or_default()
 }
 
+/// The calls on service-linked roles, as a plan stores them (IAM's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum LinkedRoleCall {
+    CreateServiceLinkedRole(CreateServiceLinkedRoleInput),
+    /// Rollback of a created one, by the name read back.
+    DeleteServiceLinkedRole(RoleName),
+}
+
 /// The input of `CreateServiceLinkedRole`, with AWS's field names.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateServiceLinkedRoleInput {
     #[serde(rename = "AWSServiceName")]
     aws_service_name: String,
+}
+
+/// The calls on roles, as a plan stores them (IAM's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum RoleCall {
+    CreateRole(CreateRoleInput),
+    UpdateAssumeRolePolicy(TrustInput),
+    PutRolePolicy(PutPolicyInput),
+    /// Rollback of an inline policy the run added.
+    DeleteRolePolicy(PolicyName),
+    /// Rollback of a created role (its inline policies first).
+    DeleteRole(RoleName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RoleName {
+    role_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateRoleInput {
+    role_name: String,
+    /// The document as JSON text, as IAM takes it.
+    assume_role_policy_document: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct TrustInput {
+    role_name: String,
+    policy_document: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutPolicyInput {
+    role_name: String,
+    policy_name: String,
+    policy_document: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PolicyName {
+    role_name: String,
+    policy_name: String,
 }
 
 impl Action for EnsureServiceLinkedRole {
@@ -71,11 +135,11 @@ impl Action for EnsureServiceLinkedRole {
             arn: Some(KNOWN_AFTER_APPLY.into()),
             ..role.clone()
         };
-        let input = CreateServiceLinkedRoleInput {
+        let call = LinkedRoleCall::CreateServiceLinkedRole(CreateServiceLinkedRoleInput {
             aws_service_name: role.service.clone(),
-        };
+        });
         let mut chain = DraftChain::new("iam", linked_state(role));
-        chain.push(
+        chain.push_call(
             ChangeKind::Create,
             format!(
                 "create the service-linked role of {} (at {})",
@@ -83,9 +147,8 @@ impl Action for EnsureServiceLinkedRole {
                 role.path()
             ),
             linked_state(&created),
-            "CreateServiceLinkedRole",
-            serde_json::to_value(input).unwrap_or_default(),
-        );
+            &call,
+        )?;
         Ok(chain.into_plan(Resource::ServiceLinkedRole(created)))
     }
 
@@ -112,13 +175,18 @@ impl Action for EnsureServiceLinkedRole {
             made.name,
             &what,
         )?;
+        let summary = format!(
+            "delete the service-linked role {name}, which the run created, once nothing uses it"
+        );
+        let undo = api_call(
+            "iam",
+            &LinkedRoleCall::DeleteServiceLinkedRole(RoleName { role_name: name }),
+        )?;
         Ok(Inverse::deleting_created(
             before,
-            format!(
-                "delete the service-linked role {name}, which the run created, once nothing uses it"
-            ),
-            "DeleteServiceLinkedRole",
-            json!({"RoleName": name}),
+            summary,
+            &undo.operation,
+            undo.input,
         ))
     }
 }
@@ -138,6 +206,10 @@ impl Calls for ServiceLinkedRoleCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<LinkedRoleCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(linked_state(
             &read_service_linked_role(clients, resource_id).await?,
@@ -150,15 +222,12 @@ impl Calls for ServiceLinkedRoleCalls {
         change: &Change,
         _current: &Value,
     ) -> Result<Applied> {
-        match change.call.operation.as_str() {
-            "CreateServiceLinkedRole" => {}
-            "DeleteServiceLinkedRole" => return delete_service_linked_role(clients, change).await,
-            _ => return Err(super::not_ours(change, "a service-linked role action")),
-        }
-        let input: CreateServiceLinkedRoleInput = serde_json::from_value(change.call.input.clone())
-            .map_err(|e| {
-                Error::plan_input(&change.id, format!("CreateServiceLinkedRole input: {e}"))
-            })?;
+        let input = match typed_call::<LinkedRoleCall>(change)? {
+            LinkedRoleCall::CreateServiceLinkedRole(input) => input,
+            LinkedRoleCall::DeleteServiceLinkedRole(RoleName { role_name }) => {
+                return delete_service_linked_role(clients, change, &role_name).await;
+            }
+        };
         let out = clients
             .iam
             .create_service_linked_role()
@@ -176,9 +245,12 @@ const SERVICE_LINKED_ROLE_DELETION: std::time::Duration = std::time::Duration::f
 
 /// Deletes a service-linked role and waits for IAM's background deletion to end: it
 /// fails while a resource of the service uses the role, naming where.
-async fn delete_service_linked_role(clients: &RegionClients, change: &Change) -> Result<Applied> {
+async fn delete_service_linked_role(
+    clients: &RegionClients,
+    change: &Change,
+    name: &str,
+) -> Result<Applied> {
     use aws_sdk_iam::types::DeletionTaskStatusType;
-    let name = super::input_str(change, "/RoleName")?;
     let out = clients
         .iam
         .delete_service_linked_role()
@@ -339,40 +411,44 @@ impl Action for EnsureRole {
             current.exists = true;
             current.arn = Some(KNOWN_AFTER_APPLY.into());
             current.trust_policy = Some(trust.clone());
-            let mut input = json!({"RoleName": name, "AssumeRolePolicyDocument": text(&trust)});
-            if let Some(description) = description {
-                input["Description"] = json!(description);
-            }
-            chain.push(
+            chain.push_call(
                 ChangeKind::Create,
                 format!("create the role {name}"),
                 state(&current),
-                "CreateRole",
-                input,
-            );
+                &RoleCall::CreateRole(CreateRoleInput {
+                    role_name: name.clone(),
+                    assume_role_policy_document: text(&trust),
+                    description,
+                }),
+            )?;
         } else if current.trust_policy.as_ref().map(normalize_policy)
             != Some(normalize_policy(&trust))
         {
             current.trust_policy = Some(trust.clone());
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("set who may assume {name} (its trust policy)"),
                 state(&current),
-                "UpdateAssumeRolePolicy",
-                json!({"RoleName": name, "PolicyDocument": text(&trust)}),
-            );
+                &RoleCall::UpdateAssumeRolePolicy(TrustInput {
+                    role_name: name.clone(),
+                    policy_document: text(&trust),
+                }),
+            )?;
         }
         if current.policies.get(&policy_name).map(normalize_policy)
             != Some(normalize_policy(&policy))
         {
             current.policies.insert(policy_name.clone(), policy.clone());
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("set the inline policy {policy_name} of {name}"),
                 state(&current),
-                "PutRolePolicy",
-                json!({"RoleName": name, "PolicyName": policy_name, "PolicyDocument": text(&policy)}),
-            );
+                &RoleCall::PutRolePolicy(PutPolicyInput {
+                    role_name: name.clone(),
+                    policy_name: policy_name.clone(),
+                    policy_document: text(&policy),
+                }),
+            )?;
         }
         Ok(chain.into_plan(Resource::Role(current)))
     }
@@ -392,49 +468,61 @@ impl Action for EnsureRole {
     ) -> std::result::Result<Inverse, String> {
         let was: Role = super::recorded(before, "role")?;
         let name = was.name.clone();
-        match call.operation.as_str() {
-            "CreateRole" if !was.exists => Ok(Inverse::deleting_created(
-                before,
+        let role_name = || RoleName {
+            role_name: name.clone(),
+        };
+        let (created, summary, undo) = match parse_call::<RoleCall>(call)? {
+            RoleCall::CreateRole(_) if !was.exists => (
+                true,
                 format!("delete the role {name}, which the run created, and its inline policies"),
-                "DeleteRole",
-                json!({"RoleName": name}),
-            )),
-            "CreateRole" => Err(format!("role {name} existed before the run")),
-            "UpdateAssumeRolePolicy" => {
+                RoleCall::DeleteRole(role_name()),
+            ),
+            RoleCall::CreateRole(_) => return Err(format!("role {name} existed before the run")),
+            RoleCall::UpdateAssumeRolePolicy(_) => {
                 let trust = was.trust_policy.as_ref().ok_or(format!(
                     "the trust policy of {name} before the run was not read"
                 ))?;
-                Ok(Inverse::restoring(
-                    before,
+                (
+                    false,
                     format!("set who may assume {name} back (its trust policy)"),
-                    "UpdateAssumeRolePolicy",
-                    json!({"RoleName": name, "PolicyDocument": trust.to_string()}),
-                ))
+                    RoleCall::UpdateAssumeRolePolicy(TrustInput {
+                        role_name: name.clone(),
+                        policy_document: trust.to_string(),
+                    }),
+                )
             }
-            "PutRolePolicy" => {
-                let policy = call
-                    .input
-                    .get("PolicyName")
-                    .and_then(Value::as_str)
-                    .ok_or("its input names no policy")?;
-                Ok(match was.policies.get(policy) {
-                    Some(document) => Inverse::restoring(
-                        before,
+            RoleCall::PutRolePolicy(input) => {
+                let policy = input.policy_name;
+                match was.policies.get(&policy) {
+                    Some(document) => (
+                        false,
                         format!("put the inline policy {policy} of {name} back"),
-                        "PutRolePolicy",
-                        json!({"RoleName": name, "PolicyName": policy,
-                            "PolicyDocument": document.to_string()}),
+                        RoleCall::PutRolePolicy(PutPolicyInput {
+                            role_name: name.clone(),
+                            policy_name: policy.clone(),
+                            policy_document: document.to_string(),
+                        }),
                     ),
-                    None => Inverse::restoring(
-                        before,
+                    None => (
+                        false,
                         format!("delete the inline policy {policy} of {name}, which the run added"),
-                        "DeleteRolePolicy",
-                        json!({"RoleName": name, "PolicyName": policy}),
+                        RoleCall::DeleteRolePolicy(PolicyName {
+                            role_name: name.clone(),
+                            policy_name: policy.clone(),
+                        }),
                     ),
-                })
+                }
             }
-            other => Err(format!("no inverse for {other}")),
-        }
+            RoleCall::DeleteRolePolicy(_) | RoleCall::DeleteRole(_) => {
+                return Err(format!("no inverse for {}", call.operation));
+            }
+        };
+        let undo = api_call("iam", &undo)?;
+        Ok(if created {
+            Inverse::deleting_created(before, summary, &undo.operation, undo.input)
+        } else {
+            Inverse::restoring(before, summary, &undo.operation, undo.input)
+        })
     }
 }
 
@@ -459,6 +547,10 @@ impl Calls for RoleCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<RoleCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_role(clients, resource_id).await?))
     }
@@ -471,49 +563,47 @@ impl Calls for RoleCalls {
     ) -> Result<Applied> {
         let iam = &clients.iam;
         let operation = change.call.operation.as_str();
-        let text = |pointer: &str| super::input_str(change, pointer).map(str::to_string);
         let aws = |e| Error::Aws(e);
-        let request_id = match operation {
-            "CreateRole" => iam
+        let request_id = match typed_call::<RoleCall>(change)? {
+            RoleCall::CreateRole(input) => iam
                 .create_role()
-                .role_name(text("/RoleName")?)
-                .assume_role_policy_document(text("/AssumeRolePolicyDocument")?)
-                .set_description(text("/Description").ok())
+                .role_name(input.role_name)
+                .assume_role_policy_document(input.assume_role_policy_document)
+                .set_description(input.description)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "UpdateAssumeRolePolicy" => iam
+            RoleCall::UpdateAssumeRolePolicy(input) => iam
                 .update_assume_role_policy()
-                .role_name(text("/RoleName")?)
-                .policy_document(text("/PolicyDocument")?)
+                .role_name(input.role_name)
+                .policy_document(input.policy_document)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "PutRolePolicy" => iam
+            RoleCall::PutRolePolicy(input) => iam
                 .put_role_policy()
-                .role_name(text("/RoleName")?)
-                .policy_name(text("/PolicyName")?)
-                .policy_document(text("/PolicyDocument")?)
+                .role_name(input.role_name)
+                .policy_name(input.policy_name)
+                .policy_document(input.policy_document)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "DeleteRolePolicy" => iam
+            RoleCall::DeleteRolePolicy(input) => iam
                 .delete_role_policy()
-                .role_name(text("/RoleName")?)
-                .policy_name(text("/PolicyName")?)
+                .role_name(input.role_name)
+                .policy_name(input.policy_name)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "DeleteRole" => {
-                let name = text("/RoleName")?;
+            RoleCall::DeleteRole(RoleName { role_name: name }) => {
                 // IAM deletes a role only once its inline policies are gone; those are
                 // the ones read just before (the stale check held them to the run's).
                 let policies = current
@@ -537,7 +627,6 @@ impl Calls for RoleCalls {
                     .request_id()
                     .map(str::to_string)
             }
-            _ => return Err(super::not_ours(change, "a role action")),
         };
         Ok(Applied::request(request_id.as_deref()))
     }
@@ -683,6 +772,7 @@ impl Kind for ServiceLinkedRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn role_args() -> Value {
         json!({

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::operation::RequestId;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use serde::{Deserialize, Serialize};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
-    input_str, not_ours,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
+    arg_string, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -24,6 +26,53 @@ const RETENTION_DAYS: &[i32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
+
+/// Every call of this concern, as a plan stores it (CloudWatch Logs' field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum LogsCall {
+    CreateLogGroup(CreateInput),
+    PutRetentionPolicy(RetentionInput),
+    AssociateKmsKey(KeyInput),
+    /// Rollback: only while the group holds no log stream.
+    DeleteLogGroup(GroupInput),
+    DeleteRetentionPolicy(GroupInput),
+    DisassociateKmsKey(GroupInput),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GroupInput {
+    log_group_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateInput {
+    log_group_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetentionInput {
+    log_group_name: String,
+    retention_in_days: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyInput {
+    log_group_name: String,
+    kms_key_id: String,
+}
+
+fn group(name: &str) -> GroupInput {
+    GroupInput {
+        log_group_name: name.to_string(),
+    }
+}
 
 /// Creates a log group when missing and holds it to a retention and key.
 pub struct EnsureLogGroup;
@@ -83,39 +132,41 @@ impl Action for EnsureLogGroup {
             current.exists = true;
             current.arn = Some(KNOWN_AFTER_APPLY.into());
             current.kms_key_id = key.clone();
-            let mut input = json!({"logGroupName": name});
-            if let Some(key) = &key {
-                input["kmsKeyId"] = json!(key);
-            }
-            chain.push(
+            chain.push_call(
                 ChangeKind::Create,
                 format!("create the log group {name}"),
                 state(&current),
-                "CreateLogGroup",
-                input,
-            );
+                &LogsCall::CreateLogGroup(CreateInput {
+                    log_group_name: name.clone(),
+                    kms_key_id: key.clone(),
+                }),
+            )?;
         }
         if current.retention_days != Some(retention) {
             current.retention_days = Some(retention);
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("keep the events of {name} for {retention} days"),
                 state(&current),
-                "PutRetentionPolicy",
-                json!({"logGroupName": name, "retentionInDays": retention}),
-            );
+                &LogsCall::PutRetentionPolicy(RetentionInput {
+                    log_group_name: name.clone(),
+                    retention_in_days: retention,
+                }),
+            )?;
         }
         if let Some(key) = key
             && current.kms_key_id.as_deref() != Some(key.as_str())
         {
             current.kms_key_id = Some(key.clone());
-            chain.push(
+            chain.push_call(
                 ChangeKind::Update,
                 format!("encrypt the events of {name} with {key}"),
                 state(&current),
-                "AssociateKmsKey",
-                json!({"logGroupName": name, "kmsKeyId": key}),
-            );
+                &LogsCall::AssociateKmsKey(KeyInput {
+                    log_group_name: name.clone(),
+                    kms_key_id: key,
+                }),
+            )?;
         }
         Ok(chain.into_plan(Resource::LogGroup(current)))
     }
@@ -135,43 +186,55 @@ impl Action for EnsureLogGroup {
     ) -> std::result::Result<Inverse, String> {
         let was: LogGroup = super::recorded(before, "log group")?;
         let name = was.name.clone();
-        let group = json!({"logGroupName": name});
-        match (call.operation.as_str(), was.retention_days, &was.kms_key_id) {
-            ("CreateLogGroup", _, _) if !was.exists => Ok(Inverse::deleting_created(
-                before,
+        let (created, summary, undo) = match (
+            call.operation.as_str(),
+            was.retention_days,
+            &was.kms_key_id,
+        ) {
+            ("CreateLogGroup", _, _) if !was.exists => (
+                true,
                 format!(
                     "delete the log group {name}, which the run created, if nothing was written to it"
                 ),
-                "DeleteLogGroup",
-                group,
-            )),
-            ("CreateLogGroup", _, _) => Err(format!("log group {name} existed before the run")),
-            ("PutRetentionPolicy", None, _) => Ok(Inverse::restoring(
-                before,
+                LogsCall::DeleteLogGroup(group(&name)),
+            ),
+            ("CreateLogGroup", _, _) => {
+                return Err(format!("log group {name} existed before the run"));
+            }
+            ("PutRetentionPolicy", None, _) => (
+                false,
                 format!("keep the events of {name} forever again, as before the run"),
-                "DeleteRetentionPolicy",
-                group,
-            )),
-            ("PutRetentionPolicy", Some(days), _) => Ok(Inverse::restoring(
-                before,
+                LogsCall::DeleteRetentionPolicy(group(&name)),
+            ),
+            ("PutRetentionPolicy", Some(days), _) => (
+                false,
                 format!("keep the events of {name} for {days} days again"),
-                "PutRetentionPolicy",
-                json!({"logGroupName": name, "retentionInDays": days}),
-            )),
-            ("AssociateKmsKey", _, None) => Ok(Inverse::restoring(
-                before,
+                LogsCall::PutRetentionPolicy(RetentionInput {
+                    log_group_name: name.clone(),
+                    retention_in_days: days,
+                }),
+            ),
+            ("AssociateKmsKey", _, None) => (
+                false,
                 format!("take the key off {name} again, as before the run"),
-                "DisassociateKmsKey",
-                group,
-            )),
-            ("AssociateKmsKey", _, Some(key)) => Ok(Inverse::restoring(
-                before,
+                LogsCall::DisassociateKmsKey(group(&name)),
+            ),
+            ("AssociateKmsKey", _, Some(key)) => (
+                false,
                 format!("encrypt the events of {name} with {key} again"),
-                "AssociateKmsKey",
-                json!({"logGroupName": name, "kmsKeyId": key}),
-            )),
-            (other, _, _) => Err(format!("no inverse for {other}")),
-        }
+                LogsCall::AssociateKmsKey(KeyInput {
+                    log_group_name: name.clone(),
+                    kms_key_id: key.clone(),
+                }),
+            ),
+            (other, _, _) => return Err(format!("no inverse for {other}")),
+        };
+        let undo = api_call("logs", &undo)?;
+        Ok(if created {
+            Inverse::deleting_created(before, summary, &undo.operation, undo.input)
+        } else {
+            Inverse::restoring(before, summary, &undo.operation, undo.input)
+        })
     }
 }
 
@@ -197,6 +260,10 @@ impl Calls for LogGroupCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<LogsCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_log_group(clients, resource_id).await?))
     }
@@ -208,50 +275,44 @@ impl Calls for LogGroupCalls {
         _current: &Value,
     ) -> Result<Applied> {
         let logs = &clients.logs;
-        let input = &change.call.input;
         let operation = change.call.operation.as_str();
-        let name = input_str(change, "/logGroupName")?;
-        let key = input["kmsKeyId"].as_str().map(str::to_string);
         let aws = |e| Error::Aws(e);
-        let request_id = match operation {
-            "CreateLogGroup" => logs
+        let request_id = match typed_call::<LogsCall>(change)? {
+            LogsCall::CreateLogGroup(input) => logs
                 .create_log_group()
-                .log_group_name(name)
-                .set_kms_key_id(key)
+                .log_group_name(input.log_group_name)
+                .set_kms_key_id(input.kms_key_id)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "PutRetentionPolicy" => logs
+            LogsCall::PutRetentionPolicy(input) => logs
                 .put_retention_policy()
-                .log_group_name(name)
-                .retention_in_days(
-                    input["retentionInDays"]
-                        .as_i64()
-                        .and_then(|d| i32::try_from(d).ok())
-                        .ok_or_else(|| Error::plan_input(&change.id, "no retentionInDays"))?,
-                )
+                .log_group_name(input.log_group_name)
+                .retention_in_days(input.retention_in_days)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "AssociateKmsKey" => logs
+            LogsCall::AssociateKmsKey(input) => logs
                 .associate_kms_key()
-                .log_group_name(name)
-                .set_kms_key_id(key)
+                .log_group_name(input.log_group_name)
+                .kms_key_id(input.kms_key_id)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "DeleteLogGroup" => {
+            LogsCall::DeleteLogGroup(GroupInput {
+                log_group_name: name,
+            }) => {
                 // Streams exist once anything was delivered; a group that has one
                 // holds logs someone may need.
                 let streams = logs
                     .describe_log_streams()
-                    .log_group_name(name)
+                    .log_group_name(&name)
                     .limit(1)
                     .send()
                     .await
@@ -273,23 +334,22 @@ impl Calls for LogGroupCalls {
                     .request_id()
                     .map(str::to_string)
             }
-            "DeleteRetentionPolicy" => logs
+            LogsCall::DeleteRetentionPolicy(input) => logs
                 .delete_retention_policy()
-                .log_group_name(name)
+                .log_group_name(input.log_group_name)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            "DisassociateKmsKey" => logs
+            LogsCall::DisassociateKmsKey(input) => logs
                 .disassociate_kms_key()
-                .log_group_name(name)
+                .log_group_name(input.log_group_name)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?
                 .request_id()
                 .map(str::to_string),
-            _ => return Err(not_ours(change, "a log group action")),
         };
         Ok(Applied::request(request_id.as_deref()))
     }
@@ -354,6 +414,7 @@ impl Kind for LogGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_missing_group_is_created_with_its_retention_and_then_left_alone() {

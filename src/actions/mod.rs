@@ -203,33 +203,6 @@ pub struct Compensation {
     pub failure: Option<String>,
 }
 
-/// The string at `pointer` (a JSON pointer, e.g. `/Bucket`) of a change's call input.
-pub fn input_str<'a>(change: &'a Change, pointer: &str) -> Result<&'a str> {
-    change
-        .call
-        .input
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            crate::Error::plan_input(
-                &change.id,
-                format!("{} input has no string at {pointer}", change.call.operation),
-            )
-        })
-}
-
-/// The error for a change whose operation the concern's calls do not make (a plan
-/// file edited by hand, or made by another harden).
-pub fn not_ours(change: &Change, concern: &str) -> crate::Error {
-    crate::Error::plan_input(
-        &change.id,
-        format!(
-            "operation {} is not one {concern} makes",
-            change.call.operation
-        ),
-    )
-}
-
 /// EC2 tags as a map (tags without a key are dropped).
 pub fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<String, String> {
     tags.iter()
@@ -249,6 +222,10 @@ pub trait Calls: Send + Sync {
     /// The IAM actions these calls need (`harden iam-policy`); the integration suite
     /// checks them against every call harden makes.
     fn rights(&self) -> &'static crate::least_privilege::Rights;
+    /// Checks that the change's call is one these calls make, with an input that holds
+    /// up as its typed input: every change of a saved plan is checked so before the
+    /// first AWS call ([`registry::check_calls`]), and `apply` parses it the same way.
+    fn check(&self, change: &Change) -> Result<()>;
     /// Reads the resource's current state in the shape of a change's before/after.
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value>;
 
@@ -579,6 +556,16 @@ pub fn api_call<C: serde::Serialize>(
     })
 }
 
+/// A recorded call as the concern's enum of typed calls (for an inverse, built from
+/// what the audit recorded); the error says what does not hold up.
+pub fn parse_call<C: serde::de::DeserializeOwned>(
+    call: &ApiCall,
+) -> std::result::Result<C, String> {
+    let tagged = serde_json::json!({"operation": call.operation, "input": call.input});
+    serde_path_to_error::deserialize(&tagged)
+        .map_err(|e| format!("{} at {}: {}", call.operation, e.path(), e.inner()))
+}
+
 /// A saved change's call as the concern's enum of typed calls (see [`api_call`]): an
 /// operation the concern does not make, or an input that does not hold up, is refused
 /// naming the change, the operation and the field.
@@ -595,31 +582,16 @@ pub fn typed_call<C: serde::de::DeserializeOwned>(change: &Change) -> Result<C> 
     })
 }
 
+/// The input of a call that takes none (beyond what the client sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
 /// A typed call input as the plan stores it (AWS's field names, as JSON).
 pub fn call_input<T: serde::Serialize>(input: T) -> std::result::Result<Value, String> {
     serde_json::to_value(input).map_err(|e| format!("a call input: {e}"))
 }
 
-/// A change's call input as its operation's typed input; a plan whose input does not
-/// hold up is refused naming the change.
-pub fn typed_input<T: serde::de::DeserializeOwned>(change: &Change) -> Result<T> {
-    serde_path_to_error::deserialize(&change.call.input).map_err(|e| {
-        let mut problems = crate::error::Problems::default();
-        problems.push(
-            None,
-            format!(
-                "change {}: {} input at {}: {}",
-                change.id,
-                change.call.operation,
-                e.path(),
-                e.inner()
-            ),
-        );
-        crate::Error::Invalid(problems)
-    })
-}
-
-/// Test support shared by the concerns' mocked-response tests.
 /// A fresh idempotency token (`ClientToken`) for one call. The SDK sends a retried
 /// request unchanged, token included, so a call whose answer was lost and that is sent
 /// again is recognised by AWS as the same call; a later apply gets a new token.
@@ -627,6 +599,7 @@ pub fn client_token() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// Test support shared by the concerns' mocked-response tests.
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::time::SystemTime;

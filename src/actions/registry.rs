@@ -198,6 +198,33 @@ impl Resource {
     }
 }
 
+/// Checks every change of a saved plan (`file`) before anything is contacted: its
+/// action is one this harden has, and its call is one the action's concern makes, with
+/// an input that holds up. Every change that does not is named.
+pub fn check_calls(plan: &crate::plan::Plan, file: &std::path::Path) -> Result<()> {
+    let mut problems = crate::error::Problems::default();
+    let location = || {
+        Some(crate::error::SourceLocation {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+        })
+    };
+    for change in &plan.changes {
+        let checked = match find(&change.action) {
+            None => Err(crate::Error::plan_input(
+                &change.id,
+                format!("action {} is not one this harden has", change.action),
+            )),
+            Some(action) => action.calls().check(change),
+        };
+        if let Err(error) = checked {
+            problems.push(location(), error.to_string());
+        }
+    }
+    problems.into_result()
+}
+
 /// Every registered action.
 pub fn registry() -> &'static [&'static dyn Action] {
     &[

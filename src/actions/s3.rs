@@ -18,11 +18,12 @@ use aws_sdk_s3::types::{
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
-    input_str, not_ours,
+    typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -396,6 +397,109 @@ impl Action for EnsureBucket {
     }
 }
 
+/// Every call of this concern, as a plan stores it (S3's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum BucketCall {
+    CreateBucket(CreateBucketInput),
+    PutPublicAccessBlock(PutBlockInput),
+    PutBucketEncryption(PutEncryptionInput),
+    PutBucketVersioning(PutVersioningInput),
+    PutBucketPolicy(PutPolicyInput),
+    /// Rollback: a bucket the run created, while empty.
+    DeleteBucket(BucketName),
+    DeletePublicAccessBlock(BucketName),
+    DeleteBucketEncryption(BucketName),
+    DeleteBucketPolicy(BucketName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct BucketName {
+    bucket: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateBucketInput {
+    bucket: String,
+    #[serde(default)]
+    create_bucket_configuration: Option<LocationInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct LocationInput {
+    location_constraint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutBlockInput {
+    bucket: String,
+    public_access_block_configuration: BlockSwitches,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct BlockSwitches {
+    block_public_acls: bool,
+    ignore_public_acls: bool,
+    block_public_policy: bool,
+    restrict_public_buckets: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutEncryptionInput {
+    bucket: String,
+    server_side_encryption_configuration: EncryptionConfigurationInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EncryptionConfigurationInput {
+    rules: Vec<EncryptionRuleInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EncryptionRuleInput {
+    apply_server_side_encryption_by_default: ByDefaultInput,
+    #[serde(default)]
+    bucket_key_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByDefaultInput {
+    #[serde(rename = "SSEAlgorithm")]
+    sse_algorithm: String,
+    #[serde(rename = "KMSMasterKeyID", default)]
+    kms_master_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutVersioningInput {
+    bucket: String,
+    versioning_configuration: VersioningInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct VersioningInput {
+    status: String,
+}
+
+/// The policy is shown in the plan as a document and sent as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutPolicyInput {
+    bucket: String,
+    policy: Value,
+}
+
 /// Reads, applies (and cannot probe) bucket changes.
 pub struct BucketCalls;
 
@@ -430,6 +534,10 @@ impl Calls for BucketCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<BucketCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_bucket(clients, resource_id).await?))
     }
@@ -441,157 +549,140 @@ impl Calls for BucketCalls {
         _current: &Value,
     ) -> Result<Applied> {
         let s3 = &clients.s3;
-        let bucket = input_str(change, "/Bucket")?;
         let operation = change.call.operation.as_str();
-        match operation {
-            "CreateBucket" => {
-                let mut request = s3.create_bucket().bucket(bucket);
-                if let Some(location) = change
-                    .call
-                    .input
-                    .pointer("/CreateBucketConfiguration/LocationConstraint")
-                    .and_then(Value::as_str)
-                {
+        let aws = |e| Error::Aws(e);
+        let request_id = match typed_call::<BucketCall>(change)? {
+            BucketCall::CreateBucket(input) => {
+                let mut request = s3.create_bucket().bucket(input.bucket);
+                if let Some(location) = input.create_bucket_configuration {
                     request = request.create_bucket_configuration(
                         CreateBucketConfiguration::builder()
-                            .location_constraint(BucketLocationConstraint::from(location))
+                            .location_constraint(BucketLocationConstraint::from(
+                                location.location_constraint.as_str(),
+                            ))
                             .build(),
                     );
                 }
-                let out = request
+                request
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
-            "PutPublicAccessBlock" => {
-                let config = &change.call.input["PublicAccessBlockConfiguration"];
-                let switch = |name: &str| config.get(name).and_then(Value::as_bool);
-                let out = s3
-                    .put_public_access_block()
-                    .bucket(bucket)
+            BucketCall::PutPublicAccessBlock(input) => {
+                let switches = input.public_access_block_configuration;
+                s3.put_public_access_block()
+                    .bucket(input.bucket)
                     .public_access_block_configuration(
                         PublicAccessBlockConfiguration::builder()
-                            .set_block_public_acls(switch("BlockPublicAcls"))
-                            .set_ignore_public_acls(switch("IgnorePublicAcls"))
-                            .set_block_public_policy(switch("BlockPublicPolicy"))
-                            .set_restrict_public_buckets(switch("RestrictPublicBuckets"))
+                            .block_public_acls(switches.block_public_acls)
+                            .ignore_public_acls(switches.ignore_public_acls)
+                            .block_public_policy(switches.block_public_policy)
+                            .restrict_public_buckets(switches.restrict_public_buckets)
                             .build(),
                     )
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
-            "PutBucketEncryption" => {
-                let rule = change
-                    .call
-                    .input
-                    .pointer("/ServerSideEncryptionConfiguration/Rules/0")
-                    .cloned()
-                    .unwrap_or_default();
-                let by_default = &rule["ApplyServerSideEncryptionByDefault"];
-                let algorithm = by_default["SSEAlgorithm"].as_str().unwrap_or("AES256");
-                let default = built(
-                    "ServerSideEncryptionByDefault",
-                    ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::from(algorithm))
-                        .set_kms_master_key_id(
-                            by_default["KMSMasterKeyID"].as_str().map(str::to_string),
-                        )
-                        .build(),
-                )?;
+            BucketCall::PutBucketEncryption(input) => {
+                let rules = input
+                    .server_side_encryption_configuration
+                    .rules
+                    .into_iter()
+                    .map(|rule| {
+                        let by_default = rule.apply_server_side_encryption_by_default;
+                        let default = built(
+                            "ServerSideEncryptionByDefault",
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::from(
+                                    by_default.sse_algorithm.as_str(),
+                                ))
+                                .set_kms_master_key_id(by_default.kms_master_key_id)
+                                .build(),
+                        )?;
+                        Ok(ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(default)
+                            .set_bucket_key_enabled(rule.bucket_key_enabled)
+                            .build())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let config = built(
                     "ServerSideEncryptionConfiguration",
                     ServerSideEncryptionConfiguration::builder()
-                        .rules(
-                            ServerSideEncryptionRule::builder()
-                                .apply_server_side_encryption_by_default(default)
-                                .set_bucket_key_enabled(rule["BucketKeyEnabled"].as_bool())
-                                .build(),
-                        )
+                        .set_rules(Some(rules))
                         .build(),
                 )?;
-                let out = s3
-                    .put_bucket_encryption()
-                    .bucket(bucket)
+                s3.put_bucket_encryption()
+                    .bucket(input.bucket)
                     .server_side_encryption_configuration(config)
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
+                    .map_err(|e| aws(failure(operation, &e)))?
+                    .request_id()
+                    .map(str::to_string)
             }
-            "PutBucketVersioning" => {
-                let status = change
-                    .call
-                    .input
-                    .pointer("/VersioningConfiguration/Status")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Enabled");
-                let out = s3
-                    .put_bucket_versioning()
-                    .bucket(bucket)
-                    .versioning_configuration(
-                        VersioningConfiguration::builder()
-                            .status(BucketVersioningStatus::from(status))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "PutBucketPolicy" => {
-                let policy = change.call.input.get("Policy").ok_or_else(|| {
-                    Error::plan_input(&change.id, "PutBucketPolicy has no Policy")
-                })?;
-                let out = s3
-                    .put_bucket_policy()
-                    .bucket(bucket)
-                    .policy(policy.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteBucket" => {
-                let out = s3
-                    .delete_bucket()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeletePublicAccessBlock" => {
-                let out = s3
-                    .delete_public_access_block()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteBucketEncryption" => {
-                let out = s3
-                    .delete_bucket_encryption()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            "DeleteBucketPolicy" => {
-                let out = s3
-                    .delete_bucket_policy()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
-                Ok(Applied::request(out.request_id()))
-            }
-            _ => Err(not_ours(change, "a bucket action")),
-        }
+            BucketCall::PutBucketVersioning(input) => s3
+                .put_bucket_versioning()
+                .bucket(input.bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::from(
+                            input.versioning_configuration.status.as_str(),
+                        ))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            BucketCall::PutBucketPolicy(input) => s3
+                .put_bucket_policy()
+                .bucket(input.bucket)
+                .policy(input.policy.to_string())
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            BucketCall::DeleteBucket(input) => s3
+                .delete_bucket()
+                .bucket(input.bucket)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            BucketCall::DeletePublicAccessBlock(input) => s3
+                .delete_public_access_block()
+                .bucket(input.bucket)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            BucketCall::DeleteBucketEncryption(input) => s3
+                .delete_bucket_encryption()
+                .bucket(input.bucket)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            BucketCall::DeleteBucketPolicy(input) => s3
+                .delete_bucket_policy()
+                .bucket(input.bucket)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+        };
+        Ok(Applied::request(request_id.as_deref()))
     }
 }
 

@@ -17,7 +17,9 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse};
+use super::{
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, typed_call,
+};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{
@@ -378,6 +380,10 @@ impl Calls for SecurityGroupCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<GroupCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_rules(clients, resource_id).await?))
     }
@@ -570,7 +576,7 @@ fn revoke_change(current: &mut SecurityGroup, direction: Direction, rules: &[Rul
 // ---- Call inputs, in AWS's own field names so the plan shows what is sent. ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PeerInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cidr_ip: Option<String>,
@@ -585,7 +591,7 @@ struct PeerInput {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PermissionInput {
     ip_protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -603,7 +609,7 @@ struct PermissionInput {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct RuleRequestInput {
     ip_protocol: String,
     from_port: i32,
@@ -621,21 +627,43 @@ struct RuleRequestInput {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct RuleUpdateInput {
     security_group_rule_id: String,
     security_group_rule: RuleRequestInput,
 }
 
+/// Every call of this concern, as a plan stores it (EC2's field names).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CallInput {
+#[serde(tag = "operation", content = "input")]
+enum GroupCall {
+    AuthorizeSecurityGroupEgress(AuthorizeInput),
+    /// Only rollback authorizes ingress: putting back rules a close revoked.
+    AuthorizeSecurityGroupIngress(AuthorizeInput),
+    ModifySecurityGroupRules(ModifyInput),
+    RevokeSecurityGroupEgress(RevokeInput),
+    RevokeSecurityGroupIngress(RevokeInput),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct AuthorizeInput {
     group_id: String,
-    #[serde(default)]
     ip_permissions: Vec<PermissionInput>,
-    #[serde(default)]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ModifyInput {
+    group_id: String,
     security_group_rules: Vec<RuleUpdateInput>,
-    #[serde(default)]
+}
+
+/// Rules are revoked by id; an id the plan could not know reads `(known after apply)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RevokeInput {
+    group_id: String,
     security_group_rule_ids: Vec<String>,
 }
 
@@ -753,19 +781,10 @@ fn non_empty<T>(items: impl Iterator<Item = T>) -> Option<Vec<T>> {
     (!items.is_empty()).then_some(items)
 }
 
-fn parse_input(change: &Change) -> Result<CallInput> {
-    serde_json::from_value(change.call.input.clone()).map_err(|e| {
-        Error::plan_input(
-            &change.id,
-            format!("input of {} does not parse: {e}", change.call.operation),
-        )
-    })
-}
-
 /// Rule ids a revoke must send. Ids the plan knew are taken as they are; an id the
 /// plan could not know (a rule an earlier change creates) is found in the state just
 /// read by the rule's identity.
-fn revoke_ids(change: &Change, input: &CallInput, current: &Value) -> Result<Vec<String>> {
+fn revoke_ids(change: &Change, input: &RevokeInput, current: &Value) -> Result<Vec<String>> {
     let mut ids: Vec<String> = input
         .security_group_rule_ids
         .iter()
@@ -819,12 +838,12 @@ async fn apply_call(
     current: &Value,
     dry_run: bool,
 ) -> Result<Applied> {
-    let input = parse_input(change)?;
     let ec2 = &clients.ec2;
     let operation = change.call.operation.as_str();
     // Egress and ingress revokes differ only in the builder; the checks are the same.
     macro_rules! revoke_by_rule_ids {
-        ($request:expr) => {{
+        ($request:expr, $input:expr) => {{
+            let input = $input;
             let ids = revoke_ids(change, &input, current)?;
             let out = $request
                 .group_id(&input.group_id)
@@ -841,7 +860,8 @@ async fn apply_call(
     }
     // Egress and ingress authorizations differ only in the builder too.
     macro_rules! authorize {
-        ($request:expr) => {{
+        ($request:expr, $input:expr) => {{
+            let input = $input;
             let out = $request
                 .group_id(&input.group_id)
                 .set_ip_permissions(Some(
@@ -857,11 +877,14 @@ async fn apply_call(
             out.request_id().map(str::to_string)
         }};
     }
-    let request_id = match operation {
-        "AuthorizeSecurityGroupEgress" => authorize!(ec2.authorize_security_group_egress()),
-        // Only rollback authorizes ingress: putting back rules a close revoked.
-        "AuthorizeSecurityGroupIngress" => authorize!(ec2.authorize_security_group_ingress()),
-        "ModifySecurityGroupRules" => {
+    let request_id = match typed_call::<GroupCall>(change)? {
+        GroupCall::AuthorizeSecurityGroupEgress(input) => {
+            authorize!(ec2.authorize_security_group_egress(), input)
+        }
+        GroupCall::AuthorizeSecurityGroupIngress(input) => {
+            authorize!(ec2.authorize_security_group_ingress(), input)
+        }
+        GroupCall::ModifySecurityGroupRules(input) => {
             let out = ec2
                 .modify_security_group_rules()
                 .group_id(&input.group_id)
@@ -881,13 +904,11 @@ async fn apply_call(
             }
             out.request_id().map(str::to_string)
         }
-        "RevokeSecurityGroupEgress" => revoke_by_rule_ids!(ec2.revoke_security_group_egress()),
-        "RevokeSecurityGroupIngress" => revoke_by_rule_ids!(ec2.revoke_security_group_ingress()),
-        other => {
-            return Err(Error::plan_input(
-                &change.id,
-                format!("operation {other} is not one a security-group action makes"),
-            ));
+        GroupCall::RevokeSecurityGroupEgress(input) => {
+            revoke_by_rule_ids!(ec2.revoke_security_group_egress(), input)
+        }
+        GroupCall::RevokeSecurityGroupIngress(input) => {
+            revoke_by_rule_ids!(ec2.revoke_security_group_ingress(), input)
         }
     };
     Ok(Applied {

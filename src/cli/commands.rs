@@ -342,7 +342,9 @@ async fn apply_command(global: &GlobalArgs, args: ApplyArgs) -> Result<Status> {
     let (sessions, unreachable, plan, caller) = match &args.plan {
         Some(path) => {
             let plan = Plan::load(path)?;
-            // Before any AWS call: a plan is applied only as it was reviewed.
+            // Before any AWS call: every call can be made as written, and the plan is
+            // applied only as it was reviewed.
+            crate::actions::registry::check_calls(&plan, path)?;
             if let Err(refusal) = plan::seal::check(&plan, path, &audit::seals(&global.state_dir)?)
             {
                 let Error::EditedPlan { detail, .. } = &refusal else {

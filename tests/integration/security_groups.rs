@@ -871,6 +871,47 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
         "nothing was applied"
     );
 
+    // A call that cannot be made as written is refused before any call, even with
+    // --accept-edited-plan: every such change is named, with the field.
+    let mut broken = plan.clone();
+    broken["changes"][web_change]["call"]["input"]["GroupId"] = 42.into();
+    let last = broken["changes"].as_array().expect("changes").len() - 1;
+    broken["changes"][last]["call"]["operation"] = "DeleteSecurityGroup".into();
+    let last_id = broken["changes"][last]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    std::fs::write(&edited, broken.to_string()).expect("write");
+    let out = cli(
+        &emulator,
+        state.path(),
+        &[
+            "apply",
+            "--yes",
+            "--accept-edited-plan",
+            "--plan",
+            edited.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let wrong_type = format!("change {web_id}: ");
+    let wrong_operation = format!(
+        "change {last_id}: DeleteSecurityGroup at operation: unknown variant `DeleteSecurityGroup`"
+    );
+    assert!(
+        out.stderr.lines().any(|l| l.contains(&wrong_type)
+            && l.contains("at input.GroupId: invalid type: integer `42`, expected a string"))
+            && out.stderr.contains(&wrong_operation),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(audit_lines(), lines_before, "a refusal writes nothing");
+    assert_eq!(
+        block_on(rules(&ec2, &seeded.web)),
+        web_before,
+        "nothing was applied"
+    );
+
     // Re-indented by a JSON tool, the plan is still the one saved.
     std::fs::write(&edited, plan.to_string()).expect("write compact");
     let out = cli(

@@ -38,6 +38,7 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, InstanceBlockDeviceMappingSpecification, Tag,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ebs_volumes::{
@@ -46,7 +47,7 @@ use super::ebs_volumes::{
 };
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, Inverse,
-    RecordedChange, arg_bool, ec2_tags, input_str,
+    RecordedChange, arg_bool, ec2_tags, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -513,6 +514,89 @@ impl Action for EncryptInstanceVolumes {
     }
 }
 
+/// The calls on the instance itself in a swap, as a plan stores them (EC2's field
+/// names); the swap's other calls are its volumes' ([`ebs_volumes::VolumeCall`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum InstanceCall {
+    StopInstances(InstanceIdsInput),
+    StartInstances(InstanceIdsInput),
+    DetachVolume(AttachmentInput),
+    AttachVolume(AttachmentInput),
+    ModifyInstanceAttribute(DeleteOnTerminationInput),
+}
+
+/// The operations of [`InstanceCall`].
+const INSTANCE_OPERATIONS: &[&str] = &[
+    "StopInstances",
+    "StartInstances",
+    "DetachVolume",
+    "AttachVolume",
+    "ModifyInstanceAttribute",
+];
+
+/// A call of an instance's swap: on the instance, or on one of its volumes.
+enum SwapCall {
+    Instance(InstanceCall),
+    Volume(ebs_volumes::VolumeCall),
+}
+
+fn swap_call(change: &Change) -> Result<SwapCall> {
+    if INSTANCE_OPERATIONS.contains(&change.call.operation.as_str()) {
+        typed_call(change).map(SwapCall::Instance)
+    } else {
+        typed_call(change).map(SwapCall::Volume)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct InstanceIdsInput {
+    instance_ids: Vec<String>,
+}
+
+/// A volume at a device of an instance; the `VolumeId` of an attach is `(known after
+/// apply)` until the replacement is made, then taken from the state just read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct AttachmentInput {
+    #[serde(default)]
+    volume_id: Option<String>,
+    instance_id: String,
+    device: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteOnTerminationInput {
+    instance_id: String,
+    block_device_mappings: Vec<MappingInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct MappingInput {
+    device_name: String,
+    ebs: EbsFlagInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EbsFlagInput {
+    delete_on_termination: bool,
+}
+
+/// The one instance a start or stop names.
+fn instance_of<'a>(change: &Change, input: &'a InstanceIdsInput) -> Result<&'a str> {
+    match input.instance_ids.as_slice() {
+        [id] => Ok(id),
+        _ => Err(Error::plan_input(
+            &change.id,
+            format!("{} must name exactly one instance", change.call.operation),
+        )),
+    }
+}
+
 /// Reads, applies (with waits), probes and undoes instance swaps.
 pub struct InstanceCalls;
 
@@ -520,25 +604,16 @@ pub struct InstanceCalls;
 /// (`VolumeId`, `Resources`, the source tag of what it creates) or, for a
 /// `DeleteSnapshot` whose id the plan could not know, the first retired volume (id
 /// order, the order retirement runs in) that still has a copy or a snapshot.
-fn volume_of(change: &Change, current: &Value) -> Result<String> {
-    let input = &change.call.input;
-    let named = input["VolumeId"]
-        .as_str()
-        .or_else(|| input["Resources"][0].as_str())
-        .or_else(|| {
-            input["TagSpecifications"][0]["Tags"]
-                .as_array()?
-                .iter()
-                .find(|t| t["Key"] == SOURCE_VOLUME_TAG)?["Value"]
-                .as_str()
-        });
-    if let Some(id) = named {
+fn volume_of(change: &Change, call: &ebs_volumes::VolumeCall, current: &Value) -> Result<String> {
+    if let Some(id) = call.named_volume() {
         return Ok(id.to_string());
     }
     let volumes = current["volumes"].as_object();
-    let snapshot = input["SnapshotId"]
-        .as_str()
-        .filter(|s| *s != KNOWN_AFTER_APPLY);
+    let snapshot = match call {
+        ebs_volumes::VolumeCall::DeleteSnapshot(input) => Some(input.snapshot_id.as_str()),
+        _ => None,
+    }
+    .filter(|s| *s != KNOWN_AFTER_APPLY);
     volumes
         .into_iter()
         .flatten()
@@ -777,93 +852,79 @@ async fn call(
     current: &Value,
     dry_run: bool,
 ) -> Result<Applied> {
-    let input = &change.call.input;
     let limit = wait_limit(change);
-    match change.call.operation.as_str() {
-        "StopInstances" => {
-            stop(
-                clients,
-                input_str(change, "/InstanceIds/0")?,
-                limit,
-                dry_run,
-            )
-            .await
+    let call = match swap_call(change)? {
+        SwapCall::Instance(call) => call,
+        SwapCall::Volume(ebs_volumes::VolumeCall::CreateTags(input))
+            if input.resources.first() == Some(&change.resource.id) =>
+        {
+            let value = input
+                .tags
+                .first()
+                .and_then(|t| t.value.as_deref())
+                .ok_or_else(|| {
+                    Error::plan_input(&change.id, "CreateTags on the instance sets no Value")
+                })?;
+            return mark_running(clients, &change.resource.id, Some(value), dry_run).await;
         }
-        "StartInstances" => {
-            start(
-                clients,
-                input_str(change, "/InstanceIds/0")?,
-                limit,
-                dry_run,
-            )
-            .await
+        SwapCall::Volume(ebs_volumes::VolumeCall::DeleteTags(input))
+            if input.resources.first() == Some(&change.resource.id) =>
+        {
+            return mark_running(clients, &change.resource.id, None, dry_run).await;
         }
-        "DetachVolume" => {
-            detach(
-                clients,
-                input_str(change, "/VolumeId")?,
-                input_str(change, "/InstanceId")?,
-                input_str(change, "/Device")?,
-                limit,
-                dry_run,
-            )
-            .await
-        }
-        "AttachVolume" => {
-            let device = input_str(change, "/Device")?;
-            let volume = match input["VolumeId"].as_str() {
-                Some(id) if id != KNOWN_AFTER_APPLY => id.to_string(),
-                _ => replacement_for(current, device).ok_or_else(|| Error::StalePlan {
-                    resource: change.resource.id.clone(),
-                    detail: format!("the state read has no replacement made for {device}"),
-                })?,
-            };
-            attach(
-                clients,
-                &volume,
-                input_str(change, "/InstanceId")?,
-                device,
-                limit,
-                dry_run,
-            )
-            .await
-        }
-        "ModifyInstanceAttribute" => {
-            let devices: Vec<(String, bool)> = input["BlockDeviceMappings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| {
-                    Some((
-                        m["DeviceName"].as_str()?.to_string(),
-                        m["Ebs"]["DeleteOnTermination"].as_bool()?,
-                    ))
-                })
-                .collect();
-            set_delete_on_termination(
-                clients,
-                input_str(change, "/InstanceId")?,
-                &devices,
-                dry_run,
-            )
-            .await
-        }
-        "CreateTags" | "DeleteTags" if input["Resources"][0] == change.resource.id.as_str() => {
-            let value = input["Tags"][0]["Value"].as_str();
-            mark_running(clients, &change.resource.id, value, dry_run).await
-        }
-        _ => {
+        SwapCall::Volume(volume_call) => {
             // A volume's own step: the volume calls resolve their unknown ids from
             // that volume's part of the instance's state.
-            let volume = volume_of(change, current)?;
-            ebs_volumes::call(
+            let volume = volume_of(change, &volume_call, current)?;
+            return ebs_volumes::call(
                 clients,
                 change,
                 &current["volumes"][&volume],
                 &change.after["volumes"][&volume],
                 dry_run,
             )
+            .await;
+        }
+    };
+    match call {
+        InstanceCall::StopInstances(input) => {
+            stop(clients, instance_of(change, &input)?, limit, dry_run).await
+        }
+        InstanceCall::StartInstances(input) => {
+            start(clients, instance_of(change, &input)?, limit, dry_run).await
+        }
+        InstanceCall::DetachVolume(input) => {
+            let volume = input
+                .volume_id
+                .ok_or_else(|| Error::plan_input(&change.id, "DetachVolume names no VolumeId"))?;
+            detach(
+                clients,
+                &volume,
+                &input.instance_id,
+                &input.device,
+                limit,
+                dry_run,
+            )
             .await
+        }
+        InstanceCall::AttachVolume(input) => {
+            let device = input.device.as_str();
+            let volume = match input.volume_id {
+                Some(id) if id != KNOWN_AFTER_APPLY => id,
+                _ => replacement_for(current, device).ok_or_else(|| Error::StalePlan {
+                    resource: change.resource.id.clone(),
+                    detail: format!("the state read has no replacement made for {device}"),
+                })?,
+            };
+            attach(clients, &volume, &input.instance_id, device, limit, dry_run).await
+        }
+        InstanceCall::ModifyInstanceAttribute(input) => {
+            let devices: Vec<(String, bool)> = input
+                .block_device_mappings
+                .into_iter()
+                .map(|m| (m.device_name, m.ebs.delete_on_termination))
+                .collect();
+            set_delete_on_termination(clients, &input.instance_id, &devices, dry_run).await
         }
     }
 }
@@ -1034,6 +1095,10 @@ static INSTANCE_RIGHTS: crate::least_privilege::Rights = crate::least_privilege:
 impl Calls for InstanceCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
         &INSTANCE_RIGHTS
+    }
+
+    fn check(&self, change: &Change) -> Result<()> {
+        swap_call(change).map(drop)
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {

@@ -27,11 +27,12 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, RecordedChange,
-    arg_bool, ec2_tags, input_str, not_ours,
+    arg_bool, ec2_tags, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -632,8 +633,136 @@ pub struct VolumeCalls;
 
 /// An input value (at JSON pointer `field`) the plan may have left to apply: taken from
 /// the state just read at `from`. Probes only run on calls whose inputs are all known.
-pub(super) fn resolve(change: &Change, field: &str, current: &Value, from: &str) -> Result<String> {
-    match change.call.input.pointer(field).and_then(Value::as_str) {
+/// Every call of a volume's replacement, as a plan stores it (EC2's field names); an
+/// instance swap makes them too, for each of its volumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+pub(super) enum VolumeCall {
+    CreateSnapshot(CreateSnapshotInput),
+    CopySnapshot(CopySnapshotInput),
+    CreateVolume(CreateVolumeInput),
+    CreateTags(TagsInput),
+    DeleteTags(TagsInput),
+    DeleteSnapshot(SnapshotIdInput),
+    DeleteVolume(VolumeIdInput),
+}
+
+impl VolumeCall {
+    /// The volume the call names: the one snapshotted, deleted or tagged, or the one
+    /// what it creates is tagged as made for (`None`: a delete of an artifact whose id
+    /// the plan could not know).
+    pub(super) fn named_volume(&self) -> Option<&str> {
+        fn source(specs: &[TagSpecificationInput]) -> Option<&str> {
+            specs.first().and_then(|spec| {
+                spec.tags
+                    .iter()
+                    .find(|t| t.key == SOURCE_VOLUME_TAG)
+                    .and_then(|t| t.value.as_deref())
+            })
+        }
+        match self {
+            VolumeCall::CreateSnapshot(input) => Some(&input.volume_id),
+            VolumeCall::DeleteVolume(input) => Some(&input.volume_id),
+            VolumeCall::CreateTags(input) | VolumeCall::DeleteTags(input) => {
+                input.resources.first().map(String::as_str)
+            }
+            VolumeCall::CopySnapshot(input) => source(&input.tag_specifications),
+            VolumeCall::CreateVolume(input) => source(&input.tag_specifications),
+            VolumeCall::DeleteSnapshot(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct TagInput {
+    pub(super) key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct TagSpecificationInput {
+    resource_type: String,
+    tags: Vec<TagInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct CreateSnapshotInput {
+    volume_id: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tag_specifications: Vec<TagSpecificationInput>,
+}
+
+/// `SourceSnapshotId` is `(known after apply)` (or absent) while the snapshot is yet
+/// to be made: it is taken from the state just read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct CopySnapshotInput {
+    #[serde(default)]
+    source_snapshot_id: Option<String>,
+    encrypted: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tag_specifications: Vec<TagSpecificationInput>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct CreateVolumeInput {
+    availability_zone: String,
+    #[serde(default)]
+    snapshot_id: Option<String>,
+    volume_type: String,
+    #[serde(default)]
+    size: Option<i32>,
+    encrypted: bool,
+    #[serde(default)]
+    tag_specifications: Vec<TagSpecificationInput>,
+    #[serde(default)]
+    iops: Option<i32>,
+    #[serde(default)]
+    throughput: Option<i32>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct TagsInput {
+    pub(super) resources: Vec<String>,
+    pub(super) tags: Vec<TagInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct SnapshotIdInput {
+    pub(super) snapshot_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct VolumeIdInput {
+    volume_id: String,
+}
+
+/// A value of a call's input (`field` names it) that the plan could not know is taken
+/// from the state just read, at `from`.
+pub(super) fn resolve(
+    change: &Change,
+    given: Option<&str>,
+    field: &str,
+    current: &Value,
+    from: &str,
+) -> Result<String> {
+    match given {
         Some(value) if value != KNOWN_AFTER_APPLY => Ok(value.to_string()),
         _ => current
             .pointer(from)
@@ -646,23 +775,22 @@ pub(super) fn resolve(change: &Change, field: &str, current: &Value, from: &str)
     }
 }
 
-fn tag_specifications(value: &Value, resource: ResourceType) -> Vec<TagSpecification> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
+fn tag_specifications(
+    specs: &[TagSpecificationInput],
+    resource: ResourceType,
+) -> Vec<TagSpecification> {
+    specs
+        .iter()
         .map(|spec| {
             TagSpecification::builder()
                 .resource_type(resource.clone())
                 .set_tags(Some(
-                    spec["Tags"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
+                    spec.tags
+                        .iter()
                         .map(|t| {
                             Tag::builder()
-                                .key(t["Key"].as_str().unwrap_or_default())
-                                .value(t["Value"].as_str().unwrap_or_default())
+                                .key(&t.key)
+                                .value(t.value.as_deref().unwrap_or_default())
                                 .build()
                         })
                         .collect(),
@@ -745,7 +873,8 @@ const CREATE_ATTEMPTS: usize = 3;
 /// sent again. Returns the snapshot id and the request id.
 async fn create_once<O, E, F, Fut>(
     clients: &RegionClients,
-    change: &Change,
+    operation: &str,
+    specs: &[TagSpecificationInput],
     dry_run: bool,
     send: F,
 ) -> Result<(String, Option<String>)>
@@ -755,7 +884,6 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<O, SdkError<E, HttpResponse>>>,
 {
-    let operation = change.call.operation.as_str();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -778,7 +906,7 @@ where
         if !lost {
             return Err(failed);
         }
-        if let Some(id) = made_by_this_call(clients, change).await? {
+        if let Some(id) = made_by_this_call(clients, specs).await? {
             return Ok((id, None));
         }
         if attempt >= CREATE_ATTEMPTS {
@@ -789,16 +917,17 @@ where
 
 /// The snapshot this change's call made, if one is there: found by the tags the call
 /// puts on it (source volume, stage, run id).
-async fn made_by_this_call(clients: &RegionClients, change: &Change) -> Result<Option<String>> {
-    let tags = &change.call.input["TagSpecifications"][0]["Tags"];
+async fn made_by_this_call(
+    clients: &RegionClients,
+    specs: &[TagSpecificationInput],
+) -> Result<Option<String>> {
+    let tags = specs.first().map(|s| s.tags.as_slice()).unwrap_or_default();
     let mut request = clients.ec2.describe_snapshots().owner_ids("self");
     for key in [SOURCE_VOLUME_TAG, "harden:stage", RUN_ID_TAG] {
         let value = tags
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["Key"] == key)
-            .and_then(|t| t["Value"].as_str());
+            .iter()
+            .find(|t| t.key == key)
+            .and_then(|t| t.value.as_deref());
         let Some(value) = value else {
             return Ok(None);
         };
@@ -827,21 +956,17 @@ pub(super) async fn call(
     dry_run: bool,
 ) -> Result<Applied> {
     let ec2 = &clients.ec2;
-    let input = &change.call.input;
     let operation = change.call.operation.as_str();
     let limit = wait_limit(change);
     let aws = |e| Error::Aws(e);
-    match operation {
-        "CreateSnapshot" => {
-            let volume = input_str(change, "/VolumeId")?;
-            let (id, request_id) = create_once(clients, change, dry_run, || {
+    match typed_call::<VolumeCall>(change)? {
+        VolumeCall::CreateSnapshot(input) => {
+            let specs = &input.tag_specifications;
+            let (id, request_id) = create_once(clients, operation, specs, dry_run, || {
                 ec2.create_snapshot()
-                    .volume_id(volume)
-                    .set_description(input["Description"].as_str().map(str::to_string))
-                    .set_tag_specifications(Some(tag_specifications(
-                        &input["TagSpecifications"],
-                        ResourceType::Snapshot,
-                    )))
+                    .volume_id(&input.volume_id)
+                    .set_description(input.description.clone())
+                    .set_tag_specifications(Some(tag_specifications(specs, ResourceType::Snapshot)))
                     .dry_run(dry_run)
                     .customize()
                     .config_override(single_attempt())
@@ -855,19 +980,23 @@ pub(super) async fn call(
                 .map_err(|e| wait_failure(operation, &format!("snapshot {id}"), limit, e))?;
             Ok(Applied::request(request_id.as_deref()))
         }
-        "CopySnapshot" => {
-            let source = resolve(change, "/SourceSnapshotId", current, "/snapshot/id")?;
-            let (id, request_id) = create_once(clients, change, dry_run, || {
+        VolumeCall::CopySnapshot(input) => {
+            let source = resolve(
+                change,
+                input.source_snapshot_id.as_deref(),
+                "SourceSnapshotId",
+                current,
+                "/snapshot/id",
+            )?;
+            let specs = &input.tag_specifications;
+            let (id, request_id) = create_once(clients, operation, specs, dry_run, || {
                 ec2.copy_snapshot()
                     .source_snapshot_id(&source)
                     .source_region(&clients.region)
                     .encrypted(true)
-                    .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
-                    .set_description(input["Description"].as_str().map(str::to_string))
-                    .set_tag_specifications(Some(tag_specifications(
-                        &input["TagSpecifications"],
-                        ResourceType::Snapshot,
-                    )))
+                    .set_kms_key_id(input.kms_key_id.clone())
+                    .set_description(input.description.clone())
+                    .set_tag_specifications(Some(tag_specifications(specs, ResourceType::Snapshot)))
                     .dry_run(dry_run)
                     .customize()
                     .config_override(single_attempt())
@@ -881,26 +1010,26 @@ pub(super) async fn call(
                 .map_err(|e| wait_failure(operation, &format!("encrypted copy {id}"), limit, e))?;
             Ok(Applied::request(request_id.as_deref()))
         }
-        "CreateVolume" => {
-            let snapshot = resolve(change, "/SnapshotId", current, "/copy/id")?;
+        VolumeCall::CreateVolume(input) => {
+            let snapshot = resolve(
+                change,
+                input.snapshot_id.as_deref(),
+                "SnapshotId",
+                current,
+                "/copy/id",
+            )?;
             let out = ec2
                 .create_volume()
-                .availability_zone(input["AvailabilityZone"].as_str().unwrap_or_default())
+                .availability_zone(input.availability_zone)
                 .snapshot_id(snapshot)
-                .volume_type(VolumeType::from(
-                    input["VolumeType"].as_str().unwrap_or("gp3"),
-                ))
-                .set_size(input["Size"].as_i64().and_then(|s| i32::try_from(s).ok()))
-                .set_iops(input["Iops"].as_i64().and_then(|s| i32::try_from(s).ok()))
-                .set_throughput(
-                    input["Throughput"]
-                        .as_i64()
-                        .and_then(|s| i32::try_from(s).ok()),
-                )
+                .volume_type(VolumeType::from(input.volume_type.as_str()))
+                .set_size(input.size)
+                .set_iops(input.iops)
+                .set_throughput(input.throughput)
                 .encrypted(true)
-                .set_kms_key_id(input["KmsKeyId"].as_str().map(str::to_string))
+                .set_kms_key_id(input.kms_key_id)
                 .set_tag_specifications(Some(tag_specifications(
-                    &input["TagSpecifications"],
+                    &input.tag_specifications,
                     ResourceType::Volume,
                 )))
                 // One token per call, kept by the SDK's retries: a repeat after a lost
@@ -918,36 +1047,38 @@ pub(super) async fn call(
                 .map_err(|e| wait_failure(operation, &format!("volume {id}"), limit, e))?;
             Ok(Applied::request(out.request_id()))
         }
-        "CreateTags" => {
-            let value = resolve(change, "/Tags/0/Value", current, "/replacement/id")?;
+        VolumeCall::CreateTags(input) => {
+            let tag = first_tag(change, &input)?;
+            let value = resolve(
+                change,
+                tag.value.as_deref(),
+                "Tags[0].Value",
+                current,
+                "/replacement/id",
+            )?;
             let out = ec2
                 .create_tags()
-                .set_resources(Some(resources(change)?))
-                .tags(
-                    Tag::builder()
-                        .key(input["Tags"][0]["Key"].as_str().unwrap_or(REPLACED_BY_TAG))
-                        .value(value)
-                        .build(),
-                )
+                .set_resources(Some(resources(change, &input)?))
+                .tags(Tag::builder().key(&tag.key).value(value).build())
                 .dry_run(dry_run)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        "DeleteTags" => {
-            let key = input_str(change, "/Tags/0/Key")?;
+        VolumeCall::DeleteTags(input) => {
+            let tag = first_tag(change, &input)?;
             let out = ec2
                 .delete_tags()
-                .set_resources(Some(resources(change)?))
-                .tags(Tag::builder().key(key).build())
+                .set_resources(Some(resources(change, &input)?))
+                .tags(Tag::builder().key(&tag.key).build())
                 .dry_run(dry_run)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        "DeleteSnapshot" => {
+        VolumeCall::DeleteSnapshot(input) => {
             // Which of the two: the one the change leaves gone.
             let gone = |field: &str| !current[field].is_null() && after[field].is_null();
             let from = if gone("copy") {
@@ -963,7 +1094,13 @@ pub(super) async fn call(
             } else {
                 "/snapshot/id"
             };
-            let id = resolve(change, "/SnapshotId", current, from)?;
+            let id = resolve(
+                change,
+                Some(&input.snapshot_id),
+                "SnapshotId",
+                current,
+                from,
+            )?;
             let out = ec2
                 .delete_snapshot()
                 .snapshot_id(id)
@@ -973,28 +1110,30 @@ pub(super) async fn call(
                 .map_err(|e| aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        "DeleteVolume" => {
+        VolumeCall::DeleteVolume(input) => {
             let out = ec2
                 .delete_volume()
-                .volume_id(input_str(change, "/VolumeId")?)
+                .volume_id(input.volume_id)
                 .dry_run(dry_run)
                 .send()
                 .await
                 .map_err(|e| aws(failure(operation, &e)))?;
             Ok(Applied::request(out.request_id()))
         }
-        _ => Err(not_ours(change, "a volume action")),
     }
 }
 
+/// The one tag a tagging change sets or removes.
+fn first_tag<'a>(change: &Change, input: &'a TagsInput) -> Result<&'a TagInput> {
+    input
+        .tags
+        .first()
+        .ok_or_else(|| Error::plan_input(&change.id, "Tags names no tag"))
+}
+
 /// The ids a tagging change names (`Resources`): at least one.
-fn resources(change: &Change) -> Result<Vec<String>> {
-    let ids: Vec<String> = change.call.input["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|id| id.as_str().map(str::to_string))
-        .collect();
+fn resources(change: &Change, input: &TagsInput) -> Result<Vec<String>> {
+    let ids = input.resources.clone();
     if ids.is_empty() {
         return Err(Error::plan_input(
             &change.id,
@@ -1025,6 +1164,10 @@ pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_p
 impl Calls for VolumeCalls {
     fn rights(&self) -> &'static crate::least_privilege::Rights {
         &VOLUME_RIGHTS
+    }
+
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<VolumeCall>(change).map(drop)
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    not_ours, typed_args, typed_input,
+    typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -59,6 +59,16 @@ pub struct RuleArgs {
 
 fn default_target_id() -> String {
     "harden".into()
+}
+
+/// Every call of this concern, as a plan stores it (the service's field names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum RuleCall {
+    PutRule(PutRuleInput),
+    PutTargets(PutTargetsInput),
+    RemoveTargets(RemoveTargetsInput),
+    DeleteRule(DeleteRuleInput),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,6 +374,10 @@ impl Calls for RuleCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<RuleCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_rule(clients, resource_id).await?))
     }
@@ -376,23 +390,19 @@ impl Calls for RuleCalls {
     ) -> Result<Applied> {
         let events = &clients.events;
         let operation = change.call.operation.as_str();
-        let request_id = match operation {
-            "PutRule" => {
-                let input: PutRuleInput = typed_input(change)?;
-                events
-                    .put_rule()
-                    .name(input.name)
-                    .event_pattern(input.event_pattern)
-                    .state(RuleState::from(input.state.as_str()))
-                    .set_description(input.description)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            "PutTargets" => {
-                let input: PutTargetsInput = typed_input(change)?;
+        let request_id = match typed_call::<RuleCall>(change)? {
+            RuleCall::PutRule(input) => events
+                .put_rule()
+                .name(input.name)
+                .event_pattern(input.event_pattern)
+                .state(RuleState::from(input.state.as_str()))
+                .set_description(input.description)
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            RuleCall::PutTargets(input) => {
                 let targets = input
                     .targets
                     .into_iter()
@@ -423,12 +433,10 @@ impl Calls for RuleCalls {
                 }
                 answer.request_id().map(str::to_string)
             }
-            "RemoveTargets" => {
-                let input: RemoveTargetsInput = typed_input(change)?;
+            RuleCall::RemoveTargets(input) => {
                 remove_targets(clients, &input.rule, input.ids).await?
             }
-            "DeleteRule" => {
-                let input: DeleteRuleInput = typed_input(change)?;
+            RuleCall::DeleteRule(input) => {
                 // EventBridge deletes a rule only without targets: those read just
                 // before, which the stale check held to the run's.
                 let targets: Vec<String> = current
@@ -448,7 +456,6 @@ impl Calls for RuleCalls {
                     .request_id()
                     .map(str::to_string)
             }
-            _ => return Err(not_ours(change, "an EventBridge rule action")),
         };
         Ok(Applied::request(request_id.as_deref()))
     }

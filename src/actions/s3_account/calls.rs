@@ -74,6 +74,10 @@ impl Calls for S3ControlCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<S3ControlCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, account: &str) -> Result<Value> {
         Ok(serde_json::to_value(kind::read(clients, account).await?).unwrap_or_default())
     }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    not_ours, typed_args, typed_input,
+    typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -37,6 +37,16 @@ pub struct TopicArgs {
 
 fn default_key() -> String {
     "alias/aws/sns".into()
+}
+
+/// Every call of this concern, as a plan stores it (the service's field names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum TopicCall {
+    CreateTopic(CreateTopicInput),
+    SetTopicAttributes(SetTopicAttributesInput),
+    Subscribe(SubscribeInput),
+    DeleteTopic(DeleteTopicInput),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +262,10 @@ impl Calls for TopicCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<TopicCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_topic(clients, resource_id).await?))
     }
@@ -265,53 +279,44 @@ impl Calls for TopicCalls {
         let sns = &clients.sns;
         let operation = change.call.operation.as_str();
         let aws = |e| Error::Aws(e);
-        let request_id = match operation {
-            "CreateTopic" => {
-                let input: CreateTopicInput = typed_input(change)?;
-                sns.create_topic()
-                    .name(input.name)
-                    .set_attributes(Some(input.attributes.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(|e| aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            "SetTopicAttributes" => {
-                let input: SetTopicAttributesInput = typed_input(change)?;
-                sns.set_topic_attributes()
-                    .topic_arn(input.topic_arn)
-                    .attribute_name(input.attribute_name)
-                    .attribute_value(input.attribute_value)
-                    .send()
-                    .await
-                    .map_err(|e| aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            "Subscribe" => {
-                let input: SubscribeInput = typed_input(change)?;
-                sns.subscribe()
-                    .topic_arn(input.topic_arn)
-                    .protocol(input.protocol)
-                    .endpoint(input.endpoint)
-                    .send()
-                    .await
-                    .map_err(|e| aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            "DeleteTopic" => {
-                let input: DeleteTopicInput = typed_input(change)?;
-                sns.delete_topic()
-                    .topic_arn(input.topic_arn)
-                    .send()
-                    .await
-                    .map_err(|e| aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            _ => return Err(not_ours(change, "an SNS topic action")),
+        let request_id = match typed_call::<TopicCall>(change)? {
+            TopicCall::CreateTopic(input) => sns
+                .create_topic()
+                .name(input.name)
+                .set_attributes(Some(input.attributes.into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TopicCall::SetTopicAttributes(input) => sns
+                .set_topic_attributes()
+                .topic_arn(input.topic_arn)
+                .attribute_name(input.attribute_name)
+                .attribute_value(input.attribute_value)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TopicCall::Subscribe(input) => sns
+                .subscribe()
+                .topic_arn(input.topic_arn)
+                .protocol(input.protocol)
+                .endpoint(input.endpoint)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            TopicCall::DeleteTopic(input) => sns
+                .delete_topic()
+                .topic_arn(input.topic_arn)
+                .send()
+                .await
+                .map_err(|e| aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
         };
         Ok(Applied::request(request_id.as_deref()))
     }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    not_ours, typed_args, typed_input,
+    typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -59,6 +59,15 @@ fn default_max_receive_count() -> i64 {
 }
 
 /// `CreateQueue`'s input, as the plan stores it.
+/// Every call of this concern, as a plan stores it (the service's field names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "input")]
+enum QueueCall {
+    CreateQueue(CreateQueueInput),
+    SetQueueAttributes(SetQueueAttributesInput),
+    DeleteQueue(DeleteQueueInput),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct CreateQueueInput {
@@ -399,9 +408,12 @@ fn attributes_as_they_were(
 }
 
 /// Deletes a queue that holds no message, and waits until SQS no longer finds it.
-async fn delete_empty_queue(clients: &RegionClients, change: &Change) -> Result<Option<String>> {
+async fn delete_empty_queue(
+    clients: &RegionClients,
+    change: &Change,
+    input: DeleteQueueInput,
+) -> Result<Option<String>> {
     let sqs = &clients.sqs;
-    let input: DeleteQueueInput = typed_input(change)?;
     let counts = sqs
         .get_queue_attributes()
         .queue_url(&input.queue_url)
@@ -480,6 +492,10 @@ impl Calls for QueueCalls {
         }
     }
 
+    fn check(&self, change: &Change) -> Result<()> {
+        typed_call::<QueueCall>(change).map(drop)
+    }
+
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
         Ok(state(&read_queue(clients, resource_id).await?))
     }
@@ -492,20 +508,17 @@ impl Calls for QueueCalls {
     ) -> Result<Applied> {
         let sqs = &clients.sqs;
         let operation = change.call.operation.as_str();
-        let request_id = match operation {
-            "CreateQueue" => {
-                let input: CreateQueueInput = typed_input(change)?;
-                sqs.create_queue()
-                    .queue_name(input.queue_name)
-                    .set_attributes(Some(attribute_map(input.attributes)))
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?
-                    .request_id()
-                    .map(str::to_string)
-            }
-            "SetQueueAttributes" => {
-                let input: SetQueueAttributesInput = typed_input(change)?;
+        let request_id = match typed_call::<QueueCall>(change)? {
+            QueueCall::CreateQueue(input) => sqs
+                .create_queue()
+                .queue_name(input.queue_name)
+                .set_attributes(Some(attribute_map(input.attributes)))
+                .send()
+                .await
+                .map_err(|e| Error::Aws(failure(operation, &e)))?
+                .request_id()
+                .map(str::to_string),
+            QueueCall::SetQueueAttributes(input) => {
                 // A queue the plan did not see created has its URL in the state read.
                 let url = if input.queue_url == KNOWN_AFTER_APPLY {
                     current["url"].as_str().map(str::to_string).ok_or_else(|| {
@@ -526,8 +539,7 @@ impl Calls for QueueCalls {
                     .request_id()
                     .map(str::to_string)
             }
-            "DeleteQueue" => delete_empty_queue(clients, change).await?,
-            _ => return Err(not_ours(change, "a queue action")),
+            QueueCall::DeleteQueue(input) => delete_empty_queue(clients, change, input).await?,
         };
         Ok(Applied::request(request_id.as_deref()))
     }
