@@ -17,7 +17,9 @@
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use super::{Run, Unit, Walked};
+use super::Run;
+use super::lifecycle::Walked;
+use super::schedule::Unit;
 use crate::actions::{self, Calls};
 use crate::audit::Outcome;
 use crate::aws::{RegionClients, persist};
