@@ -200,6 +200,21 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// A run was rolled back already: rolling it back again would undo the rollback's
+    /// own record of what it put back.
+    #[error("rollback {run}: run {by} rolled it back already")]
+    RolledBackAlready {
+        /// The run asked to be rolled back.
+        run: String,
+        /// The rollback run that did.
+        by: String,
+    },
+    /// No compliance report to read: the run named has none, or no run has one yet.
+    #[error("{detail}")]
+    NoReport {
+        /// Where harden looked and what to do instead.
+        detail: String,
+    },
     /// Another run holds the account-region's lease (`--lease-bucket`).
     #[error(
         "account {account}, {region}: run {run} ({principal}) is changing it and holds its lease until {until}; nothing was changed: apply again once it has finished"

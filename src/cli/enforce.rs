@@ -9,10 +9,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::Status;
+use super::apply::{Applying, run_apply};
 use super::args::{EnforceArgs, GlobalArgs, ReportFormat};
-use super::commands::{Applying, make_plan, new_run_id, report_inactive, run_apply, summary};
+use super::output::report_inactive;
+use super::plan::{make_plan, summary};
 use super::report::{rendered, save};
 use super::settings;
+use super::settings::new_run_id;
 use crate::audit::{AuditLog, Entry};
 use crate::error::{Error, Result};
 use crate::policy::{Mode, Policy};
@@ -83,7 +86,7 @@ pub(super) async fn enforce_with(
     if now.changes.is_empty() {
         applied = None;
     } else {
-        let lease = settings::lease_store(global, &super::commands::home_region(&now)).await?;
+        let lease = settings::lease_store(global, &super::settings::home_region(&now)).await?;
         let (report, dir) = run_apply(
             audit,
             Applying {
@@ -115,13 +118,7 @@ pub(super) async fn enforce_with(
     let pending = report_dir.join(PENDING_PLAN);
     if !held.changes.is_empty() {
         let mut log = crate::audit::lock(audit)?;
-        super::commands::save_for_apply(
-            &mut log,
-            &run_id,
-            (&caller.0, &caller.1),
-            &held,
-            &pending,
-        )?;
+        super::plan::save_for_apply(&mut log, &run_id, (&caller.0, &caller.1), &held, &pending)?;
         println!(
             "\n{} change(s) await approval in {}: review it, then apply it exactly with: harden apply --plan {}",
             held.changes.len(),

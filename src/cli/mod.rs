@@ -4,9 +4,15 @@
 //! 2 success with changes pending (`--detailed-exitcode`), 130 stopped at once by a
 //! second Ctrl-C.
 
+pub mod apply;
 pub mod args;
+pub mod audit;
 pub mod commands;
 pub mod enforce;
+pub mod iam_policy;
+pub mod list;
+pub mod output;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod respond;
@@ -14,6 +20,7 @@ pub mod resume;
 pub mod rollback;
 pub mod runs;
 pub mod settings;
+pub mod validate;
 pub mod watch;
 
 use std::io::IsTerminal;

@@ -120,10 +120,12 @@ fn last_run(state_dir: &Path) -> Result<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, dir)| dir).ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: no run with a report yet; run harden apply or harden enforce, or pass --plan FILE",
-            runs.display()
-        ))
+        Error::NoReport {
+            detail: format!(
+                "{}: no run with a report yet; run harden apply or harden enforce, or pass --plan FILE",
+                runs.display()
+            ),
+        }
     })
 }
 
@@ -150,10 +152,12 @@ pub async fn report_command(
                 Some(id) => {
                     let dir = global.state_dir.join("runs").join(&id);
                     if !dir.join(REPORT_FILE).is_file() {
-                        return Err(Error::Usage(format!(
-                            "--run {id}: {} has no report (no such run, or it ended before reporting)",
-                            dir.display()
-                        )));
+                        return Err(Error::NoReport {
+                            detail: format!(
+                                "--run {id}: {} has no report (no such run, or it ended before reporting)",
+                                dir.display()
+                            ),
+                        });
                     }
                     dir
                 }
@@ -180,7 +184,7 @@ pub async fn report_command(
         None => print!("{text}"),
     }
     if let Some(plan) = plan.filter(|_| security_hub) {
-        let run_id = super::commands::new_run_id();
+        let run_id = super::settings::new_run_id();
         let (sessions, unreachable) =
             super::settings::sessions_for_plan(global, &plan, &run_id, 8).await?;
         for (account, why) in &unreachable {

@@ -9,9 +9,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use super::Status;
+use super::apply::{Applying, run_apply};
 use super::args::{GlobalArgs, ResponseArgs};
-use super::commands::{Applying, new_run_id, run_apply, summary};
+use super::plan::summary;
 use super::settings;
+use super::settings::new_run_id;
 use crate::accounts::{self, Reach, Session, Target};
 use crate::audit::{AuditLog, Entry};
 use crate::aws::{Aws, CallerIdentity};
@@ -276,7 +278,7 @@ impl Responder {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let pending = dir.join(super::enforce::PENDING_PLAN);
             let mut log = crate::audit::lock(&self.audit)?;
-            super::commands::save_for_apply(
+            super::plan::save_for_apply(
                 &mut log,
                 &run_id,
                 (&caller.0, &caller.1),

@@ -4,9 +4,11 @@
 use std::sync::Mutex;
 
 use super::Status;
+use super::apply::{Applying, run_apply, save_run_report};
 use super::args::{GlobalArgs, ResumeArgs};
-use super::commands::{Applying, confirm, new_run_id, run_apply, save_run_report, shown};
+use super::output::{confirm, shown};
 use super::settings;
+use super::settings::new_run_id;
 use crate::audit::{self, AuditLog};
 use crate::error::{Error, Result};
 use crate::execute::resume::{self, Found, PastRun, RESUMES_FILE};
@@ -99,10 +101,10 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
 
     let caller = (
         principal,
-        super::commands::caller_account(&sessions, &remaining),
+        super::settings::caller_account(&sessions, &remaining),
     );
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
-    let lease = settings::lease_store(global, &super::commands::home_region(&remaining)).await?;
+    let lease = settings::lease_store(global, &super::settings::home_region(&remaining)).await?;
     let (report, run_dir) = run_apply(
         &audit,
         Applying {

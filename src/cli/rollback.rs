@@ -3,11 +3,11 @@
 use std::sync::Mutex;
 
 use super::Status;
+use super::apply::{Applying, run_apply, save_run_report};
 use super::args::{GlobalArgs, RollbackArgs};
-use super::commands::{
-    Applying, confirm, new_run_id, run_apply, save_for_apply, save_run_report, shown,
-};
-use super::settings;
+use super::output::{confirm, shown};
+use super::plan::save_for_apply;
+use super::settings::{self, new_run_id};
 use crate::audit::{self, AuditLog};
 use crate::error::{Error, Result};
 use crate::execute::resume::PastRun;
@@ -18,10 +18,10 @@ pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result
     audit::check_appendable(&global.state_dir)?;
     let run = PastRun::load(&global.state_dir, &args.run_id)?;
     if let Some(by) = crate::execute::runs::rolled_back_by(&global.state_dir, &args.run_id)? {
-        return Err(Error::Usage(format!(
-            "rollback {}: run {by} rolled it back already",
-            args.run_id
-        )));
+        return Err(Error::RolledBackAlready {
+            run: args.run_id.clone(),
+            by,
+        });
     }
     let records = audit::read(&global.state_dir)?;
     let run_id = new_run_id();
@@ -39,7 +39,7 @@ pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result
     );
     let caller = (
         plan.principal.clone(),
-        super::commands::caller_account(&sessions, &plan),
+        super::settings::caller_account(&sessions, &plan),
     );
     if let Some(out) = &args.out {
         let mut log = AuditLog::open(&global.state_dir)?;
@@ -71,7 +71,7 @@ pub async fn rollback_command(global: &GlobalArgs, args: RollbackArgs) -> Result
         std::fs::write(&marker, format!("{}\n", args.run_id)).map_err(|e| Error::io(&marker, e))?;
     }
     let audit = Mutex::new(AuditLog::open(&global.state_dir)?);
-    let lease = settings::lease_store(global, &super::commands::home_region(&plan)).await?;
+    let lease = settings::lease_store(global, &super::settings::home_region(&plan)).await?;
     let (report, run_dir) = run_apply(
         &audit,
         Applying {

@@ -271,3 +271,35 @@ pub async fn sessions_for_plan(
     }
     Ok((sessions, unreachable))
 }
+
+/// A new run id: the UTC time to the second and 8 random hex digits, so ids sort by
+/// time and two runs started in the same second differ.
+pub(super) fn new_run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "{}-{}",
+        now.strftime("%Y%m%dT%H%M%SZ"),
+        &unique[unique.len() - 8..]
+    )
+}
+
+/// The first region of a plan: where its account-wide things, and the lease bucket, are.
+pub(super) fn home_region(plan: &Plan) -> String {
+    plan.regions()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "us-east-1".into())
+}
+
+/// The account the apply summary is recorded under: the caller's, which for a saved
+/// plan is the account of the one reached with the caller's own credentials, else the
+/// plan's first.
+pub(super) fn caller_account(sessions: &[Session], plan: &Plan) -> String {
+    sessions
+        .iter()
+        .find(|s| s.scope.role.is_none())
+        .map(|s| s.scope.target.id.clone())
+        .or_else(|| plan.accounts.first().map(|a| a.target.id.clone()))
+        .unwrap_or_default()
+}
