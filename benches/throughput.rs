@@ -30,11 +30,14 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
 use harden::accounts::Scope;
+use harden::actions::{Resource, ResourceKind};
 use harden::aws::CallerIdentity;
-use harden::inventory::{Peer, RegionInventory, Resource, ResourceKind, Rule, SecurityGroup};
-use harden::plan::planner::{Place, PlanRequest, plan_on_inventory};
-use harden::runbook::{load_paths, params, validate::validate};
+use harden::inventory::{Peer, Rule, SecurityGroup};
+use harden::planner::RegionInventory;
+use harden::planner::{Place, PlanRequest, plan_on_inventory};
+use harden::runbook::{load_paths, params};
 use harden::template::Renderer;
+use harden::validate::validate;
 use support::{Emulator, Kind, block_on, create_vpc, run};
 
 const REGION: &str = "us-east-1";

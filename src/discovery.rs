@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::join_all;
 
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::RegionClients;
 use crate::error::Result;
-use crate::inventory::{Resource, ResourceKind};
 
 /// One list query: a resource kind and server-side filters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,6 +11,22 @@ use serde_json::Value;
 
 use crate::error::{Error, Problems, SourceLocation};
 
+/// A CloudTrail event harden knows: its `eventName` and the `eventSource` of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownEvent {
+    /// `eventName`, e.g. `AuthorizeSecurityGroupEgress`.
+    pub name: &'static str,
+    /// `eventSource`, e.g. `ec2.amazonaws.com`.
+    pub source: &'static str,
+}
+
+impl KnownEvent {
+    /// The event `name` of the API at `source`.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Self { name, source }
+    }
+}
+
 /// The largest event accepted: EventBridge's and SQS's limit on one event or message.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 

@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crate::actions::registry::{Resource, ResourceKind};
 use crate::aws::RegionClients;
 use crate::error::Result;
+use crate::event::KnownEvent;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// The tag that exempts a resource from every runbook.
 pub const EXEMPT_TAG: &str = "harden:exempt";
@@ -996,36 +996,6 @@ impl Topic {
             kms_key_id: None,
             email_subscriptions: Vec::new(),
             tags: BTreeMap::new(),
-        }
-    }
-}
-
-/// What harden knows of one region of one account.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegionInventory {
-    /// Resources the discoveries asked for, by kind and id.
-    resources: BTreeMap<(ResourceKind, String), Resource>,
-}
-
-impl RegionInventory {
-    /// The resource with this kind and id.
-    pub fn get(&self, kind: ResourceKind, id: &str) -> Option<Resource> {
-        self.resources.get(&(kind, id.to_string())).cloned()
-    }
-
-    /// Replaces a resource with its projected state.
-    pub fn put(&mut self, resource: Resource) {
-        self.resources
-            .insert((resource.kind(), resource.id().to_string()), resource);
-    }
-
-    /// Adds resources read by discovery, keeping any projected state already there
-    /// (a later runbook must see what earlier runbooks will leave).
-    pub fn merge_discovered(&mut self, resources: Vec<Resource>) {
-        for resource in resources {
-            self.resources
-                .entry((resource.kind(), resource.id().to_string()))
-                .or_insert(resource);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The least IAM policy a runbook set needs (`harden iam-policy`): the IAM actions each
-//! concern's calls declare ([`Rights`]), split into what planning reads and what
+//! concern's calls declare ([`crate::actions::Rights`]), split into what planning reads and what
 //! applying changes, with `iam:PassRole` held to the services roles are passed to and
 //! the KMS rights EC2 uses on the caller's behalf when it encrypts EBS copies. The
 //! declarations are checked against every call the integration suite records (see
@@ -14,37 +14,6 @@ use crate::actions::Action;
 use crate::runbook::LoadedRunbook;
 use crate::runbook::params::ResolvedParams;
 use crate::template::Renderer;
-
-/// The IAM actions one AWS concern's calls need, as `service:Action`.
-#[derive(Debug)]
-pub struct Rights {
-    /// Discovery, the reads of the stale-plan check and read-back, and waiters.
-    pub reads: &'static [&'static str],
-    /// The changes, their compensations and their inverses (rollback). EC2 checks a
-    /// `DryRun` probe against these too.
-    pub changes: &'static [&'static str],
-    /// Services a change passes a role to (`iam:PassedToService`), e.g.
-    /// `config.amazonaws.com`; which roles, the runbooks' arguments say
-    /// ([`passed_roles`]).
-    pub passes_role_to: &'static [&'static str],
-    /// Whether EC2 uses KMS keys for these calls on the caller's behalf (encrypted
-    /// snapshot copies and volumes).
-    pub kms_via_ec2: bool,
-    /// The rights of other calls these build on (an instance's swap makes its volumes'
-    /// calls), held too.
-    pub includes: &'static [&'static Rights],
-}
-
-impl Rights {
-    /// These rights and, depth first, those they include.
-    pub fn all(&'static self) -> Vec<&'static Rights> {
-        let mut all = vec![self];
-        for included in self.includes {
-            all.extend(included.all());
-        }
-        all
-    }
-}
 
 /// What the principal running harden does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,7 +133,7 @@ pub struct PassedRoles(pub BTreeMap<&'static str, BTreeSet<String>>);
 /// for the account, partition and regions, which IAM matches as wildcards. An argument
 /// that renders empty passes no role; one that needs a discovered resource or an
 /// earlier step's output to render allows [`ANY_ROLE`]. Parameter defaults render as
-/// the planner renders them ([`crate::plan::planner::parameter_values`]).
+/// the planner renders them ([`crate::planner::parameter_values`]).
 pub fn passed_roles(
     runbooks: &[LoadedRunbook],
     params: &ResolvedParams,
@@ -179,7 +148,7 @@ pub fn passed_roles(
     });
     let mut passed = PassedRoles::default();
     for runbook in runbooks {
-        let values = crate::plan::planner::parameter_values(&renderer, runbook, params, &scope)?;
+        let values = crate::planner::parameter_values(&renderer, runbook, params, &scope)?;
         let mut context = scope.clone();
         context["params"] = Value::Object(values);
         for step in &runbook.runbook.steps {

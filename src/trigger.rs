@@ -7,24 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::event::CloudTrailEvent;
+use crate::event::{CloudTrailEvent, KnownEvent};
 use crate::runbook::LoadedRunbook;
-
-/// A CloudTrail event harden knows: its `eventName` and the `eventSource` of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KnownEvent {
-    /// `eventName`, e.g. `AuthorizeSecurityGroupEgress`.
-    pub name: &'static str,
-    /// `eventSource`, e.g. `ec2.amazonaws.com`.
-    pub source: &'static str,
-}
-
-impl KnownEvent {
-    /// The event `name` of the API at `source`.
-    pub const fn new(name: &'static str, source: &'static str) -> Self {
-        Self { name, source }
-    }
-}
 
 /// The events a trigger may name: the write calls that can undo what harden holds a
 /// resource to, as each kind declares them ([`crate::inventory::Kind::UNDONE_BY`]). A
@@ -264,7 +248,7 @@ mod tests {
 
     fn shipped() -> Vec<LoadedRunbook> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
-        crate::runbook::validate::validate(crate::runbook::load_paths(&[dir]).expect("loads"))
+        crate::validate::validate(crate::runbook::load_paths(&[dir]).expect("loads"))
             .expect("the shipped runbooks are valid")
     }
 

@@ -22,13 +22,14 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
     parse_call, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, Narrowing, Resource, ResourceKind, Trail, Trails};
+use crate::event::KnownEvent;
+use crate::inventory::{Filters, Kind, Narrowing, Trail, Trails};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// Brings a trail into compliance, or creates one when there is none to fix.
 pub struct EnsureTrail;
@@ -578,8 +579,8 @@ fn advanced_selector(input: AdvancedSelector) -> Result<AdvancedEventSelector> {
 
 #[async_trait]
 impl Calls for TrailCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "cloudtrail:DescribeTrails",
                 "cloudtrail:GetTrailStatus",

@@ -21,15 +21,14 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
     arg_bool, arg_string, parse_call, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{
-    ConfigRecorder, ConfigSetup, DeliveryChannel, Filters, Kind, Narrowing, Resource, ResourceKind,
-};
+use crate::event::KnownEvent;
+use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// Makes the region's recorder record everything, deliver, and run.
 pub struct EnsureRecorder;
@@ -358,8 +357,8 @@ fn recorder_name(name: &str) -> RecorderName {
 
 #[async_trait]
 impl Calls for RecorderCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "config:DescribeConfigurationRecorders",
                 "config:DescribeConfigurationRecorderStatus",

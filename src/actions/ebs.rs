@@ -15,12 +15,13 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, NoInput,
     api_call, arg_string, dry_run_answer, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing, Resource, ResourceKind};
+use crate::event::KnownEvent;
+use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
-use crate::trigger::KnownEvent;
 
 /// Every call of this concern, as a plan stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,8 +211,8 @@ async fn call(clients: &RegionClients, change: &Change, dry_run: bool) -> Result
 
 #[async_trait]
 impl Calls for EbsCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["ec2:GetEbsEncryptionByDefault", "ec2:GetEbsDefaultKmsKeyId"],
             changes: &[
                 "ec2:EnableEbsEncryptionByDefault",

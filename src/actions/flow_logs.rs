@@ -19,15 +19,14 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg_string,
     dry_run_answer, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{
-    Filters, FlowLog, Kind, Narrowing, Resource, ResourceKind, Vpc, sort_flow_logs,
-};
+use crate::event::KnownEvent;
+use crate::inventory::{Filters, FlowLog, Kind, Narrowing, Vpc, sort_flow_logs};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// The most resource ids one `CreateFlowLogs` call takes for VPCs.
 pub const MAX_RESOURCE_IDS: usize = 1000;
@@ -315,8 +314,8 @@ async fn create(
 
 #[async_trait]
 impl Calls for FlowLogCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["ec2:DescribeVpcs", "ec2:DescribeFlowLogs"],
             changes: &["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs"],
             passes_role_to: &["vpc-flow-logs.amazonaws.com"],

@@ -16,11 +16,10 @@ use super::{
     parse_call, typed_call,
 };
 use crate::actions::s3::normalize_policy;
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{
-    Filters, Kind, Narrowing, Resource, ResourceKind, Role, ServiceLinkedRole, named,
-};
+use crate::inventory::{Filters, Kind, Narrowing, Role, ServiceLinkedRole, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -196,8 +195,8 @@ pub struct ServiceLinkedRoleCalls;
 
 #[async_trait]
 impl Calls for ServiceLinkedRoleCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["iam:ListRoles", "iam:GetServiceLinkedRoleDeletionStatus"],
             changes: &["iam:CreateServiceLinkedRole", "iam:DeleteServiceLinkedRole"],
             passes_role_to: &[],
@@ -531,8 +530,8 @@ pub struct RoleCalls;
 
 #[async_trait]
 impl Calls for RoleCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy"],
             changes: &[
                 "iam:CreateRole",

@@ -14,9 +14,10 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
     arg_string, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, LogGroup, Narrowing, Resource, ResourceKind, named};
+use crate::inventory::{Filters, Kind, LogGroup, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
@@ -243,8 +244,8 @@ pub struct LogGroupCalls;
 
 #[async_trait]
 impl Calls for LogGroupCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["logs:DescribeLogGroups", "logs:DescribeLogStreams"],
             changes: &[
                 "logs:CreateLogGroup",

@@ -23,14 +23,13 @@ pub mod security_group;
 pub mod sns;
 pub mod sqs;
 
-pub use registry::{find, registry};
+pub use registry::{Resource, ResourceKind, find, registry};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::aws::RegionClients;
 use crate::error::Result;
-use crate::inventory::{Resource, ResourceKind};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 
@@ -215,13 +214,44 @@ pub fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<
         .collect()
 }
 
+/// The IAM actions one AWS concern's calls need, as `service:Action`.
+#[derive(Debug)]
+pub struct Rights {
+    /// Discovery, the reads of the stale-plan check and read-back, and waiters.
+    pub reads: &'static [&'static str],
+    /// The changes, their compensations and their inverses (rollback). EC2 checks a
+    /// `DryRun` probe against these too.
+    pub changes: &'static [&'static str],
+    /// Services a change passes a role to (`iam:PassedToService`), e.g.
+    /// `config.amazonaws.com`; which roles, the runbooks' arguments say
+    /// ([`crate::least_privilege::passed_roles`]).
+    pub passes_role_to: &'static [&'static str],
+    /// Whether EC2 uses KMS keys for these calls on the caller's behalf (encrypted
+    /// snapshot copies and volumes).
+    pub kms_via_ec2: bool,
+    /// The rights of other calls these build on (an instance's swap makes its volumes'
+    /// calls), held too.
+    pub includes: &'static [&'static Rights],
+}
+
+impl Rights {
+    /// These rights and, depth first, those they include.
+    pub fn all(&'static self) -> Vec<&'static Rights> {
+        let mut all = vec![self];
+        for included in self.includes {
+            all.extend(included.all());
+        }
+        all
+    }
+}
+
 /// The call half of an AWS concern, shared by its actions: read a resource's state,
 /// make one change's call, probe it with `DryRun`.
 #[async_trait]
 pub trait Calls: Send + Sync {
     /// The IAM actions these calls need (`harden iam-policy`); the integration suite
     /// checks them against every call harden makes.
-    fn rights(&self) -> &'static crate::least_privilege::Rights;
+    fn rights(&self) -> &'static crate::actions::Rights;
     /// Checks that the change's call is one these calls make, with an input that holds
     /// up as its typed input: every change of a saved plan is checked so before the
     /// first AWS call ([`registry::check_calls`]), and `apply` parses it the same way.

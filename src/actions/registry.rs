@@ -12,8 +12,8 @@ use super::{
 };
 use crate::aws::RegionClients;
 use crate::error::Result;
+use crate::event::KnownEvent;
 use crate::inventory::{self, EXEMPT_TAG, Filters, Kind, Narrowing};
-use crate::trigger::KnownEvent;
 
 /// Lists the kinds: each `Variant(Type)`, in the order plans sort resources by.
 macro_rules! kinds {

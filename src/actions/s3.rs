@@ -25,11 +25,11 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
     typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::inventory::{
-    Bucket, BucketEncryption, Filters, Kind, Narrowing, PublicAccessBlock, Resource, ResourceKind,
-    named,
+    Bucket, BucketEncryption, Filters, Kind, Narrowing, PublicAccessBlock, named,
 };
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
@@ -509,8 +509,8 @@ fn built<T, E: std::fmt::Display>(what: &str, result: std::result::Result<T, E>)
 
 #[async_trait]
 impl Calls for BucketCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "s3:ListBucket",
                 "s3:GetEncryptionConfiguration",

@@ -20,16 +20,16 @@ use serde_json::{Value, json};
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
+use crate::event::KnownEvent;
 use crate::inventory::{
-    Filters, Kind, Narrowing, Peer, Resource, ResourceKind, Rule, RuleKey, SecurityGroup,
-    SecurityGroupRules, sort_rules,
+    Filters, Kind, Narrowing, Peer, Rule, RuleKey, SecurityGroup, SecurityGroupRules, sort_rules,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// The largest page EC2's describe calls accept.
 const MAX_PAGE: i32 = 1000;
@@ -360,8 +360,8 @@ pub struct SecurityGroupCalls;
 
 #[async_trait]
 impl Calls for SecurityGroupCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "ec2:DescribeSecurityGroups",
                 "ec2:DescribeSecurityGroupRules",

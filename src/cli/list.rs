@@ -39,8 +39,8 @@ pub(super) fn list_command(path: Option<PathBuf>) -> Result<Status> {
                 let narrowing = rb
                     .discover
                     .get(entry)
-                    .and_then(|d| inventory::ResourceKind::from_name(&d.resource.value))
-                    .map(inventory::ResourceKind::narrowing);
+                    .and_then(|d| actions::ResourceKind::from_name(&d.resource.value))
+                    .map(actions::ResourceKind::narrowing);
                 let place = match (&t.resource_id, narrowing) {
                     (Some(path), _) => {
                         format!("{entry}, narrowed to the ids at {path}", path = path.value)
@@ -68,7 +68,7 @@ pub(super) fn list_command(path: Option<PathBuf>) -> Result<Status> {
         );
     }
     println!("resource kinds:");
-    for k in inventory::ResourceKind::ALL {
+    for k in actions::ResourceKind::ALL {
         println!("  {}  filters: {}", k.name(), k.filters().join(", "));
     }
     Ok(Status::Success)

@@ -9,7 +9,8 @@ use super::output::{refuse_partial, report_inactive, shown};
 use super::settings::{self, Settings, new_run_id};
 use crate::audit::{self, AuditLog, Entry, Summary};
 use crate::error::Result;
-use crate::plan::{self, Plan, PlanRequest, Probe, render};
+use crate::plan::{self, Plan, Probe, render};
+use crate::planner::{self, PlanRequest};
 
 /// How long `plan` and `dry-run` keep sending a throttled discovery read again.
 const PLAN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -22,7 +23,7 @@ pub(super) async fn make_plan(
     concurrency: usize,
     deadline: std::time::Duration,
 ) -> Result<Plan> {
-    plan::plan(
+    crate::planner::plan(
         &settings.sessions,
         PlanRequest {
             runbooks: &settings.runbooks,
@@ -90,7 +91,7 @@ pub(super) async fn plan_command(
     report_inactive(&settings);
     let mut plan = make_plan(&settings, args.fail_fast, args.concurrency, PLAN_DEADLINE).await?;
     if dry_run {
-        plan::planner::probe(&settings.sessions, &mut plan, args.concurrency).await;
+        planner::probe(&settings.sessions, &mut plan, args.concurrency).await;
     }
     let entry = if dry_run {
         Entry::DryRun(summary(&plan)?)

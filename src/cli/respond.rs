@@ -19,7 +19,8 @@ use crate::audit::{AuditLog, Entry};
 use crate::aws::{Aws, CallerIdentity};
 use crate::error::{Error, Result};
 use crate::event::{self, CloudTrailEvent, Parsed};
-use crate::plan::{self, PlanRequest, render};
+use crate::plan::{self, render};
+use crate::planner::PlanRequest;
 use crate::policy::{Mode, Policy};
 use crate::runbook::LoadedRunbook;
 use crate::runbook::params::{self, ResolvedParams};
@@ -191,7 +192,7 @@ impl Responder {
     ) -> Result<Response> {
         let run_id = new_run_id();
         let sessions = vec![self.session(event, &run_id).await?];
-        let plan = plan::plan(
+        let plan = crate::planner::plan(
             &sessions,
             PlanRequest {
                 runbooks: &self.runbooks,

@@ -13,8 +13,9 @@ use crate::audit::{self, AuditLog};
 use crate::error::{Error, Result};
 use crate::execute::resume::{self, Found, PastRun, RESUMES_FILE};
 use crate::execute::runs;
-use crate::plan::{self, PlanRequest};
-use crate::runbook::{self, LoadedRunbook, params::ResolvedParams, validate::validate};
+use crate::planner::PlanRequest;
+use crate::runbook::{self, LoadedRunbook};
+use crate::validate::validate;
 
 /// Resumes run `args.run_id` of the state directory.
 pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Status> {
@@ -41,7 +42,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
         Error::NotResumable { .. } => e,
         other => not_resumable(format!("its runbooks no longer load: {other}")),
     })?;
-    let params = ResolvedParams::from_planned(&old.plan.runbooks);
+    let params = crate::plan::recorded_params(&old.plan.runbooks);
     let run_id = new_run_id();
     let (sessions, unreachable) =
         settings::sessions_for_plan(global, &old.plan, &run_id, args.concurrency).await?;
@@ -67,7 +68,7 @@ pub async fn resume_command(global: &GlobalArgs, args: ResumeArgs) -> Result<Sta
         resume::record_in_flight(&mut log, &old, &run_id, &principal, &found)?;
     }
 
-    let fresh = plan::plan(
+    let fresh = crate::planner::plan(
         &sessions,
         PlanRequest {
             runbooks: &runbooks,

@@ -10,7 +10,8 @@ use crate::accounts::{self, Reach, Session, Target, Unreachable};
 use crate::aws::{Aws, CallerIdentity, Connection, Ec2Rates};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::runbook::{self, LoadedRunbook, params, validate::validate};
+use crate::runbook::{self, LoadedRunbook, params};
+use crate::validate::validate;
 
 /// Everything planning needs, resolved from the flags.
 pub struct Settings {

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use super::journal::{Journal, JournalEntry, Phase};
 use crate::accounts::Session;
+use crate::actions::ResourceKind;
 use crate::audit::{AuditLog, ChangeRecord, Entry, Outcome};
 use crate::error::{Error, Result};
-use crate::inventory::ResourceKind;
 use crate::plan::{Change, Plan, state_matches};
 
 /// File in a resuming run's folder naming the run it resumes.

@@ -19,7 +19,7 @@ use crate::actions;
 use crate::audit::{ChangeRecord, Entry, Outcome, Record};
 use serde_json::Value;
 
-use crate::inventory::ResourceKind;
+use crate::actions::ResourceKind;
 use crate::plan::{ApiCall, BlockReason, Blocked, Change, Plan, PlannedRunbook, state_matches};
 use crate::template::KNOWN_AFTER_APPLY;
 

@@ -138,7 +138,7 @@ pub(super) fn stages(plan: &Plan) -> Vec<Vec<Vec<usize>>> {
         .map(|(i, (_, runbook, step))| ((*runbook, *step), i))
         .collect();
     let mut stages: Vec<Vec<Vec<usize>>> = vec![Vec::new(); keys.len()];
-    let mut chain_of: BTreeMap<(usize, &str, &str, crate::inventory::ResourceKind, &str), usize> =
+    let mut chain_of: BTreeMap<(usize, &str, &str, crate::actions::ResourceKind, &str), usize> =
         BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
         let stage = stage_of[&(change.runbook.as_str(), change.step.as_str())];

@@ -12,8 +12,8 @@ use aws_smithy_types::body::SdkBody;
 use serde_json::json;
 
 use super::*;
+use crate::actions::ResourceKind;
 use crate::audit::{ChangeRecord, Entry};
-use crate::inventory::ResourceKind;
 use crate::plan::{ApiCall, ChangeKind, PlannedRunbook, ResourceRef};
 use crate::runbook::model::OnFailure;
 

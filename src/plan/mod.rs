@@ -1,9 +1,8 @@
-//! Plans: what apply would change, as data. The [`planner`] computes a plan from
+//! Plans: what apply would change, as data. The [`crate::planner`] computes a plan from
 //! runbooks and the inventory; [`render`] shows it to people (Terraform-style) or as
 //! versioned JSON. Nothing here renders or calls AWS; fields exist because apply needs
 //! them or a reviewer does, never only for display.
 
-pub mod planner;
 pub mod render;
 pub mod seal;
 
@@ -18,8 +17,6 @@ use crate::error::{Error, Problems, Result};
 use crate::inventory::ResourceKind;
 use crate::runbook::model::{Control, OnFailure};
 use crate::template::KNOWN_AFTER_APPLY;
-
-pub use planner::{PlanRequest, plan};
 
 /// Version of the saved-plan and `--format json` schema (docs/plan-format.md).
 pub const PLAN_FORMAT_VERSION: u32 = 2;
@@ -228,6 +225,25 @@ impl Plan {
     pub fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.to_text()?).map_err(|e| Error::io(path, e))
     }
+}
+
+/// The values a plan recorded for its runbooks, as they were resolved: what a resumed
+/// run plans with again (the values given then are still data).
+pub fn recorded_params(runbooks: &[PlannedRunbook]) -> crate::runbook::params::ResolvedParams {
+    crate::runbook::params::ResolvedParams::recorded(
+        runbooks
+            .iter()
+            .map(|r| (r.id.clone(), r.parameters.clone()))
+            .collect(),
+        runbooks
+            .iter()
+            .flat_map(|r| {
+                r.given_parameters
+                    .iter()
+                    .map(|name| (r.id.clone(), name.clone()))
+            })
+            .collect(),
+    )
 }
 
 /// A runbook as it was planned.

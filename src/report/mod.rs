@@ -276,7 +276,7 @@ pub fn build(plan: &Plan, run: &Run<'_>, source: Source) -> Report {
                 };
                 // Changes to one resource make one item, in plan order.
                 let mut order: Vec<&ResourceRef> = Vec::new();
-                let mut by_resource: BTreeMap<(crate::inventory::ResourceKind, &str), Vec<usize>> =
+                let mut by_resource: BTreeMap<(crate::actions::ResourceKind, &str), Vec<usize>> =
                     BTreeMap::new();
                 for &index in by_place.changes(&account.id, region, &planned.id) {
                     let change = &plan.changes[index];

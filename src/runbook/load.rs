@@ -161,7 +161,7 @@ mod tests {
 
     use super::parse_runbook;
     use crate::error::Error;
-    use crate::runbook::validate::validate;
+    use crate::validate::validate;
 
     fn shipped() -> Vec<(PathBuf, String)> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");

@@ -1,11 +1,11 @@
 //! Runbooks: the YAML format ([`model`]), reading files and folders with exact
-//! locations ([`load`]), checking meaning before anything is contacted ([`validate`]),
-//! and resolving `--param` values against the declared parameters ([`params`]).
+//! locations ([`load`]), and resolving `--param` values against the declared parameters
+//! ([`params`]). Checking their meaning against this harden's actions, kinds and events
+//! is [`crate::validate`].
 
 pub mod load;
 pub mod model;
 pub mod params;
-pub mod validate;
 
 pub use load::{LoadedRunbook, load_paths};
 pub use model::Runbook;

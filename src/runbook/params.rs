@@ -73,23 +73,13 @@ impl ResolvedParams {
             .collect()
     }
 
-    /// The values a plan recorded for its runbooks, as they were resolved: what a
-    /// resumed run plans with again (the values given then are still data).
-    pub fn from_planned(runbooks: &[crate::plan::PlannedRunbook]) -> Self {
-        Self {
-            values: runbooks
-                .iter()
-                .map(|r| (r.id.clone(), r.parameters.clone()))
-                .collect(),
-            given: runbooks
-                .iter()
-                .flat_map(|r| {
-                    r.given_parameters
-                        .iter()
-                        .map(|name| (r.id.clone(), name.clone()))
-                })
-                .collect(),
-        }
+    /// Parameter values by runbook, with the (runbook, name) pairs `--param` gave:
+    /// values recorded earlier, resolved again as they were.
+    pub fn recorded(
+        values: BTreeMap<String, BTreeMap<String, Value>>,
+        given: std::collections::BTreeSet<(String, String)>,
+    ) -> Self {
+        Self { values, given }
     }
 }
 

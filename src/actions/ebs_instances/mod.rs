@@ -49,17 +49,18 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, Inverse,
     RecordedChange, arg_bool, ec2_tags, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
+use crate::event::KnownEvent;
 use crate::inventory::{
-    Device, Filters, Instance, Kind, Narrowing, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource,
-    ResourceKind, SOURCE_VOLUME_TAG, SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG,
-    SWAP_INSTANCE_TAG, Volume, WAS_RUNNING_TAG,
+    Device, Filters, Instance, Kind, Narrowing, REPLACED_BY_TAG, ROLLED_BACK_TAG,
+    SOURCE_VOLUME_TAG, SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume,
+    WAS_RUNNING_TAG,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
-use crate::trigger::KnownEvent;
 
 /// How long each wait of a compensation may take: detaching, attaching, stopping and
 /// starting take seconds to minutes.
@@ -1076,7 +1077,7 @@ fn swap_back(start: &Start, now: &Instance) -> Vec<Undo> {
 }
 
 /// The rights of an instance's swap: its own calls, and its volumes'.
-static INSTANCE_RIGHTS: crate::least_privilege::Rights = crate::least_privilege::Rights {
+static INSTANCE_RIGHTS: crate::actions::Rights = crate::actions::Rights {
     reads: &["ec2:DescribeInstances"],
     changes: &[
         "ec2:StopInstances",
@@ -1093,7 +1094,7 @@ static INSTANCE_RIGHTS: crate::least_privilege::Rights = crate::least_privilege:
 
 #[async_trait]
 impl Calls for InstanceCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
         &INSTANCE_RIGHTS
     }
 

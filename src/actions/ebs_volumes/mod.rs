@@ -34,16 +34,17 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, RecordedChange,
     arg_bool, ec2_tags, typed_call,
 };
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
+use crate::event::KnownEvent;
 use crate::inventory::{
-    Artifact, Filters, Kind, Narrowing, Placed, REPLACED_BY_TAG, ROLLED_BACK_TAG, Resource,
-    ResourceKind, SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG, Volume, VolumeShape,
+    Artifact, Filters, Kind, Narrowing, Placed, REPLACED_BY_TAG, ROLLED_BACK_TAG,
+    SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG, Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
-use crate::trigger::KnownEvent;
 
 /// Tag on the snapshots harden takes and copies: the apply run that made them.
 pub const RUN_ID_TAG: &str = "harden:run-id";
@@ -1144,7 +1145,7 @@ fn resources(change: &Change, input: &TagsInput) -> Result<Vec<String>> {
 }
 
 /// The rights of a volume's encryption: its snapshots, copies and volumes.
-pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_privilege::Rights {
+pub(crate) static VOLUME_RIGHTS: crate::actions::Rights = crate::actions::Rights {
     reads: &["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
     changes: &[
         "ec2:CreateSnapshot",
@@ -1162,7 +1163,7 @@ pub(crate) static VOLUME_RIGHTS: crate::least_privilege::Rights = crate::least_p
 
 #[async_trait]
 impl Calls for VolumeCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
         &VOLUME_RIGHTS
     }
 

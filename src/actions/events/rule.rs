@@ -13,17 +13,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    typed_args, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
+    ResourceKind, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
-use crate::inventory::{EventRule, Filters, Kind, Narrowing, Resource, ResourceKind, named};
+use crate::event::KnownEvent;
+use crate::inventory::{EventRule, Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 use crate::trigger::bridge_source;
 
 /// One CloudTrail event the rule matches.
@@ -355,8 +355,8 @@ pub struct RuleCalls;
 
 #[async_trait]
 impl Calls for RuleCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "events:DescribeRule",
                 "events:ListTagsForResource",

@@ -63,8 +63,8 @@ pub(super) struct S3ControlCalls;
 
 #[async_trait]
 impl Calls for S3ControlCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &["s3:GetAccountPublicAccessBlock"],
             // S3 authorizes removing the configuration with the right to put it.
             changes: &["s3:PutAccountPublicAccessBlock"],

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
+use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing, PublicAccessBlock, named};
-use crate::trigger::KnownEvent;
 
 /// The Block Public Access configuration of one account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,10 @@ use serde_json::Value;
 use super::calls::{DeleteInput, PutInput, S3ControlCall, S3ControlCalls};
 use super::kind::AccountPublicAccessBlock;
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, api_call, recorded,
-    typed_args,
+    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
+    api_call, recorded, typed_args,
 };
-use crate::inventory::{PublicAccessBlock, Resource, ResourceKind};
+use crate::inventory::PublicAccessBlock;
 use crate::plan::{ApiCall, ChangeKind};
 use crate::runbook::model::ParamType;
 

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    typed_args, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
+    ResourceKind, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, Narrowing, Resource, ResourceKind, Topic, named};
+use crate::inventory::{Filters, Kind, Narrowing, Topic, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 
@@ -242,8 +242,8 @@ pub struct TopicCalls;
 
 #[async_trait]
 impl Calls for TopicCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "sns:ListTopics",
                 "sns:GetTopicAttributes",

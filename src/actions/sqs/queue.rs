@@ -14,16 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, call_input,
-    typed_args, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
+    ResourceKind, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, Resource, ResourceKind, named};
+use crate::event::KnownEvent;
+use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::KnownEvent;
 
 /// The arguments of `sqs:ensure-queue`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -474,8 +474,8 @@ fn attribute_map(
 
 #[async_trait]
 impl Calls for QueueCalls {
-    fn rights(&self) -> &'static crate::least_privilege::Rights {
-        &crate::least_privilege::Rights {
+    fn rights(&self) -> &'static crate::actions::Rights {
+        &crate::actions::Rights {
             reads: &[
                 "sqs:GetQueueUrl",
                 "sqs:GetQueueAttributes",

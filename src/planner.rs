@@ -9,16 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
 
-use super::{
-    BlockReason, Blocked, Change, PLAN_FORMAT_VERSION, Plan, PlannedAccount, PlannedRunbook,
-    ResourceRef, UnreachableAccount,
-};
 use crate::accounts::{Scope, Session, Unreachable};
 use crate::actions;
+use crate::actions::{Resource, ResourceKind};
 use crate::aws::Aws;
 use crate::discovery::{self, Query};
 use crate::error::{Error, Problems, Result};
-use crate::inventory::{Narrowing, RegionInventory, ResourceKind};
+use crate::inventory::Narrowing;
+use crate::plan::{
+    BlockReason, Blocked, Change, PLAN_FORMAT_VERSION, Plan, PlannedAccount, PlannedRunbook,
+    ResourceRef, UnreachableAccount,
+};
 use crate::runbook::LoadedRunbook;
 use crate::runbook::params::ResolvedParams;
 use crate::template::{KNOWN_AFTER_APPLY, Renderer};
@@ -339,7 +340,7 @@ pub struct RegionPlan {
     /// Compliant resources per runbook.
     pub compliant: BTreeMap<String, usize>,
     /// Runbooks left out of this region's plan, with why.
-    pub not_planned: Vec<super::NotPlanned>,
+    pub not_planned: Vec<crate::plan::NotPlanned>,
 }
 
 async fn plan_region(aws: &Aws, request: &PlanRequest<'_>, place: Place<'_>) -> Result<RegionPlan> {
@@ -476,7 +477,7 @@ pub fn plan_on_inventory(
             continue;
         }
         if let Some(reason) = left_out.get(&rid) {
-            out.not_planned.push(super::NotPlanned {
+            out.not_planned.push(crate::plan::NotPlanned {
                 runbook: rid,
                 account_id: account.to_string(),
                 region: region.to_string(),
@@ -771,15 +772,45 @@ pub async fn probe(sessions: &[Session], plan: &mut Plan, concurrency: usize) {
     plan.unprobed_services = unprobed;
 }
 
+/// What harden knows of one region of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionInventory {
+    /// Resources the discoveries asked for, by kind and id.
+    resources: BTreeMap<(ResourceKind, String), Resource>,
+}
+
+impl RegionInventory {
+    /// The resource with this kind and id.
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Option<Resource> {
+        self.resources.get(&(kind, id.to_string())).cloned()
+    }
+
+    /// Replaces a resource with its projected state.
+    pub fn put(&mut self, resource: Resource) {
+        self.resources
+            .insert((resource.kind(), resource.id().to_string()), resource);
+    }
+
+    /// Adds resources read by discovery, keeping any projected state already there
+    /// (a later runbook must see what earlier runbooks will leave).
+    pub fn merge_discovered(&mut self, resources: Vec<Resource>) {
+        for resource in resources {
+            self.resources
+                .entry((resource.kind(), resource.id().to_string()))
+                .or_insert(resource);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inventory::{Peer, Resource, Rule, SecurityGroup, sort_rules};
+    use crate::inventory::{Peer, Rule, SecurityGroup, sort_rules};
     use crate::runbook::load::parse_runbook;
     use crate::runbook::params;
-    use crate::runbook::validate::validate;
+    use crate::validate::validate;
 
     fn shipped() -> Vec<LoadedRunbook> {
         let read = |name: &str| {

@@ -9,12 +9,13 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use super::load::LoadedRunbook;
-use super::model::{ParamType, Runbook};
-use super::params::check_value;
 use crate::actions;
+use crate::actions::ResourceKind;
 use crate::error::{Problems, Result, SourceLocation};
-use crate::inventory::{Narrowing, ResourceKind};
+use crate::inventory::Narrowing;
+use crate::runbook::LoadedRunbook;
+use crate::runbook::model::{ParamType, Runbook};
+use crate::runbook::params::check_value;
 use crate::template::{KNOWN_AFTER_APPLY, Renderer, step_references};
 use crate::trigger;
 
