@@ -11,6 +11,15 @@ use serde_json::Value;
 
 use crate::error::{Error, Problems, SourceLocation};
 
+/// The EventBridge `source` of events from this `eventSource`: `aws.ec2` for
+/// `ec2.amazonaws.com`.
+pub fn bridge_source(event_source: &str) -> String {
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
+    format!("aws.{service}")
+}
+
 /// A CloudTrail event harden knows: its `eventName` and the `eventSource` of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownEvent {
@@ -449,6 +458,12 @@ mod tests {
 
     fn parsed(value: &Value) -> Result<Parsed, Error> {
         parse(value.to_string().as_bytes(), "event.json")
+    }
+
+    #[test]
+    fn bridge_sources_follow_the_event_source() {
+        assert_eq!(bridge_source("ec2.amazonaws.com"), "aws.ec2");
+        assert_eq!(bridge_source("cloudtrail.amazonaws.com"), "aws.cloudtrail");
     }
 
     #[test]

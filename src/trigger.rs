@@ -31,15 +31,6 @@ pub fn known_event(name: &str) -> Option<KnownEvent> {
     known_events().into_iter().find(|e| e.name == name)
 }
 
-/// The EventBridge `source` of events from this `eventSource`: `aws.ec2` for
-/// `ec2.amazonaws.com`.
-pub fn bridge_source(event_source: &str) -> String {
-    let service = event_source
-        .strip_suffix(".amazonaws.com")
-        .unwrap_or(event_source);
-    format!("aws.{service}")
-}
-
 /// Where in an EventBridge event a trigger finds resource ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPath {
@@ -238,12 +229,6 @@ mod tests {
         assert_eq!(nested.values(&record), vec!["sg-2", "sg-3"]);
         let missing = EventPath::parse("detail.responseElements.groupId").expect("valid");
         assert!(missing.values(&record).is_empty());
-    }
-
-    #[test]
-    fn bridge_sources_follow_the_event_source() {
-        assert_eq!(bridge_source("ec2.amazonaws.com"), "aws.ec2");
-        assert_eq!(bridge_source("cloudtrail.amazonaws.com"), "aws.cloudtrail");
     }
 
     fn shipped() -> Vec<LoadedRunbook> {

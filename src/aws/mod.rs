@@ -22,7 +22,6 @@ pub mod lease;
 pub mod limiter;
 pub mod persist;
 pub mod record;
-pub mod security_hub;
 
 pub use limiter::Ec2Rates;
 
@@ -30,7 +29,7 @@ pub use limiter::Ec2Rates;
 /// call recorder (see [`record`]); every client harden makes is made here.
 macro_rules! client {
     ($sdk:ident, $config:expr) => {
-        client!($sdk, $config, |builder| builder)
+        $crate::aws::client!($sdk, $config, |builder| builder)
     };
     ($sdk:ident, $config:expr, |$builder:ident| $adjust:expr) => {{
         let $builder =
@@ -136,11 +135,6 @@ impl RegionClients {
         });
         // A poisoned cache only loses sharing, never correctness.
         made.unwrap_or_else(|| make(&self.sdk_config))
-    }
-
-    /// A Security Hub client for this region (made when asked: only reports use it).
-    pub fn security_hub(&self) -> aws_sdk_securityhub::Client {
-        client!(aws_sdk_securityhub, &self.sdk_config)
     }
 
     /// A CloudTrail client for `region` (this one's when equal).

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use super::Status;
 use super::args::{GlobalArgs, ReportFormat};
 use crate::accounts::Session;
-use crate::aws::security_hub;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::report::security_hub;
 use crate::report::{self, Report, Source, findings, render};
 
 /// The name of a run's report in its folder.

@@ -7,6 +7,7 @@
 
 pub mod findings;
 pub mod render;
+pub mod security_hub;
 
 use std::collections::BTreeMap;
 

@@ -20,11 +20,11 @@ use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
 use crate::event::KnownEvent;
+use crate::event::bridge_source;
 use crate::inventory::{EventRule, Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
-use crate::trigger::bridge_source;
 
 /// One CloudTrail event the rule matches.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -8,9 +8,9 @@ use aws_sdk_securityhub::types::{
     Workflow, WorkflowStatus,
 };
 
-use super::{RegionClients, failure};
+use super::findings::AsffFinding;
+use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::report::findings::AsffFinding;
 
 /// BatchImportFindings' limit.
 const BATCH: usize = 100;
@@ -74,7 +74,8 @@ fn finding(f: &AsffFinding) -> AwsSecurityFinding {
 
 /// Imports `findings` (all of `clients`' account and region).
 pub async fn import(clients: &RegionClients, findings: &[AsffFinding]) -> Result<Imported> {
-    let hub = clients.security_hub();
+    // Made when asked: only reports use it.
+    let hub = clients.service_client(|config| crate::aws::client!(aws_sdk_securityhub, config));
     let mut imported = Imported::default();
     for batch in findings.chunks(BATCH) {
         let out = hub
