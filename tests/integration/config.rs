@@ -6,7 +6,7 @@
 use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup, ResourceType};
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, run};
+use crate::support::{Emulator, Kind, block_on, operations, run};
 
 const RUNBOOK: &str = "runbooks/enable-aws-config.yaml";
 
@@ -50,20 +50,6 @@ async fn recorder(
         .map(|c| c.s3_bucket_name().unwrap_or_default().to_string())
         .collect();
     (recorder, buckets)
-}
-
-fn operations(plan: &Value) -> Vec<String> {
-    plan["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .map(|c| {
-            c["call"]["operation"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
 }
 
 fn slr(account: &str) -> String {

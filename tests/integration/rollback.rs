@@ -11,7 +11,7 @@ use std::path::Path;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, create_vpc, run, run_id_of};
+use crate::support::{Emulator, Harness, Kind, block_on, create_vpc};
 
 const REGION: &str = "eu-west-1";
 const RUNBOOKS: [&str; 3] = [
@@ -213,30 +213,11 @@ async fn replace_egress(ec2: &aws_sdk_ec2::Client, group: &str, egress: IpPermis
         .expect("authorize");
 }
 
-fn harden(emulator: &Emulator, state: &Path, args: &[&str]) -> crate::support::Run {
-    let mut cmd = emulator.harden(state);
-    cmd.args(args);
-    run(cmd)
-}
-
 fn apply(emulator: &Emulator, state: &Path) -> String {
     let mut args = vec!["apply"];
     args.extend(RUNBOOKS);
     args.extend(["--yes", "--region", REGION]);
-    applied(emulator, state, &args).0
-}
-
-/// Runs an `apply` that must exit 0; its run id and output.
-fn applied(emulator: &Emulator, state: &Path, args: &[&str]) -> (String, String) {
-    let out = harden(emulator, state, args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    (run_id_of(&out.stdout), out.stdout)
-}
-
-fn runs(emulator: &Emulator, state: &Path) -> Vec<Value> {
-    let out = harden(emulator, state, &["runs", "--format", "json"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    serde_json::from_str(&out.stdout).expect("runs JSON")
+    Harness::new(emulator, state).apply(&args).0
 }
 
 #[test]
@@ -256,11 +237,12 @@ fn a_run_of_the_security_group_and_ebs_runbooks_is_rolled_back_exactly_on_moto()
     // of inverse, nothing refused.
     let saved = state.path().join("rollback.json");
     let save = |run_id: &str| {
-        let out = harden(
-            &emulator,
-            state.path(),
-            &["rollback", run_id, "--out", saved.to_str().expect("utf-8")],
-        );
+        let out = Harness::new(&emulator, state.path()).run(&[
+            "rollback",
+            run_id,
+            "--out",
+            saved.to_str().expect("utf-8"),
+        ]);
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
         let plan: Value =
             serde_json::from_str(&std::fs::read_to_string(&saved).expect("plan")).expect("JSON");
@@ -300,7 +282,7 @@ fn a_run_of_the_security_group_and_ebs_runbooks_is_rolled_back_exactly_on_moto()
         plan["blocked"]
     );
 
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         describe(&emulator),
@@ -308,13 +290,13 @@ fn a_run_of_the_security_group_and_ebs_runbooks_is_rolled_back_exactly_on_moto()
         "every rule back with its description, encryption by default off again"
     );
     emulator.assert_audit_verifies(state.path());
-    let listed = runs(&emulator, state.path());
+    let listed = Harness::new(&emulator, state.path()).runs();
     let first = listed
         .iter()
         .find(|r| r["run_id"] == run_id.as_str())
         .expect("the run");
     assert_eq!(first["state"], "rolled_back", "{listed:?}");
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(
         out.code, 1,
         "a run rolled back is not undone twice:\n{}",
@@ -355,11 +337,12 @@ fn a_run_of_the_security_group_and_ebs_runbooks_is_rolled_back_exactly_on_moto()
         "{}",
         plan["blocked"]
     );
-    let out = harden(
-        &emulator,
-        state.path(),
-        &["apply", "--yes", "--plan", saved.to_str().expect("utf-8")],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "--yes",
+        "--plan",
+        saved.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let after = describe(&emulator);
     let key = after
@@ -404,17 +387,13 @@ fn flow_logs_a_run_created_are_deleted_and_its_bucket_holding_logs_is_kept_on_mo
         })
     };
     assert_eq!(count(), 0);
-    let (run_id, _) = applied(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "runbooks/enable-vpc-flow-logs.yaml",
-            "--yes",
-            "--region",
-            REGION,
-        ],
-    );
+    let (run_id, _) = Harness::new(&emulator, state.path()).apply(&[
+        "apply",
+        "runbooks/enable-vpc-flow-logs.yaml",
+        "--yes",
+        "--region",
+        REGION,
+    ]);
     let made = count();
     assert!(
         made >= 2,
@@ -456,7 +435,7 @@ fn flow_logs_a_run_created_are_deleted_and_its_bucket_holding_logs_is_kept_on_mo
             .expect("policy back");
     });
 
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(count(), 0, "every flow log it created is gone");
     let said = format!("{}{}", out.stdout, out.stderr);
@@ -512,12 +491,9 @@ fn describe_trails_and_buckets(emulator: &Emulator) -> String {
 /// Applies `runbook`, rolls the run back, and returns the rollback's output after
 /// checking that both exited 0.
 fn round_trip(emulator: &Emulator, state: &Path, runbook: &str) -> String {
-    let (run_id, _) = applied(
-        emulator,
-        state,
-        &["apply", runbook, "--yes", "--region", REGION],
-    );
-    let out = harden(emulator, state, &["rollback", &run_id, "--yes"]);
+    let (run_id, _) =
+        Harness::new(emulator, state).apply(&["apply", runbook, "--yes", "--region", REGION]);
+    let out = Harness::new(emulator, state).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     out.stdout
 }
@@ -543,17 +519,13 @@ fn a_trail_and_bucket_a_run_created_are_deleted_on_moto() {
         2,
         "one deletion each for the trail and the bucket:\n{rollback}"
     );
-    let out = harden(
-        &emulator,
-        state.path(),
-        &[
-            "plan",
-            "runbooks/enable-cloudtrail.yaml",
-            "--region",
-            REGION,
-            "--detailed-exitcode",
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "plan",
+        "runbooks/enable-cloudtrail.yaml",
+        "--region",
+        REGION,
+        "--detailed-exitcode",
+    ]);
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     emulator.assert_audit_verifies(state.path());
 }
@@ -701,7 +673,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
         regions[1],
         "--yes",
     ];
-    let (run_id, first_apply) = applied(&emulator, state.path(), &apply_args);
+    let (run_id, first_apply) = Harness::new(&emulator, state.path()).apply(&apply_args);
     for operation in [
         "UpdateAssumeRolePolicy",
         "PutRolePolicy",
@@ -715,7 +687,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
     }
     assert_ne!(describe_cloud_watch_delivery(&emulator, &regions), seeded);
 
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(describe_cloud_watch_delivery(&emulator, &regions), seeded);
 
@@ -744,7 +716,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
             .expect("role gone");
     });
     let bare = describe_cloud_watch_delivery(&emulator, &regions);
-    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
+    let (run_id, _) = Harness::new(&emulator, state.path()).apply(&apply_args);
     block_on(async {
         emulator
             .logs(regions[1])
@@ -755,7 +727,7 @@ fn flow_logs_to_cloud_watch_and_their_log_groups_and_role_are_rolled_back_on_mot
             .await
             .expect("a delivered stream")
     });
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
@@ -987,9 +959,9 @@ fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
         "--region",
         REGION,
     ];
-    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
+    let (run_id, _) = Harness::new(&emulator, state.path()).apply(&apply_args);
     assert_ne!(describe_alerting(&emulator), seeded);
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(describe_alerting(&emulator), seeded);
     for undo in ["RemoveTargets", "DeleteTopic", "DeleteQueue"] {
@@ -1014,8 +986,8 @@ fn the_alerting_runbook_is_rolled_back_around_a_rule_that_was_there_on_moto() {
             .expect("their rule gone");
     });
     let bare = describe_alerting(&emulator);
-    let (run_id, _) = applied(&emulator, state.path(), &apply_args);
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let (run_id, _) = Harness::new(&emulator, state.path()).apply(&apply_args);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("DeleteRule"), "{}", out.stdout);
     assert_eq!(describe_alerting(&emulator), bare);
@@ -1110,19 +1082,15 @@ fn queues_and_a_topic_that_were_there_get_their_attributes_back_on_moto() {
         describe_alerting(&emulator),
         describe_queues_and_topics(&emulator),
     );
-    let (run_id, applied_out) = applied(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "runbooks/alert-on-security-changes.yaml",
-            "--param",
-            "notify_email=oncall@example.com",
-            "--yes",
-            "--region",
-            REGION,
-        ],
-    );
+    let (run_id, applied_out) = Harness::new(&emulator, state.path()).apply(&[
+        "apply",
+        "runbooks/alert-on-security-changes.yaml",
+        "--param",
+        "notify_email=oncall@example.com",
+        "--yes",
+        "--region",
+        REGION,
+    ]);
     for correction in ["SetQueueAttributes", "SetTopicAttributes"] {
         assert!(
             applied_out.contains(correction),
@@ -1130,7 +1098,7 @@ fn queues_and_a_topic_that_were_there_get_their_attributes_back_on_moto() {
         );
     }
     assert_ne!(describe_queues_and_topics(&emulator), seeded.1);
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     for undo in [
         "SetQueueAttributes",
@@ -1162,22 +1130,18 @@ fn a_bucket_that_was_there_loses_the_policy_the_run_gave_it_and_keeps_versioning
     let bucket = format!("harden-flowlogs-{}-{REGION}", emulator.account());
     let s3 = emulator.s3(REGION);
     block_on(crate::support::create_bucket(&s3, &bucket, REGION));
-    let (run_id, stdout) = applied(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "runbooks/enable-vpc-flow-logs.yaml",
-            "--yes",
-            "--region",
-            REGION,
-        ],
-    );
+    let (run_id, stdout) = Harness::new(&emulator, state.path()).apply(&[
+        "apply",
+        "runbooks/enable-vpc-flow-logs.yaml",
+        "--yes",
+        "--region",
+        REGION,
+    ]);
     for operation in ["PutBucketVersioning", "PutBucketPolicy", "CreateFlowLogs"] {
         assert!(stdout.contains(operation), "{operation}:\n{stdout}");
     }
 
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("versioning of bucket") && out.stdout.contains("only suspend"),
@@ -1240,26 +1204,22 @@ fn an_instance_swap_and_a_volume_replacement_are_undone_keeping_the_copies_on_mo
     });
     let layout_before = block_on(layout(&ec2, &web));
     let volumes_before = block_on(volumes(&ec2));
-    let (run_id, _) = applied(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            EBS,
-            "--yes",
-            "--region",
-            REGION,
-            "--param",
-            "allow_stop=true",
-        ],
-    );
+    let (run_id, _) = Harness::new(&emulator, state.path()).apply(&[
+        "apply",
+        EBS,
+        "--yes",
+        "--region",
+        REGION,
+        "--param",
+        "allow_stop=true",
+    ]);
     assert_ne!(
         block_on(layout(&ec2, &web)).1,
         layout_before.1,
         "the run swapped the devices"
     );
 
-    let out = harden(&emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let out = Harness::new(&emulator, state.path()).run(&["rollback", &run_id, "--yes"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         block_on(layout(&ec2, &web)),
@@ -1295,20 +1255,16 @@ fn an_instance_swap_and_a_volume_replacement_are_undone_keeping_the_copies_on_mo
     );
 
     // The next plan leaves both to a person, naming the rollback.
-    let out = harden(
-        &emulator,
-        state.path(),
-        &[
-            "plan",
-            EBS,
-            "--region",
-            REGION,
-            "--param",
-            "allow_stop=true",
-            "--format",
-            "json",
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "plan",
+        EBS,
+        "--region",
+        REGION,
+        "--param",
+        "allow_stop=true",
+        "--format",
+        "json",
+    ]);
     let plan: Value = serde_json::from_str(&out.stdout).expect("plan JSON");
     for resource in [&web, &spare] {
         let blocked = plan["blocked"]

@@ -5,7 +5,7 @@
 use aws_sdk_s3control::types::PublicAccessBlockConfiguration;
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, block_on, run, run_id_of};
+use crate::support::{Emulator, Harness, Kind, block_on};
 
 const RUNBOOK: &str = "runbooks/block-s3-public-access.yaml";
 const HOME: &str = "us-east-1";
@@ -64,53 +64,30 @@ fn seed_block_public_policy_only(emulator: &Emulator) {
     .expect("seeded");
 }
 
-fn harden(emulator: &Emulator, state: &std::path::Path, args: &[&str]) -> crate::support::Run {
-    let mut cmd = emulator.harden(state);
-    cmd.args(args);
-    run(cmd)
-}
-
 fn plan(emulator: &Emulator, state: &std::path::Path) -> Value {
-    let out = harden(
-        emulator,
-        state,
-        &[
-            "plan", RUNBOOK, "--format", "json", "--region", HOME, "--region", OTHER,
-        ],
-    );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    serde_json::from_str(&out.stdout).expect("plan JSON")
+    Harness::new(emulator, state).plan(&[RUNBOOK, "--region", HOME, "--region", OTHER])
 }
 
 /// Applies the runbook in both regions and rolls the run back; the switches after the
 /// apply and after the rollback.
 fn apply_and_roll_back(emulator: &Emulator) -> (Switches, Switches) {
     let state = tempfile::tempdir().expect("state");
-    let out = harden(
-        emulator,
-        state.path(),
-        &[
-            "apply", RUNBOOK, "--yes", "--region", HOME, "--region", OTHER,
-        ],
-    );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let harden = Harness::new(emulator, state.path());
+    let (run_id, _) = harden.apply(&[
+        "apply", RUNBOOK, "--yes", "--region", HOME, "--region", OTHER,
+    ]);
     let applied = read(emulator);
-    let again = harden(
-        emulator,
-        state.path(),
-        &[
-            "plan",
-            RUNBOOK,
-            "--detailed-exitcode",
-            "--region",
-            HOME,
-            "--region",
-            OTHER,
-        ],
-    );
+    let again = harden.run(&[
+        "plan",
+        RUNBOOK,
+        "--detailed-exitcode",
+        "--region",
+        HOME,
+        "--region",
+        OTHER,
+    ]);
     assert_eq!(again.code, 0, "nothing left to do:\n{}", again.stdout);
-    let run_id = run_id_of(&out.stdout);
-    let back = harden(emulator, state.path(), &["rollback", &run_id, "--yes"]);
+    let back = harden.run(&["rollback", &run_id, "--yes"]);
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     emulator.assert_audit_verifies(state.path());
     (applied, read(emulator))

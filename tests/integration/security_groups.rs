@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::Value;
 
-use crate::support::{Emulator, Kind, Run, block_on, create_vpc, run};
+use crate::support::{Emulator, Harness, Kind, block_on, create_vpc, run};
 
 const REGION: &str = "eu-west-1";
 
@@ -239,28 +239,15 @@ async fn snapshot(ec2: &aws_sdk_ec2::Client) -> String {
     lines.join("\n")
 }
 
-/// Runs the binary against the emulator with `args`.
-fn cli(emulator: &Emulator, state: &Path, args: &[&str]) -> Run {
-    let mut cmd = emulator.harden(state);
-    cmd.args(args);
-    run(cmd)
-}
-
 fn plan_json(emulator: &Emulator, state: &Path, extra: &[&str]) -> Value {
-    let mut cmd = emulator.harden(state);
-    cmd.args([
-        "plan",
+    let mut args = vec![
         "runbooks/close-default-security-groups.yaml",
         "runbooks/restrict-sg-egress.yaml",
         "--region",
         REGION,
-        "--format",
-        "json",
-    ])
-    .args(extra);
-    let out = run(cmd);
-    assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
-    serde_json::from_str(&out.stdout).expect("plan JSON")
+    ];
+    args.extend(extra);
+    Harness::new(emulator, state).plan(&args)
 }
 
 fn scenario(kind: Kind) {
@@ -372,19 +359,15 @@ fn scenario(kind: Kind) {
     assert_eq!(blocked, expected_blocked, "blocked changes");
 
     // Detailed exit code: 2 with changes pending.
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "plan",
-            "runbooks/close-default-security-groups.yaml",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            "--detailed-exitcode",
-            &exclude,
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "plan",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        "--detailed-exitcode",
+        &exclude,
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -396,18 +379,14 @@ fn scenario(kind: Kind) {
     );
 
     // Dry-run probes every change and changes nothing.
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "dry-run",
-            "runbooks/close-default-security-groups.yaml",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            &exclude,
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "dry-run",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        &exclude,
+    ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout
@@ -424,18 +403,14 @@ fn scenario(kind: Kind) {
     );
 
     // Without --yes and without a terminal to confirm on, apply refuses.
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "runbooks/close-default-security-groups.yaml",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            &exclude,
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        &exclude,
+    ]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.stderr
@@ -450,19 +425,15 @@ fn scenario(kind: Kind) {
     );
 
     // Apply.
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "runbooks/close-default-security-groups.yaml",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            "--yes",
-            &exclude,
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        "--yes",
+        &exclude,
+    ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -479,11 +450,8 @@ fn scenario(kind: Kind) {
         .find_map(|l| l.strip_prefix("Apply ").and_then(|r| r.strip_suffix(':')))
         .expect("the apply names its run")
         .to_string();
-    let shown = cli(
-        &emulator,
-        state.path(),
-        &["audit", "show", "--run", &run_id, "--format", "json"],
-    );
+    let shown = Harness::new(&emulator, state.path())
+        .run(&["audit", "show", "--run", &run_id, "--format", "json"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     let shown: Vec<Value> = serde_json::from_str(&shown.stdout).expect("records JSON");
     assert_eq!(shown.len(), expected.len() + 1);
@@ -537,24 +505,20 @@ fn scenario(kind: Kind) {
     assert_eq!(block_on(rules(&ec2, &seeded.default_in_use)), in_use_before);
 
     // Convergence: nothing left to do.
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "plan",
-            "runbooks/close-default-security-groups.yaml",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            "--detailed-exitcode",
-            &exclude,
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "plan",
+        "runbooks/close-default-security-groups.yaml",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        "--detailed-exitcode",
+        &exclude,
+    ]);
     assert_eq!(out.code, 0, "second plan: {}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("No changes."), "{}", out.stdout);
 
     // The audit log verifies and holds the revoked rules exactly.
-    let out = cli(&emulator, state.path(), &["audit", "verify"]);
+    let out = Harness::new(&emulator, state.path()).run(&["audit", "verify"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
     let records: Vec<Value> = log
@@ -609,7 +573,7 @@ fn scenario(kind: Kind) {
         })
         .collect();
     std::fs::write(state.path().join("audit.jsonl"), tampered.join("\n") + "\n").expect("tamper");
-    let out = cli(&emulator, state.path(), &["audit", "verify"]);
+    let out = Harness::new(&emulator, state.path()).run(&["audit", "verify"]);
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains(&format!("line {edited_line}:")),
@@ -665,7 +629,12 @@ fn stale_plan(kind: Kind) {
     // The refusal is audited as a failure, and the chain verifies.
     let log = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit log");
     assert!(log.contains("\"code\":\"StalePlan\""), "{log}");
-    assert_eq!(cli(&emulator, state.path(), &["audit", "verify"]).code, 0);
+    assert_eq!(
+        Harness::new(&emulator, state.path())
+            .run(&["audit", "verify"])
+            .code,
+        0
+    );
 
     // A saved plan applied while still fresh is applied exactly.
     let fresh = state.path().join("fresh.json");
@@ -760,19 +729,15 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
     let state = tempfile::tempdir().expect("state dir");
     let saved = state.path().join("saved.json");
     let exclude = format!("--param=exclude_group_ids=[{}]", seeded.excluded);
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "plan",
-            "runbooks/restrict-sg-egress.yaml",
-            "--region",
-            REGION,
-            &exclude,
-            "--out",
-            saved.to_str().expect("utf-8"),
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "plan",
+        "runbooks/restrict-sg-egress.yaml",
+        "--region",
+        REGION,
+        &exclude,
+        "--out",
+        saved.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(&saved).expect("plan");
     let plan: Value = serde_json::from_str(&text).expect("JSON");
@@ -836,11 +801,12 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
         let mut plan = plan.clone();
         edit(&mut plan);
         std::fs::write(&edited, serde_json::to_string_pretty(&plan).expect("json")).expect("write");
-        let out = cli(
-            &emulator,
-            state.path(),
-            &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
-        );
+        let out = Harness::new(&emulator, state.path()).run(&[
+            "apply",
+            "--yes",
+            "--plan",
+            edited.to_str().expect("utf-8"),
+        ]);
         assert_eq!(out.code, 1, "{what}: {}\n{}", out.stdout, out.stderr);
         assert!(
             out.stderr.contains("refusing to apply an edited plan")
@@ -851,11 +817,12 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
     }
     // Garbage after the plan: not a plan file at all.
     std::fs::write(&edited, format!("{text}{{\"changes\": []}}\n")).expect("write");
-    let out = cli(
-        &emulator,
-        state.path(),
-        &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "--yes",
+        "--plan",
+        edited.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.stderr
@@ -882,17 +849,13 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
         .expect("id")
         .to_string();
     std::fs::write(&edited, broken.to_string()).expect("write");
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "--yes",
-            "--accept-edited-plan",
-            "--plan",
-            edited.to_str().expect("utf-8"),
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "--yes",
+        "--accept-edited-plan",
+        "--plan",
+        edited.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let wrong_type = format!("change {web_id}: ");
     let wrong_operation = format!(
@@ -914,11 +877,12 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
 
     // Re-indented by a JSON tool, the plan is still the one saved.
     std::fs::write(&edited, plan.to_string()).expect("write compact");
-    let out = cli(
-        &emulator,
-        state.path(),
-        &["apply", "--yes", "--plan", edited.to_str().expect("utf-8")],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "--yes",
+        "--plan",
+        edited.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_ne!(block_on(rules(&ec2, &seeded.web)), web_before, "applied");
     assert_eq!(block_on(rules(&ec2, &seeded.excluded)), before);
@@ -928,17 +892,13 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
     let mut plan = plan.clone();
     plan["principal"] = "arn:aws:iam::123456789012:user/someone-else".into();
     std::fs::write(&edited, plan.to_string()).expect("write");
-    let out = cli(
-        &emulator,
-        state.path(),
-        &[
-            "apply",
-            "--yes",
-            "--accept-edited-plan",
-            "--plan",
-            edited.to_str().expect("utf-8"),
-        ],
-    );
+    let out = Harness::new(&emulator, state.path()).run(&[
+        "apply",
+        "--yes",
+        "--accept-edited-plan",
+        "--plan",
+        edited.to_str().expect("utf-8"),
+    ]);
     assert!(
         out.stderr.contains("applying an edited plan as it is"),
         "{}",
@@ -956,5 +916,10 @@ fn an_edited_saved_plan_is_refused_before_any_call_on_moto() {
             .is_some_and(|d| d.contains("a field outside its changes")),
         "{accepted}"
     );
-    assert_eq!(cli(&emulator, state.path(), &["audit", "verify"]).code, 0);
+    assert_eq!(
+        Harness::new(&emulator, state.path())
+            .run(&["audit", "verify"])
+            .code,
+        0
+    );
 }

@@ -352,6 +352,68 @@ pub(crate) struct Run {
     pub(crate) stderr: String,
 }
 
+/// The CLI as a test drives it: the binary against one emulator with one state
+/// directory. What the tests do with harden goes through here: run a command, plan to
+/// JSON, apply and take the run id, list runs.
+pub(crate) struct Harness<'a> {
+    emulator: &'a Emulator,
+    state: &'a Path,
+}
+
+impl<'a> Harness<'a> {
+    /// Drives harden against `emulator` with `state` as its state directory.
+    pub(crate) fn new(emulator: &'a Emulator, state: &'a Path) -> Self {
+        Self { emulator, state }
+    }
+
+    /// Runs `harden ARGS` to completion.
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.emulator.harden(self.state);
+        cmd.args(args);
+        run(cmd)
+    }
+
+    /// `harden plan ARGS --format json`, which must exit 0: the plan.
+    pub(crate) fn plan(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["plan"];
+        all.extend(args);
+        all.extend(["--format", "json"]);
+        let out = self.run(&all);
+        assert_eq!(out.code, 0, "plan failed:\n{}\n{}", out.stdout, out.stderr);
+        serde_json::from_str(&out.stdout).expect("plan JSON")
+    }
+
+    /// Runs an apply (`args` is the whole command) that must exit 0: its run id and
+    /// output.
+    pub(crate) fn apply(&self, args: &[&str]) -> (String, String) {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        (run_id_of(&out.stdout), out.stdout)
+    }
+
+    /// `harden runs --format json`.
+    pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["runs", "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("runs JSON")
+    }
+}
+
+/// The operations of a plan's changes, in order.
+pub(crate) fn operations(plan: &serde_json::Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            c["call"]["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
 /// The run id an apply's output names ("Apply RUN_ID:").
 pub(crate) fn run_id_of(stdout: &str) -> String {
     stdout
