@@ -332,18 +332,17 @@ fn check_steps(
             },
         }
         // Arguments the action knows, with the required ones present.
+        let arguments = action.arguments();
         for (name, value) in &step.args {
-            match action.info().args.iter().find(|a| a.name == name) {
+            match arguments.iter().find(|a| a.name == *name) {
                 None => problems.push(
                     at(&value.referenced),
                     format!(
                         "step {sid}: action {} has no argument \"{name}\": expected {}",
                         action.info().name,
-                        action
-                            .info()
-                            .args
+                        arguments
                             .iter()
-                            .map(|a| a.name)
+                            .map(|a| a.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -379,8 +378,8 @@ fn check_steps(
                 }
             }
         }
-        for spec in action.info().args.iter().filter(|a| a.required) {
-            if !step.args.contains_key(spec.name) {
+        for spec in arguments.iter().filter(|a| a.required) {
+            if !step.args.contains_key(&spec.name) {
                 problems.push(
                     at(&step.action.referenced),
                     format!(

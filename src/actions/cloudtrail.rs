@@ -15,12 +15,13 @@ use aws_sdk_cloudtrail::operation::RequestId;
 use aws_sdk_cloudtrail::types::{
     AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_string,
-    parse_call, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg,
+    arguments_of, parse_call, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -28,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing, Trail, Trails};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// Brings a trail into compliance, or creates one when there is none to fix.
@@ -38,26 +38,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "cloudtrail:ensure-trail",
     description: "make sure some trail is multi-region, logging, records all read and write management events, validates log files (and is KMS-encrypted when kms_key_id is given): fix an existing trail homed in the region in place, create one only when none exists",
     resource_kind: ResourceKind::Trails,
-    args: &[
-        ArgSpec {
-            name: "trail_name",
-            kind: ParamType::String,
-            required: true,
-            description: "name of the trail to create when none can be fixed (an existing trail of this name is preferred)",
-        },
-        ArgSpec {
-            name: "bucket_name",
-            kind: ParamType::String,
-            required: true,
-            description: "bucket a created trail writes to",
-        },
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "KMS key (ARN, id or alias) to encrypt logs with (CloudTrail.2); its key policy must let CloudTrail use it",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -140,6 +120,10 @@ impl Drafts {
 }
 
 impl Action for EnsureTrail {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<TrailArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
@@ -151,11 +135,14 @@ impl Action for EnsureTrail {
                 target.kind()
             ));
         };
-        let trail_name = arg_string(args, "trail_name")?
+        let args: TrailArgs = typed_args(args)?;
+        let trail_name = args
+            .trail_name
             .ok_or_else(|| "argument trail_name: a name is required".to_string())?;
-        let bucket = arg_string(args, "bucket_name")?
+        let bucket = args
+            .bucket_name
             .ok_or_else(|| "argument bucket_name: a name is required".to_string())?;
-        let kms = arg_string(args, "kms_key_id")?;
+        let kms = args.kms_key_id;
         if trails.trails.iter().any(|t| t.is_compliant(kms.is_some())) {
             return Ok(ActionPlan::default());
         }
@@ -421,6 +408,25 @@ fn create(drafts: &mut Drafts, trails: &Trails, name: &str, bucket: &str, kms: O
 /// where the read-back puts it.
 fn sort_trails(trails: &mut [Trail]) {
     trails.sort_by(|a, b| (&a.home_region, &a.name).cmp(&(&b.home_region, &b.name)));
+}
+
+/// The arguments of `cloudtrail:ensure-trail`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrailArgs {
+    /// Name of the trail to create when none can be fixed (an existing trail of this
+    /// name is preferred).
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub trail_name: Option<String>,
+    /// Bucket a created trail writes to.
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub bucket_name: Option<String>,
+    /// KMS key (ARN, id or alias) to encrypt logs with (CloudTrail.2); its key policy
+    /// must let CloudTrail use it.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub kms_key_id: Option<String>,
 }
 
 /// Reads, applies (and cannot probe) trail changes.

@@ -15,11 +15,12 @@ use aws_sdk_config::types::{
 };
 use serde_json::{Value, json};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
-    arg_bool, arg_string, parse_call, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
+    arguments_of, parse_call, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -27,7 +28,6 @@ use crate::error::{Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// Makes the region's recorder record everything, deliver, and run.
@@ -37,32 +37,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "config:ensure-recorder",
     description: "make the region's configuration recorder (reused under its own name, or created) record all supported resource types with the given role, add a delivery channel when none exists, and start recording",
     resource_kind: ResourceKind::ConfigRecorder,
-    args: &[
-        ArgSpec {
-            name: "role_arn",
-            kind: ParamType::String,
-            required: true,
-            description: "role the recorder uses (the service-linked role AWSServiceRoleForConfig, or another)",
-        },
-        ArgSpec {
-            name: "include_global",
-            kind: ParamType::Bool,
-            required: false,
-            description: "also record global resource types such as IAM (true in one region only: the home region)",
-        },
-        ArgSpec {
-            name: "bucket_name",
-            kind: ParamType::String,
-            required: true,
-            description: "bucket of a delivery channel added when none exists",
-        },
-        ArgSpec {
-            name: "recorder_name",
-            kind: ParamType::String,
-            required: false,
-            description: "name of a recorder created when the region has none (default: default)",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -81,6 +55,10 @@ fn after_state(setup: &ConfigSetup) -> Value {
 }
 
 impl Action for EnsureRecorder {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<RecorderArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
@@ -92,12 +70,15 @@ impl Action for EnsureRecorder {
                 target.kind()
             ));
         };
-        let role_arn = arg_string(args, "role_arn")?
+        let args: RecorderArgs = typed_args(args)?;
+        let role_arn = args
+            .role_arn
             .ok_or_else(|| "argument role_arn: a role ARN is required".to_string())?;
-        let bucket = arg_string(args, "bucket_name")?
+        let bucket = args
+            .bucket_name
             .ok_or_else(|| "argument bucket_name: a bucket name is required".to_string())?;
-        let include_global = arg_bool(args, "include_global", false)?;
-        let new_name = arg_string(args, "recorder_name")?.unwrap_or_else(|| "default".into());
+        let include_global = args.include_global.unwrap_or(false);
+        let new_name = args.recorder_name.unwrap_or_else(|| "default".into());
 
         let mut next = setup.clone();
         let mut chain = DraftChain::new("config", state(setup));
@@ -272,6 +253,28 @@ impl Action for EnsureRecorder {
 
 /// Reads, applies (and cannot probe) AWS Config changes.
 pub struct RecorderCalls;
+
+/// The arguments of `config:ensure-recorder`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderArgs {
+    /// Role the recorder uses (the service-linked role AWSServiceRoleForConfig, or
+    /// another).
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub role_arn: Option<String>,
+    /// Also record global resource types such as IAM (true in one region only: the
+    /// home region).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub include_global: Option<bool>,
+    /// Bucket of a delivery channel added when none exists.
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub bucket_name: Option<String>,
+    /// Name of a recorder created when the region has none (default: default).
+    #[serde(default, deserialize_with = "arg::text")]
+    pub recorder_name: Option<String>,
+}
 
 /// Every call of this concern, as a plan stores it (AWS Config's field names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

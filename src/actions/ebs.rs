@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
 use serde_json::Value;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, NoInput,
-    api_call, arg_string, dry_run_answer, typed_call,
+    api_call, arg, arguments_of, dry_run_answer, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -21,7 +22,6 @@ use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
-use crate::runbook::model::ParamType;
 
 /// Every call of this concern, as a plan stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,16 +42,20 @@ struct ModifyKeyInput {
 /// Turns EBS encryption by default on.
 pub struct EnableEncryptionByDefault;
 
+/// The arguments of `ec2:enable-ebs-encryption-by-default`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableArgs {
+    /// ARN of the KMS key new volumes get by default; empty for the AWS-managed key
+    /// (aws/ebs).
+    #[serde(default, deserialize_with = "arg::text")]
+    pub kms_key_arn: Option<String>,
+}
+
 static ENABLE: ActionInfo = ActionInfo {
     name: "ec2:enable-ebs-encryption-by-default",
     description: "turn on EBS encryption by default in the region (new volumes and snapshot copies are encrypted), and set its default KMS key when kms_key_arn is given",
     resource_kind: ResourceKind::EbsEncryptionDefault,
-    args: &[ArgSpec {
-        name: "kms_key_arn",
-        kind: ParamType::String,
-        required: false,
-        description: "ARN of the KMS key new volumes get by default; empty for the AWS-managed key (aws/ebs)",
-    }],
     outputs: &[],
     waits: false,
 };
@@ -61,6 +65,10 @@ fn state(setting: &EbsEncryptionDefault) -> Value {
 }
 
 impl Action for EnableEncryptionByDefault {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<EnableArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENABLE
     }
@@ -72,7 +80,7 @@ impl Action for EnableEncryptionByDefault {
                 target.kind()
             ));
         };
-        let key = arg_string(args, "kms_key_arn")?;
+        let key = typed_args::<EnableArgs>(args)?.kms_key_arn;
         if let Some(key) = &key
             && !key.starts_with("arn:")
         {

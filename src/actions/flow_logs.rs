@@ -12,12 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{Filter, FlowLogsResourceType, LogDestinationType, TrafficType};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg_string,
-    dry_run_answer, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg,
+    arguments_of, dry_run_answer, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -25,7 +26,6 @@ use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, FlowLog, Kind, Narrowing, Vpc, sort_flow_logs};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// The most resource ids one `CreateFlowLogs` call takes for VPCs.
@@ -40,32 +40,6 @@ static ENABLE: ActionInfo = ActionInfo {
     name: "ec2:enable-flow-logs",
     description: "create a flow log on each VPC without an active one recording the traffic type (ALL covers every type); VPCs of one step are sent in as few CreateFlowLogs calls as the API allows, and a VPC the answer lists as unsuccessful is a failure",
     resource_kind: ResourceKind::Vpc,
-    args: &[
-        ArgSpec {
-            name: "traffic_type",
-            kind: ParamType::String,
-            required: false,
-            description: "ALL (default), ACCEPT or REJECT",
-        },
-        ArgSpec {
-            name: "destination_type",
-            kind: ParamType::String,
-            required: false,
-            description: "s3 (default) or cloud-watch-logs",
-        },
-        ArgSpec {
-            name: "destination",
-            kind: ParamType::String,
-            required: true,
-            description: "ARN of the S3 bucket (arn:aws:s3:::NAME) or of the CloudWatch Logs log group",
-        },
-        ArgSpec {
-            name: "deliver_logs_permission_arn",
-            kind: ParamType::String,
-            required: false,
-            description: "IAM role that lets flow logs write to CloudWatch Logs (required for cloud-watch-logs)",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -77,17 +51,39 @@ struct Wanted {
     role: Option<String>,
 }
 
+/// The arguments of `ec2:enable-flow-logs`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogArgs {
+    /// ALL (default), ACCEPT or REJECT.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub traffic_type: Option<String>,
+    /// s3 (default) or cloud-watch-logs.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub destination_type: Option<String>,
+    /// ARN of the S3 bucket (arn:aws:s3:::NAME) or of the CloudWatch Logs log group.
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub destination: Option<String>,
+    /// IAM role that lets flow logs write to CloudWatch Logs (required for
+    /// cloud-watch-logs).
+    #[serde(default, deserialize_with = "arg::text")]
+    pub deliver_logs_permission_arn: Option<String>,
+}
+
 fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
-    let traffic_type = arg_string(args, "traffic_type")?.unwrap_or_else(|| "ALL".into());
+    let args: FlowLogArgs = typed_args(args)?;
+    let traffic_type = args.traffic_type.unwrap_or_else(|| "ALL".into());
     if !["ALL", "ACCEPT", "REJECT"].contains(&traffic_type.as_str()) {
         return Err(format!(
             "argument traffic_type: expected ALL, ACCEPT or REJECT, found {traffic_type}"
         ));
     }
-    let destination_type = arg_string(args, "destination_type")?.unwrap_or_else(|| "s3".into());
-    let destination = arg_string(args, "destination")?
+    let destination_type = args.destination_type.unwrap_or_else(|| "s3".into());
+    let destination = args
+        .destination
         .ok_or_else(|| "argument destination: an ARN is required".to_string())?;
-    let role = arg_string(args, "deliver_logs_permission_arn")?;
+    let role = args.deliver_logs_permission_arn;
     match destination_type.as_str() {
         "s3" if !destination.starts_with("arn:") || !destination.contains(":s3:::") => {
             return Err(format!(
@@ -120,6 +116,10 @@ fn state(vpc: &Vpc) -> Value {
 }
 
 impl Action for EnableFlowLogs {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<FlowLogArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENABLE
     }

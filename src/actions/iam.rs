@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_iam::operation::RequestId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
-    parse_call, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
+    arguments_of, parse_call, typed_args, typed_call,
 };
 use crate::actions::s3::normalize_policy;
 use crate::actions::{Resource, ResourceKind};
@@ -21,7 +22,6 @@ use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Filters, Kind, Narrowing, Role, ServiceLinkedRole, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// Creates a service-linked role when its service has none.
@@ -31,7 +31,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "iam:ensure-service-linked-role",
     description: "create the service-linked role of the service the resource names (CreateServiceLinkedRole) when no role has the service's path",
     resource_kind: ResourceKind::ServiceLinkedRole,
-    args: &[],
     outputs: &[],
     waits: false,
 };
@@ -113,6 +112,10 @@ struct PolicyName {
 }
 
 impl Action for EnsureServiceLinkedRole {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<NoArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
@@ -348,47 +351,37 @@ static ENSURE_ROLE: ActionInfo = ActionInfo {
     name: "iam:ensure-role",
     description: "create the role when missing (CreateRole with the trust policy), hold its trust policy (UpdateAssumeRolePolicy) and its inline policy (PutRolePolicy) to what is given",
     resource_kind: ResourceKind::Role,
-    args: &[
-        ArgSpec {
-            name: "trust_policy",
-            kind: ParamType::Map,
-            required: true,
-            description: "the trust policy document: who may assume the role",
-        },
-        ArgSpec {
-            name: "policy_name",
-            kind: ParamType::String,
-            required: true,
-            description: "name of the inline policy",
-        },
-        ArgSpec {
-            name: "policy",
-            kind: ParamType::Map,
-            required: true,
-            description: "the inline policy document: what the role may do",
-        },
-        ArgSpec {
-            name: "description",
-            kind: ParamType::String,
-            required: false,
-            description: "the role's description, for a new role",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
 
-fn document(args: &Value, name: &str) -> std::result::Result<Value, String> {
-    match args.get(name) {
-        Some(doc @ Value::Object(_)) => Ok(doc.clone()),
-        other => Err(format!(
-            "argument {name}: expected a policy document (an object), found {}",
-            other.unwrap_or(&Value::Null)
-        )),
-    }
+/// The arguments of `iam:ensure-role`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleArgs {
+    /// The trust policy document: who may assume the role.
+    pub trust_policy: serde_json::Map<String, Value>,
+    /// Name of the inline policy.
+    #[serde(deserialize_with = "arg::text")]
+    #[schemars(required)]
+    pub policy_name: Option<String>,
+    /// The inline policy document: what the role may do.
+    pub policy: serde_json::Map<String, Value>,
+    /// The role's description, for a new role.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub description: Option<String>,
 }
 
+/// `iam:ensure-service-linked-role` takes no arguments: the service is the resource's.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
 impl Action for EnsureRole {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<RoleArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE_ROLE
     }
@@ -397,11 +390,13 @@ impl Action for EnsureRole {
         let Resource::Role(role) = target else {
             return Err(format!("expected an IAM role, given {}", target.kind()));
         };
-        let trust = document(args, "trust_policy")?;
-        let policy = document(args, "policy")?;
-        let policy_name = super::arg_string(args, "policy_name")?
+        let args: RoleArgs = typed_args(args)?;
+        let trust = Value::Object(args.trust_policy);
+        let policy = Value::Object(args.policy);
+        let policy_name = args
+            .policy_name
             .ok_or("argument policy_name: expected a name")?;
-        let description = super::arg_string(args, "description")?;
+        let description = args.description;
         let mut current = role.clone();
         let mut chain = DraftChain::new("iam", state(&current));
         let name = role.name.clone();

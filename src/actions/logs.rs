@@ -8,18 +8,18 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::operation::RequestId;
 use serde_json::Value;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call,
-    arg_string, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
+    arguments_of, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Filters, Kind, LogGroup, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// The retention periods CloudWatch Logs accepts, in days.
@@ -78,24 +78,24 @@ fn group(name: &str) -> GroupInput {
 /// Creates a log group when missing and holds it to a retention and key.
 pub struct EnsureLogGroup;
 
+/// The arguments of `logs:ensure-log-group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogGroupArgs {
+    /// Days events are kept: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
+    /// 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653.
+    #[schemars(with = "i32")]
+    pub retention_days: Value,
+    /// ARN of the KMS key to encrypt events with; empty for CloudWatch Logs' own
+    /// encryption.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub kms_key_arn: Option<String>,
+}
+
 static ENSURE: ActionInfo = ActionInfo {
     name: "logs:ensure-log-group",
     description: "create the log group when missing (CreateLogGroup), set its retention (PutRetentionPolicy) and, when kms_key_arn is given, its key (AssociateKmsKey)",
     resource_kind: ResourceKind::LogGroup,
-    args: &[
-        ArgSpec {
-            name: "retention_days",
-            kind: ParamType::Int,
-            required: true,
-            description: "days events are kept: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653",
-        },
-        ArgSpec {
-            name: "kms_key_arn",
-            kind: ParamType::String,
-            required: false,
-            description: "ARN of the KMS key to encrypt events with; empty for CloudWatch Logs' own encryption",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -105,6 +105,10 @@ fn state(group: &LogGroup) -> Value {
 }
 
 impl Action for EnsureLogGroup {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<LogGroupArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
@@ -113,7 +117,8 @@ impl Action for EnsureLogGroup {
         let Resource::LogGroup(group) = target else {
             return Err(format!("expected a log group, given {}", target.kind()));
         };
-        let retention = match args.get("retention_days") {
+        let args: LogGroupArgs = typed_args(args)?;
+        let retention = match Some(&args.retention_days) {
             Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
             Some(Value::String(s)) => s.parse().ok(),
             _ => None,
@@ -122,10 +127,10 @@ impl Action for EnsureLogGroup {
         .ok_or_else(|| {
             format!(
                 "argument retention_days: expected one of {RETENTION_DAYS:?}, found {}",
-                args.get("retention_days").unwrap_or(&Value::Null)
+                args.retention_days
             )
         })?;
-        let key = arg_string(args, "kms_key_arn")?;
+        let key = args.kms_key_arn.clone();
         let mut current = group.clone();
         let mut chain = DraftChain::new("logs", state(&current));
         let name = group.name.clone();

@@ -33,17 +33,104 @@ use crate::error::Result;
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::runbook::model::ParamType;
 
-/// An argument an action accepts.
-#[derive(Debug, Clone, Copy)]
+/// An argument an action accepts, as its typed arguments' schema declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgSpec {
     /// Name in `args:`.
-    pub name: &'static str,
+    pub name: String,
     /// Type the rendered value must have.
     pub kind: ParamType,
     /// Whether the step must give it.
     pub required: bool,
-    /// What it means.
-    pub description: &'static str,
+    /// What it means (the field's doc comment).
+    pub description: String,
+}
+
+/// The arguments of an action whose typed arguments are `T`
+/// (`#[derive(Deserialize, JsonSchema)]`): one per field, in order, required when the
+/// field has neither a default nor `Option`, typed by its JSON type and described by
+/// its doc comment. What validation, `harden list` and the docs know of arguments
+/// comes from here, so it cannot drift from what `plan` reads.
+pub fn arguments_of<T: schemars::JsonSchema>() -> Vec<ArgSpec> {
+    let schema = schemars::schema_for!(T);
+    let root = schema.as_value();
+    let required: Vec<&str> = root["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let definitions = &root["$defs"];
+    let mut specs = Vec::new();
+    for (name, property) in root["properties"].as_object().into_iter().flatten() {
+        specs.push(ArgSpec {
+            name: name.clone(),
+            kind: json_type(property, definitions),
+            required: required.contains(&name.as_str()),
+            description: property["description"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('\n', " "),
+        });
+    }
+    specs
+}
+
+/// The runbook type of a property of a JSON schema (its non-null type; a reference
+/// is an object, a list or a string by what it refers to).
+fn json_type(property: &Value, definitions: &Value) -> ParamType {
+    let named = |name: &str| match name {
+        "boolean" => Some(ParamType::Bool),
+        "integer" => Some(ParamType::Int),
+        "array" => Some(ParamType::List),
+        "object" => Some(ParamType::Map),
+        "string" => Some(ParamType::String),
+        _ => None,
+    };
+    match &property["type"] {
+        Value::String(t) => named(t),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find_map(named),
+        _ => None,
+    }
+    .or_else(|| {
+        let reference = property["$ref"]
+            .as_str()
+            .or_else(|| property["anyOf"][0]["$ref"].as_str())?;
+        let name = reference.rsplit('/').next()?;
+        Some(json_type(&definitions[name], definitions))
+    })
+    .unwrap_or(ParamType::Map)
+}
+
+/// Deserializers for arguments rendered from templates: a template that is not exactly
+/// one `{{ path }}` renders a string, so `"true"` is a bool and `""` is not given.
+pub mod arg {
+    use serde::{Deserialize, Deserializer, de::Error};
+    use serde_json::Value;
+
+    /// `true`, `false`, `"true"` or `"false"`; null or absent is not given.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(b)),
+            Value::String(s) if s == "true" || s == "false" => Ok(Some(s == "true")),
+            other => Err(D::Error::custom(format!(
+                "expected true or false, found {other}"
+            ))),
+        }
+    }
+
+    /// A string; null, absent and empty are all not given.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            other => Err(D::Error::custom(format!(
+                "expected a string, found {other}"
+            ))),
+        }
+    }
 }
 
 /// One change as an action plans it; the planner adds ids and step context.
@@ -351,8 +438,6 @@ pub struct ActionInfo {
     pub description: &'static str,
     /// The kind of resource it acts on (its step's `for_each` must discover it).
     pub resource_kind: ResourceKind,
-    /// Arguments it takes.
-    pub args: &'static [ArgSpec],
     /// Outputs it can export.
     pub outputs: &'static [&'static str],
     /// Whether it waits after its calls (for a state to settle), so a step's `wait:`
@@ -364,6 +449,8 @@ pub struct ActionInfo {
 pub trait Action: Send + Sync {
     /// Name, description, resource kind, arguments, outputs.
     fn info(&self) -> &'static ActionInfo;
+    /// The arguments it takes: [`arguments_of`] its typed arguments.
+    fn arguments(&self) -> Vec<ArgSpec>;
     /// Plans the changes to `target` for rendered `args`. Pure: no AWS calls.
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String>;
     /// The calls that read, apply and probe its changes.
@@ -525,28 +612,6 @@ pub fn dry_run_answer(result: Result<Applied>) -> Probe {
             code: "Error".into(),
             message: other.to_string(),
         },
-    }
-}
-
-/// A bool argument, `default` when absent.
-pub fn arg_bool(args: &Value, name: &str, default: bool) -> std::result::Result<bool, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
-        Some(other) => Err(format!(
-            "argument {name}: expected true or false, found {other}"
-        )),
-    }
-}
-
-/// A string argument; absent, null and empty all mean "not given".
-pub fn arg_string(args: &Value, name: &str) -> std::result::Result<Option<String>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("argument {name}: expected a string, found {other}")),
     }
 }
 

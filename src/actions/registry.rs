@@ -251,3 +251,75 @@ pub fn registry() -> &'static [&'static dyn Action] {
 pub fn find(name: &str) -> Option<&'static dyn Action> {
     registry().iter().copied().find(|a| a.info().name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::model::ParamType;
+
+    fn arguments(action: &str) -> Vec<(String, ParamType, bool)> {
+        find(action)
+            .expect("registered")
+            .arguments()
+            .into_iter()
+            .map(|a| (a.name, a.kind, a.required))
+            .collect()
+    }
+
+    #[test]
+    fn arguments_come_from_the_typed_arguments_with_types_and_required_ones() {
+        assert_eq!(
+            arguments("cloudtrail:ensure-trail"),
+            [
+                ("trail_name".to_string(), ParamType::String, true),
+                ("bucket_name".to_string(), ParamType::String, true),
+                ("kms_key_id".to_string(), ParamType::String, false),
+            ]
+        );
+        assert_eq!(
+            arguments("logs:ensure-log-group"),
+            [
+                ("retention_days".to_string(), ParamType::Int, true),
+                ("kms_key_arn".to_string(), ParamType::String, false),
+            ]
+        );
+        assert_eq!(
+            arguments("ec2:restrict-egress"),
+            [("allowed".to_string(), ParamType::List, true)]
+        );
+        assert_eq!(
+            arguments("iam:ensure-role")[0],
+            ("trust_policy".to_string(), ParamType::Map, true)
+        );
+        // Shared arguments are flattened into the action's own.
+        let instance: Vec<String> = arguments("ec2:encrypt-instance-volumes")
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect();
+        assert_eq!(
+            instance,
+            [
+                "allow_stop",
+                "kms_key_id",
+                "keep_snapshots",
+                "delete_originals",
+                "retire_originals_after"
+            ]
+        );
+        assert!(arguments("iam:ensure-service-linked-role").is_empty());
+    }
+
+    #[test]
+    fn every_argument_says_what_it_means() {
+        for action in registry() {
+            for argument in action.arguments() {
+                assert!(
+                    !argument.description.is_empty(),
+                    "{} {}: a doc comment on the field",
+                    action.info().name,
+                    argument.name
+                );
+            }
+        }
+    }
+}

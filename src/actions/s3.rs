@@ -18,12 +18,13 @@ use aws_sdk_s3::types::{
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg_bool,
-    typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, arg,
+    arguments_of, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -32,7 +33,6 @@ use crate::inventory::{
     Bucket, BucketEncryption, Filters, Kind, Narrowing, PublicAccessBlock, named,
 };
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// Creates a bucket if missing and holds it to the given protections.
@@ -42,38 +42,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "s3:ensure-bucket",
     description: "create the bucket if missing (no LocationConstraint in us-east-1), then block public access, set default encryption, turn on versioning and merge the given policy statements into its policy (by Sid; other statements are kept)",
     resource_kind: ResourceKind::Bucket,
-    args: &[
-        ArgSpec {
-            name: "block_public_access",
-            kind: ParamType::Bool,
-            required: false,
-            description: "turn on all four Block Public Access switches (default true)",
-        },
-        ArgSpec {
-            name: "encryption",
-            kind: ParamType::String,
-            required: false,
-            description: "default encryption: AES256 (default) or aws:kms; an existing bucket already encrypted with either is left alone unless kms_key_id is given",
-        },
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "KMS key for aws:kms; empty for the AWS-managed key",
-        },
-        ArgSpec {
-            name: "versioning",
-            kind: ParamType::Bool,
-            required: false,
-            description: "turn versioning on (default true)",
-        },
-        ArgSpec {
-            name: "policy_statements",
-            kind: ParamType::List,
-            required: false,
-            description: "IAM policy statements, each with a Sid, merged into the bucket policy",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -88,34 +56,48 @@ struct Wanted {
     statements: Vec<Value>,
 }
 
+/// The arguments of `s3:ensure-bucket`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketArgs {
+    /// Turn on all four Block Public Access switches (default true).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub block_public_access: Option<bool>,
+    /// Default encryption: AES256 (default) or aws:kms; an existing bucket already
+    /// encrypted with either is left alone unless kms_key_id is given.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub encryption: Option<String>,
+    /// KMS key for aws:kms; empty for the AWS-managed key.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub kms_key_id: Option<String>,
+    /// Turn versioning on (default true).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub versioning: Option<bool>,
+    /// IAM policy statements, each with a Sid, merged into the bucket policy.
+    #[serde(default)]
+    pub policy_statements: Vec<Value>,
+}
+
 fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
-    let algorithm = match args.get("encryption") {
-        None | Some(Value::Null) => "AES256".to_string(),
-        Some(Value::String(s)) if s == "AES256" || s == "aws:kms" => s.clone(),
+    let args: BucketArgs = typed_args(args)?;
+    let algorithm = match args.encryption {
+        None => "AES256".to_string(),
+        Some(s) if s == "AES256" || s == "aws:kms" => s,
         Some(other) => {
             return Err(format!(
                 "encryption: expected AES256 or aws:kms, given {other}"
             ));
         }
     };
-    let kms_key_id = match args.get("kms_key_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(format!("kms_key_id: expected a string, given {other}")),
-    };
+    let kms_key_id = args.kms_key_id;
     if kms_key_id.is_some() && algorithm != "aws:kms" {
         return Err("kms_key_id is given but encryption is not aws:kms".into());
     }
-    let statements = match args.get("policy_statements") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(normalize_policy).collect(),
-        Some(other) => {
-            return Err(format!(
-                "policy_statements: expected a list of statements, given {other}"
-            ));
-        }
-    };
+    let statements: Vec<Value> = args
+        .policy_statements
+        .iter()
+        .map(normalize_policy)
+        .collect();
     let mut sids = std::collections::BTreeSet::new();
     for (index, statement) in statements.iter().enumerate() {
         match statement.get("Sid").and_then(Value::as_str) {
@@ -132,13 +114,13 @@ fn wanted(args: &Value) -> std::result::Result<Wanted, String> {
         }
     }
     Ok(Wanted {
-        block_public_access: arg_bool(args, "block_public_access", true)?,
+        block_public_access: args.block_public_access.unwrap_or(true),
         key_given: kms_key_id.is_some(),
         encryption: BucketEncryption {
             algorithm,
             kms_key_id,
         },
-        versioning: arg_bool(args, "versioning", true)?,
+        versioning: args.versioning.unwrap_or(true),
         statements,
     })
 }
@@ -197,6 +179,10 @@ fn state(bucket: &Bucket) -> Value {
 }
 
 impl Action for EnsureBucket {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<BucketArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }

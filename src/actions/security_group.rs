@@ -14,11 +14,13 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroupRuleRequest,
     SecurityGroupRuleUpdate, UserIdGroupPair,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, typed_call,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg,
+    arguments_of, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -28,7 +30,6 @@ use crate::inventory::{
     Filters, Kind, Narrowing, Peer, Rule, RuleKey, SecurityGroup, SecurityGroupRules, sort_rules,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// The largest page EC2's describe calls accept.
@@ -145,17 +146,34 @@ static RESTRICT: ActionInfo = ActionInfo {
     name: "ec2:restrict-egress",
     description: "replace egress rules to 0.0.0.0/0 or ::/0 outside an allow-list: authorize missing allowed rules first, rewrite open rules in place where one can become an allowed rule, then revoke the rest by rule id",
     resource_kind: ResourceKind::SecurityGroup,
-    args: &[ArgSpec {
-        name: "allowed",
-        kind: ParamType::List,
-        required: true,
-        description: "egress rules to the internet that stay allowed: {protocol, from_port, to_port, cidr | ipv6_cidr | prefix_list_id, description}",
-    }],
     outputs: &[],
     waits: false,
 };
 
+/// The arguments of `ec2:restrict-egress`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictArgs {
+    /// Egress rules to the internet that stay allowed: {protocol, from_port, to_port,
+    /// cidr | ipv6_cidr | prefix_list_id, description}.
+    pub allowed: Vec<serde_json::Map<String, Value>>,
+}
+
+/// The arguments of `ec2:close-security-group`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseArgs {
+    /// Also close a group network interfaces still use (default false: such a group is
+    /// blocked and reported).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub close_in_use: Option<bool>,
+}
+
 impl Action for RestrictEgress {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<RestrictArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &RESTRICT
     }
@@ -171,7 +189,12 @@ impl Action for RestrictEgress {
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
         let original = group(target)?;
-        let allowed = parse_allowed("allowed", args.get("allowed").unwrap_or(&Value::Null))?;
+        // The rules' own shape is checked by `parse_allowed`, naming the entry.
+        let args: RestrictArgs = typed_args(args)?;
+        let allowed = parse_allowed(
+            "allowed",
+            &Value::Array(args.allowed.into_iter().map(Value::Object).collect()),
+        )?;
         let allowed_keys: BTreeSet<RuleKey> = allowed.iter().map(Rule::key).collect();
         let open: Vec<Rule> = original
             .egress
@@ -287,17 +310,15 @@ static CLOSE: ActionInfo = ActionInfo {
     name: "ec2:close-security-group",
     description: "revoke every inbound and outbound rule of a security group, by rule id; a group in use by network interfaces is blocked unless close_in_use is true",
     resource_kind: ResourceKind::SecurityGroup,
-    args: &[ArgSpec {
-        name: "close_in_use",
-        kind: ParamType::Bool,
-        required: false,
-        description: "also close a group network interfaces still use (default false: such a group is blocked and reported)",
-    }],
     outputs: &[],
     waits: false,
 };
 
 impl Action for CloseGroup {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<CloseArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &CLOSE
     }
@@ -313,7 +334,7 @@ impl Action for CloseGroup {
 
     fn plan(&self, target: &Resource, args: &Value) -> std::result::Result<ActionPlan, String> {
         let original = group(target)?;
-        let close_in_use = super::arg_bool(args, "close_in_use", false)?;
+        let close_in_use = typed_args::<CloseArgs>(args)?.close_in_use.unwrap_or(false);
         if original.ingress.is_empty() && original.egress.is_empty() {
             return Ok(ActionPlan::default());
         }

@@ -51,7 +51,7 @@ use super::ebs_volumes::{
 };
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, Compensation, DraftChain, Inverse,
-    RecordedChange, arg_bool, ec2_tags, typed_call,
+    RecordedChange, ec2_tags, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -63,15 +63,14 @@ use crate::inventory::{
     WAS_RUNNING_TAG,
 };
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
-use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
 
 pub use calls::InstanceCalls;
 use calls::*;
 use compensate::*;
 use kind::*;
-pub use plan::EncryptInstanceVolumes;
 use plan::*;
+pub use plan::{EncryptInstanceVolumes, InstanceArgs};
 
 #[cfg(test)]
 mod tests;

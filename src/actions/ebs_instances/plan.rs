@@ -10,38 +10,6 @@ pub(super) static ENCRYPT_INSTANCE: ActionInfo = ActionInfo {
     name: "ec2:encrypt-instance-volumes",
     description: "replace the unencrypted volumes attached to an instance by encrypted copies: stop it once (allow_stop, when running), snapshot, encrypted copy and new volume per device, detach the original and attach the copy at the same device, restore DeleteOnTermination, start it again, verify; originals tagged harden:replaced-by and kept unless delete_originals; undone (originals re-attached, instance state restored) if it stops part-way",
     resource_kind: ResourceKind::Instance,
-    args: &[
-        ArgSpec {
-            name: "allow_stop",
-            kind: ParamType::Bool,
-            required: false,
-            description: "stop a running instance for the replacement (default false: a running instance is blocked as needing downtime)",
-        },
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "KMS key for the copies and new volumes; empty for the account's default EBS key",
-        },
-        ArgSpec {
-            name: "keep_snapshots",
-            kind: ParamType::Bool,
-            required: false,
-            description: "keep the snapshots and their encrypted copies (default false)",
-        },
-        ArgSpec {
-            name: "delete_originals",
-            kind: ParamType::Bool,
-            required: false,
-            description: "delete the originals once the instance runs on the copies, keeping the encrypted copies of their snapshots as the way back (default false)",
-        },
-        ArgSpec {
-            name: "retire_originals_after",
-            kind: ParamType::String,
-            required: false,
-            description: "delete each original by a later plan once its replacement has been in place this long (30d, 72h), keeping the encrypted copy of its snapshot as the way back; the plan shows when each is due",
-        },
-    ],
     outputs: &[],
     waits: true,
 };
@@ -96,7 +64,26 @@ pub(super) fn push_volume_step(
     );
 }
 
+/// The arguments of `ec2:encrypt-instance-volumes`.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceArgs {
+    /// Stop a running instance for the replacement (default false: a running instance
+    /// is blocked as needing downtime).
+    #[serde(default, deserialize_with = "crate::actions::arg::flag")]
+    pub allow_stop: Option<bool>,
+    /// KMS key for the copies and new volumes; empty for the account's default EBS key.
+    #[serde(default, deserialize_with = "crate::actions::arg::text")]
+    pub kms_key_id: Option<String>,
+    #[serde(flatten)]
+    pub retirement: ebs_volumes::RetirementArgs,
+}
+
 impl Action for EncryptInstanceVolumes {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        crate::actions::arguments_of::<InstanceArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENCRYPT_INSTANCE
     }
@@ -105,9 +92,10 @@ impl Action for EncryptInstanceVolumes {
         let Resource::Instance(instance) = target else {
             return Err(format!("expected an EC2 instance, given {}", target.kind()));
         };
-        let allow_stop = arg_bool(args, "allow_stop", false)?;
-        let kms = crate::actions::arg_string(args, "kms_key_id")?;
-        let retirement = Retirement::from_args(args)?;
+        let args: InstanceArgs = crate::actions::typed_args(args)?;
+        let allow_stop = args.allow_stop.unwrap_or(false);
+        let kms = args.kms_key_id.clone();
+        let retirement = Retirement::from_args(&args.retirement)?;
         let id = instance.id.clone();
 
         // Originals not yet retired, in id order (the order their retirement runs in),

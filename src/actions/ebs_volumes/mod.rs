@@ -27,12 +27,13 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, RecordedChange,
-    arg_bool, ec2_tags, typed_call,
+    arg, arguments_of, ec2_tags, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
@@ -43,7 +44,6 @@ use crate::inventory::{
     SOURCE_VOLUME_TAG, SWAP_INSTANCE_TAG, Volume, VolumeShape,
 };
 use crate::plan::{BlockReason, Change, ChangeKind, Probe};
-use crate::runbook::model::ParamType;
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
 
 /// Tag on the snapshots harden takes and copies: the apply run that made them.
@@ -62,32 +62,6 @@ static ENCRYPT: ActionInfo = ActionInfo {
     name: "ec2:encrypt-volume",
     description: "replace an unattached unencrypted volume by an encrypted copy (snapshot, encrypted snapshot copy, new volume with the same zone, type, size, IOPS, throughput and tags); the original is tagged harden:replaced-by and kept unless delete_originals; the intermediate snapshots are deleted after verification unless keep_snapshots",
     resource_kind: ResourceKind::Volume,
-    args: &[
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "KMS key for the copy and the new volume; empty for the account's default EBS key",
-        },
-        ArgSpec {
-            name: "keep_snapshots",
-            kind: ParamType::Bool,
-            required: false,
-            description: "keep the snapshot and its encrypted copy (default false)",
-        },
-        ArgSpec {
-            name: "delete_originals",
-            kind: ParamType::Bool,
-            required: false,
-            description: "delete the original once its replacement is verified, keeping the encrypted copy of its snapshot as the way back (default false: tag and keep it)",
-        },
-        ArgSpec {
-            name: "retire_originals_after",
-            kind: ParamType::String,
-            required: false,
-            description: "delete each original by a later plan once its replacement has been in place this long (30d, 72h), keeping the encrypted copy of its snapshot as the way back; the plan shows when each is due",
-        },
-    ],
     outputs: &[],
     waits: true,
 };
@@ -382,13 +356,46 @@ pub(super) enum Delete {
     After(std::time::Duration),
 }
 
+/// What to keep of an encryption: the arguments `ec2:encrypt-volume` and
+/// `ec2:encrypt-instance-volumes` share.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetirementArgs {
+    /// Keep the snapshots and their encrypted copies (default false).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub keep_snapshots: Option<bool>,
+    /// Delete the originals once their replacements are verified, keeping the encrypted
+    /// copies of their snapshots as the way back (default false: tag and keep them).
+    #[serde(default, deserialize_with = "arg::flag")]
+    pub delete_originals: Option<bool>,
+    /// Delete each original by a later plan once its replacement has been in place
+    /// this long (30d, 72h), keeping the encrypted copy of its snapshot as the way
+    /// back; the plan shows when each is due.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub retire_originals_after: Option<String>,
+}
+
+/// The arguments of `ec2:encrypt-volume`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeArgs {
+    /// KMS key for the copy and the new volume; empty for the account's default EBS
+    /// key.
+    #[serde(default, deserialize_with = "arg::text")]
+    pub kms_key_id: Option<String>,
+    #[serde(flatten)]
+    pub retirement: RetirementArgs,
+}
+
 impl Retirement {
     /// Reads `keep_snapshots`, `delete_originals` and `retire_originals_after`.
-    pub(super) fn from_args(args: &Value) -> std::result::Result<Self, String> {
-        let keep_snapshots = arg_bool(args, "keep_snapshots", false)?;
-        let now = arg_bool(args, "delete_originals", false)?;
-        let after = super::arg_string(args, "retire_originals_after")?
-            .map(|text| parse_retire_after(&text))
+    pub(super) fn from_args(args: &RetirementArgs) -> std::result::Result<Self, String> {
+        let keep_snapshots = args.keep_snapshots.unwrap_or(false);
+        let now = args.delete_originals.unwrap_or(false);
+        let after = args
+            .retire_originals_after
+            .as_deref()
+            .map(parse_retire_after)
             .transpose()?;
         let delete = match (now, after) {
             (true, Some(_)) => {
@@ -536,6 +543,10 @@ pub(super) fn retirement_steps(volume: &Volume, retirement: Retirement) -> Retir
 }
 
 impl Action for EncryptVolume {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<VolumeArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENCRYPT
     }
@@ -545,8 +556,9 @@ impl Action for EncryptVolume {
             return Err(format!("expected an EBS volume, given {}", target.kind()));
         };
         let volume: &Volume = volume;
-        let kms = super::arg_string(args, "kms_key_id")?;
-        let retirement = Retirement::from_args(args)?;
+        let args: VolumeArgs = typed_args(args)?;
+        let kms = args.kms_key_id.clone();
+        let retirement = Retirement::from_args(&args.retirement)?;
         if volume.encrypted {
             return Ok(ActionPlan::default());
         }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
-    ResourceKind, call_input, typed_args, typed_call,
+    ResourceKind, arguments_of, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -23,7 +23,6 @@ use crate::event::KnownEvent;
 use crate::event::bridge_source;
 use crate::inventory::{EventRule, Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// One CloudTrail event the rule matches.
@@ -118,38 +117,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "events:ensure-rule",
     description: "hold an EventBridge rule on the default bus to a pattern matching the given CloudTrail events, enabled (PutRule), with its target (PutTargets)",
     resource_kind: ResourceKind::EventRule,
-    args: &[
-        ArgSpec {
-            name: "events",
-            kind: ParamType::List,
-            required: true,
-            description: "the CloudTrail events to match, each {name, source}; `{{triggers}}` is those of the selected runbooks",
-        },
-        ArgSpec {
-            name: "target_arn",
-            kind: ParamType::String,
-            required: true,
-            description: "where matching events go: a queue, a topic or another account's bus",
-        },
-        ArgSpec {
-            name: "target_id",
-            kind: ParamType::String,
-            required: false,
-            description: "the target's id on the rule (default harden)",
-        },
-        ArgSpec {
-            name: "description",
-            kind: ParamType::String,
-            required: false,
-            description: "the rule's description",
-        },
-        ArgSpec {
-            name: "target_role_arn",
-            kind: ParamType::String,
-            required: false,
-            description: "the role EventBridge sends with, for another account's bus that admits an organization",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -172,6 +139,10 @@ fn state(rule: &EventRule) -> Value {
 }
 
 impl Action for EnsureRule {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<RuleArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }

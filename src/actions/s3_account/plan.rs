@@ -8,11 +8,10 @@ use super::calls::{DeleteInput, PutInput, S3ControlCall, S3ControlCalls};
 use super::kind::AccountPublicAccessBlock;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
-    api_call, recorded, typed_args,
+    api_call, arguments_of, recorded, typed_args,
 };
 use crate::inventory::PublicAccessBlock;
 use crate::plan::{ApiCall, ChangeKind};
-use crate::runbook::model::ParamType;
 
 /// Turns on the account's Block Public Access switches the arguments ask for.
 pub struct BlockAccountPublicAccess;
@@ -41,34 +40,10 @@ fn on() -> bool {
     true
 }
 
-const fn switch(name: &'static str, description: &'static str) -> ArgSpec {
-    ArgSpec {
-        name,
-        kind: ParamType::Bool,
-        required: false,
-        description,
-    }
-}
-
 static INFO: ActionInfo = ActionInfo {
     name: "s3:block-account-public-access",
     description: "turn on S3 Block Public Access for the whole account (PutPublicAccessBlock on S3 Control), every switch asked for, keeping any already on",
     resource_kind: ResourceKind::AccountPublicAccessBlock,
-    args: &[
-        switch("block_public_acls", "refuse new public ACLs (default true)"),
-        switch(
-            "ignore_public_acls",
-            "ignore public ACLs already there (default true)",
-        ),
-        switch(
-            "block_public_policy",
-            "refuse public bucket policies (default true)",
-        ),
-        switch(
-            "restrict_public_buckets",
-            "restrict buckets with a public policy to AWS services and the account (default true)",
-        ),
-    ],
     outputs: &[],
     waits: false,
 };
@@ -107,6 +82,10 @@ fn off_names(switches: PublicAccessBlock) -> Vec<&'static str> {
 }
 
 impl Action for BlockAccountPublicAccess {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<BlockArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &INFO
     }

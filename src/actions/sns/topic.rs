@@ -13,13 +13,12 @@ use serde_json::Value;
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
-    ResourceKind, call_input, typed_args, typed_call,
+    ResourceKind, arguments_of, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::inventory::{Filters, Kind, Narrowing, Topic, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 
 /// The arguments of `sns:ensure-topic`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -85,26 +84,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "sns:ensure-topic",
     description: "create the topic when missing (CreateTopic), encrypted with kms_key_id (SetTopicAttributes), and subscribe each of emails (Subscribe; the owner confirms)",
     resource_kind: ResourceKind::Topic,
-    args: &[
-        ArgSpec {
-            name: "arn",
-            kind: ParamType::String,
-            required: true,
-            description: "the topic's ARN, arn:PARTITION:sns:REGION:ACCOUNT:NAME",
-        },
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "the KMS key it is encrypted with (default alias/aws/sns)",
-        },
-        ArgSpec {
-            name: "emails",
-            kind: ParamType::List,
-            required: false,
-            description: "email addresses to subscribe",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -114,6 +93,10 @@ fn state(topic: &Topic) -> Value {
 }
 
 impl Action for EnsureTopic {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<TopicArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }

@@ -15,14 +15,13 @@ use serde_json::{Value, json};
 
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
-    ResourceKind, call_input, typed_args, typed_call,
+    ResourceKind, arguments_of, call_input, typed_args, typed_call,
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
-use crate::runbook::model::ParamType;
 use crate::template::KNOWN_AFTER_APPLY;
 
 /// The arguments of `sqs:ensure-queue`.
@@ -101,56 +100,6 @@ static ENSURE: ActionInfo = ActionInfo {
     name: "sqs:ensure-queue",
     description: "create the queue when missing (CreateQueue) or correct it (SetQueueAttributes): server-side encryption, visibility timeout, retention, an access policy admitting only allow_source_arns, a redrive policy to dead_letter_arn",
     resource_kind: ResourceKind::Queue,
-    args: &[
-        ArgSpec {
-            name: "arn",
-            kind: ParamType::String,
-            required: true,
-            description: "the queue's ARN, arn:PARTITION:sqs:REGION:ACCOUNT:NAME",
-        },
-        ArgSpec {
-            name: "visibility_timeout_seconds",
-            kind: ParamType::Int,
-            required: true,
-            description: "seconds a received message stays invisible before it is delivered again",
-        },
-        ArgSpec {
-            name: "message_retention_seconds",
-            kind: ParamType::Int,
-            required: true,
-            description: "seconds a message is kept, 60 to 1209600",
-        },
-        ArgSpec {
-            name: "kms_key_id",
-            kind: ParamType::String,
-            required: false,
-            description: "KMS key for SSE-KMS; empty for SQS-managed encryption (SSE-SQS)",
-        },
-        ArgSpec {
-            name: "dead_letter_arn",
-            kind: ParamType::String,
-            required: false,
-            description: "ARN of the dead-letter queue; empty for none",
-        },
-        ArgSpec {
-            name: "max_receive_count",
-            kind: ParamType::Int,
-            required: false,
-            description: "receives after which a message goes to the dead-letter queue (default 5)",
-        },
-        ArgSpec {
-            name: "allow_source_arns",
-            kind: ParamType::List,
-            required: false,
-            description: "ARNs allowed to send (sqs:SendMessage from events.amazonaws.com); empty leaves the policy alone",
-        },
-        ArgSpec {
-            name: "more_source_arns",
-            kind: ParamType::List,
-            required: false,
-            description: "more ARNs allowed to send, after allow_source_arns",
-        },
-    ],
     outputs: &[],
     waits: false,
 };
@@ -179,6 +128,10 @@ fn state(queue: &Queue) -> Value {
 }
 
 impl Action for EnsureQueue {
+    fn arguments(&self) -> Vec<ArgSpec> {
+        arguments_of::<QueueArgs>()
+    }
+
     fn info(&self) -> &'static ActionInfo {
         &ENSURE
     }
