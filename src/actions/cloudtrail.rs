@@ -27,7 +27,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{Filters, Kind, Narrowing, Trail, Trails};
+use crate::inventory::{EXEMPT_TAG, Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -849,6 +849,113 @@ pub async fn read_trails(clients: &RegionClients) -> Result<Trails> {
         region: clients.region.clone(),
         trails,
     })
+}
+
+/// The CloudTrail trails a region sees: its own and other regions' multi-region and
+/// organization trails. One resource per region, whose id is the region, because
+/// compliance (CloudTrail.1) is a property of the set: some trail must qualify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trails {
+    /// The region, which is also the id.
+    pub region: String,
+    /// The trails, sorted by ARN.
+    pub trails: Vec<Trail>,
+}
+
+/// One trail, as far as the CloudTrail controls care.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trail {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// The region it was created in; only there can it be changed.
+    pub home_region: String,
+    /// Records every region.
+    pub multi_region: bool,
+    /// An organization trail (counts, but a member account cannot change it).
+    pub organization: bool,
+    /// Whether it is logging.
+    pub logging: bool,
+    /// Log file integrity validation (CloudTrail.4).
+    pub log_file_validation: bool,
+    /// KMS key encrypting the logs (CloudTrail.2).
+    pub kms_key_id: Option<String>,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Records global services (IAM, STS) events.
+    pub include_global_service_events: bool,
+    /// The event selectors in AWS's shape: `{"EventSelectors": [...]}` or
+    /// `{"AdvancedEventSelectors": [...]}`, empty lists and absent fields left out.
+    pub selectors: serde_json::Value,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Trail {
+    /// Records read and write management events of every source (the selectors of
+    /// CloudTrail.1): a basic selector with management events, `ReadWriteType` All and
+    /// no excluded sources, or an advanced selector on `eventCategory = Management`
+    /// alone.
+    pub fn records_all_management_events(&self) -> bool {
+        use serde_json::Value;
+        let list = |key: &str| {
+            self.selectors
+                .get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let basic = list("EventSelectors").iter().any(|s| {
+            s.get("IncludeManagementEvents").and_then(Value::as_bool) != Some(false)
+                && s.get("ReadWriteType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("All")
+                    == "All"
+                && s.get("ExcludeManagementEventSources")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+        });
+        let advanced = list("AdvancedEventSelectors").iter().any(|s| {
+            let fields = s
+                .get("FieldSelectors")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            fields.len() == 1
+                && fields[0].get("Field").and_then(Value::as_str) == Some("eventCategory")
+                && fields[0].get("Equals") == Some(&serde_json::json!(["Management"]))
+        });
+        basic || advanced
+    }
+
+    /// Satisfies CloudTrail.1 and CloudTrail.4 (and CloudTrail.2 when `kms_required`).
+    pub fn is_compliant(&self, kms_required: bool) -> bool {
+        self.multi_region
+            && self.logging
+            && self.log_file_validation
+            && self.records_all_management_events()
+            && (!kms_required || self.kms_key_id.is_some())
+    }
+
+    /// True when tagged `harden:exempt` = `true`.
+    pub fn is_exempt(&self) -> bool {
+        self.tags
+            .get(EXEMPT_TAG)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+impl Trails {
+    /// Whether making the region compliant means creating a trail: no trail qualifies
+    /// (setting KMS aside), none homed here could be brought into compliance in place
+    /// (or is exempt), and no multi-region trail homed elsewhere could be.
+    pub fn needs_new_trail(&self) -> bool {
+        !self.trails.iter().any(|t| {
+            t.is_compliant(false)
+                || (!t.organization && (t.home_region == self.region || t.multi_region))
+        })
+    }
 }
 
 impl Kind for Trails {

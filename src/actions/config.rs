@@ -26,7 +26,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{ConfigRecorder, ConfigSetup, DeliveryChannel, Filters, Kind, Narrowing};
+use crate::inventory::{Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -518,6 +518,51 @@ pub async fn read_setup(clients: &RegionClients) -> Result<ConfigSetup> {
         recorder,
         delivery_channels,
     })
+}
+
+/// A region's AWS Config setup: its recorder (a region has at most one) and delivery
+/// channels. One resource per region, whose id is the region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSetup {
+    /// The region, which is also the id.
+    pub region: String,
+    /// The recorder, under whatever name it has.
+    pub recorder: Option<ConfigRecorder>,
+    /// Delivery channels (name, bucket).
+    pub delivery_channels: Vec<DeliveryChannel>,
+}
+
+/// A configuration recorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecorder {
+    /// Its name (never assumed to be `default`).
+    pub name: String,
+    /// The role it records with.
+    pub role_arn: String,
+    /// Records all supported resource types.
+    pub all_supported: bool,
+    /// Records global resource types (IAM) too.
+    pub include_global: bool,
+    /// Whether it is recording.
+    pub recording: bool,
+    /// `Success`, `Failure` or `Pending`; `None` before the first recording.
+    pub last_status: Option<String>,
+}
+
+/// A delivery channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryChannel {
+    /// Name.
+    pub name: String,
+    /// Destination bucket.
+    pub bucket: String,
+}
+
+impl ConfigSetup {
+    /// Whether a delivery channel (and so its bucket) has to be made.
+    pub fn needs_delivery_channel(&self) -> bool {
+        self.delivery_channels.is_empty()
+    }
 }
 
 impl Kind for ConfigSetup {

@@ -20,7 +20,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{EbsEncryptionDefault, Filters, Kind, Narrowing};
+use crate::inventory::{Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 
 /// Every call of this concern, as a plan stores it.
@@ -293,6 +293,19 @@ async fn read_setting(clients: &RegionClients) -> Result<EbsEncryptionDefault> {
         enabled: out.ebs_encryption_by_default().unwrap_or(false),
         kms_key_id,
     })
+}
+
+/// A region's EBS encryption-by-default setting (FSBP EC2.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EbsEncryptionDefault {
+    /// The region, which is also its id.
+    pub region: String,
+    /// Whether new volumes and snapshot copies are encrypted by default.
+    pub enabled: bool,
+    /// The ARN of the KMS key they are encrypted with; absent where the endpoint does
+    /// not say (the emulators do not implement GetEbsDefaultKmsKeyId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl Kind for EbsEncryptionDefault {

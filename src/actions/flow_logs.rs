@@ -24,7 +24,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{Filters, FlowLog, Kind, Narrowing, Vpc, sort_flow_logs};
+use crate::inventory::{Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, Change, ChangeKind, Probe};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -491,6 +491,64 @@ async fn list_flow_logs(
         }
     }
     Ok(logs)
+}
+
+/// A VPC and its flow logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    /// `vpc-...`.
+    pub id: String,
+    /// Primary IPv4 range.
+    pub cidr_block: String,
+    /// The region's default VPC.
+    pub is_default: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Flow logs on the VPC, sorted by [`sort_flow_logs`].
+    pub flow_logs: Vec<FlowLog>,
+}
+
+/// One flow log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLog {
+    /// `fl-...`; `(known after apply)` for one apply creates.
+    pub id: String,
+    /// `ACCEPT`, `REJECT` or `ALL`.
+    pub traffic_type: String,
+    /// `s3`, `cloud-watch-logs` or `kinesis-data-firehose`.
+    pub destination_type: String,
+    /// The destination ARN (or log group name).
+    pub destination: String,
+    /// `ACTIVE` once created.
+    pub status: String,
+}
+
+impl FlowLog {
+    /// True when it records `traffic_type` (ALL records everything) and is active.
+    pub fn covers(&self, traffic_type: &str) -> bool {
+        self.status == "ACTIVE" && (self.traffic_type == "ALL" || self.traffic_type == traffic_type)
+    }
+}
+
+/// Sorts flow logs by what they do before their id, so a planned flow log (id not yet
+/// known) sits where the read-back will put it.
+pub fn sort_flow_logs(logs: &mut [FlowLog]) {
+    logs.sort_by(|a, b| {
+        (
+            &a.destination,
+            &a.traffic_type,
+            &a.destination_type,
+            &a.status,
+            &a.id,
+        )
+            .cmp(&(
+                &b.destination,
+                &b.traffic_type,
+                &b.destination_type,
+                &b.status,
+                &b.id,
+            ))
+    });
 }
 
 impl Kind for Vpc {

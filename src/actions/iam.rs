@@ -20,7 +20,7 @@ use crate::actions::s3::normalize_policy;
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, Narrowing, Role, ServiceLinkedRole, named};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -699,6 +699,57 @@ fn missing(name: &str) -> Role {
         tags: BTreeMap::new(),
         trust_policy: None,
         policies: BTreeMap::new(),
+    }
+}
+
+/// An IAM role looked up by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Role name, which is also the id.
+    pub name: String,
+    /// ARN, once it exists.
+    pub arn: Option<String>,
+    /// False when no role has the name.
+    pub exists: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Who may assume it (its trust policy, decoded), once it exists.
+    #[serde(default)]
+    pub trust_policy: Option<serde_json::Value>,
+    /// Its inline policies by name (documents decoded).
+    #[serde(default)]
+    pub policies: BTreeMap<String, serde_json::Value>,
+}
+
+/// The service-linked role of one service. AWS defines such a role by its path,
+/// `/aws-service-role/SERVICE/`, not by its name (moto, for one, names Config's
+/// `AWSServiceRoleForconfig`), so it is found and read back by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLinkedRole {
+    /// The service principal, e.g. `config.amazonaws.com`; also the id.
+    pub service: String,
+    /// False when no role has the service's path.
+    pub exists: bool,
+    /// The role's name, once it exists.
+    pub name: Option<String>,
+    /// The role's ARN, once it exists.
+    pub arn: Option<String>,
+}
+
+impl ServiceLinkedRole {
+    /// The service's role when it has none.
+    pub fn missing(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            exists: false,
+            name: None,
+            arn: None,
+        }
+    }
+
+    /// The path AWS gives the service's linked roles.
+    pub fn path(&self) -> String {
+        format!("/aws-service-role/{}/", self.service)
     }
 }
 

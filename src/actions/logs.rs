@@ -18,7 +18,7 @@ use super::{
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, LogGroup, Narrowing, named};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -390,6 +390,38 @@ pub async fn read_log_group(clients: &RegionClients, name: &str) -> Result<LogGr
         }
     }
     Ok(LogGroup::missing(name))
+}
+
+/// A CloudWatch Logs log group a runbook names (a log destination): whether it exists
+/// and how long it keeps what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGroup {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no log group has the name.
+    pub exists: bool,
+    /// Its ARN without the trailing `:*`, once it exists.
+    pub arn: Option<String>,
+    /// Days events are kept; `None` keeps them forever.
+    pub retention_days: Option<i32>,
+    /// The KMS key its events are encrypted with.
+    pub kms_key_id: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl LogGroup {
+    /// A log group no one has created.
+    pub fn missing(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            retention_days: None,
+            kms_key_id: None,
+            tags: BTreeMap::new(),
+        }
+    }
 }
 
 impl Kind for LogGroup {

@@ -29,9 +29,7 @@ use super::{
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
-use crate::inventory::{
-    Bucket, BucketEncryption, Filters, Kind, Narrowing, PublicAccessBlock, named,
-};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -818,6 +816,76 @@ pub async fn read_bucket(clients: &RegionClients, name: &str) -> Result<Bucket> 
         policy,
         tags,
     })
+}
+
+/// An S3 bucket a runbook names (a log destination), as far as harden cares: whether it
+/// exists and how it is protected. The whole struct is the state bucket changes compare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Bucket name, which is also its id.
+    pub name: String,
+    /// The region it is in (or will be created in).
+    pub region: String,
+    /// False when no bucket has the name yet.
+    pub exists: bool,
+    /// The bucket's public access block; `None` when none is set.
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Default encryption; `None` when none is configured.
+    pub encryption: Option<BucketEncryption>,
+    /// `Enabled` or `Suspended`; `None` when versioning was never turned on.
+    pub versioning: Option<String>,
+    /// The bucket policy as JSON; `None` when it has none.
+    pub policy: Option<serde_json::Value>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Bucket {
+    /// A bucket that does not exist yet.
+    pub fn missing(name: &str, region: &str) -> Self {
+        Self {
+            name: name.into(),
+            region: region.into(),
+            exists: false,
+            public_access_block: None,
+            encryption: None,
+            versioning: None,
+            policy: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// The four switches of S3 Block Public Access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// BlockPublicAcls.
+    pub block_public_acls: bool,
+    /// IgnorePublicAcls.
+    pub ignore_public_acls: bool,
+    /// BlockPublicPolicy.
+    pub block_public_policy: bool,
+    /// RestrictPublicBuckets.
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    /// Every switch on.
+    pub const ALL_ON: Self = Self {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+}
+
+/// A bucket's default encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    /// `AES256` or `aws:kms` (or `aws:kms:dsse`).
+    pub algorithm: String,
+    /// The KMS key, for `aws:kms`; `None` means the AWS-managed key.
+    pub kms_key_id: Option<String>,
 }
 
 impl Kind for Bucket {

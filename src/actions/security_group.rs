@@ -7,6 +7,7 @@
 //! IpPermissions). Every change is read back by rule listing afterwards.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::RequestId;
@@ -15,7 +16,7 @@ use aws_sdk_ec2::types::{
     SecurityGroupRuleUpdate, UserIdGroupPair,
 };
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::{
@@ -26,9 +27,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{
-    Filters, Kind, Narrowing, Peer, Rule, RuleKey, SecurityGroup, SecurityGroupRules, sort_rules,
-};
+use crate::inventory::{Filters, Kind, Narrowing};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -1041,6 +1040,197 @@ async fn interface_counts(
     Ok(counts)
 }
 
+/// The destination (egress) or source (ingress) of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// An IPv4 range.
+    Cidr(String),
+    /// An IPv6 range.
+    Ipv6Cidr(String),
+    /// A managed prefix list.
+    PrefixListId(String),
+    /// Another security group.
+    GroupId(String),
+}
+
+impl Peer {
+    /// True for `0.0.0.0/0` and `::/0`: the whole internet.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Peer::Cidr(c) if c == "0.0.0.0/0")
+            || matches!(self, Peer::Ipv6Cidr(c) if c == "::/0")
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Cidr(c) | Peer::Ipv6Cidr(c) => f.write_str(c),
+            Peer::PrefixListId(p) => f.write_str(p),
+            Peer::GroupId(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+/// One security-group rule. Two rules are the same rule when protocol, ports and peer
+/// agree ([`Rule::key`]); the description is carried but not part of identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The rule id; `None` for a rule that only exists after apply.
+    #[serde(serialize_with = "ser_rule_id", deserialize_with = "de_rule_id")]
+    pub rule_id: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `-1` (all) or a protocol number.
+    pub protocol: String,
+    /// First port (or ICMP type); `None` for all protocols.
+    pub from_port: Option<i32>,
+    /// Last port (or ICMP code); `None` for all protocols.
+    pub to_port: Option<i32>,
+    /// Where traffic goes (egress) or comes from (ingress).
+    pub peer: Peer,
+    /// The rule's description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Identity of a rule: protocol, ports and peer, normalised.
+pub type RuleKey = (String, Option<i32>, Option<i32>, Peer);
+
+impl Rule {
+    /// Builds a rule, normalising protocol names and the ports of all-protocol rules.
+    pub fn new(
+        rule_id: Option<String>,
+        protocol: &str,
+        from_port: Option<i32>,
+        to_port: Option<i32>,
+        peer: Peer,
+        description: Option<String>,
+    ) -> Self {
+        let protocol = normalize_protocol(protocol);
+        let (from_port, to_port) = if protocol == "-1" {
+            (None, None)
+        } else {
+            (from_port, to_port)
+        };
+        Self {
+            rule_id,
+            protocol,
+            from_port,
+            to_port,
+            peer,
+            description: description.filter(|d| !d.is_empty()),
+        }
+    }
+
+    /// Identity of the rule.
+    pub fn key(&self) -> RuleKey {
+        (
+            self.protocol.clone(),
+            self.from_port,
+            self.to_port,
+            self.peer.clone(),
+        )
+    }
+
+    /// True for a rule to or from the whole internet.
+    pub fn is_open(&self) -> bool {
+        self.peer.is_open()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = if self.protocol == "-1" {
+            "all"
+        } else {
+            self.protocol.as_str()
+        };
+        match (self.from_port, self.to_port) {
+            (Some(a), Some(b)) if a == b => write!(f, "{protocol} {a} {}", self.peer)?,
+            (Some(a), Some(b)) => write!(f, "{protocol} {a}-{b} {}", self.peer)?,
+            _ => write!(f, "{protocol} {}", self.peer)?,
+        }
+        if let Some(id) = &self.rule_id {
+            write!(f, " ({id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase names for the protocols AWS may answer with numbers; `-1` for all.
+pub fn normalize_protocol(protocol: &str) -> String {
+    match protocol.trim().to_ascii_lowercase().as_str() {
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        "58" => "icmpv6".into(),
+        "all" | "-1" => "-1".into(),
+        other => other.into(),
+    }
+}
+
+fn ser_rule_id<S: Serializer>(id: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(id.as_deref().unwrap_or(KNOWN_AFTER_APPLY))
+}
+
+fn de_rule_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(d)?;
+    Ok((id != KNOWN_AFTER_APPLY).then_some(id))
+}
+
+/// Sorts rules by identity so two reads of the same state compare equal.
+pub fn sort_rules(rules: &mut [Rule]) {
+    rules.sort_by(|a, b| {
+        (a.key(), &a.description, &a.rule_id).cmp(&(b.key(), &b.description, &b.rule_id))
+    });
+}
+
+/// A security group with its rules and how many network interfaces use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// `sg-...`.
+    pub id: String,
+    /// Group name; a VPC's default group is named `default`.
+    pub name: String,
+    /// Group description.
+    pub description: String,
+    /// The VPC, when the group belongs to one.
+    pub vpc_id: Option<String>,
+    /// Owning account.
+    pub owner_id: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Network interfaces that use the group.
+    pub interface_count: usize,
+    /// Inbound rules, sorted.
+    pub ingress: Vec<Rule>,
+    /// Outbound rules, sorted.
+    pub egress: Vec<Rule>,
+}
+
+impl SecurityGroup {
+    /// True for the default group of a VPC.
+    pub fn is_default(&self) -> bool {
+        self.name == "default"
+    }
+
+    /// The part of the group changes act on, as recorded in a change's before/after.
+    pub fn rules_state(&self) -> SecurityGroupRules {
+        SecurityGroupRules {
+            ingress: self.ingress.clone(),
+            egress: self.egress.clone(),
+        }
+    }
+}
+
+/// The rules of a group: the state a security-group change reads, compares and verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupRules {
+    /// Inbound rules, sorted.
+    pub ingress: Vec<Rule>,
+    /// Outbound rules, sorted.
+    pub egress: Vec<Rule>,
+}
+
 impl Kind for SecurityGroup {
     const NAME: &'static str = "ec2:security-group";
     const FILTERS: &'static [&'static str] = &[
@@ -1156,6 +1346,55 @@ fn sorted(mut ingress: Vec<Rule>, mut egress: Vec<Rule>) -> SecurityGroupRules {
 mod tests {
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn protocols_and_all_traffic_ports_normalise() {
+        let a = Rule::new(
+            None,
+            "-1",
+            Some(-1),
+            Some(-1),
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
+        let b = Rule::new(
+            None,
+            "all",
+            None,
+            None,
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
+        assert_eq!(a.key(), b.key());
+        let t = Rule::new(
+            None,
+            "6",
+            Some(443),
+            Some(443),
+            Peer::Cidr("10.0.0.0/8".into()),
+            None,
+        );
+        assert_eq!(t.protocol, "tcp");
+        assert!(!t.is_open());
+        assert!(a.is_open());
+        assert!(Peer::Ipv6Cidr("::/0".into()).is_open());
+    }
+
+    #[test]
+    fn unknown_rule_ids_round_trip_as_known_after_apply() {
+        let rule = Rule::new(
+            None,
+            "tcp",
+            Some(443),
+            Some(443),
+            Peer::Cidr("0.0.0.0/0".into()),
+            None,
+        );
+        let json = serde_json::to_value(&rule).expect("serializes");
+        assert_eq!(json["rule_id"], KNOWN_AFTER_APPLY);
+        let back: Rule = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, rule);
+    }
 
     use super::*;
 

@@ -174,6 +174,85 @@ pub(super) async fn read_instance(clients: &RegionClients, id: &str) -> Result<I
     })
 }
 
+/// Tags harden puts on a replacement volume made for an instance: the instance, the
+/// device it goes to and the original's DeleteOnTermination. With them, a swap that
+/// stopped part-way (an original detached, its replacement not yet attached) can be
+/// read back and finished or undone.
+pub const SWAP_INSTANCE_TAG: &str = "harden:instance";
+/// See [`SWAP_INSTANCE_TAG`].
+pub const SWAP_DEVICE_TAG: &str = "harden:device";
+/// See [`SWAP_INSTANCE_TAG`].
+pub const SWAP_DELETE_ON_TERMINATION_TAG: &str = "harden:delete-on-termination";
+/// Tag compensation puts on a replacement volume after undoing its swap; the volume is
+/// kept for inspection and never used again.
+pub const ROLLED_BACK_TAG: &str = "harden:rolled-back";
+/// Tag harden puts on a running instance before stopping it for a swap (its value the
+/// run id), and removes once it started the instance again. Whether an instance was
+/// running is the one fact of a swap AWS does not keep: with the tag, a plan after a
+/// process died mid-swap knows to start it, and a stopped instance without it was
+/// stopped by someone else and stays stopped.
+pub const WAS_RUNNING_TAG: &str = "harden:was-running";
+
+/// An EC2 instance, its EBS devices, and the unencrypted volumes it has (or had, while
+/// a swap is under way) with what harden made to replace them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `i-...`.
+    pub id: String,
+    /// `pending`, `running`, `stopping`, `stopped`, ...
+    pub state: String,
+    /// Its availability zone.
+    pub availability_zone: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// EBS devices by device name.
+    pub devices: BTreeMap<String, Device>,
+    /// Unencrypted volumes to replace or being replaced, by id: those attached, and
+    /// those a swap detached (found through their replacement's tags; `None` once
+    /// deleted with `delete_originals`).
+    pub unencrypted: BTreeMap<String, Option<Volume>>,
+}
+
+/// An EBS volume attached to an instance at a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The volume attached there.
+    pub volume_id: String,
+    /// Whether the volume is deleted with the instance.
+    pub delete_on_termination: bool,
+    /// Whether that volume is encrypted.
+    pub encrypted: bool,
+    /// When the volume is a replacement harden made: the volume it replaces.
+    pub replaces: Option<String>,
+}
+
+impl Instance {
+    /// Whether harden stopped it while it was running and owes it a start
+    /// ([`WAS_RUNNING_TAG`]).
+    pub fn stopped_by_harden(&self) -> bool {
+        self.tags.contains_key(WAS_RUNNING_TAG)
+    }
+
+    /// The device an unencrypted volume belongs at: where it is attached, or (once a
+    /// swap detached it) the device its replacement was made for.
+    pub fn device_of(&self, volume: &Volume) -> Option<String> {
+        self.devices
+            .iter()
+            .find(|(_, d)| d.volume_id == volume.id)
+            .map(|(name, _)| name.clone())
+            .or_else(|| volume.replacement_tag(SWAP_DEVICE_TAG).map(str::to_string))
+    }
+
+    /// Whether the volume was deleted with the instance before its swap: read from its
+    /// attachment, or (once detached) from its replacement's tag.
+    pub fn original_delete_on_termination(&self, volume: &Volume) -> bool {
+        match self.devices.values().find(|d| d.volume_id == volume.id) {
+            Some(device) => device.delete_on_termination,
+            None => volume.replacement_tag(SWAP_DELETE_ON_TERMINATION_TAG) == Some("true"),
+        }
+    }
+}
+
 impl Kind for Instance {
     const NAME: &'static str = "ec2:instance";
     const FILTERS: &'static [&'static str] = &[

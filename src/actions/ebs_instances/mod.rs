@@ -57,11 +57,7 @@ use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{
-    Device, Filters, Instance, Kind, Narrowing, REPLACED_BY_TAG, ROLLED_BACK_TAG,
-    SOURCE_VOLUME_TAG, SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG, SWAP_INSTANCE_TAG, Volume,
-    WAS_RUNNING_TAG,
-};
+use crate::inventory::{Filters, Kind, Narrowing, REPLACED_BY_TAG, SOURCE_VOLUME_TAG, Volume};
 use crate::plan::{ApiCall, BlockReason, Change, ChangeKind, Probe};
 use crate::template::{KNOWN_AFTER_APPLY, RUN_ID};
 
@@ -69,6 +65,10 @@ pub use calls::InstanceCalls;
 use calls::*;
 use compensate::*;
 use kind::*;
+pub use kind::{
+    Device, Instance, ROLLED_BACK_TAG, SWAP_DELETE_ON_TERMINATION_TAG, SWAP_DEVICE_TAG,
+    SWAP_INSTANCE_TAG, WAS_RUNNING_TAG,
+};
 use plan::*;
 pub use plan::{EncryptInstanceVolumes, InstanceArgs};
 

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
 use crate::event::KnownEvent;
 use crate::event::bridge_source;
-use crate::inventory::{EventRule, Filters, Kind, Narrowing, named};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -481,6 +481,43 @@ pub async fn read_rule(clients: &RegionClients, name: &str) -> Result<EventRule>
             .collect(),
         tags,
     })
+}
+
+/// An EventBridge rule on the default bus that a runbook names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRule {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no rule has the name.
+    pub exists: bool,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// `State` is `ENABLED`.
+    pub enabled: bool,
+    /// The event pattern (parsed).
+    pub event_pattern: Option<serde_json::Value>,
+    /// Its description.
+    pub description: Option<String>,
+    /// Where it sends what matches, by target id.
+    pub targets: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl EventRule {
+    /// A rule of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        EventRule {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            enabled: false,
+            event_pattern: None,
+            description: None,
+            targets: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
+    }
 }
 
 impl Kind for EventRule {

@@ -17,7 +17,7 @@ use crate::actions::{
 };
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
-use crate::inventory::{Filters, Kind, Narrowing, Topic, named};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 
 /// The arguments of `sns:ensure-topic`.
@@ -397,6 +397,37 @@ pub async fn publish(
         .await
         .map_err(|e| Error::Aws(failure("Publish", &e)))?;
     Ok(answer.message_id().unwrap_or_default().to_string())
+}
+
+/// An SNS topic a runbook names, for people to be told of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no topic has the name.
+    pub exists: bool,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// The KMS key it is encrypted with.
+    pub kms_key_id: Option<String>,
+    /// The email addresses subscribed (confirmed or pending).
+    pub email_subscriptions: Vec<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// A topic of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        Topic {
+            name: name.to_string(),
+            exists: false,
+            arn: None,
+            kms_key_id: None,
+            email_subscriptions: Vec::new(),
+            tags: BTreeMap::new(),
+        }
+    }
 }
 
 impl Kind for Topic {

@@ -20,7 +20,7 @@ use crate::actions::{
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
-use crate::inventory::{Filters, Kind, Narrowing, Queue, Redrive, named};
+use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
@@ -571,6 +571,62 @@ pub async fn read_queue(clients: &RegionClients, name: &str) -> Result<Queue> {
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
     })
+}
+
+/// An SQS queue a runbook names: whether it exists, how it is encrypted, who may send
+/// to it and where what it cannot deliver goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    /// Its name, which is also the id.
+    pub name: String,
+    /// False when no queue has the name.
+    pub exists: bool,
+    /// Its URL, once it exists.
+    pub url: Option<String>,
+    /// Its ARN, once it exists.
+    pub arn: Option<String>,
+    /// SQS-managed server-side encryption (SSE-SQS) is on.
+    pub sqs_managed_sse: bool,
+    /// The KMS key of SSE-KMS, when that is used instead.
+    pub kms_key_id: Option<String>,
+    /// Seconds a received message stays invisible before it is delivered again.
+    pub visibility_timeout_seconds: Option<i64>,
+    /// Seconds a message is kept.
+    pub message_retention_seconds: Option<i64>,
+    /// The access policy (parsed), when it has one.
+    pub policy: Option<serde_json::Value>,
+    /// Where messages received too often go.
+    pub redrive: Option<Redrive>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Queue {
+    /// A queue of this name that does not exist.
+    pub fn missing(name: &str) -> Self {
+        Queue {
+            name: name.to_string(),
+            exists: false,
+            url: None,
+            arn: None,
+            sqs_managed_sse: false,
+            kms_key_id: None,
+            visibility_timeout_seconds: None,
+            message_retention_seconds: None,
+            policy: None,
+            redrive: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// A queue's redrive policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redrive {
+    /// The dead-letter queue's ARN.
+    pub dead_letter_target_arn: String,
+    /// Receives after which a message goes there.
+    pub max_receive_count: i64,
 }
 
 impl Kind for Queue {
