@@ -18,7 +18,8 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use super::Run;
-use super::lifecycle::Walked;
+use super::journal::Phase;
+use super::lifecycle::{Walk, Walked};
 use super::schedule::Unit;
 use crate::actions::{self, Calls};
 use crate::audit::Outcome;
@@ -71,8 +72,9 @@ impl Run<'_> {
             .first()
             .and_then(|chain| chain.first())
             .map(|index| &self.plan.changes[*index]);
-        let found = lead.and_then(|lead| Some((actions::find(&lead.action)?, self.clients(lead)?)));
-        let Some((action, clients)) = found else {
+        let found =
+            lead.and_then(|lead| Some((lead, actions::find(&lead.action)?, self.clients(lead)?)));
+        let Some((lead, action, clients)) = found else {
             // No clients or no action: each chain reports it as its own failure.
             let mut outcomes = Vec::new();
             for chain in page {
@@ -81,15 +83,26 @@ impl Run<'_> {
             return outcomes;
         };
         let calls = action.calls();
+        let (account, region) = (lead.account_id.as_str(), lead.region.as_str());
         let first_ids: Vec<String> = page
             .iter()
             .map(|chain| self.plan.changes[chain[0]].resource.id.clone())
             .collect();
         let known = self.read_many(calls, &clients, &first_ids).await;
+        // Every chain's first `started` line in one sync, before any of their calls
+        // (`started` means a call may have been made; resume reads what it finds). When
+        // that cannot be written, each chain journals its own and fails on it.
+        let started: Vec<_> = page
+            .iter()
+            .map(|chain| (self.plan.changes[chain[0]].id.clone(), Phase::Started, None))
+            .collect();
+        let how = Walk::Paged {
+            started_journaled: self.journal.record_all(started).is_ok(),
+        };
         let walks: Vec<_> = page
             .iter()
             .zip(known)
-            .map(|(chain, known)| async move { self.walk(stage, chain, known, true).await })
+            .map(|(chain, known)| async move { self.walk(stage, chain, known, how).await })
             .collect();
         let walked: Vec<Walked> = stream::iter(walks).buffered(concurrency).collect().await;
         let called_ids: Vec<String> = walked
@@ -101,7 +114,8 @@ impl Run<'_> {
             .read_many(calls, &clients, &called_ids)
             .await
             .into_iter();
-        let mut outcomes = Vec::new();
+        self.hold_records(account, region);
+        let mut ended = Vec::with_capacity(page.len());
         for (chain, mut walked) in page.iter().zip(walked) {
             if let Some((index, ready, result)) = walked.pending.take() {
                 let change = &self.plan.changes[index];
@@ -110,6 +124,13 @@ impl Run<'_> {
                 self.note_failure(stage, change, &outcome);
                 walked.outcomes.push((index, outcome));
             }
+            ended.push((chain, walked));
+        }
+        self.write_held(account, region);
+        // Putting back a chain that stopped part-way calls AWS: only once every
+        // record of the page is written.
+        let mut outcomes = Vec::new();
+        for (chain, walked) in ended {
             outcomes.extend(self.end_chain(chain, walked.outcomes, walked.called).await);
         }
         outcomes

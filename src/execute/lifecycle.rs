@@ -24,6 +24,17 @@ pub(super) struct Ready {
     pub(super) started: Instant,
 }
 
+/// How [`Run::walk`] goes through a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Walk {
+    /// On its own: every change read, called, read back and concluded in turn.
+    Alone,
+    /// In a page read in bulk ([`bulk`]): its last change's call is made but not
+    /// concluded, and is left in [`Walked::pending`] for the page's read-back in bulk.
+    /// `started_journaled`: the page journaled its first change's `started` line.
+    Paged { started_journaled: bool },
+}
+
 /// What [`Run::walk`] did with a chain.
 #[derive(Default)]
 pub(super) struct Walked {
@@ -46,22 +57,20 @@ impl Run<'_> {
     }
 
     pub(super) async fn chain(&self, stage: usize, chain: Vec<usize>) -> Vec<(usize, Outcome)> {
-        let progress = self.walk(stage, &chain, None, false).await;
+        let progress = self.walk(stage, &chain, None, Walk::Alone).await;
         self.end_chain(&chain, progress.outcomes, progress.called)
             .await
     }
 
     /// Makes a chain's changes in order, up to its first failure (the rest are
     /// skipped). `known`: its resource's state, read just before (in bulk), so the
-    /// first change needs no read of its own. `defer_last`: its last change's call is
-    /// made but not concluded; it is left in [`Walked::pending`] for the read-back in
-    /// bulk (see [`bulk`]).
+    /// first change needs no read of its own.
     pub(super) async fn walk(
         &self,
         stage: usize,
         chain: &[usize],
         known: Option<Value>,
-        defer_last: bool,
+        how: Walk,
     ) -> Walked {
         let mut walked = Walked::default();
         let mut last_read = known;
@@ -74,8 +83,13 @@ impl Run<'_> {
                 walked.outcomes.push((index, outcome));
                 continue;
             }
-            if defer_last && position + 1 == chain.len() {
-                match self.prepare(change, last_read.take()).await {
+            let journaled = position == 0
+                && how
+                    == (Walk::Paged {
+                        started_journaled: true,
+                    });
+            if how != Walk::Alone && position + 1 == chain.len() {
+                match self.prepare(change, last_read.take(), journaled).await {
                     Ok(ready) => {
                         let result = persist::persist(self.deadline, || {
                             ready.calls.apply(&ready.clients, change, &ready.current)
@@ -91,7 +105,7 @@ impl Run<'_> {
                 }
                 continue;
             }
-            let (outcome, after, made) = self.one(change, last_read.take()).await;
+            let (outcome, after, made) = self.one(change, last_read.take(), journaled).await;
             walked.called |= made;
             self.note_failure(stage, change, &outcome);
             if let Outcome::Failed { .. } = outcome {
@@ -142,8 +156,9 @@ impl Run<'_> {
         &self,
         change: &Change,
         known: Option<Value>,
+        journaled: bool,
     ) -> (Outcome, Option<Value>, bool) {
-        let ready = match self.prepare(change, known).await {
+        let ready = match self.prepare(change, known, journaled).await {
             Ok(ready) => ready,
             Err((outcome, after)) => return (outcome, after, false),
         };
@@ -155,16 +170,22 @@ impl Run<'_> {
         (outcome, after, true)
     }
 
-    /// Journals `started`, finds the action, reads the resource (unless the chain's
-    /// previous change just did) and refuses a stale change. Every refusal is recorded.
+    /// Journals `started` (unless its page did: `journaled`), finds the action, reads
+    /// the resource (unless the chain's previous change just did) and refuses a stale
+    /// change. Every refusal is recorded.
     pub(super) async fn prepare(
         &self,
         change: &Change,
         known: Option<Value>,
+        journaled: bool,
     ) -> std::result::Result<Ready, (Outcome, Option<Value>)> {
         let started = Instant::now();
         tracing::info!(change = %change.id, operation = %change.call.operation, "applying");
-        if let Err(e) = self.journal.record(&change.id, Phase::Started, None) {
+        let journal = || match journaled {
+            true => Ok(()),
+            false => self.journal.record(&change.id, Phase::Started, None),
+        };
+        if let Err(e) = journal() {
             return Err(self.fail(
                 change,
                 Value::Null,
@@ -354,7 +375,7 @@ impl Run<'_> {
                 outcomes.push((index, outcome));
                 continue;
             }
-            match self.prepare(change, None).await {
+            match self.prepare(change, None, false).await {
                 Ok(r) => ready.push((index, r)),
                 Err((outcome, _)) => {
                     self.note_failure(stage, change, &outcome);

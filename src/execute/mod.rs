@@ -192,6 +192,8 @@ struct Run<'a> {
     compensations: Mutex<Vec<Undone>>,
     /// Records that could not be written (see [`ApplyReport::unrecorded`]).
     unrecorded: Mutex<Vec<String>>,
+    /// Records held while a page is concluded ([`Run::hold_records`]).
+    deferred: Mutex<record::HeldRecords>,
 }
 
 /// An account, a region and a resource id or runbook id: where a failure holds work
@@ -233,6 +235,7 @@ pub async fn apply(
         held_back_by: Mutex::default(),
         compensations: Mutex::default(),
         unrecorded: Mutex::default(),
+        deferred: Mutex::default(),
     };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     options

@@ -1,6 +1,7 @@
 //! Recording what a run did: each change's journal line and audit record, written
 //! before the next change starts; what could not be written stops the run.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -8,12 +9,10 @@ use serde_json::Value;
 
 use super::Run;
 use super::journal::Phase;
-use crate::audit::{ChangeRecord, Entry, Outcome};
+use crate::audit::{Appended, ChangeRecord, Entry, Outcome};
 use crate::error::Result;
 use crate::plan::Change;
 
-/// Where a change's resource is: its account, region, and kind and id (a queue and a
-/// rule may share a name).
 /// How a change ended, as its journal line and audit record say.
 pub(super) struct Ending<'a> {
     pub(super) before: Value,
@@ -47,10 +46,7 @@ impl Run<'_> {
     /// Appends one record about `account` to the audit log, naming who harden acted as
     /// there.
     pub(super) fn append(&self, account: &str, entry: Entry) -> Result<()> {
-        let principal = self
-            .sessions
-            .get(account)
-            .map_or_else(String::new, |s| s.scope.identity.arn.clone());
+        let principal = self.principal(account);
         crate::audit::lock(self.audit)
             .and_then(|mut log| log.append(self.run_id, account, &principal, entry))
             .map(drop)
@@ -84,11 +80,73 @@ impl Run<'_> {
             ..ChangeRecord::of(self.plan, change, outcome.clone())
         };
         self.progress.advance();
-        let journaled = self.journal.record(&change.id, phase, detail);
-        let audited = self.append(&change.account_id, Entry::Change(Box::new(record)));
-        if let Err(e) = journaled.and(audited) {
+        let appended = Appended {
+            account_id: change.account_id.clone(),
+            principal: self.principal(&change.account_id),
+            entry: Entry::Change(Box::new(record)),
+        };
+        let line = (change.id.clone(), phase, detail);
+        if let Ok(mut deferred) = self.deferred.lock()
+            && let Some(held) =
+                deferred.get_mut(&(change.account_id.clone(), change.region.clone()))
+        {
+            held.audit.push(appended);
+            held.journal.push(line);
+            return;
+        }
+        let (change_id, phase, detail) = line;
+        let journaled = self.journal.record(&change_id, phase, detail);
+        let audited = crate::audit::lock(self.audit).and_then(|mut log| {
+            log.append(
+                self.run_id,
+                &appended.account_id,
+                &appended.principal,
+                appended.entry,
+            )
+        });
+        if let Err(e) = journaled.and(audited.map(drop)) {
             self.unrecorded(format!("change {}: {e}", change.id));
         }
+    }
+
+    /// From now until [`Run::write_held`], the records of changes in `account` and
+    /// `region` are held and written together: a page's changes concluded one after
+    /// the other cost one disk sync for their journal lines and one for their audit
+    /// records, not two each. Nothing is called in between (a page's compensations
+    /// wait until its records are written).
+    pub(super) fn hold_records(&self, account: &str, region: &str) {
+        if let Ok(mut deferred) = self.deferred.lock() {
+            deferred.insert((account.to_string(), region.to_string()), Held::default());
+        }
+    }
+
+    /// Writes the records held for `account` and `region`: the audit records first,
+    /// then the journal lines, so a process dying in between leaves changes the
+    /// journal calls in flight whose records exist (which resume takes as ended), never
+    /// changes it calls ended without a record. What cannot be written stops the run.
+    pub(super) fn write_held(&self, account: &str, region: &str) {
+        let held = self
+            .deferred
+            .lock()
+            .ok()
+            .and_then(|mut d| d.remove(&(account.to_string(), region.to_string())));
+        let Some(Held { journal, audit }) = held else {
+            return;
+        };
+        let changes = journal.len();
+        let audited = crate::audit::lock(self.audit)
+            .and_then(|mut log| log.append_all(self.run_id, audit))
+            .map(drop);
+        if let Err(e) = audited.and_then(|()| self.journal.record_all(journal)) {
+            self.unrecorded(format!("{changes} changes in {account} {region}: {e}"));
+        }
+    }
+
+    /// Who harden acts as in `account` (empty when the account was not reached).
+    fn principal(&self, account: &str) -> String {
+        self.sessions
+            .get(account)
+            .map_or_else(String::new, |s| s.scope.identity.arn.clone())
     }
 
     /// A record that could not be written: kept for the report, and nothing more is
@@ -100,3 +158,13 @@ impl Run<'_> {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// Records held for one account-region while its page is concluded.
+#[derive(Default)]
+pub(super) struct Held {
+    journal: Vec<(String, Phase, Option<String>)>,
+    audit: Vec<Appended>,
+}
+
+/// Held records by account and region.
+pub(super) type HeldRecords = BTreeMap<(String, String), Held>;

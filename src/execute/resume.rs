@@ -58,6 +58,9 @@ pub struct PastRun {
     pub plan: Plan,
     /// Its journal.
     pub journal: Vec<JournalEntry>,
+    /// The changes its audit records, by id: a page's records are written before its
+    /// journal lines, so a change the journal leaves in flight may have ended.
+    pub audited: BTreeSet<String>,
 }
 
 impl PastRun {
@@ -74,16 +77,27 @@ impl PastRun {
             run_id: run_id.to_string(),
             plan: Plan::load(&dir.join("plan.json"))?,
             journal: Journal::read_tolerant(state_dir, run_id)?,
+            audited: crate::audit::read(state_dir)?
+                .into_iter()
+                .filter(|record| record.run_id == run_id)
+                .filter_map(|record| match record.entry {
+                    Entry::Change(change) => Some(change.change_id),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
-    /// The changes started and never ended, in plan order.
+    /// The changes started and never ended, in plan order: journaled as started
+    /// without an end, and not audited (a change whose record was written ended, even
+    /// when the process died before its journal line).
     pub fn in_flight(&self) -> Vec<&Change> {
         let last = super::journal::last_phases(&self.journal);
         self.plan
             .changes
             .iter()
             .filter(|c| last.get(c.id.as_str()) == Some(&Phase::Started))
+            .filter(|c| !self.audited.contains(&c.id))
             .collect()
     }
 
