@@ -121,6 +121,14 @@ fn rules_output(rules: Vec<SecurityGroupRule>) -> DescribeSecurityGroupRulesOutp
 struct Outcomes {
     report: ApplyReport,
     records: Vec<crate::audit::Record>,
+    /// The state directory, kept for what a test reads of it.
+    dir: tempfile::TempDir,
+}
+
+impl Outcomes {
+    fn journal(&self) -> Vec<journal::JournalEntry> {
+        Journal::read(self.dir.path(), "run-1").expect("journal")
+    }
 }
 
 async fn run(client: Client, plan: &Plan) -> Outcomes {
@@ -177,6 +185,7 @@ async fn run_prepared(
     Outcomes {
         report,
         records: crate::audit::read(dir.path()).expect("records"),
+        dir,
     }
 }
 
@@ -481,6 +490,29 @@ async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls()
         assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
         assert_eq!(record.after, rule_state(None), "{group} read back");
     }
+    // Each change keeps its two journal lines; a page's started lines all come
+    // before its calls, its ends once it is concluded.
+    let journal = out.journal();
+    let phases: Vec<(journal::Phase, &str)> = journal
+        .iter()
+        .map(|e| (e.phase, e.change_id.as_str()))
+        .collect();
+    let ids: Vec<String> = groups
+        .iter()
+        .map(|g| format!("t/us-east-1/close/{g}#1"))
+        .collect();
+    let expected: Vec<(journal::Phase, &str)> = [(0, 200), (200, 250)]
+        .into_iter()
+        .flat_map(|(from, to)| {
+            let page = &ids[from..to];
+            let started = page.iter().map(|id| (journal::Phase::Started, id.as_str()));
+            let ended = page
+                .iter()
+                .map(|id| (journal::Phase::Succeeded, id.as_str()));
+            started.chain(ended).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(phases, expected);
 }
 
 #[tokio::test]

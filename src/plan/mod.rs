@@ -6,11 +6,13 @@
 pub mod render;
 pub mod seal;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 
 use crate::error::{Error, Problems, Result};
@@ -413,12 +415,17 @@ pub struct Change {
 }
 
 impl Plan {
-    /// The plan as run `run_id` applies it (see [`Change::for_run`]).
-    pub fn for_run(&self, run_id: &str) -> Plan {
-        Plan {
-            changes: self.changes.iter().map(|c| c.for_run(run_id)).collect(),
-            ..self.clone()
+    /// The plan as run `run_id` applies it (see [`Change::for_run`]): itself when no
+    /// call names the run, so a plan of thousands of changes is not copied for nothing.
+    pub fn for_run(&self, run_id: &str) -> Cow<'_, Plan> {
+        if !self.changes.iter().any(|c| names_run(&c.call.input)) {
+            return Cow::Borrowed(self);
         }
+        let mut plan = self.clone();
+        for change in &mut plan.changes {
+            substitute_run(&mut change.call.input, run_id);
+        }
+        Cow::Owned(plan)
     }
 }
 
@@ -426,17 +433,29 @@ impl Change {
     /// The change as run `run_id` makes it: [`crate::template::RUN_ID`] in its call's
     /// input replaced by the run id.
     pub fn for_run(&self, run_id: &str) -> Change {
-        fn substitute(value: &mut Value, run_id: &str) {
-            match value {
-                Value::String(s) if s == crate::template::RUN_ID => *s = run_id.to_string(),
-                Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, run_id)),
-                Value::Object(map) => map.values_mut().for_each(|v| substitute(v, run_id)),
-                _ => {}
-            }
-        }
         let mut change = self.clone();
-        substitute(&mut change.call.input, run_id);
+        substitute_run(&mut change.call.input, run_id);
         change
+    }
+}
+
+/// Whether `value` holds [`crate::template::RUN_ID`] anywhere.
+fn names_run(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s == crate::template::RUN_ID,
+        Value::Array(items) => items.iter().any(names_run),
+        Value::Object(map) => map.values().any(names_run),
+        _ => false,
+    }
+}
+
+/// Replaces [`crate::template::RUN_ID`] in `value` by `run_id`.
+fn substitute_run(value: &mut Value, run_id: &str) {
+    match value {
+        Value::String(s) if s == crate::template::RUN_ID => *s = run_id.to_string(),
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute_run(v, run_id)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute_run(v, run_id)),
+        _ => {}
     }
 }
 
