@@ -368,6 +368,20 @@ pub trait Calls: Send + Sync {
         }
         Ok(states)
     }
+    /// Reads the states of `resource_ids` (one per id, in order, as [`Calls::read`]
+    /// answers) by listing every resource of the region, when that takes at most
+    /// `requests` calls: `None` when it would take more (then no call beyond those is
+    /// made), or when the API cannot list them so (the default). Apply reads a stage's
+    /// resources this way before its pages when it costs no more calls than reading
+    /// them by filter, page by page: a stage covering most of a region's groups.
+    async fn read_from_region(
+        &self,
+        _clients: &RegionClients,
+        _resource_ids: &[String],
+        _requests: usize,
+    ) -> Result<Option<Vec<Value>>> {
+        Ok(None)
+    }
     /// Makes the change's call. `current` is the state just read, which matched the
     /// change's before; values the plan could not know are resolved from it.
     async fn apply(

@@ -417,14 +417,18 @@ impl Calls for SecurityGroupCalls {
         clients: &RegionClients,
         resource_ids: &[String],
     ) -> Result<Vec<Value>> {
-        let mut rules = list_rules(clients, resource_ids).await?;
-        Ok(resource_ids
-            .iter()
-            .map(|id| {
-                let (ingress, egress) = rules.remove(id).unwrap_or_default();
-                state(&sorted(ingress, egress))
-            })
-            .collect())
+        let rules = list_rules(clients, resource_ids).await?;
+        Ok(states_of(rules, resource_ids))
+    }
+
+    async fn read_from_region(
+        &self,
+        clients: &RegionClients,
+        resource_ids: &[String],
+        requests: usize,
+    ) -> Result<Option<Vec<Value>>> {
+        let rules = list_region_rules(clients, requests).await?;
+        Ok(rules.map(|rules| states_of(rules, resource_ids)))
     }
 
     async fn apply(
@@ -982,11 +986,11 @@ fn filter(name: &str, values: Vec<String>) -> Filter {
         .build()
 }
 
+/// Rules by group id: (ingress, egress).
+type RulesByGroup = HashMap<String, (Vec<Rule>, Vec<Rule>)>;
+
 /// Lists rules, filtered to `group_ids` when there are few enough to filter by.
-async fn list_rules(
-    clients: &RegionClients,
-    group_ids: &[String],
-) -> Result<HashMap<String, (Vec<Rule>, Vec<Rule>)>> {
+async fn list_rules(clients: &RegionClients, group_ids: &[String]) -> Result<RulesByGroup> {
     let mut request = clients
         .ec2
         .describe_security_group_rules()
@@ -995,22 +999,66 @@ async fn list_rules(
         request = request.filters(filter("group-id", group_ids.to_vec()));
     }
     let mut pages = request.into_paginator().send();
-    let mut rules: HashMap<String, (Vec<Rule>, Vec<Rule>)> = HashMap::new();
+    let mut rules = RulesByGroup::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroupRules", &e)))?;
-        for sdk in page.security_group_rules() {
-            let (Some(group_id), Some(rule)) = (sdk.group_id(), sdk_rule(sdk)) else {
-                continue;
-            };
-            let entry = rules.entry(group_id.to_string()).or_default();
-            if sdk.is_egress() == Some(true) {
-                entry.1.push(rule);
-            } else {
-                entry.0.push(rule);
-            }
-        }
+        add_rules(&mut rules, page.security_group_rules());
     }
     Ok(rules)
+}
+
+/// Lists every rule of the region, unless that takes more than `requests` pages:
+/// then `None`, and no request beyond those.
+async fn list_region_rules(
+    clients: &RegionClients,
+    requests: usize,
+) -> Result<Option<RulesByGroup>> {
+    let mut rules = RulesByGroup::new();
+    let mut next_token = None;
+    for _ in 0..requests {
+        let page = clients
+            .ec2
+            .describe_security_group_rules()
+            .max_results(MAX_PAGE)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| Error::Aws(failure("DescribeSecurityGroupRules", &e)))?;
+        add_rules(&mut rules, page.security_group_rules());
+        next_token = page
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if next_token.is_none() {
+            return Ok(Some(rules));
+        }
+    }
+    Ok(None)
+}
+
+fn add_rules(rules: &mut RulesByGroup, page: &[aws_sdk_ec2::types::SecurityGroupRule]) {
+    for sdk in page {
+        let (Some(group_id), Some(rule)) = (sdk.group_id(), sdk_rule(sdk)) else {
+            continue;
+        };
+        let entry = rules.entry(group_id.to_string()).or_default();
+        if sdk.is_egress() == Some(true) {
+            entry.1.push(rule);
+        } else {
+            entry.0.push(rule);
+        }
+    }
+}
+
+/// Each group's state from the rules listed: a group without rules has none.
+fn states_of(mut rules: RulesByGroup, group_ids: &[String]) -> Vec<Value> {
+    group_ids
+        .iter()
+        .map(|id| {
+            let (ingress, egress) = rules.remove(id).unwrap_or_default();
+            state(&sorted(ingress, egress))
+        })
+        .collect()
 }
 
 /// Counts the network interfaces using each group.

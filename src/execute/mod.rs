@@ -277,9 +277,11 @@ pub async fn apply(
                     match work {
                         Ok(pages) => {
                             // One after the other: each page is `concurrency` wide.
+                            let mut known = run.read_stage(&pages).await.map(Vec::into_iter);
                             let mut done = Vec::new();
                             for page in pages {
-                                done.extend(run.page(stage_index, page, concurrency).await);
+                                let states = known.as_mut().and_then(Iterator::next);
+                                done.extend(run.page(stage_index, page, states, concurrency).await);
                             }
                             done
                         }

@@ -419,10 +419,39 @@ async fn a_run_that_cannot_record_stops_and_says_what_went_unrecorded() {
 /// EC2 with `groups` open groups whose revokes take effect; `lagging` shows its
 /// revoke only from the second read after it (a read that came too soon).
 fn revoking_ec2(lagging: &'static str) -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+    revoking_ec2_in(lagging, Vec::new())
+}
+
+/// As [`revoking_ec2`], in a region holding `region` (each with its open rule until
+/// revoked): a read without a filter lists them, 1000 rules a page. With none, the
+/// region is one larger than any stage here: a read without a filter answers a page
+/// and a token for more.
+fn revoking_ec2_in(
+    lagging: &'static str,
+    region: Vec<String>,
+) -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
     let revoked: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let seen = revoked.clone();
     let describe = mock!(Client::describe_security_group_rules).then_compute_output(move |r| {
         let mut seen = seen.lock().expect("lock");
+        if r.filters().is_empty() {
+            if region.is_empty() {
+                return DescribeSecurityGroupRulesOutput::builder()
+                    .next_token("more")
+                    .build();
+            }
+            let from: usize = r.next_token().map_or(0, |t| t.parse().expect("token"));
+            let to = (from + 1000).min(region.len());
+            let rules = region[from..to]
+                .iter()
+                .filter(|group| !seen.contains_key(group.as_str()))
+                .map(|group| open_rule(group, &format!("sgr-{group}")))
+                .collect();
+            return DescribeSecurityGroupRulesOutput::builder()
+                .set_security_group_rules(Some(rules))
+                .set_next_token((to < region.len()).then(|| to.to_string()))
+                .build();
+        }
         let rules = r
             .filters()
             .iter()
@@ -480,8 +509,9 @@ async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls()
     assert_eq!(revoke_call.num_calls(), 250);
     assert_eq!(
         describe.num_calls(),
-        4,
-        "one read before and one after each page (200 and 50 groups)"
+        6,
+        "the region's first two pages (more than the two pages of groups would take, so \
+         left), then one read before and one after each page (200 and 50 groups)"
     );
     let records = change_records(&out.records);
     assert_eq!(records.len(), 250, "each change keeps its own record");
@@ -515,16 +545,44 @@ async fn a_stage_reads_its_groups_in_pages_of_200_before_and_after_their_calls()
     assert_eq!(phases, expected);
 }
 
+/// A stage over a region small enough to list in fewer calls than its pages of
+/// groups take: the region is listed once before the stage, and each page is read
+/// back by filter.
+#[tokio::test]
+async fn a_stage_over_most_of_a_region_lists_the_region_once_before_its_calls() {
+    let groups: Vec<String> = (0..250).map(|i| format!("sg-{i:03}")).collect();
+    let mut region = groups.clone();
+    region.extend((0..900).map(|i| format!("sg-other-{i:03}")));
+    let (client, describe, revoke_call) = revoking_ec2_in("sg-none", region);
+    let out = run(client, &revokes(&groups)).await;
+    assert_all_succeeded(&out.report);
+    assert_eq!(revoke_call.num_calls(), 250);
+    assert_eq!(
+        describe.num_calls(),
+        4,
+        "the region's two pages of 1000 rules (1150 groups), then one read back a page"
+    );
+    let records = change_records(&out.records);
+    assert_eq!(records.len(), 250, "each change keeps its own record");
+    for record in records {
+        let group = &record.resource.id;
+        assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
+        assert_eq!(record.after, rule_state(None), "{group} read back");
+    }
+}
+
 #[tokio::test]
 async fn a_bulk_read_back_that_came_too_soon_is_read_again_alone_before_failing() {
-    let (client, describe, _) = revoking_ec2("sg-2");
     let groups = ["sg-1", "sg-2", "sg-3"];
+    let region = groups.iter().map(|g| g.to_string()).collect();
+    let (client, describe, _) = revoking_ec2_in("sg-2", region);
     let out = run(client, &revokes(&groups)).await;
     assert_all_succeeded(&out.report);
     assert_eq!(
         describe.num_calls(),
         3,
-        "the page's two reads, and sg-2's own once the page's did not show it revoked"
+        "the region's read before, the page's read back, and sg-2's own once the page's \
+         did not show it revoked"
     );
 }
 
@@ -578,9 +636,15 @@ fn isolation_plan() -> Plan {
 }
 
 /// Every group a read names has its one open rule (the calls leave it as it was),
-/// however many the read names.
+/// however many the read names; a read of the whole region answers a page and a
+/// token for more (a region larger than any stage here).
 fn described() -> aws_smithy_mocks::Rule {
     mock!(Client::describe_security_group_rules).then_compute_output(|r| {
+        if r.filters().is_empty() {
+            return DescribeSecurityGroupRulesOutput::builder()
+                .next_token("more")
+                .build();
+        }
         rules_output(
             r.filters()
                 .iter()
