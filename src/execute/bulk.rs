@@ -14,7 +14,7 @@
 //! reading each resource alone. Under `--fail-fast` nothing is paged: a page's calls go
 //! out before any is verified, and fail-fast promises to stop at the first failure.
 
-use futures::stream::{self, StreamExt};
+use futures::future;
 use serde_json::Value;
 
 use super::Run;
@@ -98,22 +98,27 @@ impl Run<'_> {
             }
             _ => self.read_many(calls, &clients, &first_ids).await,
         };
-        // Every chain's first `started` line in one sync, before any of their calls
-        // (`started` means a call may have been made; resume reads what it finds). When
-        // that cannot be written, each chain journals its own and fails on it.
-        let started: Vec<_> = page
-            .iter()
-            .map(|chain| (self.plan.changes[chain[0]].id.clone(), Phase::Started, None))
-            .collect();
-        let how = Walk::Paged {
-            started_journaled: self.journal.record_all(started).is_ok(),
-        };
-        let walks: Vec<_> = page
-            .iter()
-            .zip(known)
-            .map(|(chain, known)| async move { self.walk(stage, chain, known, how).await })
-            .collect();
-        let walked: Vec<Walked> = stream::iter(walks).buffered(concurrency).collect().await;
+        // The chains go `concurrency` at a time, each window's first `started` lines in
+        // one sync just before its calls: `started` says a call may be under way, so
+        // it is written for no more calls than are made at once (resume reads back
+        // what it finds). When that cannot be written, each chain journals its own
+        // and fails on it.
+        let mut known = known.into_iter();
+        let mut walked: Vec<Walked> = Vec::with_capacity(page.len());
+        for window in page.chunks(concurrency.max(1)) {
+            let started: Vec<_> = window
+                .iter()
+                .map(|chain| (self.plan.changes[chain[0]].id.clone(), Phase::Started, None))
+                .collect();
+            let how = Walk::Paged {
+                started_journaled: self.journal.record_all(started).is_ok(),
+            };
+            let walks = window
+                .iter()
+                .zip(known.by_ref())
+                .map(|(chain, known)| self.walk(stage, chain, known, how));
+            walked.extend(future::join_all(walks).await);
+        }
         let called_ids: Vec<String> = walked
             .iter()
             .filter_map(|w| w.pending.as_ref())
