@@ -288,7 +288,7 @@ pub(crate) fn scaling(sizes: &[usize]) {
         "apply of restrict-sg-egress (one rewrite per group) against a plain sequential SDK loop, moto:"
     );
     println!(
-        "{:>6} | {:>9} {:>9} {:>6} | {:>9} {:>9} | {:>11} {:>8} | {:>9} {:>9} | {:>9} | {:>9}",
+        "{:>6} | {:>9} {:>9} {:>6} | {:>9} {:>9} | {:>11} {:>11} {:>8} | {:>9} {:>9} | {:>9} | {:>9}",
         "N",
         "harden s",
         "loop s",
@@ -296,6 +296,7 @@ pub(crate) fn scaling(sizes: &[usize]) {
         "requests",
         "loop req",
         "CPU/change",
+        "loop CPU",
         "RSS MiB",
         "moto busy",
         "loop busy",
@@ -304,7 +305,7 @@ pub(crate) fn scaling(sizes: &[usize]) {
     );
     for p in &points {
         println!(
-            "{:>6} | {:>9.2} {:>9.2} {:>5.2}x | {:>9} {:>9} | {:>8.3} ms {:>8.1} | {:>9.2} {:>9.2} | {:>7.2} s | {:>9}",
+            "{:>6} | {:>9.2} {:>9.2} {:>5.2}x | {:>9} {:>9} | {:>8.3} ms {:>8.3} ms {:>8.1} | {:>9.2} {:>9.2} | {:>7.2} s | {:>9}",
             p.groups,
             p.harden.wall_s,
             p.sdk_loop.wall_s,
@@ -312,6 +313,9 @@ pub(crate) fn scaling(sizes: &[usize]) {
             p.harden.requests,
             p.sdk_loop.requests,
             p.harden.client_cpu_s * 1000.0 / p.groups as f64,
+            // The loop's own CPU per call: the SDK's cost of a call, the floor for
+            // harden's per change.
+            p.sdk_loop.client_cpu_s * 1000.0 / p.groups as f64,
             p.harden.peak_rss_mib.unwrap_or(0.0),
             p.harden.emulator_busy,
             p.sdk_loop.emulator_busy,
