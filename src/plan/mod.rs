@@ -218,14 +218,29 @@ impl Plan {
     }
 
     /// SHA-256 (hex) of [`Plan::to_text`]: what `sha256sum` says of a saved plan.
+    /// The text is hashed as it is serialized: a plan of thousands of changes is
+    /// megabytes of text, never held whole.
     pub fn digest(&self) -> Result<String> {
         use sha2::{Digest, Sha256};
-        Ok(hex::encode(Sha256::digest(self.to_text()?.as_bytes())))
+        let mut hasher = Sha256::new();
+        serde_json::to_writer_pretty(&mut hasher, self)
+            .map_err(|e| Error::Internal(format!("plan does not serialize: {e}")))?;
+        hasher.update(b"\n");
+        Ok(hex::encode(hasher.finalize()))
     }
 
-    /// Writes the plan as pretty JSON.
+    /// Writes the plan as pretty JSON ([`Plan::to_text`]), streamed to the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_text()?).map_err(|e| Error::io(path, e))
+        use std::io::Write;
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, self).map_err(|e| match e.io_error_kind() {
+            Some(kind) => Error::io(path, std::io::Error::from(kind)),
+            None => Error::Internal(format!("plan does not serialize: {e}")),
+        })?;
+        out.write_all(b"\n")
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io(path, e))
     }
 }
 

@@ -237,6 +237,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_saved_plan_is_its_text_and_its_digest_that_texts_sha256() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = plan();
+        let path = dir.path().join("plan.json");
+        plan.save(&path).expect("saves");
+        let text = std::fs::read_to_string(&path).expect("reads");
+        assert_eq!(text, plan.to_text().expect("text"));
+        assert_eq!(
+            plan.digest().expect("digest"),
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
+        assert_eq!(Plan::load(&path).expect("loads"), plan);
+    }
+
     fn plan() -> Plan {
         let target: crate::accounts::Target = serde_json::from_value(serde_json::json!({
             "id": "123456789012", "regions": ["us-east-1"]
