@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{SecurityGroupRuleRequest, SecurityGroupRuleUpdate};
@@ -15,7 +13,6 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::REGION;
-use crate::proxy::{Answer, Proxy};
 use crate::support::{Emulator, Kind, block_on, create_vpc};
 
 mod chart;
@@ -178,32 +175,19 @@ async fn sdk_loop(ec2: &aws_sdk_ec2::Client) -> usize {
     open.len()
 }
 
-/// A proxy in front of `emulator` counting the requests it forwards.
-fn counting(emulator: &Emulator) -> (Proxy, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    let proxy = Proxy::start(&emulator.endpoint, move |_| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        Answer::Forward
-    });
-    (proxy, count)
-}
-
 fn point(groups: usize) -> Point {
     let emulator = Emulator::start(Kind::Moto);
     let ec2 = emulator.ec2(REGION);
 
     // The floor first, on the same moto, which is then reset and seeded again.
     block_on(seed(&ec2, groups));
-    let (proxy, count) = counting(&emulator);
-    let through = emulator
-        .sdk_config(REGION)
-        .into_builder()
-        .endpoint_url(&proxy.endpoint)
-        .build();
-    let plain = aws_sdk_ec2::Client::new(&through);
-    let (moto_before, cpu_before, started) =
-        (process_cpu(emulator.pid()), thread_cpu(), Instant::now());
+    let plain = emulator.ec2(REGION);
+    let (served_before, moto_before, cpu_before, started) = (
+        emulator.requests_served(),
+        process_cpu(emulator.pid()),
+        thread_cpu(),
+        Instant::now(),
+    );
     let rewritten = block_on(sdk_loop(&plain));
     let wall = started.elapsed().as_secs_f64();
     // The seeded groups, and the default groups of moto's default VPC and of the new one.
@@ -215,7 +199,7 @@ fn point(groups: usize) -> Point {
         wall_s: wall,
         client_cpu_s: thread_cpu() - cpu_before,
         peak_rss_mib: None,
-        requests: count.swap(0, Ordering::SeqCst),
+        requests: emulator.requests_served() - served_before,
         emulator_busy: (process_cpu(emulator.pid()) - moto_before) / wall,
     };
 
@@ -241,14 +225,14 @@ fn point(groups: usize) -> Point {
         "plan: {}",
         std::fs::read_to_string(state.path().join("stderr")).unwrap_or_default()
     );
-    let mut apply = emulator.harden_through(&proxy.endpoint, state.path());
+    let mut apply = emulator.harden(state.path());
     // moto does not throttle, and the loop does not pace itself: harden's pacing to
     // EC2's buckets (5 changes a second after 50) is measured by through_real_buckets.
     apply
         .args(["apply", "--yes", "--ec2-rate", "off", "--plan"])
         .arg(&saved)
         .env("AWS_MAX_ATTEMPTS", "6");
-    let moto_before = process_cpu(emulator.pid());
+    let (served_before, moto_before) = (emulator.requests_served(), process_cpu(emulator.pid()));
     let (code, wall, cpu, rss) = measured(apply, state.path());
     assert_eq!(
         code,
@@ -260,7 +244,7 @@ fn point(groups: usize) -> Point {
         wall_s: wall,
         client_cpu_s: cpu,
         peak_rss_mib: Some(rss),
-        requests: count.swap(0, Ordering::SeqCst),
+        requests: emulator.requests_served() - served_before,
         emulator_busy: (process_cpu(emulator.pid()) - moto_before) / wall,
     };
     Point {

@@ -332,6 +332,16 @@ impl Rights {
     }
 }
 
+/// The states [`Calls::read_from_region`] read, and how many calls listing the region
+/// took: apply weighs that against reading by filter when it reads the region again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRead {
+    /// One state per resource asked for, in order.
+    pub states: Vec<Value>,
+    /// The list calls made.
+    pub requests: usize,
+}
+
 /// The call half of an AWS concern, shared by its actions: read a resource's state,
 /// make one change's call, probe it with `DryRun`.
 #[async_trait]
@@ -372,14 +382,14 @@ pub trait Calls: Send + Sync {
     /// answers) by listing every resource of the region, when that takes at most
     /// `requests` calls: `None` when it would take more (then no call beyond those is
     /// made), or when the API cannot list them so (the default). Apply reads a stage's
-    /// resources this way before its pages when it costs no more calls than reading
-    /// them by filter, page by page: a stage covering most of a region's groups.
+    /// resources this way when it costs fewer calls than reading them by filter, page
+    /// by page: a stage covering most of a region's groups.
     async fn read_from_region(
         &self,
         _clients: &RegionClients,
         _resource_ids: &[String],
         _requests: usize,
-    ) -> Result<Option<Vec<Value>>> {
+    ) -> Result<Option<RegionRead>> {
         Ok(None)
     }
     /// Makes the change's call. `current` is the state just read, which matched the

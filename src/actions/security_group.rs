@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::{
-    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, arg,
+    Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, ChangeDraft, Inverse, RegionRead, arg,
     arguments_of, typed_args, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
@@ -426,9 +426,12 @@ impl Calls for SecurityGroupCalls {
         clients: &RegionClients,
         resource_ids: &[String],
         requests: usize,
-    ) -> Result<Option<Vec<Value>>> {
-        let rules = list_region_rules(clients, requests).await?;
-        Ok(rules.map(|rules| states_of(rules, resource_ids)))
+    ) -> Result<Option<RegionRead>> {
+        let listed = list_region_rules(clients, requests).await?;
+        Ok(listed.map(|(rules, requests)| RegionRead {
+            states: states_of(rules, resource_ids),
+            requests,
+        }))
     }
 
     async fn apply(
@@ -1007,15 +1010,15 @@ async fn list_rules(clients: &RegionClients, group_ids: &[String]) -> Result<Rul
     Ok(rules)
 }
 
-/// Lists every rule of the region, unless that takes more than `requests` pages:
-/// then `None`, and no request beyond those.
+/// Lists every rule of the region and the pages that took, unless it takes more than
+/// `requests` pages: then `None`, and no request beyond those.
 async fn list_region_rules(
     clients: &RegionClients,
     requests: usize,
-) -> Result<Option<RulesByGroup>> {
+) -> Result<Option<(RulesByGroup, usize)>> {
     let mut rules = RulesByGroup::new();
     let mut next_token = None;
-    for _ in 0..requests {
+    for made in 1..=requests {
         let page = clients
             .ec2
             .describe_security_group_rules()
@@ -1030,7 +1033,7 @@ async fn list_region_rules(
             .filter(|t| !t.is_empty())
             .map(str::to_string);
         if next_token.is_none() {
-            return Ok(Some(rules));
+            return Ok(Some((rules, made)));
         }
     }
     Ok(None)

@@ -7,12 +7,20 @@
 //! read, the call and a read-back; on AWS those reads draw on the describe bucket every
 //! other tool in the account shares.
 //!
+//! A stage over most of a region reads it by listing the region instead
+//! ([`actions::Calls::read_from_region`], 1000 rules a call), when that takes fewer
+//! calls: once before the stage instead of each page's read before, and, when listing
+//! the region after each page of up to [`REGION_PAGE`] chains takes fewer calls than
+//! reading each page of 200 back by filter, after each such page. The service then
+//! scans the region once a read rather than once for each id of a filter.
+//!
 //! Every change keeps its own stale check, read-back, journal line and audit record.
 //! A change whose bulk read-back does not show it made is read again alone before it is
 //! called a failure; a chain's changes before its last read between them as before (a
 //! later change builds on the earlier one's result); a failed bulk read falls back to
-//! reading each resource alone. Under `--fail-fast` nothing is paged: a page's calls go
-//! out before any is verified, and fail-fast promises to stop at the first failure.
+//! reading by filter, and a failed read by filter to reading each resource alone.
+//! Under `--fail-fast` nothing is paged: a page's calls go out before any is verified,
+//! and fail-fast promises to stop at the first failure.
 
 use futures::future;
 use serde_json::Value;
@@ -21,22 +29,47 @@ use super::Run;
 use super::journal::Phase;
 use super::lifecycle::{Walk, Walked};
 use super::schedule::Unit;
-use crate::actions::{self, Calls};
+use crate::actions::{self, Calls, RegionRead};
 use crate::audit::Outcome;
 use crate::aws::{RegionClients, persist};
-use crate::plan::Plan;
+use crate::plan::{Change, Plan};
 
 /// A page: chains (each a list of change indices) read together.
 type Page = Vec<Vec<usize>>;
 
-/// A stage's units in one account-region as pages, when they can be read in bulk: at
-/// least two chains, all of one action whose calls read many resources at once, and no
-/// `--fail-fast`. Otherwise the units, unchanged.
-pub(super) fn pages(
+/// The chains of a page that reads back by listing the region. Each of its read-backs
+/// lists the whole region, so the larger the page the fewer listings; this bounds the
+/// records held until a page is concluded, and the changes a crash leaves for resume
+/// to read back.
+pub(super) const REGION_PAGE: usize = 1000;
+
+/// How a stage's pages read their resources after their calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadBack {
+    /// Each page by filter, [`Calls::read_many_limit`] resources a call.
+    ByFilter,
+    /// Each page by listing the region, which took `requests` calls before the stage.
+    ByRegion {
+        /// The list calls the stage's own listing took.
+        requests: usize,
+    },
+}
+
+/// A stage's chains in one account-region as pages, each with the states read for it
+/// before the stage (`None`: the page reads its own), and how the pages read back.
+pub(super) struct Pages {
+    pub(super) pages: Vec<(Page, Option<Vec<Value>>)>,
+    pub(super) read_back: ReadBack,
+}
+
+/// A stage's units in one account-region as chains to read in bulk, when they can be:
+/// at least two chains, all of one action whose calls read many resources at once, and
+/// no `--fail-fast`. Otherwise the units, unchanged.
+pub(super) fn chains(
     plan: &Plan,
     units: Vec<Unit>,
     fail_fast: bool,
-) -> std::result::Result<Vec<Page>, Vec<Unit>> {
+) -> std::result::Result<Vec<Vec<usize>>, Vec<Unit>> {
     let action = units
         .first()
         .map(|u| plan.changes[u.first()].action.as_str());
@@ -49,14 +82,32 @@ pub(super) fn pages(
     if fail_fast || limit <= 1 || units.len() < 2 || !units.iter().all(pageable) {
         return Err(units);
     }
-    let chains: Vec<Vec<usize>> = units
+    Ok(units
         .into_iter()
         .filter_map(|unit| match unit {
             Unit::Chain(chain) => Some(chain),
             Unit::Batch(_) => None,
         })
-        .collect();
-    Ok(chains.chunks(limit).map(<[_]>::to_vec).collect())
+        .collect())
+}
+
+/// `chains` in pages of `size`, each with its share of `states` (one per chain, in
+/// order) when there are some.
+fn in_pages(
+    chains: Vec<Vec<usize>>,
+    size: usize,
+    states: Option<Vec<Value>>,
+) -> Vec<(Page, Option<Vec<Value>>)> {
+    let mut states = states.map(Vec::into_iter);
+    chains
+        .chunks(size.max(1))
+        .map(|page| {
+            let known = states
+                .as_mut()
+                .map(|states| states.by_ref().take(page.len()).collect());
+            (page.to_vec(), known)
+        })
+        .collect()
 }
 
 impl Run<'_> {
@@ -64,12 +115,12 @@ impl Run<'_> {
     /// with their last calls left unconcluded, one read after, then each concluded.
     ///
     /// `known`: the states of the page's resources, read with the stage's (see
-    /// [`Run::read_stage`]); when `None` the page reads its own.
+    /// [`Run::paged`]); when `None` the page reads its own.
     pub(super) async fn page(
         &self,
         stage: usize,
-        page: Page,
-        known: Option<Vec<Value>>,
+        (page, known): (Page, Option<Vec<Value>>),
+        read_back: ReadBack,
         concurrency: usize,
     ) -> Vec<(usize, Outcome)> {
         let lead = page
@@ -88,10 +139,7 @@ impl Run<'_> {
         };
         let calls = action.calls();
         let (account, region) = (lead.account_id.as_str(), lead.region.as_str());
-        let first_ids: Vec<String> = page
-            .iter()
-            .map(|chain| self.plan.changes[chain[0]].resource.id.clone())
-            .collect();
+        let first_ids = self.first_ids(&page);
         let known = match known {
             Some(states) if states.len() == first_ids.len() => {
                 states.into_iter().map(Some).collect()
@@ -124,10 +172,14 @@ impl Run<'_> {
             .filter_map(|w| w.pending.as_ref())
             .map(|(index, _, _)| self.plan.changes[*index].resource.id.clone())
             .collect();
-        let mut read_back = self
-            .read_many(calls, &clients, &called_ids)
-            .await
-            .into_iter();
+        let mut read_back = match read_back {
+            ReadBack::ByRegion { requests } => {
+                self.read_back_region(calls, &clients, &called_ids, requests)
+                    .await
+            }
+            ReadBack::ByFilter => self.read_many(calls, &clients, &called_ids).await,
+        }
+        .into_iter();
         self.hold_records(account, region);
         let mut ended = Vec::with_capacity(page.len());
         for (chain, mut walked) in page.iter().zip(walked) {
@@ -150,67 +202,136 @@ impl Run<'_> {
         outcomes
     }
 
-    /// The states of all the pages' resources, when listing the whole region takes no
-    /// more calls than reading each page by filter (one call a page): on AWS a stage
-    /// over most of a region's groups reads it in fewer calls (1000 rules a page
-    /// against 200 groups a filter), and the service scans the region once instead of
-    /// once a page. Each page's states, in order; `None` (each page reads its own) when
-    /// the region is larger, the concern cannot list it, or the read fails.
-    pub(super) async fn read_stage(&self, pages: &[Page]) -> Option<Vec<Vec<Value>>> {
-        let lead = &self.plan.changes[*pages.first()?.first()?.first()?];
-        let calls = actions::find(&lead.action)?.calls();
-        let clients = self.clients(lead)?;
-        let ids: Vec<String> = pages
-            .iter()
-            .flatten()
-            .map(|chain| self.plan.changes[chain[0]].resource.id.clone())
-            .collect();
-        let read = persist::persist(self.deadline, || {
-            calls.read_from_region(&clients, &ids, pages.len())
-        })
-        .await;
-        let mut states = match read {
-            Ok(Some(states)) if states.len() == ids.len() => states.into_iter(),
-            Ok(_) => return None,
-            Err(e) => {
-                tracing::warn!(resources = ids.len(), error = %e, "reading the region failed; reading page by page");
-                return None;
+    /// A stage's `chains` in pages, and how they read. Listing the region replaces the
+    /// pages' reads before their calls when it takes no more calls than those (one a
+    /// page of [`Calls::read_many_limit`]); it replaces their reads back too, in pages
+    /// of [`REGION_PAGE`], when listing once a page takes fewer calls than reading
+    /// back by filter. On AWS a stage over most of a region's groups reads it so in
+    /// fewer calls (1000 rules a listing page against 200 groups a filter); the service
+    /// scans the region once a read instead of once for each id of a filter.
+    pub(super) async fn paged(&self, chains: Vec<Vec<usize>>) -> Pages {
+        let lead = chains
+            .first()
+            .and_then(|chain| chain.first())
+            .map(|index| &self.plan.changes[*index]);
+        let calls = lead
+            .and_then(|lead| actions::find(&lead.action))
+            .map(|a| a.calls());
+        let limit = calls.map_or(1, |calls| calls.read_many_limit());
+        let by_filter = chains.len().div_ceil(limit.max(1));
+        let listed = match (lead, calls) {
+            (Some(lead), Some(calls)) => {
+                let ids = self.first_ids(&chains);
+                self.read_region(lead, calls, &ids, by_filter).await
             }
+            _ => None,
         };
-        Some(
-            pages
-                .iter()
-                .map(|page| states.by_ref().take(page.len()).collect())
-                .collect(),
-        )
+        match listed {
+            Some(RegionRead { states, requests })
+                if requests * chains.len().div_ceil(REGION_PAGE) < by_filter =>
+            {
+                Pages {
+                    pages: in_pages(chains, REGION_PAGE, Some(states)),
+                    read_back: ReadBack::ByRegion { requests },
+                }
+            }
+            listed => Pages {
+                pages: in_pages(chains, limit, listed.map(|read| read.states)),
+                read_back: ReadBack::ByFilter,
+            },
+        }
     }
 
-    /// The states of `ids` read in bulk, throttling waited out until the deadline. A
-    /// failed read answers `None` for each: every change then reads alone, as without
-    /// bulk reads, and its own read reports what is wrong.
+    /// The resource id of each chain's first change.
+    fn first_ids(&self, chains: &[Vec<usize>]) -> Vec<String> {
+        chains
+            .iter()
+            .map(|chain| self.plan.changes[chain[0]].resource.id.clone())
+            .collect()
+    }
+
+    /// The states of `ids` (in `lead`'s account-region) from listing the region in at
+    /// most `requests` calls; `None` when that takes more, the concern cannot list, or
+    /// the listing fails.
+    async fn read_region(
+        &self,
+        lead: &Change,
+        calls: &dyn Calls,
+        ids: &[String],
+        requests: usize,
+    ) -> Option<RegionRead> {
+        let clients = self.clients(lead)?;
+        let read = persist::persist(self.deadline, || {
+            calls.read_from_region(&clients, ids, requests)
+        })
+        .await;
+        match read {
+            Ok(Some(read)) if read.states.len() == ids.len() => Some(read),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(resources = ids.len(), error = %e, "listing the region failed; reading by filter");
+                None
+            }
+        }
+    }
+
+    /// A page's states read back by listing the region, allowing one call more than the
+    /// stage's listing took (the page's calls may have grown it); by filter when the
+    /// region has grown beyond that or the listing fails.
+    async fn read_back_region(
+        &self,
+        calls: &dyn Calls,
+        clients: &RegionClients,
+        ids: &[String],
+        requests: usize,
+    ) -> Vec<Option<Value>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let read = persist::persist(self.deadline, || {
+            calls.read_from_region(clients, ids, requests + 1)
+        })
+        .await;
+        match read {
+            Ok(Some(read)) if read.states.len() == ids.len() => {
+                read.states.into_iter().map(Some).collect()
+            }
+            Ok(_) => self.read_many(calls, clients, ids).await,
+            Err(e) => {
+                tracing::warn!(resources = ids.len(), error = %e, "listing the region failed; reading back by filter");
+                self.read_many(calls, clients, ids).await
+            }
+        }
+    }
+
+    /// The states of `ids` read in bulk ([`Calls::read_many_limit`] a call), throttling
+    /// waited out until the deadline. A failed read answers `None` for each of its ids:
+    /// every change then reads alone, as without bulk reads, and its own read reports
+    /// what is wrong.
     async fn read_many(
         &self,
         calls: &dyn Calls,
         clients: &RegionClients,
         ids: &[String],
     ) -> Vec<Option<Value>> {
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        match persist::persist(self.deadline, || calls.read_many(clients, ids)).await {
-            Ok(states) if states.len() == ids.len() => states.into_iter().map(Some).collect(),
-            Ok(states) => {
-                tracing::warn!(
-                    asked = ids.len(),
-                    answered = states.len(),
-                    "a bulk read answered for a different number of resources; reading each alone"
-                );
-                vec![None; ids.len()]
+        let mut states = Vec::with_capacity(ids.len());
+        for ids in ids.chunks(calls.read_many_limit().max(1)) {
+            match persist::persist(self.deadline, || calls.read_many(clients, ids)).await {
+                Ok(read) if read.len() == ids.len() => states.extend(read.into_iter().map(Some)),
+                Ok(read) => {
+                    tracing::warn!(
+                        asked = ids.len(),
+                        answered = read.len(),
+                        "a bulk read answered for a different number of resources; reading each alone"
+                    );
+                    states.extend(ids.iter().map(|_| None));
+                }
+                Err(e) => {
+                    tracing::warn!(resources = ids.len(), error = %e, "a bulk read failed; reading each alone");
+                    states.extend(ids.iter().map(|_| None));
+                }
             }
-            Err(e) => {
-                tracing::warn!(resources = ids.len(), error = %e, "a bulk read failed; reading each alone");
-                vec![None; ids.len()]
-            }
         }
+        states
     }
 }

@@ -262,7 +262,7 @@ pub async fn apply(
         let per_place: Vec<_> = places
             .into_iter()
             .map(|(_, units)| {
-                let work = bulk::pages(plan, units, run.fail_fast).map_err(|units| {
+                let work = bulk::chains(plan, units, run.fail_fast).map_err(|units| {
                     units
                         .into_iter()
                         .map(|unit| async move {
@@ -275,13 +275,15 @@ pub async fn apply(
                 });
                 async move {
                     match work {
-                        Ok(pages) => {
+                        Ok(chains) => {
                             // One after the other: each page is `concurrency` wide.
-                            let mut known = run.read_stage(&pages).await.map(Vec::into_iter);
+                            let paged = run.paged(chains).await;
                             let mut done = Vec::new();
-                            for page in pages {
-                                let states = known.as_mut().and_then(Iterator::next);
-                                done.extend(run.page(stage_index, page, states, concurrency).await);
+                            for page in paged.pages {
+                                done.extend(
+                                    run.page(stage_index, page, paged.read_back, concurrency)
+                                        .await,
+                                );
                             }
                             done
                         }

@@ -434,6 +434,15 @@ fn revoking_ec2_in(
     let seen = revoked.clone();
     let describe = mock!(Client::describe_security_group_rules).then_compute_output(move |r| {
         let mut seen = seen.lock().expect("lock");
+        // Whether a read shows `group`'s open rule: until it is revoked, and the
+        // lagging group's once more, by whichever read comes first after.
+        let mut shown = |group: &str| match seen.get_mut(group) {
+            None => true,
+            Some(reads) => {
+                *reads += 1;
+                group == lagging && *reads == 1
+            }
+        };
         if r.filters().is_empty() {
             if region.is_empty() {
                 return DescribeSecurityGroupRulesOutput::builder()
@@ -444,7 +453,7 @@ fn revoking_ec2_in(
             let to = (from + 1000).min(region.len());
             let rules = region[from..to]
                 .iter()
-                .filter(|group| !seen.contains_key(group.as_str()))
+                .filter(|group| shown(group))
                 .map(|group| open_rule(group, &format!("sgr-{group}")))
                 .collect();
             return DescribeSecurityGroupRulesOutput::builder()
@@ -456,13 +465,7 @@ fn revoking_ec2_in(
             .filters()
             .iter()
             .flat_map(|f| f.values())
-            .filter(|group| match seen.get_mut(group.as_str()) {
-                None => true,
-                Some(reads) => {
-                    *reads += 1;
-                    group.as_str() == lagging && *reads == 1
-                }
-            })
+            .filter(|group| shown(group))
             .map(|group| open_rule(group, &format!("sgr-{group}")))
             .collect();
         rules_output(rules)
@@ -569,6 +572,41 @@ async fn a_stage_over_most_of_a_region_lists_the_region_once_before_its_calls() 
         assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
         assert_eq!(record.after, rule_state(None), "{group} read back");
     }
+}
+
+/// A stage over a whole region of 2500 groups: listing it (three calls of 1000 rules)
+/// once a page of 1000 takes fewer calls than reading back 13 pages of 200 by filter,
+/// so each page of 1000 is read back by listing the region; each change still keeps
+/// its own record, and the lagging group is read again alone.
+#[tokio::test]
+async fn a_stage_over_a_whole_region_reads_it_back_by_listing_it_once_a_page_of_1000() {
+    let groups: Vec<String> = (0..2500).map(|i| format!("sg-{i:04}")).collect();
+    let (client, describe, revoke_call) = revoking_ec2_in("sg-1500", groups.clone());
+    let out = run(client, &revokes(&groups)).await;
+    assert_all_succeeded(&out.report);
+    assert_eq!(revoke_call.num_calls(), 2500);
+    assert_eq!(
+        describe.num_calls(),
+        3 + 3 * 3 + 1,
+        "the region's three pages before the stage, its three pages after each of the \
+         three pages of groups (1000, 1000, 500), and sg-1500's own read"
+    );
+    let records = change_records(&out.records);
+    assert_eq!(records.len(), 2500, "each change keeps its own record");
+    for record in records {
+        let group = &record.resource.id;
+        assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
+        assert_eq!(record.after, rule_state(None), "{group} read back");
+    }
+    let journal = out.journal();
+    let first_ended = journal
+        .iter()
+        .position(|e| e.phase == journal::Phase::Succeeded)
+        .expect("ends");
+    assert_eq!(
+        first_ended, 1000,
+        "a page of 1000 is concluded, and its ends written, once it is read back"
+    );
 }
 
 #[tokio::test]
