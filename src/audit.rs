@@ -326,89 +326,146 @@ impl AuditLog {
         principal: &str,
         entry: Entry,
     ) -> Result<Record> {
-        let appended = Appended {
-            account_id: account_id.to_string(),
-            principal: principal.to_string(),
+        let appended = Appended::new(account_id.to_string(), principal.to_string(), &entry)?;
+        let (seq, time) = (self.seq + 1, jiff::Timestamp::now());
+        let mut text = String::new();
+        let hash = seal_into(&mut text, run_id, seq, time, &appended, &self.last_hash)?;
+        let prev = self.last_hash.clone();
+        self.write(&text, seq, &hash)?;
+        Ok(Record {
+            v: AUDIT_FORMAT_VERSION,
+            seq,
+            time,
+            run_id: run_id.to_string(),
+            account_id: appended.account_id,
+            principal: appended.principal,
             entry,
-        };
-        self.append_all(run_id, vec![appended])?
-            .pop()
-            .ok_or_else(|| Error::Internal("an appended record went missing".into()))
+            prev,
+            hash,
+        })
     }
 
     /// Appends records of one run in order, chained as if appended one by one, in one
     /// write with one disk sync and one head update: what a page of changes concluded
-    /// together costs. On an error nothing after the log's last synced record counts
-    /// (the next open mends a line cut short).
-    pub fn append_all(&mut self, run_id: &str, batch: Vec<Appended>) -> Result<Vec<Record>> {
+    /// together costs. Each is sealed into the write's text as it comes: a page's
+    /// records are never held twice. On an error nothing after the log's last synced
+    /// record counts (the next open mends a line cut short). Answers how many were
+    /// appended.
+    pub fn append_all(&mut self, run_id: &str, batch: Vec<Appended>) -> Result<usize> {
         let (mut seq, mut last_hash) = (self.seq, self.last_hash.clone());
-        let mut lines = Vec::with_capacity(batch.len());
-        let mut records = Vec::with_capacity(batch.len());
-        for Appended {
-            account_id,
-            principal,
-            entry,
-        } in batch
-        {
-            let mut record = Record {
-                v: AUDIT_FORMAT_VERSION,
-                seq: seq + 1,
-                time: jiff::Timestamp::now(),
-                run_id: run_id.to_string(),
-                account_id,
-                principal,
-                entry,
-                prev: last_hash,
-                hash: String::new(),
-            };
-            let (line, hash) = sealed_line(&record)?;
-            record.hash = hash;
-            seq = record.seq;
-            last_hash = record.hash.clone();
-            lines.push(line);
-            records.push(record);
+        let count = batch.len();
+        let mut text = String::new();
+        for appended in batch {
+            seq += 1;
+            last_hash = seal_into(
+                &mut text,
+                run_id,
+                seq,
+                jiff::Timestamp::now(),
+                &appended,
+                &last_hash,
+            )?;
         }
-        if records.is_empty() {
-            return Ok(records);
+        if count > 0 {
+            self.write(&text, seq, &last_hash)?;
         }
-        self.log.append_lines(&lines)?;
+        Ok(count)
+    }
+
+    /// Writes sealed lines (each ending in a newline) with one sync, then the head:
+    /// `seq` and `hash` are the last line's.
+    fn write(&mut self, text: &str, seq: u64, hash: &str) -> Result<()> {
+        self.log.append_text(text)?;
         self.seq = seq;
-        self.last_hash = last_hash;
+        self.last_hash = hash.to_string();
         let head = serde_json::to_string(&Head {
             records: self.seq,
             hash: self.last_hash.clone(),
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
-        write_synced(&self.head_path, head.as_bytes())?;
-        Ok(records)
+        write_synced(&self.head_path, head.as_bytes())
     }
 }
 
-/// One record to append: about which account, acting as whom, and what.
+/// One record to append: about which account, acting as whom, and what, serialized.
+/// A page's records are held so until written: the text takes a fraction of the
+/// memory of the values it was made from.
 #[derive(Debug)]
 pub struct Appended {
     /// The account the record is about.
     pub account_id: String,
     /// Who harden acted as there.
     pub principal: String,
-    /// What happened.
-    pub entry: Entry,
+    /// The entry's fields as the record's line holds them: its JSON object without
+    /// the braces (a record's line is its header, these, and its chain fields).
+    entry_fields: String,
 }
 
-/// A record's line and hash. The record's hash is empty and its last field, so the
-/// record as hashed (without `hash`) is its serialization with that field cut off; one
-/// serialization serves the hash and the line (the verifier rebuilds the hashed form
-/// its own way, so the two must agree, which the chain tests check).
-fn sealed_line(record: &Record) -> Result<(String, String)> {
-    const EMPTY_HASH: &str = ",\"hash\":\"\"}";
-    let full = serde_json::to_string(record)
-        .map_err(|e| Error::Internal(format!("audit record does not serialize: {e}")))?;
-    let body = full
-        .strip_suffix(EMPTY_HASH)
-        .ok_or_else(|| Error::Internal("an audit record does not end with its hash".into()))?;
-    let hash = hash_of(&record.prev, &format!("{body}}}"));
-    let line = format!("{body},\"hash\":\"{hash}\"}}");
-    Ok((line, hash))
+impl Appended {
+    /// `entry` about `account_id`, acting as `principal`, to append.
+    pub fn new(account_id: String, principal: String, entry: &Entry) -> Result<Self> {
+        let object = serde_json::to_string(entry)
+            .map_err(|e| Error::Internal(format!("audit record does not serialize: {e}")))?;
+        let entry_fields = object
+            .strip_prefix('{')
+            .and_then(|o| o.strip_suffix('}'))
+            .ok_or_else(|| Error::Internal("an audit entry is not a JSON object".into()))?
+            .to_string();
+        Ok(Self {
+            account_id,
+            principal,
+            entry_fields,
+        })
+    }
+}
+
+/// The fields of a record before its entry's, in the order [`Record`] has them.
+#[derive(Serialize)]
+struct Header<'a> {
+    v: u32,
+    seq: u64,
+    time: jiff::Timestamp,
+    run_id: &'a str,
+    account_id: &'a str,
+    principal: &'a str,
+}
+
+/// Appends `appended`'s record line (and a newline) to `text`, chained to `prev`, and
+/// answers its hash. The line is what serializing its [`Record`] gives, `hash` last;
+/// the record as hashed is the line with that field cut off (the verifier rebuilds the
+/// hashed form its own way, so the two must agree, which the chain tests check).
+fn seal_into(
+    text: &mut String,
+    run_id: &str,
+    seq: u64,
+    time: jiff::Timestamp,
+    appended: &Appended,
+    prev: &str,
+) -> Result<String> {
+    let header = serde_json::to_string(&Header {
+        v: AUDIT_FORMAT_VERSION,
+        seq,
+        time,
+        run_id,
+        account_id: &appended.account_id,
+        principal: &appended.principal,
+    })
+    .map_err(|e| Error::Internal(format!("audit record does not serialize: {e}")))?;
+    let start = text.len();
+    text.push_str(header.strip_suffix('}').unwrap_or(&header));
+    if !appended.entry_fields.is_empty() {
+        text.push(',');
+        text.push_str(&appended.entry_fields);
+    }
+    text.push_str(",\"prev\":");
+    text.push_str(&Value::from(prev).to_string());
+    text.push('}');
+    let hash = hash_of(prev, &text[start..]);
+    text.pop();
+    text.push_str(",\"hash\":\"");
+    text.push_str(&hash);
+    text.push_str("\"}\n");
+    Ok(hash)
 }
 
 /// The log shared by the tasks of one run (concurrent changes, watch's events).
@@ -737,30 +794,81 @@ mod tests {
         let dir = log_with(2);
         let mut log = AuditLog::open(dir.path()).expect("reopens");
         let batch = (0..3)
-            .map(|i| Appended {
-                account_id: format!("12345678901{i}"),
-                principal: "p".into(),
-                entry: summary(),
+            .map(|i| {
+                Appended::new(format!("12345678901{i}"), "p".into(), &summary())
+                    .expect("serializes")
             })
             .collect();
-        let written = log.append_all("run-b", batch).expect("appends");
-        assert_eq!(
-            written.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![3, 4, 5]
-        );
-        assert_eq!(written[1].prev, written[0].hash);
-        assert!(
-            log.append_all("run-b", Vec::new())
-                .expect("nothing")
-                .is_empty()
-        );
+        assert_eq!(log.append_all("run-b", batch).expect("appends"), 3);
+        assert_eq!(log.append_all("run-b", Vec::new()).expect("nothing"), 0);
         drop(log);
         assert_eq!(verify(dir.path()).expect("verifies"), 5);
         let read = read(dir.path()).expect("reads");
-        assert_eq!(read[4].hash, written[2].hash);
+        assert_eq!(
+            read.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(read[3].prev, read[2].hash);
         assert_eq!(read[3].account_id, "123456789011");
+        assert_eq!(read[4].run_id, "run-b");
         let head = read_head(dir.path()).expect("head").expect("written");
-        assert_eq!((head.records, head.hash), (5, written[2].hash.clone()));
+        assert_eq!((head.records, head.hash), (5, read[4].hash.clone()));
+    }
+
+    #[test]
+    fn a_sealed_line_is_its_record_serialized_and_verifies() {
+        let change = Entry::Change(Box::new(ChangeRecord {
+            change_id: "123456789012/r/us-east-1/s/sg-1#1".into(),
+            runbook: "r".into(),
+            runbook_digest: "d".into(),
+            region: "us-east-1".into(),
+            step: "s".into(),
+            action: "ec2:restrict-egress".into(),
+            resource: ResourceRef {
+                kind: crate::actions::ResourceKind::SecurityGroup,
+                id: "sg-1".into(),
+                tags: [("team".to_string(), "a".to_string())].into(),
+            },
+            call: ApiCall {
+                service: "ec2".into(),
+                operation: "ModifySecurityGroupRules".into(),
+                input: serde_json::json!({"GroupId": "sg-1", "Note": "quote \" and \u{e9}"}),
+            },
+            before: serde_json::json!({"egress": [{"cidr": "0.0.0.0/0"}]}),
+            after: Value::Null,
+            outcome: Outcome::Failed {
+                code: "X".into(),
+                message: "line\nbreak".into(),
+            },
+            request_ids: vec!["req-1".into()],
+            duration_ms: 12,
+            cause: None,
+            recovered: Some("already there".into()),
+        }));
+        let entries = [
+            summary(),
+            change,
+            Entry::Repair {
+                detail: "mended".into(),
+            },
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = AuditLog::open(dir.path()).expect("opens");
+        for entry in entries {
+            let record = log
+                .append(
+                    "run-s",
+                    "123456789012",
+                    "arn:aws:iam::123456789012:user/a",
+                    entry,
+                )
+                .expect("appends");
+            let line = serde_json::to_string(&record).expect("serializes");
+            let logged = std::fs::read_to_string(log_path(dir.path())).expect("reads");
+            assert_eq!(logged.lines().last(), Some(line.as_str()));
+        }
+        drop(log);
+        assert_eq!(verify(dir.path()).expect("verifies"), 3);
     }
 
     #[test]

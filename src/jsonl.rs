@@ -53,11 +53,16 @@ impl JsonLines {
             bytes.push_str(line.as_ref());
             bytes.push('\n');
         }
-        if bytes.is_empty() {
+        self.append_text(&bytes)
+    }
+
+    /// Writes `text`, whole lines each ending in a newline, in one write and syncs it.
+    pub fn append_text(&mut self, text: &str) -> Result<()> {
+        if text.is_empty() {
             return Ok(());
         }
         self.file
-            .write_all(bytes.as_bytes())
+            .write_all(text.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io(&self.path, e))
     }

@@ -80,30 +80,27 @@ impl Run<'_> {
             ..ChangeRecord::of(self.plan, change, outcome.clone())
         };
         self.progress.advance();
-        let appended = Appended {
-            account_id: change.account_id.clone(),
-            principal: self.principal(&change.account_id),
-            entry: Entry::Change(Box::new(record)),
-        };
+        let entry = Entry::Change(Box::new(record));
         let line = (change.id.clone(), phase, detail);
         if let Ok(mut deferred) = self.deferred.lock()
             && let Some(held) =
                 deferred.get_mut(&(change.account_id.clone(), change.region.clone()))
         {
-            held.audit.push(appended);
-            held.journal.push(line);
+            let principal = self.principal(&change.account_id);
+            match Appended::new(change.account_id.clone(), principal, &entry) {
+                Ok(appended) => {
+                    held.audit.push(appended);
+                    held.journal.push(line);
+                }
+                Err(e) => self.unrecorded(format!("change {}: {e}", change.id)),
+            }
             return;
         }
         let (change_id, phase, detail) = line;
         let journaled = self.journal.record(&change_id, phase, detail);
-        let audited = crate::audit::lock(self.audit).and_then(|mut log| {
-            log.append(
-                self.run_id,
-                &appended.account_id,
-                &appended.principal,
-                appended.entry,
-            )
-        });
+        let principal = self.principal(&change.account_id);
+        let audited = crate::audit::lock(self.audit)
+            .and_then(|mut log| log.append(self.run_id, &change.account_id, &principal, entry));
         if let Err(e) = journaled.and(audited.map(drop)) {
             self.unrecorded(format!("change {}: {e}", change.id));
         }
