@@ -55,10 +55,37 @@ pub(super) enum ReadBack {
     },
 }
 
+/// A chain's first resource as the stage's listing read it. Most are as planned, and
+/// are held so, not as a copy of the plan's state, until their window's turn: a stage
+/// over thousands of resources holds only the states that differ.
+pub(super) enum Listed {
+    /// Equal to the chain's first change's `before`.
+    AsPlanned,
+    /// Anything else (the stale check reports it).
+    Read(Value),
+}
+
+impl Listed {
+    fn of(state: Value, before: &Value) -> Self {
+        if state == *before {
+            Self::AsPlanned
+        } else {
+            Self::Read(state)
+        }
+    }
+
+    fn state(self, before: &Value) -> Value {
+        match self {
+            Self::AsPlanned => before.clone(),
+            Self::Read(state) => state,
+        }
+    }
+}
+
 /// A stage's chains in one account-region as pages, each with the states read for it
 /// before the stage (`None`: the page reads its own), and how the pages read back.
 pub(super) struct Pages {
-    pub(super) pages: Vec<(Page, Option<Vec<Value>>)>,
+    pub(super) pages: Vec<(Page, Option<Vec<Listed>>)>,
     pub(super) read_back: ReadBack,
 }
 
@@ -96,8 +123,8 @@ pub(super) fn chains(
 fn in_pages(
     chains: Vec<Vec<usize>>,
     size: usize,
-    states: Option<Vec<Value>>,
-) -> Vec<(Page, Option<Vec<Value>>)> {
+    states: Option<Vec<Listed>>,
+) -> Vec<(Page, Option<Vec<Listed>>)> {
     let mut states = states.map(Vec::into_iter);
     chains
         .chunks(size.max(1))
@@ -119,7 +146,7 @@ impl Run<'_> {
     pub(super) async fn page(
         &self,
         stage: usize,
-        (page, known): (Page, Option<Vec<Value>>),
+        (page, known): (Page, Option<Vec<Listed>>),
         read_back: ReadBack,
         concurrency: usize,
     ) -> Vec<(usize, Outcome)> {
@@ -140,11 +167,16 @@ impl Run<'_> {
         let calls = action.calls();
         let (account, region) = (lead.account_id.as_str(), lead.region.as_str());
         let first_ids = self.first_ids(&page);
-        let known = match known {
+        let known: Vec<Option<Listed>> = match known {
             Some(states) if states.len() == first_ids.len() => {
                 states.into_iter().map(Some).collect()
             }
-            _ => self.read_many(calls, &clients, &first_ids).await,
+            _ => self
+                .read_many(calls, &clients, &first_ids)
+                .await
+                .into_iter()
+                .map(|state| state.map(Listed::Read))
+                .collect(),
         };
         // The chains go `concurrency` at a time, each window's first `started` lines in
         // one sync just before its calls: `started` says a call may be under way, so
@@ -161,10 +193,10 @@ impl Run<'_> {
             let how = Walk::Paged {
                 started_journaled: self.journal.record_all(started).is_ok(),
             };
-            let walks = window
-                .iter()
-                .zip(known.by_ref())
-                .map(|(chain, known)| self.walk(stage, chain, known, how));
+            let walks = window.iter().zip(known.by_ref()).map(|(chain, known)| {
+                let before = &self.plan.changes[chain[0]].before;
+                self.walk(stage, chain, known.map(|k| k.state(before)), how)
+            });
             walked.extend(future::join_all(walks).await);
         }
         let called_ids: Vec<String> = walked
@@ -230,16 +262,29 @@ impl Run<'_> {
             Some(RegionRead { states, requests })
                 if requests * chains.len().div_ceil(REGION_PAGE) < by_filter =>
             {
+                let states = self.as_listed(&chains, states);
                 Pages {
                     pages: in_pages(chains, REGION_PAGE, Some(states)),
                     read_back: ReadBack::ByRegion { requests },
                 }
             }
-            listed => Pages {
-                pages: in_pages(chains, limit, listed.map(|read| read.states)),
-                read_back: ReadBack::ByFilter,
-            },
+            listed => {
+                let states = listed.map(|read| self.as_listed(&chains, read.states));
+                Pages {
+                    pages: in_pages(chains, limit, states),
+                    read_back: ReadBack::ByFilter,
+                }
+            }
         }
+    }
+
+    /// Each chain's listed state against its first change's `before`.
+    fn as_listed(&self, chains: &[Vec<usize>], states: Vec<Value>) -> Vec<Listed> {
+        chains
+            .iter()
+            .zip(states)
+            .map(|(chain, state)| Listed::of(state, &self.plan.changes[chain[0]].before))
+            .collect()
     }
 
     /// The resource id of each chain's first change.
