@@ -17,20 +17,35 @@ pub const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 /// the error ("runbook", "plan").
 pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // A regular file says its size: refuse it without reading anything.
-    if let Ok(meta) = file.metadata()
-        && meta.is_file()
-        && meta.len() > limit
-    {
-        return Err(too_big(path, limit, what));
-    }
-    text(path, read_limited(file, path, limit, what)?)
+    // A regular file says its size: refuse it without reading anything, and read it
+    // into a buffer of that size (a plan of megabytes read into a growing one costs
+    // half as much again while it is parsed).
+    let size = match file.metadata() {
+        Ok(meta) if meta.is_file() && meta.len() > limit => {
+            return Err(too_big(path, limit, what));
+        }
+        Ok(meta) if meta.is_file() => usize::try_from(meta.len()).unwrap_or(0),
+        _ => 0,
+    };
+    text(
+        path,
+        read_into(Vec::with_capacity(size), file, path, limit, what)?,
+    )
 }
 
 /// Reads `reader` (a device, a pipe, standard input: what cannot say its size) to its
 /// end, but never more than one byte past `limit`; `path` names it in errors.
 pub fn read_limited(reader: impl Read, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
+    read_into(Vec::new(), reader, path, limit, what)
+}
+
+fn read_into(
+    mut bytes: Vec<u8>,
+    reader: impl Read,
+    path: &Path,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
     reader
         .take(limit + 1)
         .read_to_end(&mut bytes)
