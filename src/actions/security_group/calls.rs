@@ -304,11 +304,7 @@ fn non_empty<T>(items: impl Iterator<Item = T>) -> Option<Vec<T>> {
 /// Rule ids a revoke must send. Ids the plan knew are taken as they are; an id the
 /// plan could not know (a rule an earlier change creates) is found in the state just
 /// read by the rule's identity.
-fn revoke_ids(
-    change: &Change,
-    input: &RevokeInput,
-    current: &Value,
-) -> Result<Vec<String>> {
+fn revoke_ids(change: &Change, input: &RevokeInput, current: &Value) -> Result<Vec<String>> {
     let mut ids: Vec<String> = input
         .security_group_rule_ids
         .iter()

@@ -269,11 +269,7 @@ enum Direction {
     Egress,
 }
 
-fn revoke_change(
-    current: &mut SecurityGroup,
-    direction: Direction,
-    rules: &[Rule],
-) -> ChangeDraft {
+fn revoke_change(current: &mut SecurityGroup, direction: Direction, rules: &[Rule]) -> ChangeDraft {
     let before = current.rules_state();
     let keys: BTreeSet<RuleKey> = rules.iter().map(Rule::key).collect();
     let (list, operation, word) = match direction {

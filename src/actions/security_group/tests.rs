@@ -1,3 +1,5 @@
+//! Pure tests of the concern: exact plans, inverses and saved calls.
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
