@@ -22,6 +22,7 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
     arguments_of, parse_call, typed_args, typed_call,
 };
+use crate::actions::state_of;
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -41,13 +42,9 @@ static ENSURE: ActionInfo = ActionInfo {
     waits: false,
 };
 
-fn state(setup: &ConfigSetup) -> Value {
-    serde_json::to_value(setup).unwrap_or_default()
-}
-
 /// Each change's after: the last status is the service's to say once it records.
 fn after_state(setup: &ConfigSetup) -> Value {
-    let mut value = state(setup);
+    let mut value = state_of(setup);
     if setup.recorder.is_some() {
         value["recorder"]["last_status"] = json!(KNOWN_AFTER_APPLY);
     }
@@ -81,7 +78,7 @@ impl Action for EnsureRecorder {
         let new_name = args.recorder_name.unwrap_or_else(|| "default".into());
 
         let mut next = setup.clone();
-        let mut chain = DraftChain::new("config", state(setup));
+        let mut chain = DraftChain::new("config", state_of(setup));
         let wanted = |r: &ConfigRecorder| {
             r.all_supported && r.role_arn == role_arn && (r.include_global || !include_global)
         };
@@ -386,7 +383,7 @@ impl Calls for RecorderCalls {
     }
 
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
-        Ok(state(&read_setup(clients).await?))
+        Ok(state_of(&read_setup(clients).await?))
     }
 
     async fn apply(
@@ -673,7 +670,7 @@ mod tests {
         let why = EnsureRecorder
             .inverse(
                 &planned.changes[0].call,
-                &state(&narrow_setup),
+                &state_of(&narrow_setup),
                 &json!(null),
             )
             .expect_err("the chosen types were not recorded");

@@ -16,6 +16,7 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, NoInput,
     api_call, arg, arguments_of, dry_run_answer, typed_args, typed_call,
 };
+use crate::actions::state_of;
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
@@ -60,10 +61,6 @@ static ENABLE: ActionInfo = ActionInfo {
     waits: false,
 };
 
-fn state(setting: &EbsEncryptionDefault) -> Value {
-    serde_json::to_value(setting).unwrap_or_default()
-}
-
 impl Action for EnableEncryptionByDefault {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<EnableArgs>()
@@ -89,13 +86,13 @@ impl Action for EnableEncryptionByDefault {
             ));
         }
         let mut current = setting.clone();
-        let mut chain = DraftChain::new("ec2", state(&current));
+        let mut chain = DraftChain::new("ec2", state_of(&current));
         if !current.enabled {
             current.enabled = true;
             chain.push_call(
                 ChangeKind::Update,
                 "enable EBS encryption by default".into(),
-                state(&current),
+                state_of(&current),
                 &EbsCall::EnableEbsEncryptionByDefault(NoInput {}),
             )?;
         }
@@ -110,7 +107,7 @@ impl Action for EnableEncryptionByDefault {
             chain.push_call(
                 ChangeKind::Update,
                 format!("make {key} the default EBS key ({was})"),
-                state(&current),
+                state_of(&current),
                 &EbsCall::ModifyEbsDefaultKmsKeyId(ModifyKeyInput { kms_key_id: key }),
             )?;
         }
@@ -139,7 +136,7 @@ impl Action for EnableEncryptionByDefault {
                         .into(),
                     operation: undo.operation,
                     input: undo.input,
-                    after: state(&EbsEncryptionDefault {
+                    after: state_of(&EbsEncryptionDefault {
                         enabled: false,
                         ..was.clone()
                     }),
@@ -238,7 +235,7 @@ impl Calls for EbsCalls {
     }
 
     async fn read(&self, clients: &RegionClients, _resource_id: &str) -> Result<Value> {
-        Ok(state(&read_setting(clients).await?))
+        Ok(state_of(&read_setting(clients).await?))
     }
 
     async fn apply(

@@ -15,6 +15,7 @@ use super::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
     arguments_of, typed_args, typed_call,
 };
+use crate::actions::state_of;
 use crate::actions::{Resource, ResourceKind};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -100,10 +101,6 @@ static ENSURE: ActionInfo = ActionInfo {
     waits: false,
 };
 
-fn state(group: &LogGroup) -> Value {
-    serde_json::to_value(group).unwrap_or_default()
-}
-
 impl Action for EnsureLogGroup {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<LogGroupArgs>()
@@ -132,7 +129,7 @@ impl Action for EnsureLogGroup {
         })?;
         let key = args.kms_key_arn.clone();
         let mut current = group.clone();
-        let mut chain = DraftChain::new("logs", state(&current));
+        let mut chain = DraftChain::new("logs", state_of(&current));
         let name = group.name.clone();
         if !current.exists {
             current.exists = true;
@@ -141,7 +138,7 @@ impl Action for EnsureLogGroup {
             chain.push_call(
                 ChangeKind::Create,
                 format!("create the log group {name}"),
-                state(&current),
+                state_of(&current),
                 &LogsCall::CreateLogGroup(CreateInput {
                     log_group_name: name.clone(),
                     kms_key_id: key.clone(),
@@ -153,7 +150,7 @@ impl Action for EnsureLogGroup {
             chain.push_call(
                 ChangeKind::Update,
                 format!("keep the events of {name} for {retention} days"),
-                state(&current),
+                state_of(&current),
                 &LogsCall::PutRetentionPolicy(RetentionInput {
                     log_group_name: name.clone(),
                     retention_in_days: retention,
@@ -167,7 +164,7 @@ impl Action for EnsureLogGroup {
             chain.push_call(
                 ChangeKind::Update,
                 format!("encrypt the events of {name} with {key}"),
-                state(&current),
+                state_of(&current),
                 &LogsCall::AssociateKmsKey(KeyInput {
                     log_group_name: name.clone(),
                     kms_key_id: key,
@@ -271,7 +268,7 @@ impl Calls for LogGroupCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_log_group(clients, resource_id).await?))
+        Ok(state_of(&read_log_group(clients, resource_id).await?))
     }
 
     async fn apply(

@@ -639,6 +639,13 @@ pub fn dry_run_answer(result: Result<Applied>) -> Probe {
     }
 }
 
+/// A resource's plain data as the state a change records, compares and reads back.
+/// Resource kinds are plain data (string-keyed maps, no floats from outside), which
+/// always serialize; `Null` stands in for the impossible failure rather than a panic.
+pub fn state_of(resource: &impl serde::Serialize) -> Value {
+    serde_json::to_value(resource).unwrap_or_default()
+}
+
 /// A step's rendered arguments as the action's typed arguments; the error names the
 /// argument and what was expected.
 pub fn typed_args<T: serde::de::DeserializeOwned>(args: &Value) -> std::result::Result<T, String> {

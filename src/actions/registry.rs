@@ -100,7 +100,7 @@ macro_rules! kinds {
             fn template_fields(&self) -> (serde_json::Value, Vec<(&'static str, serde_json::Value)>) {
                 match self {
                     $(Resource::$variant(r) => (
-                        serde_json::to_value(r).unwrap_or_default(),
+                        crate::actions::state_of(r),
                         Kind::template_facts(r),
                     ),)+
                 }

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, typed_args, typed_call,
@@ -134,10 +135,6 @@ pub fn pattern(events: &[EventArg]) -> Value {
     })
 }
 
-fn state(rule: &EventRule) -> Value {
-    serde_json::to_value(rule).unwrap_or_default()
-}
-
 impl Action for EnsureRule {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<RuleArgs>()
@@ -162,7 +159,7 @@ impl Action for EnsureRule {
         let description = args.description.clone().filter(|d| !d.is_empty());
         let name = rule.name.clone();
         let mut current = rule.clone();
-        let mut chain = DraftChain::new("events", state(&current));
+        let mut chain = DraftChain::new("events", state_of(&current));
         let rule_matches = rule.exists
             && rule.enabled
             && rule.event_pattern.as_ref() == Some(&wanted_pattern)
@@ -201,7 +198,7 @@ impl Action for EnsureRule {
             chain.push(
                 kind,
                 summary,
-                state(&current),
+                state_of(&current),
                 "PutRule",
                 call_input(input)?,
             );
@@ -221,7 +218,7 @@ impl Action for EnsureRule {
             chain.push(
                 ChangeKind::Update,
                 format!("send what {name} matches to {}", args.target_arn),
-                state(&current),
+                state_of(&current),
                 "PutTargets",
                 call_input(input)?,
             );
@@ -350,7 +347,7 @@ impl Calls for RuleCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_rule(clients, resource_id).await?))
+        Ok(state_of(&read_rule(clients, resource_id).await?))
     }
 
     async fn apply(

@@ -6,12 +6,12 @@ use aws_sdk_iam::operation::RequestId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::actions::state_of;
 use crate::actions::{Applied, Calls, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
-use super::plan::{linked_state, state};
 use super::read::{read_role, read_service_linked_role};
 
 /// The calls on service-linked roles, as a plan stores them (IAM's field names).
@@ -102,7 +102,7 @@ impl Calls for ServiceLinkedRoleCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(linked_state(
+        Ok(state_of(
             &read_service_linked_role(clients, resource_id).await?,
         ))
     }
@@ -222,7 +222,7 @@ impl Calls for RoleCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_role(clients, resource_id).await?))
+        Ok(state_of(&read_role(clients, resource_id).await?))
     }
 
     async fn apply(

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::actions::s3::normalize_policy;
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
     arguments_of, parse_call, typed_args,
@@ -30,14 +31,6 @@ static ENSURE: ActionInfo = ActionInfo {
     outputs: &[],
     waits: false,
 };
-
-pub(super) fn state(role: &Role) -> Value {
-    serde_json::to_value(role).unwrap_or_default()
-}
-
-pub(super) fn linked_state(role: &ServiceLinkedRole) -> Value {
-    serde_json::to_value(role).unwrap_or_default()
-}
 
 impl Action for EnsureServiceLinkedRole {
     fn arguments(&self) -> Vec<ArgSpec> {
@@ -68,7 +61,7 @@ impl Action for EnsureServiceLinkedRole {
         let call = LinkedRoleCall::CreateServiceLinkedRole(CreateServiceLinkedRoleInput {
             aws_service_name: role.service.clone(),
         });
-        let mut chain = DraftChain::new("iam", linked_state(role));
+        let mut chain = DraftChain::new("iam", state_of(role));
         chain.push_call(
             ChangeKind::Create,
             format!(
@@ -76,7 +69,7 @@ impl Action for EnsureServiceLinkedRole {
                 role.service,
                 role.path()
             ),
-            linked_state(&created),
+            state_of(&created),
             &call,
         )?;
         Ok(chain.into_plan(Resource::ServiceLinkedRole(created)))
@@ -176,7 +169,7 @@ impl Action for EnsureRole {
             .ok_or("argument policy_name: expected a name")?;
         let description = args.description;
         let mut current = role.clone();
-        let mut chain = DraftChain::new("iam", state(&current));
+        let mut chain = DraftChain::new("iam", state_of(&current));
         let name = role.name.clone();
         let text = |doc: &Value| doc.to_string();
         if !current.exists {
@@ -186,7 +179,7 @@ impl Action for EnsureRole {
             chain.push_call(
                 ChangeKind::Create,
                 format!("create the role {name}"),
-                state(&current),
+                state_of(&current),
                 &RoleCall::CreateRole(CreateRoleInput {
                     role_name: name.clone(),
                     assume_role_policy_document: text(&trust),
@@ -200,7 +193,7 @@ impl Action for EnsureRole {
             chain.push_call(
                 ChangeKind::Update,
                 format!("set who may assume {name} (its trust policy)"),
-                state(&current),
+                state_of(&current),
                 &RoleCall::UpdateAssumeRolePolicy(TrustInput {
                     role_name: name.clone(),
                     policy_document: text(&trust),
@@ -214,7 +207,7 @@ impl Action for EnsureRole {
             chain.push_call(
                 ChangeKind::Update,
                 format!("set the inline policy {policy_name} of {name}"),
-                state(&current),
+                state_of(&current),
                 &RoleCall::PutRolePolicy(PutPolicyInput {
                     role_name: name.clone(),
                     policy_name: policy_name.clone(),

@@ -11,12 +11,12 @@ use aws_sdk_s3::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::actions::state_of;
 use crate::actions::{Applied, Calls, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
-use super::plan::state;
 use super::read::read_bucket;
 
 /// Every call of this concern, as a plan stores it (S3's field names).
@@ -161,7 +161,7 @@ impl Calls for BucketCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_bucket(clients, resource_id).await?))
+        Ok(state_of(&read_bucket(clients, resource_id).await?))
     }
 
     async fn apply(

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, arg, arguments_of,
     typed_args,
@@ -155,10 +156,6 @@ fn encryption_input(bucket: &str, encryption: &BucketEncryption) -> Value {
         "BucketKeyEnabled": encryption.algorithm == "aws:kms"}]}})
 }
 
-pub(super) fn state(bucket: &Bucket) -> Value {
-    serde_json::to_value(bucket).unwrap_or_default()
-}
-
 impl Action for EnsureBucket {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<BucketArgs>()
@@ -175,10 +172,10 @@ impl Action for EnsureBucket {
         let wanted = wanted(args)?;
         let name = bucket.name.clone();
         let mut current = bucket.clone();
-        let mut chain = DraftChain::new("s3", state(bucket));
+        let mut chain = DraftChain::new("s3", state_of(bucket));
         if !bucket.exists {
             current.exists = true;
-            let mut after = state(&current);
+            let mut after = state_of(&current);
             // New buckets' defaults differ by partition and date (AWS now blocks public
             // access and encrypts with SSE-S3 by default); the next changes set both.
             after["public_access_block"] = Value::String(KNOWN_AFTER_APPLY.into());

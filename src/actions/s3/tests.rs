@@ -3,11 +3,12 @@
 use serde_json::{Value, json};
 
 use crate::actions::Resource;
+use crate::actions::state_of;
 use crate::actions::{Action, ActionPlan};
 use crate::plan::ApiCall;
 
 use super::kind::{Bucket, BucketEncryption, PublicAccessBlock};
-use super::plan::{EnsureBucket, normalize_policy, state};
+use super::plan::{EnsureBucket, normalize_policy};
 
 fn call(operation: &str) -> ApiCall {
     ApiCall {
@@ -19,7 +20,7 @@ fn call(operation: &str) -> ApiCall {
 
 #[test]
 fn a_created_bucket_is_deleted_and_an_existing_one_gets_its_settings_back() {
-    let missing = state(&Bucket::missing("logs", "eu-west-1"));
+    let missing = state_of(&Bucket::missing("logs", "eu-west-1"));
     let created = EnsureBucket
         .inverse(&call("CreateBucket"), &missing, &json!(null))
         .expect("a way back");
@@ -33,7 +34,7 @@ fn a_created_bucket_is_deleted_and_an_existing_one_gets_its_settings_back() {
         ..Bucket::missing("logs", "eu-west-1")
     };
     let policy = EnsureBucket
-        .inverse(&call("PutBucketPolicy"), &state(&existing), &json!(null))
+        .inverse(&call("PutBucketPolicy"), &state_of(&existing), &json!(null))
         .expect("a way back");
     assert_eq!(policy.operation, "PutBucketPolicy");
     assert_eq!(
@@ -44,7 +45,7 @@ fn a_created_bucket_is_deleted_and_an_existing_one_gets_its_settings_back() {
     let block = EnsureBucket
         .inverse(
             &call("PutPublicAccessBlock"),
-            &state(&existing),
+            &state_of(&existing),
             &json!(null),
         )
         .expect("a way back");
@@ -52,7 +53,7 @@ fn a_created_bucket_is_deleted_and_an_existing_one_gets_its_settings_back() {
     let never_versioned = EnsureBucket
         .inverse(
             &call("PutBucketVersioning"),
-            &state(&existing),
+            &state_of(&existing),
             &json!(null),
         )
         .expect_err("S3 can only suspend versioning");

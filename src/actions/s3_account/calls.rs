@@ -79,7 +79,9 @@ impl Calls for S3ControlCalls {
     }
 
     async fn read(&self, clients: &RegionClients, account: &str) -> Result<Value> {
-        Ok(serde_json::to_value(kind::read(clients, account).await?).unwrap_or_default())
+        Ok(crate::actions::state_of(
+            &kind::read(clients, account).await?,
+        ))
     }
 
     async fn apply(

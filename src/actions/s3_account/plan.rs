@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::calls::{DeleteInput, PutInput, S3ControlCall, S3ControlCalls};
 use super::kind::AccountPublicAccessBlock;
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
     api_call, arguments_of, recorded, typed_args,
@@ -47,10 +48,6 @@ static INFO: ActionInfo = ActionInfo {
     outputs: &[],
     waits: false,
 };
-
-fn state(block: &AccountPublicAccessBlock) -> Value {
-    serde_json::to_value(block).unwrap_or_default()
-}
 
 fn wanted(args: &BlockArgs, current: PublicAccessBlock) -> PublicAccessBlock {
     PublicAccessBlock {
@@ -111,7 +108,7 @@ impl Action for BlockAccountPublicAccess {
             settings: Some(target_switches),
             ..block.clone()
         };
-        let mut chain = DraftChain::new("s3control", state(block));
+        let mut chain = DraftChain::new("s3control", state_of(block));
         chain.push_call(
             ChangeKind::Update,
             format!(
@@ -119,7 +116,7 @@ impl Action for BlockAccountPublicAccess {
                 block.account_id,
                 turned_on.join(", ")
             ),
-            state(&after),
+            state_of(&after),
             &put(&block.account_id, target_switches),
         )?;
         Ok(chain.into_plan(Resource::AccountPublicAccessBlock(after)))

@@ -12,13 +12,14 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::actions::state_of;
 use crate::actions::{Applied, Calls, RegionRead, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Probe};
 use crate::template::KNOWN_AFTER_APPLY;
 
-use super::kind::{SecurityGroupRules, state};
+use super::kind::SecurityGroupRules;
 use super::read::{MAX_FILTER_VALUES, list_region_rules, list_rules, read_rules, states_of};
 use super::rule::{Peer, Rule, RuleKey};
 
@@ -52,7 +53,7 @@ impl Calls for SecurityGroupCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_rules(clients, resource_id).await?))
+        Ok(state_of(&read_rules(clients, resource_id).await?))
     }
 
     fn read_many_limit(&self) -> usize {

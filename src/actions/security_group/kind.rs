@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
@@ -155,9 +154,4 @@ impl Kind for SecurityGroup {
             })
             .collect())
     }
-}
-
-/// The rules as the state a change records (plain data: serializing cannot fail).
-pub(super) fn state(rules: &SecurityGroupRules) -> Value {
-    serde_json::to_value(rules).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, ChangeDraft, Inverse, arg, arguments_of,
     typed_args,
@@ -15,7 +16,7 @@ use crate::plan::{ApiCall, BlockReason, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 
 use super::calls::{SecurityGroupCalls, permission_input, rule_request_input};
-use super::kind::{SecurityGroup, state};
+use super::kind::SecurityGroup;
 use super::rule::{Rule, RuleKey, describe_rules, parse_allowed, sort_rules};
 use super::undo::inverse;
 
@@ -131,8 +132,8 @@ impl Action for RestrictEgress {
             changes.push(ChangeDraft {
                 kind: ChangeKind::Create,
                 summary: format!("authorize egress {}", describe_rules(&missing)),
-                before: state(&before),
-                after: state(&current.rules_state()),
+                before: state_of(&before),
+                after: state_of(&current.rules_state()),
                 call: ApiCall {
                     service: "ec2".into(),
                     operation: "AuthorizeSecurityGroupEgress".into(),
@@ -160,8 +161,8 @@ impl Action for RestrictEgress {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                before: state(&before),
-                after: state(&current.rules_state()),
+                before: state_of(&before),
+                after: state_of(&current.rules_state()),
                 call: ApiCall {
                     service: "ec2".into(),
                     operation: "ModifySecurityGroupRules".into(),
@@ -284,8 +285,8 @@ fn revoke_change(current: &mut SecurityGroup, direction: Direction, rules: &[Rul
     ChangeDraft {
         kind: ChangeKind::Delete,
         summary: format!("revoke {word} {}", describe_rules(rules)),
-        before: state(&before),
-        after: state(&current.rules_state()),
+        before: state_of(&before),
+        after: state_of(&current.rules_state()),
         call: ApiCall {
             service: "ec2".into(),
             operation: operation.into(),

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use aws_sdk_ec2::types::Filter;
 use serde_json::Value;
 
+use crate::actions::state_of;
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 
-use super::kind::{SecurityGroupRules, state};
+use super::kind::SecurityGroupRules;
 use super::rule::{Peer, Rule, sort_rules};
 
 /// The largest page EC2's describe calls accept.
@@ -119,7 +120,7 @@ pub(super) fn states_of(mut rules: RulesByGroup, group_ids: &[String]) -> Vec<Va
         .iter()
         .map(|id| {
             let (ingress, egress) = rules.remove(id).unwrap_or_default();
-            state(&sorted(ingress, egress))
+            state_of(&sorted(ingress, egress))
         })
         .collect()
 }

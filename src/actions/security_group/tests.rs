@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::actions::Resource;
+use crate::actions::state_of;
 use crate::actions::{Action, ActionPlan};
 use crate::plan::{ApiCall, BlockReason};
 use crate::template::KNOWN_AFTER_APPLY;
@@ -12,7 +13,7 @@ use crate::template::KNOWN_AFTER_APPLY;
 use proptest::prelude::*;
 
 use super::calls::{permission_input, rule_request_input};
-use super::kind::{SecurityGroup, SecurityGroupRules, state};
+use super::kind::{SecurityGroup, SecurityGroupRules};
 use super::plan::{CloseGroup, RestrictEgress};
 use super::rule::{DEFAULT_RULE_DESCRIPTION, Peer, Rule, RuleKey, parse_allowed, sort_rules};
 
@@ -152,7 +153,7 @@ fn every_change_of_a_restriction_has_an_inverse_that_puts_the_rules_back_exactly
     assert_eq!(undo_rewrite.after, recorded[0].1);
 
     // An authorization is undone by revoking what it added, by id.
-    let before = state(&SecurityGroupRules {
+    let before = state_of(&SecurityGroupRules {
         ingress: Vec::new(),
         egress: vec![v6.clone()],
     });
@@ -164,7 +165,7 @@ fn every_change_of_a_restriction_has_an_inverse_that_puts_the_rules_back_exactly
     );
     let mut egress = vec![v6.clone(), added];
     sort_rules(&mut egress);
-    let after = state(&SecurityGroupRules {
+    let after = state_of(&SecurityGroupRules {
         ingress: Vec::new(),
         egress,
     });

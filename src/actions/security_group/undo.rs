@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::actions::Inverse;
+use crate::actions::state_of;
 use crate::plan::{ApiCall, ChangeKind};
 
 use super::calls::{permission_input, rule_request_input};
-use super::kind::{SecurityGroupRules, state};
+use super::kind::SecurityGroupRules;
 use super::rule::{Rule, RuleKey, describe_rules};
 
 /// Undoes a recorded security-group change from the rules read before and after it: a
@@ -71,7 +72,7 @@ pub(super) fn inverse(
                     "GroupId": group_id,
                     "IpPermissions": removed.iter().map(permission_input).collect::<Vec<_>>(),
                 }),
-                after: state(&restored),
+                after: state_of(&restored),
                 removes_created: false,
             })
         }
@@ -86,7 +87,7 @@ pub(super) fn inverse(
                 summary: format!("revoke egress {}", describe_rules(&added)),
                 operation: "RevokeSecurityGroupEgress".into(),
                 input: json!({"GroupId": group_id, "SecurityGroupRuleIds": ids}),
-                after: state(&was),
+                after: state_of(&was),
                 removes_created: false,
             })
         }
@@ -122,7 +123,7 @@ pub(super) fn inverse(
                 summary: format!("rewrite {} rule(s) back as they were", updates.len()),
                 operation: "ModifySecurityGroupRules".into(),
                 input: json!({"GroupId": group_id, "SecurityGroupRules": updates}),
-                after: state(&was),
+                after: state_of(&was),
                 removes_created: false,
             })
         }

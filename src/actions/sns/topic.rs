@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, typed_args, typed_call,
@@ -88,10 +89,6 @@ static ENSURE: ActionInfo = ActionInfo {
     waits: false,
 };
 
-fn state(topic: &Topic) -> Value {
-    serde_json::to_value(topic).unwrap_or_default()
-}
-
 impl Action for EnsureTopic {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<TopicArgs>()
@@ -108,7 +105,7 @@ impl Action for EnsureTopic {
         let args: TopicArgs = typed_args(args)?;
         let name = topic.name.clone();
         let mut current = topic.clone();
-        let mut chain = DraftChain::new("sns", state(&current));
+        let mut chain = DraftChain::new("sns", state_of(&current));
         if !topic.exists {
             current.exists = true;
             current.arn = Some(args.arn.clone());
@@ -119,7 +116,7 @@ impl Action for EnsureTopic {
                     "create the topic {name}, encrypted with {}",
                     args.kms_key_id
                 ),
-                state(&current),
+                state_of(&current),
                 "CreateTopic",
                 call_input(CreateTopicInput {
                     name: name.clone(),
@@ -134,7 +131,7 @@ impl Action for EnsureTopic {
             chain.push(
                 ChangeKind::Update,
                 format!("encrypt the topic {name} with {}", args.kms_key_id),
-                state(&current),
+                state_of(&current),
                 "SetTopicAttributes",
                 call_input(SetTopicAttributesInput {
                     topic_arn: args.arn.clone(),
@@ -152,7 +149,7 @@ impl Action for EnsureTopic {
             chain.push(
                 ChangeKind::Create,
                 format!("subscribe {email} to {name} (they confirm by email)"),
-                state(&current),
+                state_of(&current),
                 "Subscribe",
                 call_input(SubscribeInput {
                     topic_arn: args.arn.clone(),
@@ -250,7 +247,7 @@ impl Calls for TopicCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_topic(clients, resource_id).await?))
+        Ok(state_of(&read_topic(clients, resource_id).await?))
     }
 
     async fn apply(

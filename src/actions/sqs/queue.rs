@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, typed_args, typed_call,
@@ -123,10 +124,6 @@ pub fn send_policy(queue_arn: &str, sources: &[String]) -> Value {
     })
 }
 
-fn state(queue: &Queue) -> Value {
-    serde_json::to_value(queue).unwrap_or_default()
-}
-
 impl Action for EnsureQueue {
     fn arguments(&self) -> Vec<ArgSpec> {
         arguments_of::<QueueArgs>()
@@ -217,7 +214,7 @@ impl Action for EnsureQueue {
             return Ok(ActionPlan::default());
         }
         let name = queue.name.clone();
-        let mut chain = DraftChain::new("sqs", state(queue));
+        let mut chain = DraftChain::new("sqs", state_of(queue));
         if queue.exists {
             let changed: Vec<&str> = attributes.keys().map(String::as_str).collect();
             let summary = format!("set {} of the queue {name}", changed.join(", "));
@@ -231,7 +228,7 @@ impl Action for EnsureQueue {
             chain.push(
                 ChangeKind::Update,
                 summary,
-                state(&wanted),
+                state_of(&wanted),
                 "SetQueueAttributes",
                 call_input(input)?,
             );
@@ -246,7 +243,7 @@ impl Action for EnsureQueue {
             chain.push(
                 ChangeKind::Create,
                 format!("create the queue {name}, encrypted"),
-                state(&wanted),
+                state_of(&wanted),
                 "CreateQueue",
                 call_input(input)?,
             );
@@ -450,7 +447,7 @@ impl Calls for QueueCalls {
     }
 
     async fn read(&self, clients: &RegionClients, resource_id: &str) -> Result<Value> {
-        Ok(state(&read_queue(clients, resource_id).await?))
+        Ok(state_of(&read_queue(clients, resource_id).await?))
     }
 
     async fn apply(
