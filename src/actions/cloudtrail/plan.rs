@@ -8,10 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, arg, arguments_of,
-    parse_call, typed_args,
+    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
+    arg, arguments_of, parse_call, typed_args,
 };
-use crate::actions::{Resource, ResourceKind};
 use crate::plan::{ApiCall, BlockReason, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::actions::Resource;
-use crate::actions::{Action, ActionPlan};
+use crate::actions::{Action, ActionPlan, Resource};
 use crate::plan::{ApiCall, BlockReason};
 
 use super::kind::{Trail, Trails};

@@ -6,8 +6,7 @@ use aws_sdk_iam::operation::RequestId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::state_of;
-use crate::actions::{Applied, Calls, typed_call};
+use crate::actions::{Applied, Calls, state_of, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::Change;

@@ -6,12 +6,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::actions::s3::normalize_policy;
-use crate::actions::state_of;
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, api_call, arg,
-    arguments_of, parse_call, typed_args,
+    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
+    api_call, arg, arguments_of, parse_call, state_of, typed_args,
 };
-use crate::actions::{Resource, ResourceKind};
 use crate::plan::{ApiCall, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 

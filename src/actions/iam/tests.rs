@@ -2,8 +2,7 @@
 
 use serde_json::Value;
 
-use crate::actions::Resource;
-use crate::actions::{Action, ActionPlan};
+use crate::actions::{Action, ActionPlan, Resource};
 use crate::template::KNOWN_AFTER_APPLY;
 
 use serde_json::json;

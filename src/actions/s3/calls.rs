@@ -11,8 +11,7 @@ use aws_sdk_s3::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::state_of;
-use crate::actions::{Applied, Calls, typed_call};
+use crate::actions::{Applied, Calls, state_of, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::Change;
@@ -38,88 +37,88 @@ enum BucketCall {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct BucketName {
-    pub(super) bucket: String,
+    bucket: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct CreateBucketInput {
-    pub(super) bucket: String,
+    bucket: String,
     #[serde(default)]
-    pub(super) create_bucket_configuration: Option<LocationInput>,
+    create_bucket_configuration: Option<LocationInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct LocationInput {
-    pub(super) location_constraint: String,
+    location_constraint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PutBlockInput {
-    pub(super) bucket: String,
-    pub(super) public_access_block_configuration: BlockSwitches,
+    bucket: String,
+    public_access_block_configuration: BlockSwitches,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct BlockSwitches {
-    pub(super) block_public_acls: bool,
-    pub(super) ignore_public_acls: bool,
-    pub(super) block_public_policy: bool,
-    pub(super) restrict_public_buckets: bool,
+    block_public_acls: bool,
+    ignore_public_acls: bool,
+    block_public_policy: bool,
+    restrict_public_buckets: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PutEncryptionInput {
-    pub(super) bucket: String,
-    pub(super) server_side_encryption_configuration: EncryptionConfigurationInput,
+    bucket: String,
+    server_side_encryption_configuration: EncryptionConfigurationInput,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct EncryptionConfigurationInput {
-    pub(super) rules: Vec<EncryptionRuleInput>,
+    rules: Vec<EncryptionRuleInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct EncryptionRuleInput {
-    pub(super) apply_server_side_encryption_by_default: ByDefaultInput,
+    apply_server_side_encryption_by_default: ByDefaultInput,
     #[serde(default)]
-    pub(super) bucket_key_enabled: Option<bool>,
+    bucket_key_enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ByDefaultInput {
     #[serde(rename = "SSEAlgorithm")]
-    pub(super) sse_algorithm: String,
+    sse_algorithm: String,
     #[serde(rename = "KMSMasterKeyID", default)]
-    pub(super) kms_master_key_id: Option<String>,
+    kms_master_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PutVersioningInput {
-    pub(super) bucket: String,
-    pub(super) versioning_configuration: VersioningInput,
+    bucket: String,
+    versioning_configuration: VersioningInput,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct VersioningInput {
-    pub(super) status: String,
+    status: String,
 }
 
 /// The policy is shown in the plan as a document and sent as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PutPolicyInput {
-    pub(super) bucket: String,
-    pub(super) policy: Value,
+    bucket: String,
+    policy: Value,
 }
 
 /// Reads, applies (and cannot probe) bucket changes.

@@ -5,12 +5,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::actions::state_of;
 use crate::actions::{
-    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, arg, arguments_of,
-    typed_args,
+    Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
+    arg, arguments_of, state_of, typed_args,
 };
-use crate::actions::{Resource, ResourceKind};
 use crate::plan::{ApiCall, ChangeKind};
 use crate::template::KNOWN_AFTER_APPLY;
 

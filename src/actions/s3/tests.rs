@@ -2,9 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::Resource;
-use crate::actions::state_of;
-use crate::actions::{Action, ActionPlan};
+use crate::actions::{Action, ActionPlan, Resource, state_of};
 use crate::plan::ApiCall;
 
 use super::kind::{Bucket, BucketEncryption, PublicAccessBlock};

@@ -6,10 +6,9 @@ use serde_json::Value;
 
 use super::calls::{DeleteInput, PutInput, S3ControlCall, S3ControlCalls};
 use super::kind::AccountPublicAccessBlock;
-use crate::actions::state_of;
 use crate::actions::{
     Action, ActionInfo, ActionPlan, ArgSpec, Calls, DraftChain, Inverse, Resource, ResourceKind,
-    api_call, arguments_of, recorded, typed_args,
+    api_call, arguments_of, recorded, state_of, typed_args,
 };
 use crate::inventory::PublicAccessBlock;
 use crate::plan::{ApiCall, ChangeKind};

@@ -12,8 +12,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::state_of;
-use crate::actions::{Applied, Calls, RegionRead, typed_call};
+use crate::actions::{Applied, Calls, RegionRead, state_of, typed_call};
 use crate::aws::{RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Probe};

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::actions::Resource;
-use crate::actions::state_of;
-use crate::actions::{Action, ActionPlan};
+use crate::actions::{Action, ActionPlan, Resource, state_of};
 use crate::plan::{ApiCall, BlockReason};
 use crate::template::KNOWN_AFTER_APPLY;
 

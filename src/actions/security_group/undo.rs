@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::actions::Inverse;
-use crate::actions::state_of;
+use crate::actions::{Inverse, state_of};
 use crate::plan::{ApiCall, ChangeKind};
 
 use super::calls::{permission_input, rule_request_input};
