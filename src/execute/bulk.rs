@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::Run;
 use super::journal::Phase;
-use super::lifecycle::{Walk, Walked};
+use super::lifecycle::{Seen, Walk, Walked};
 use super::schedule::Unit;
 use crate::actions::{self, Calls, RegionRead};
 use crate::audit::Outcome;
@@ -55,37 +55,10 @@ pub(super) enum ReadBack {
     },
 }
 
-/// A chain's first resource as the stage's listing read it. Most are as planned, and
-/// are held so, not as a copy of the plan's state, until their window's turn: a stage
-/// over thousands of resources holds only the states that differ.
-pub(super) enum Listed {
-    /// Equal to the chain's first change's `before`.
-    AsPlanned,
-    /// Anything else (the stale check reports it).
-    Read(Value),
-}
-
-impl Listed {
-    fn of(state: Value, before: &Value) -> Self {
-        if state == *before {
-            Self::AsPlanned
-        } else {
-            Self::Read(state)
-        }
-    }
-
-    fn state(self, before: &Value) -> Value {
-        match self {
-            Self::AsPlanned => before.clone(),
-            Self::Read(state) => state,
-        }
-    }
-}
-
 /// A stage's chains in one account-region as pages, each with the states read for it
 /// before the stage (`None`: the page reads its own), and how the pages read back.
 pub(super) struct Pages {
-    pub(super) pages: Vec<(Page, Option<Vec<Listed>>)>,
+    pub(super) pages: Vec<(Page, Option<Vec<Seen>>)>,
     pub(super) read_back: ReadBack,
 }
 
@@ -123,8 +96,8 @@ pub(super) fn chains(
 fn in_pages(
     chains: Vec<Vec<usize>>,
     size: usize,
-    states: Option<Vec<Listed>>,
-) -> Vec<(Page, Option<Vec<Listed>>)> {
+    states: Option<Vec<Seen>>,
+) -> Vec<(Page, Option<Vec<Seen>>)> {
     let mut states = states.map(Vec::into_iter);
     chains
         .chunks(size.max(1))
@@ -146,7 +119,7 @@ impl Run<'_> {
     pub(super) async fn page(
         &self,
         stage: usize,
-        (page, known): (Page, Option<Vec<Listed>>),
+        (page, known): (Page, Option<Vec<Seen>>),
         read_back: ReadBack,
         concurrency: usize,
     ) -> Vec<(usize, Outcome)> {
@@ -167,7 +140,7 @@ impl Run<'_> {
         let calls = action.calls();
         let (account, region) = (lead.account_id.as_str(), lead.region.as_str());
         let first_ids = self.first_ids(&page);
-        let known: Vec<Option<Listed>> = match known {
+        let known: Vec<Option<Seen>> = match known {
             Some(states) if states.len() == first_ids.len() => {
                 states.into_iter().map(Some).collect()
             }
@@ -175,7 +148,7 @@ impl Run<'_> {
                 .read_many(calls, &clients, &first_ids)
                 .await
                 .into_iter()
-                .map(|state| state.map(Listed::Read))
+                .map(|state| state.map(Seen::Read))
                 .collect(),
         };
         // The chains go `concurrency` at a time, each window's first `started` lines in
@@ -193,10 +166,10 @@ impl Run<'_> {
             let how = Walk::Paged {
                 started_journaled: self.journal.record_all(started).is_ok(),
             };
-            let walks = window.iter().zip(known.by_ref()).map(|(chain, known)| {
-                let before = &self.plan.changes[chain[0]].before;
-                self.walk(stage, chain, known.map(|k| k.state(before)), how)
-            });
+            let walks = window
+                .iter()
+                .zip(known.by_ref())
+                .map(|(chain, known)| self.walk(stage, chain, known, how));
             walked.extend(future::join_all(walks).await);
         }
         let called_ids: Vec<String> = walked
@@ -279,11 +252,11 @@ impl Run<'_> {
     }
 
     /// Each chain's listed state against its first change's `before`.
-    fn as_listed(&self, chains: &[Vec<usize>], states: Vec<Value>) -> Vec<Listed> {
+    fn as_listed(&self, chains: &[Vec<usize>], states: Vec<Value>) -> Vec<Seen> {
         chains
             .iter()
             .zip(states)
-            .map(|(chain, state)| Listed::of(state, &self.plan.changes[chain[0]].before))
+            .map(|(chain, state)| Seen::of(state, &self.plan.changes[chain[0]].before))
             .collect()
     }
 

@@ -15,12 +15,51 @@ use crate::aws::persist;
 use crate::error::{Error, Result};
 use crate::plan::{Change, state_matches};
 
+/// A resource's state as read, held as a marker when it is exactly what the plan says
+/// (a change's before, or its after once made): a page of thousands of changes read in
+/// bulk then holds only the states that differ, not a copy of the plan's.
+#[derive(Debug)]
+pub(super) enum Seen {
+    /// Equal to the plan's state it was read against.
+    AsPlanned,
+    /// Anything else.
+    Read(Value),
+}
+
+impl Seen {
+    /// `state`, against the plan's `planned`.
+    pub(super) fn of(state: Value, planned: &Value) -> Self {
+        if state == *planned {
+            Self::AsPlanned
+        } else {
+            Self::Read(state)
+        }
+    }
+
+    /// The state, given the plan's `planned` it was read against.
+    pub(super) fn get<'a>(&'a self, planned: &'a Value) -> &'a Value {
+        match self {
+            Self::AsPlanned => planned,
+            Self::Read(state) => state,
+        }
+    }
+
+    /// The state as a value of its own.
+    pub(super) fn into_value(self, planned: &Value) -> Value {
+        match self {
+            Self::AsPlanned => planned.clone(),
+            Self::Read(state) => state,
+        }
+    }
+}
+
 /// A change ready for its call: its calls, clients, the state just read (which matched
 /// its before) and when it started.
 pub(super) struct Ready {
     pub(super) calls: &'static dyn actions::Calls,
     pub(super) clients: crate::aws::RegionClients,
-    pub(super) current: Value,
+    /// Against the change's before.
+    pub(super) current: Seen,
     pub(super) started: Instant,
 }
 
@@ -69,7 +108,7 @@ impl Run<'_> {
         &self,
         stage: usize,
         chain: &[usize],
-        known: Option<Value>,
+        known: Option<Seen>,
         how: Walk,
     ) -> Walked {
         let mut walked = Walked::default();
@@ -92,7 +131,7 @@ impl Run<'_> {
                 match self.prepare(change, last_read.take(), journaled).await {
                     Ok(ready) => {
                         let result = persist::persist(self.deadline, || {
-                            ready.calls.apply(&ready.clients, change, &ready.current)
+                            ready.calls.apply(&ready.clients, change, ready.current.get(&change.before))
                         })
                         .await;
                         walked.called = true;
@@ -111,7 +150,7 @@ impl Run<'_> {
             if let Outcome::Failed { .. } = outcome {
                 chain_failed = Some(change.id.clone());
             } else {
-                last_read = after;
+                last_read = after.map(Seen::Read);
             }
             walked.outcomes.push((index, outcome));
         }
@@ -155,7 +194,7 @@ impl Run<'_> {
     pub(super) async fn one(
         &self,
         change: &Change,
-        known: Option<Value>,
+        known: Option<Seen>,
         journaled: bool,
     ) -> (Outcome, Option<Value>, bool) {
         let ready = match self.prepare(change, known, journaled).await {
@@ -163,7 +202,7 @@ impl Run<'_> {
             Err((outcome, after)) => return (outcome, after, false),
         };
         let result = persist::persist(self.deadline, || {
-            ready.calls.apply(&ready.clients, change, &ready.current)
+            ready.calls.apply(&ready.clients, change, ready.current.get(&change.before))
         })
         .await;
         let (outcome, after) = self.conclude(change, ready, result, None).await;
@@ -176,7 +215,7 @@ impl Run<'_> {
     pub(super) async fn prepare(
         &self,
         change: &Change,
-        known: Option<Value>,
+        known: Option<Seen>,
         journaled: bool,
     ) -> std::result::Result<Ready, (Outcome, Option<Value>)> {
         let started = Instant::now();
@@ -220,9 +259,9 @@ impl Run<'_> {
             ));
         };
         let current = match known {
-            Some(state) => state,
+            Some(seen) => seen,
             None => match self.read(calls, &clients, change).await {
-                Ok(state) => state,
+                Ok(state) => Seen::Read(state),
                 Err(e) => {
                     return Err(self.fail_with(
                         change,
@@ -235,11 +274,15 @@ impl Run<'_> {
                 }
             },
         };
-        if let Err(detail) = state_matches(&change.before, &current) {
+        // A state seen as planned is the before itself: nothing to compare.
+        if let Seen::Read(state) = &current
+            && let Err(detail) = state_matches(&change.before, state)
+        {
             let error = Error::StalePlan {
                 resource: change.resource.to_string(),
                 detail,
             };
+            let current = current.into_value(&change.before);
             return Err(self.fail_with(change, current, Value::Null, &error, Vec::new(), started));
         }
         Ok(Ready {
@@ -275,10 +318,10 @@ impl Run<'_> {
                     .read(calls, &clients, change)
                     .await
                     .unwrap_or(Value::Null);
-                if let Some(outcome) = self.made_despite(change, &current, &after, &e, started) {
+                if let Some(outcome) = self.made_despite(change, current.get(&change.before), &after, &e, started) {
                     return (outcome, Some(after));
                 }
-                return self.fail_with(change, current, after, &e, Vec::new(), started);
+                return self.fail_with(change, current.into_value(&change.before), after, &e, Vec::new(), started);
             }
         };
         let read_back = read_back.filter(|state| state_matches(&change.after, state).is_ok());
@@ -291,7 +334,7 @@ impl Run<'_> {
             Err(e) => {
                 return self.fail_with(
                     change,
-                    current,
+                    current.into_value(&change.before),
                     Value::Null,
                     &e,
                     applied.request_ids,
@@ -304,13 +347,13 @@ impl Run<'_> {
                 resource: change.resource.to_string(),
                 detail,
             };
-            return self.fail_with(change, current, after, &error, applied.request_ids, started);
+            return self.fail_with(change, current.into_value(&change.before), after, &error, applied.request_ids, started);
         }
         let outcome = Outcome::Succeeded;
         self.finish(
             change,
             Ending {
-                before: current,
+                before: current.into_value(&change.before),
                 after: after.clone(),
                 outcome: &outcome,
                 request_ids: applied.request_ids,
@@ -388,7 +431,10 @@ impl Run<'_> {
         };
         let (calls, clients) = (lead.calls, lead.clients.clone());
         let changes: Vec<&Change> = ready.iter().map(|(i, _)| &self.plan.changes[*i]).collect();
-        let states: Vec<&Value> = ready.iter().map(|(_, r)| &r.current).collect();
+        let states: Vec<&Value> = ready
+            .iter()
+            .map(|(i, r)| r.current.get(&self.plan.changes[*i].before))
+            .collect();
         tracing::info!(operation = %changes[0].call.operation, changes = changes.len(), "applying as one call");
         let mut results = persist::persist_all(self.deadline, || {
             calls.apply_batch(&clients, &changes, &states)

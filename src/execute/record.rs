@@ -82,9 +82,9 @@ impl Run<'_> {
         self.progress.advance();
         let entry = Entry::Change(Box::new(record));
         let line = (change.id.clone(), phase, detail);
+        let key = (change.account_id.clone(), change.region.clone());
         if let Ok(mut deferred) = self.deferred.lock()
-            && let Some(held) =
-                deferred.get_mut(&(change.account_id.clone(), change.region.clone()))
+            && let Some(held) = deferred.get_mut(&key)
         {
             let principal = self.principal(&change.account_id);
             match Appended::new(change.account_id.clone(), principal, &entry) {
@@ -93,6 +93,11 @@ impl Run<'_> {
                     held.journal.push(line);
                 }
                 Err(e) => self.unrecorded(format!("change {}: {e}", change.id)),
+            }
+            if held.audit.len() >= HELD_AT_MOST {
+                let full = std::mem::take(held);
+                drop(deferred);
+                self.write(&key.0, &key.1, full);
             }
             return;
         }
@@ -127,9 +132,18 @@ impl Run<'_> {
             .lock()
             .ok()
             .and_then(|mut d| d.remove(&(account.to_string(), region.to_string())));
-        let Some(Held { journal, audit }) = held else {
+        if let Some(held) = held {
+            self.write(account, region, held);
+        }
+    }
+
+    /// Writes `held` records about `account` and `region`: the audit records first,
+    /// then the journal lines (see [`Run::write_held`]).
+    fn write(&self, account: &str, region: &str, held: Held) {
+        let Held { journal, audit } = held;
+        if journal.is_empty() {
             return;
-        };
+        }
         let changes = journal.len();
         let audited = crate::audit::lock(self.audit)
             .and_then(|mut log| log.append_all(self.run_id, audit))
@@ -155,6 +169,11 @@ impl Run<'_> {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// The most records held at once for an account-region: a page concluding more writes
+/// them in parts of this many (a sync each for the audit records and the journal
+/// lines), so what a page holds in memory does not grow with the page.
+const HELD_AT_MOST: usize = 250;
 
 /// Records held for one account-region while its page is concluded.
 #[derive(Default)]
