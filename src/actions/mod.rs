@@ -322,6 +322,16 @@ pub struct Rights {
 }
 
 impl Rights {
+    /// No rights: what a concern's `Rights` leaves out it takes from here
+    /// (`..Rights::NONE`), so it names only what it needs.
+    pub const NONE: Rights = Rights {
+        reads: &[],
+        changes: &[],
+        passes_role_to: &[],
+        kms_via_ec2: false,
+        includes: &[],
+    };
+
     /// These rights and, depth first, those they include.
     pub fn all(&'static self) -> Vec<&'static Rights> {
         let mut all = vec![self];
@@ -334,10 +344,11 @@ impl Rights {
 
 /// The states [`Calls::read_from_region`] read, and how many calls listing the region
 /// took: apply weighs that against reading by filter when it reads the region again.
-#[derive(Debug, Clone, PartialEq)]
 pub struct RegionRead {
-    /// One state per resource asked for, in order.
-    pub states: Vec<Value>,
+    /// One state per resource asked for, in order, each made as it is taken: apply
+    /// keeps only those that differ from the plan, so a page of thousands of resources
+    /// is never held as values all at once.
+    pub states: Box<dyn ExactSizeIterator<Item = Value> + Send>,
     /// The list calls made.
     pub requests: usize,
 }

@@ -286,6 +286,14 @@ impl Aws {
         })
     }
 
+    /// The bucket EC2 paces `operation` by, when calls are paced (`None`: unpaced, as
+    /// with `--ec2-rate off`).
+    pub fn ec2_rate(&self, operation: &str) -> Option<limiter::Rate> {
+        self.pacing
+            .as_ref()
+            .map(|(rates, _)| rates.rate(limiter::Category::of(operation)))
+    }
+
     /// Clients bound to `region`.
     pub fn region(&self, region: &str) -> RegionClients {
         let make = || {

@@ -10,7 +10,8 @@
 //! A stage over most of a region reads it by listing the region instead
 //! ([`actions::Calls::read_from_region`], 1000 rules a call), when that takes fewer
 //! calls: once before the stage instead of each page's read before, and, when listing
-//! the region after each page of up to [`REGION_PAGE`] chains takes fewer calls than
+//! the region after each page of up to [`REGION_PAGE`] chains (fewer when EC2 paces the
+//! calls: what it lets through in [`PAGE_SECONDS`]) takes fewer calls than
 //! reading each page of 200 back by filter, after each such page. The service then
 //! scans the region once a read rather than once for each id of a filter.
 //!
@@ -31,17 +32,24 @@ use super::lifecycle::{Seen, Walk, Walked};
 use super::schedule::Unit;
 use crate::actions::{self, Calls, RegionRead};
 use crate::audit::Outcome;
+use crate::aws::limiter::Rate;
 use crate::aws::{RegionClients, persist};
 use crate::plan::{Change, Plan};
 
 /// A page: chains (each a list of change indices) read together.
 type Page = Vec<Vec<usize>>;
 
-/// The chains of a page that reads back by listing the region. Each of its read-backs
-/// lists the whole region, so the larger the page the fewer listings; this bounds the
-/// records held until a page is concluded, and the changes a crash leaves for resume
-/// to read back.
-pub(super) const REGION_PAGE: usize = 1000;
+/// The most chains of a page that reads back by listing the region. Each of its
+/// read-backs lists the whole region, so the larger the page the fewer listings. What a
+/// page holds does not grow with it (states as planned are markers, records are written
+/// in parts), but its changes' records wait for its read-back, and a crash leaves its
+/// calls for resume to read back: see [`PAGE_SECONDS`].
+pub(super) const REGION_PAGE: usize = 3000;
+
+/// When EC2 paces the calls, a page holds what its bucket lets through in about this
+/// long (the burst, then the refill rate): at the default 5 mutations a second, 350
+/// chains, so no change's record waits for much more than a minute.
+pub(super) const PAGE_SECONDS: f64 = 60.0;
 
 /// How a stage's pages read their resources after their calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +97,29 @@ pub(super) fn chains(
             Unit::Batch(_) => None,
         })
         .collect())
+}
+
+/// The chains of a page reading back by listing the region, calls paced by `rate`
+/// (`None`: not paced).
+fn region_page(rate: Option<Rate>) -> usize {
+    match rate {
+        Some(rate) => {
+            let paced = f64::from(rate.burst) + rate.per_second * PAGE_SECONDS;
+            // `as` saturates: a rate set absurdly high is no pacing at all.
+            (paced as usize).clamp(1, REGION_PAGE)
+        }
+        None => REGION_PAGE,
+    }
+}
+
+/// Each called change's state read back, against its after: held as a marker when the
+/// change shows made exactly as planned.
+fn as_made(called: &[&Change], states: impl Iterator<Item = Option<Value>>) -> Vec<Option<Seen>> {
+    called
+        .iter()
+        .zip(states)
+        .map(|(change, state)| state.map(|state| Seen::of(state, &change.after)))
+        .collect()
 }
 
 /// `chains` in pages of `size`, each with its share of `states` (one per chain, in
@@ -172,17 +203,21 @@ impl Run<'_> {
                 .map(|(chain, known)| self.walk(stage, chain, known, how));
             walked.extend(future::join_all(walks).await);
         }
-        let called_ids: Vec<String> = walked
+        let called: Vec<&Change> = walked
             .iter()
             .filter_map(|w| w.pending.as_ref())
-            .map(|(index, _, _)| self.plan.changes[*index].resource.id.clone())
+            .map(|(index, _, _)| &self.plan.changes[*index])
             .collect();
         let mut read_back = match read_back {
             ReadBack::ByRegion { requests } => {
-                self.read_back_region(calls, &clients, &called_ids, requests)
+                self.read_back_region(calls, &clients, &called, requests)
                     .await
             }
-            ReadBack::ByFilter => self.read_many(calls, &clients, &called_ids).await,
+            ReadBack::ByFilter => {
+                let ids: Vec<String> = called.iter().map(|c| c.resource.id.clone()).collect();
+                let states = self.read_many(calls, &clients, &ids).await;
+                as_made(&called, states.into_iter())
+            }
         }
         .into_iter();
         self.hold_records(account, region);
@@ -231,13 +266,14 @@ impl Run<'_> {
             }
             _ => None,
         };
+        let region_page = lead.map_or(REGION_PAGE, |lead| self.region_page(lead));
         match listed {
             Some(RegionRead { states, requests })
-                if requests * chains.len().div_ceil(REGION_PAGE) < by_filter =>
+                if requests * chains.len().div_ceil(region_page) < by_filter =>
             {
                 let states = self.as_listed(&chains, states);
                 Pages {
-                    pages: in_pages(chains, REGION_PAGE, Some(states)),
+                    pages: in_pages(chains, region_page, Some(states)),
                     read_back: ReadBack::ByRegion { requests },
                 }
             }
@@ -251,8 +287,18 @@ impl Run<'_> {
         }
     }
 
+    /// The chains of a page reading back by listing the region: [`REGION_PAGE`], or,
+    /// when EC2 paces `lead`'s calls, what its bucket lets through in [`PAGE_SECONDS`].
+    fn region_page(&self, lead: &Change) -> usize {
+        let rate = self
+            .sessions
+            .get(lead.account_id.as_str())
+            .and_then(|session| session.aws.ec2_rate(&lead.call.operation));
+        region_page(rate)
+    }
+
     /// Each chain's listed state against its first change's `before`.
-    fn as_listed(&self, chains: &[Vec<usize>], states: Vec<Value>) -> Vec<Seen> {
+    fn as_listed(&self, chains: &[Vec<usize>], states: impl Iterator<Item = Value>) -> Vec<Seen> {
         chains
             .iter()
             .zip(states)
@@ -300,26 +346,28 @@ impl Run<'_> {
         &self,
         calls: &dyn Calls,
         clients: &RegionClients,
-        ids: &[String],
+        called: &[&Change],
         requests: usize,
-    ) -> Vec<Option<Value>> {
-        if ids.is_empty() {
+    ) -> Vec<Option<Seen>> {
+        if called.is_empty() {
             return Vec::new();
         }
+        let ids: Vec<String> = called.iter().map(|c| c.resource.id.clone()).collect();
         let read = persist::persist(self.deadline, || {
-            calls.read_from_region(clients, ids, requests + 1)
+            calls.read_from_region(clients, &ids, requests + 1)
         })
         .await;
-        match read {
+        let states = match read {
             Ok(Some(read)) if read.states.len() == ids.len() => {
-                read.states.into_iter().map(Some).collect()
+                return as_made(called, read.states.map(Some));
             }
-            Ok(_) => self.read_many(calls, clients, ids).await,
+            Ok(_) => self.read_many(calls, clients, &ids).await,
             Err(e) => {
                 tracing::warn!(resources = ids.len(), error = %e, "listing the region failed; reading back by filter");
-                self.read_many(calls, clients, ids).await
+                self.read_many(calls, clients, &ids).await
             }
-        }
+        };
+        as_made(called, states.into_iter())
     }
 
     /// The states of `ids` read in bulk ([`Calls::read_many_limit`] a call), throttling
@@ -351,5 +399,34 @@ impl Run<'_> {
             }
         }
         states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_page_holds_about_a_minute_of_calls_and_an_unpaced_one_the_most() {
+        assert_eq!(region_page(None), REGION_PAGE);
+        let mutating = Rate {
+            burst: 50,
+            per_second: 5.0,
+        };
+        assert_eq!(
+            region_page(Some(mutating)),
+            350,
+            "the burst, then 60 s at 5 a second"
+        );
+        let unbounded = Rate {
+            burst: u32::MAX,
+            per_second: f64::INFINITY,
+        };
+        assert_eq!(region_page(Some(unbounded)), REGION_PAGE);
+        let stalled = Rate {
+            burst: 0,
+            per_second: 0.0,
+        };
+        assert_eq!(region_page(Some(stalled)), 1, "a page always holds a chain");
     }
 }

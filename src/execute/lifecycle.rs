@@ -131,7 +131,11 @@ impl Run<'_> {
                 match self.prepare(change, last_read.take(), journaled).await {
                     Ok(ready) => {
                         let result = persist::persist(self.deadline, || {
-                            ready.calls.apply(&ready.clients, change, ready.current.get(&change.before))
+                            ready.calls.apply(
+                                &ready.clients,
+                                change,
+                                ready.current.get(&change.before),
+                            )
                         })
                         .await;
                         walked.called = true;
@@ -202,7 +206,9 @@ impl Run<'_> {
             Err((outcome, after)) => return (outcome, after, false),
         };
         let result = persist::persist(self.deadline, || {
-            ready.calls.apply(&ready.clients, change, ready.current.get(&change.before))
+            ready
+                .calls
+                .apply(&ready.clients, change, ready.current.get(&change.before))
         })
         .await;
         let (outcome, after) = self.conclude(change, ready, result, None).await;
@@ -302,7 +308,7 @@ impl Run<'_> {
         change: &Change,
         ready: Ready,
         result: Result<actions::Applied>,
-        read_back: Option<Value>,
+        read_back: Option<Seen>,
     ) -> (Outcome, Option<Value>) {
         let Ready {
             calls,
@@ -318,13 +324,24 @@ impl Run<'_> {
                     .read(calls, &clients, change)
                     .await
                     .unwrap_or(Value::Null);
-                if let Some(outcome) = self.made_despite(change, current.get(&change.before), &after, &e, started) {
+                if let Some(outcome) =
+                    self.made_despite(change, current.get(&change.before), &after, &e, started)
+                {
                     return (outcome, Some(after));
                 }
-                return self.fail_with(change, current.into_value(&change.before), after, &e, Vec::new(), started);
+                return self.fail_with(
+                    change,
+                    current.into_value(&change.before),
+                    after,
+                    &e,
+                    Vec::new(),
+                    started,
+                );
             }
         };
-        let read_back = read_back.filter(|state| state_matches(&change.after, state).is_ok());
+        let read_back = read_back
+            .map(|seen| seen.into_value(&change.after))
+            .filter(|state| state_matches(&change.after, state).is_ok());
         let after = match read_back {
             Some(state) => Ok(state),
             None => self.read(calls, &clients, change).await,
@@ -347,7 +364,14 @@ impl Run<'_> {
                 resource: change.resource.to_string(),
                 detail,
             };
-            return self.fail_with(change, current.into_value(&change.before), after, &error, applied.request_ids, started);
+            return self.fail_with(
+                change,
+                current.into_value(&change.before),
+                after,
+                &error,
+                applied.request_ids,
+                started,
+            );
         }
         let outcome = Outcome::Succeeded;
         self.finish(

@@ -574,25 +574,26 @@ async fn a_stage_over_most_of_a_region_lists_the_region_once_before_its_calls() 
     }
 }
 
-/// A stage over a whole region of 2500 groups: listing it (three calls of 1000 rules)
-/// once a page of 1000 takes fewer calls than reading back 13 pages of 200 by filter,
-/// so each page of 1000 is read back by listing the region; each change still keeps
-/// its own record, and the lagging group is read again alone.
+/// A stage over a whole region of 3500 groups, its calls not paced: listing it (four
+/// calls of 1000 rules) once a page of 3000 takes fewer calls than reading back 18
+/// pages of 200 by filter, so each page of up to 3000 is read back by listing the
+/// region; each change still keeps its own record, and the lagging group is read
+/// again alone.
 #[tokio::test]
-async fn a_stage_over_a_whole_region_reads_it_back_by_listing_it_once_a_page_of_1000() {
-    let groups: Vec<String> = (0..2500).map(|i| format!("sg-{i:04}")).collect();
+async fn a_stage_over_a_whole_region_reads_it_back_by_listing_it_once_a_page_of_3000() {
+    let groups: Vec<String> = (0..3500).map(|i| format!("sg-{i:04}")).collect();
     let (client, describe, revoke_call) = revoking_ec2_in("sg-1500", groups.clone());
     let out = run(client, &revokes(&groups)).await;
     assert_all_succeeded(&out.report);
-    assert_eq!(revoke_call.num_calls(), 2500);
+    assert_eq!(revoke_call.num_calls(), 3500);
     assert_eq!(
         describe.num_calls(),
-        3 + 3 * 3 + 1,
-        "the region's three pages before the stage, its three pages after each of the \
-         three pages of groups (1000, 1000, 500), and sg-1500's own read"
+        4 + 4 * 2 + 1,
+        "the region's four pages before the stage, its four pages after each of the \
+         two pages of groups (3000, 500), and sg-1500's own read"
     );
     let records = change_records(&out.records);
-    assert_eq!(records.len(), 2500, "each change keeps its own record");
+    assert_eq!(records.len(), 3500, "each change keeps its own record");
     for record in records {
         let group = &record.resource.id;
         assert_eq!(record.before, rule_state(Some(&format!("sgr-{group}"))));
@@ -604,8 +605,8 @@ async fn a_stage_over_a_whole_region_reads_it_back_by_listing_it_once_a_page_of_
         .position(|e| e.phase == journal::Phase::Succeeded)
         .expect("ends");
     assert_eq!(
-        first_ended, 1000,
-        "a page of 1000 is concluded, and its ends written, once it is read back"
+        first_ended, 3000,
+        "a page of 3000 is concluded, and its ends written, once it is read back"
     );
 }
 

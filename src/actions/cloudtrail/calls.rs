@@ -189,9 +189,7 @@ impl Calls for TrailCalls {
                 "cloudtrail:StopLogging",
                 "cloudtrail:DeleteTrail",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

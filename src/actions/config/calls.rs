@@ -117,8 +117,7 @@ impl Calls for RecorderCalls {
                 "config:DeleteConfigurationRecorder",
             ],
             passes_role_to: &["config.amazonaws.com"],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

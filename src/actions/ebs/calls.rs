@@ -90,9 +90,7 @@ impl Calls for EbsCalls {
                 "ec2:DisableEbsEncryptionByDefault",
                 "ec2:ModifyEbsDefaultKmsKeyId",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

@@ -434,9 +434,8 @@ pub(super) static INSTANCE_RIGHTS: crate::actions::Rights = crate::actions::Righ
         "ec2:ModifyInstanceAttribute",
         "ec2:DeleteTags",
     ],
-    passes_role_to: &[],
-    kms_via_ec2: false,
     includes: &[&crate::actions::ebs_volumes::VOLUME_RIGHTS],
+    ..crate::actions::Rights::NONE
 };
 
 #[async_trait]

@@ -551,9 +551,8 @@ pub(crate) static VOLUME_RIGHTS: crate::actions::Rights = crate::actions::Rights
         "ec2:CreateTags",
         "ec2:DeleteTags",
     ],
-    passes_role_to: &[],
     kms_via_ec2: true,
-    includes: &[],
+    ..crate::actions::Rights::NONE
 };
 
 #[async_trait]

@@ -336,8 +336,7 @@ impl Calls for RuleCalls {
                 "events:DeleteRule",
             ],
             passes_role_to: &["events.amazonaws.com"],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

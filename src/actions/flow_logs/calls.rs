@@ -124,8 +124,7 @@ impl Calls for FlowLogCalls {
             reads: &["ec2:DescribeVpcs", "ec2:DescribeFlowLogs"],
             changes: &["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs"],
             passes_role_to: &["vpc-flow-logs.amazonaws.com"],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

@@ -90,9 +90,7 @@ impl Calls for ServiceLinkedRoleCalls {
         &crate::actions::Rights {
             reads: &["iam:ListRoles", "iam:GetServiceLinkedRoleDeletionStatus"],
             changes: &["iam:CreateServiceLinkedRole", "iam:DeleteServiceLinkedRole"],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 
@@ -210,9 +208,7 @@ impl Calls for RoleCalls {
                 "iam:DeleteRolePolicy",
                 "iam:DeleteRole",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

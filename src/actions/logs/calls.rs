@@ -74,9 +74,7 @@ impl Calls for LogGroupCalls {
                 "logs:DeleteRetentionPolicy",
                 "logs:DisassociateKmsKey",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

@@ -149,9 +149,7 @@ impl Calls for BucketCalls {
                 "s3:DeleteBucket",
                 "s3:DeleteBucketPolicy",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

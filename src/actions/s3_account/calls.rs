@@ -68,9 +68,7 @@ impl Calls for S3ControlCalls {
             reads: &["s3:GetAccountPublicAccessBlock"],
             // S3 authorizes removing the configuration with the right to put it.
             changes: &["s3:PutAccountPublicAccessBlock"],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

@@ -41,9 +41,7 @@ impl Calls for SecurityGroupCalls {
                 "ec2:RevokeSecurityGroupIngress",
                 "ec2:ModifySecurityGroupRules",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 
@@ -65,7 +63,7 @@ impl Calls for SecurityGroupCalls {
         resource_ids: &[String],
     ) -> Result<Vec<Value>> {
         let rules = list_rules(clients, resource_ids).await?;
-        Ok(states_of(rules, resource_ids))
+        Ok(states_of(rules, resource_ids).collect())
     }
 
     async fn read_from_region(
@@ -76,7 +74,7 @@ impl Calls for SecurityGroupCalls {
     ) -> Result<Option<RegionRead>> {
         let listed = list_region_rules(clients, requests).await?;
         Ok(listed.map(|(rules, requests)| RegionRead {
-            states: states_of(rules, resource_ids),
+            states: Box::new(states_of(rules, resource_ids)),
             requests,
         }))
     }

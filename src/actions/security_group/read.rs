@@ -115,14 +115,14 @@ fn add_rules(rules: &mut RulesByGroup, page: &[aws_sdk_ec2::types::SecurityGroup
 }
 
 /// Each group's state from the rules listed: a group without rules has none.
-pub(super) fn states_of(mut rules: RulesByGroup, group_ids: &[String]) -> Vec<Value> {
-    group_ids
-        .iter()
-        .map(|id| {
-            let (ingress, egress) = rules.remove(id).unwrap_or_default();
-            state_of(&sorted(ingress, egress))
-        })
-        .collect()
+pub(super) fn states_of(
+    mut rules: RulesByGroup,
+    group_ids: &[String],
+) -> impl ExactSizeIterator<Item = Value> + Send + 'static {
+    Vec::from(group_ids).into_iter().map(move |id| {
+        let (ingress, egress) = rules.remove(&id).unwrap_or_default();
+        state_of(&sorted(ingress, egress))
+    })
 }
 
 /// Counts the network interfaces using each group.

@@ -235,9 +235,7 @@ impl Calls for TopicCalls {
                 "sns:Subscribe",
                 "sns:DeleteTopic",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 

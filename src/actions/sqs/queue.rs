@@ -435,9 +435,7 @@ impl Calls for QueueCalls {
                 "sqs:SetQueueAttributes",
                 "sqs:DeleteQueue",
             ],
-            passes_role_to: &[],
-            kms_via_ec2: false,
-            includes: &[],
+            ..crate::actions::Rights::NONE
         }
     }
 
