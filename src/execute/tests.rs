@@ -430,8 +430,19 @@ fn revoking_ec2_in(
     lagging: &'static str,
     region: Vec<String>,
 ) -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+    growing_region(lagging, region, Vec::new())
+}
+
+/// As [`revoking_ec2_in`], and once the region has been listed to its end, `grown`
+/// groups (each with an open rule) are in it too: what another tool made meanwhile.
+fn growing_region(
+    lagging: &'static str,
+    region: Vec<String>,
+    grown: Vec<String>,
+) -> (Client, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
     let revoked: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let seen = revoked.clone();
+    let listed = Mutex::new((region, Some(grown)));
     let describe = mock!(Client::describe_security_group_rules).then_compute_output(move |r| {
         let mut seen = seen.lock().expect("lock");
         // Whether a read shows `group`'s open rule: until it is revoked, and the
@@ -444,6 +455,8 @@ fn revoking_ec2_in(
             }
         };
         if r.filters().is_empty() {
+            let mut listed = listed.lock().expect("lock");
+            let (region, grown) = &mut *listed;
             if region.is_empty() {
                 return DescribeSecurityGroupRulesOutput::builder()
                     .next_token("more")
@@ -456,9 +469,15 @@ fn revoking_ec2_in(
                 .filter(|group| shown(group))
                 .map(|group| open_rule(group, &format!("sgr-{group}")))
                 .collect();
+            let next_token = (to < region.len()).then(|| to.to_string());
+            if next_token.is_none()
+                && let Some(grown) = grown.take()
+            {
+                region.extend(grown);
+            }
             return DescribeSecurityGroupRulesOutput::builder()
                 .set_security_group_rules(Some(rules))
-                .set_next_token((to < region.len()).then(|| to.to_string()))
+                .set_next_token(next_token)
                 .build();
         }
         let rules = r
@@ -608,6 +627,31 @@ async fn a_stage_over_a_whole_region_reads_it_back_by_listing_it_once_a_page_of_
         first_ended, 3000,
         "a page of 3000 is concluded, and its ends written, once it is read back"
     );
+}
+
+/// A region that grew during the stage (2000 more groups, another tool's) would take
+/// four listing calls to read back where the stage's took two: the listing stops at
+/// three, one more than the stage's, and the page is read back by filter instead.
+#[tokio::test]
+async fn a_region_grown_past_one_more_listing_call_is_read_back_by_filter() {
+    let groups: Vec<String> = (0..2000).map(|i| format!("sg-{i:04}")).collect();
+    let grown = (0..2000).map(|i| format!("sg-new-{i:04}")).collect();
+    let (client, describe, revoke_call) = growing_region("sg-none", groups.clone(), grown);
+    let out = run(client, &revokes(&groups)).await;
+    assert_all_succeeded(&out.report);
+    assert_eq!(revoke_call.num_calls(), 2000);
+    assert_eq!(
+        describe.num_calls(),
+        2 + 3 + 10,
+        "the region's two pages before the stage, three of the grown region's four \
+         after it, then the 2000 groups by filter, 200 a read"
+    );
+    let records = change_records(&out.records);
+    assert_eq!(records.len(), 2000, "each change keeps its own record");
+    for record in records {
+        let group = &record.resource.id;
+        assert_eq!(record.after, rule_state(None), "{group} read back");
+    }
 }
 
 #[tokio::test]
