@@ -500,6 +500,12 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 /// newline, not JSON): what a process killed while writing it leaves, and what the next
 /// [`AuditLog::open`] mends.
 pub fn read(state_dir: &Path) -> Result<Vec<Record>> {
+    read_lines_where(state_dir, |_| true)
+}
+
+/// The records of the lines `keep` accepts, as [`read`] reads them: a caller after a
+/// few records does not hold the whole log parsed (it grows by a record a change).
+fn read_lines_where(state_dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Record>> {
     let path = log_path(state_dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -510,7 +516,7 @@ pub fn read(state_dir: &Path) -> Result<Vec<Record>> {
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::with_capacity(lines.len());
     for (index, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        if line.trim().is_empty() || !keep(line) {
             continue;
         }
         match serde_json::from_str::<Record>(line) {
@@ -530,7 +536,9 @@ pub fn read(state_dir: &Path) -> Result<Vec<Record>> {
 
 /// The seals of every plan saved for apply with this state directory, oldest first.
 pub fn seals(state_dir: &Path) -> Result<Vec<crate::plan::seal::Seal>> {
-    Ok(read(state_dir)?
+    // harden writes compact JSON, so a seal's line names its type so; a line that only
+    // mentions it elsewhere is parsed and left out below.
+    Ok(read_lines_where(state_dir, |line| line.contains(r#""type":"plan_saved""#))?
         .into_iter()
         .filter_map(|record| match record.entry {
             Entry::PlanSaved(seal) => Some(*seal),
