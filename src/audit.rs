@@ -538,7 +538,8 @@ fn read_lines_where(state_dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec
 pub fn seals(state_dir: &Path) -> Result<Vec<crate::plan::seal::Seal>> {
     // harden writes compact JSON, so a seal's line names its type so; a line that only
     // mentions it elsewhere is parsed and left out below.
-    Ok(read_lines_where(state_dir, |line| line.contains(r#""type":"plan_saved""#))?
+    let saved = read_lines_where(state_dir, |line| line.contains(r#""type":"plan_saved""#))?;
+    Ok(saved
         .into_iter()
         .filter_map(|record| match record.entry {
             Entry::PlanSaved(seal) => Some(*seal),
