@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
 use crate::accounts::Shard;
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 
 /// Where a run's objects go.
@@ -76,10 +76,7 @@ pub async fn put(
             .ssekms_key_id(key_id),
         None => request.server_side_encryption(ServerSideEncryption::Aes256),
     };
-    request
-        .send()
-        .await
-        .map_err(|e| Error::Aws(failure("PutObject", &e)))?;
+    request.send().await.or_failure("PutObject")?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::Target;
-use crate::aws::failure;
+use crate::aws::Answer;
 use crate::error::{Error, Result};
 
 /// Calls to Organizations made at once (its request rate is low).
@@ -88,7 +88,7 @@ async fn all_accounts(client: &Client) -> Result<Vec<Account>> {
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListAccounts", &e)))?;
+        let page = page.or_failure("ListAccounts")?;
         accounts.extend(page.accounts().iter().cloned());
     }
     Ok(accounts)
@@ -106,7 +106,7 @@ async fn accounts_under(client: &Client, unit: &str) -> Result<Vec<Account>> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::Aws(failure("ListAccountsForParent", &e)))?;
+            let page = page.or_failure("ListAccountsForParent")?;
             accounts.extend(page.accounts().iter().cloned());
         }
         let mut pages = client
@@ -116,8 +116,7 @@ async fn accounts_under(client: &Client, unit: &str) -> Result<Vec<Account>> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| Error::Aws(failure("ListOrganizationalUnitsForParent", &e)))?;
+            let page = page.or_failure("ListOrganizationalUnitsForParent")?;
             todo.extend(
                 page.organizational_units()
                     .iter()
@@ -136,7 +135,7 @@ async fn tags_of(client: &Client, account: &str) -> Result<BTreeMap<String, Stri
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListTagsForResource", &e)))?;
+        let page = page.or_failure("ListTagsForResource")?;
         for tag in page.tags() {
             tags.insert(tag.key().to_string(), tag.value().to_string());
         }

@@ -15,6 +15,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
 use super::{RegionClients, failure};
+use crate::aws::Answer;
 use crate::error::{Error, Result};
 
 /// Where leases are kept, and the clients to reach it.
@@ -101,7 +102,7 @@ async fn acquire(
         .key(&key)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("GetObject", &e)))?;
+        .or_failure("GetObject")?;
     let etag = found.e_tag().unwrap_or_default().to_string();
     let bytes = found
         .body

@@ -342,7 +342,7 @@ impl Aws {
             .set_external_id(external_id.map(str::to_string))
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("AssumeRole", &e)))?;
+            .or_failure("AssumeRole")?;
         let mut refresh = aws_config::sts::AssumeRoleProvider::builder(role_arn)
             .session_name(session_name)
             .configure(&config);
@@ -390,7 +390,7 @@ impl Aws {
             .describe_regions()
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("DescribeRegions", &e)))?;
+            .or_failure("DescribeRegions")?;
         Ok(out
             .regions()
             .iter()
@@ -405,7 +405,7 @@ impl Aws {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("GetCallerIdentity", &e)))?;
+            .or_failure("GetCallerIdentity")?;
         let arn = out.arn().unwrap_or_default().to_string();
         let partition = arn.split(':').nth(1).unwrap_or("aws").to_string();
         Ok(CallerIdentity {
@@ -436,6 +436,23 @@ fn default_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpCli
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
     })
+}
+
+/// An SDK answer as harden takes it: the output, or the failure naming the operation
+/// (see [`failure`]), so every call site reads `send().await.or_failure(operation)?`.
+pub trait Answer<T> {
+    /// The output as is; an error as [`Error::Aws`] naming `operation`.
+    fn or_failure(self, operation: &str) -> Result<T>;
+}
+
+impl<T, E> Answer<T> for std::result::Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    SdkError<E, HttpResponse>: RequestId,
+{
+    fn or_failure(self, operation: &str) -> Result<T> {
+        self.map_err(|e| Error::Aws(failure(operation, &e)))
+    }
 }
 
 /// Describes a failed SDK call: the service's code and message when it answered, the

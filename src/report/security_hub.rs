@@ -9,8 +9,8 @@ use aws_sdk_securityhub::types::{
 };
 
 use super::findings::AsffFinding;
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 /// BatchImportFindings' limit.
 const BATCH: usize = 100;
@@ -83,7 +83,7 @@ pub async fn import(clients: &RegionClients, findings: &[AsffFinding]) -> Result
             .set_findings(Some(batch.iter().map(finding).collect()))
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("BatchImportFindings", &e)))?;
+            .or_failure("BatchImportFindings")?;
         imported.succeeded += usize::try_from(out.success_count().unwrap_or(0)).unwrap_or(0);
         imported
             .failed

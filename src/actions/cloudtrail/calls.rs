@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{Applied, Calls, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
@@ -209,7 +209,6 @@ impl Calls for TrailCalls {
     ) -> Result<Applied> {
         let ct = &clients.cloudtrail;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<TrailCall>(change)? {
             TrailCall::CreateTrail(input) => ct
                 .create_trail()
@@ -221,7 +220,7 @@ impl Calls for TrailCalls {
                 .set_kms_key_id(input.kms_key_id)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TrailCall::UpdateTrail(input) => ct
@@ -233,7 +232,7 @@ impl Calls for TrailCalls {
                 .set_kms_key_id(input.kms_key_id)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TrailCall::PutEventSelectors(input) => {
@@ -257,7 +256,7 @@ impl Calls for TrailCalls {
                 request
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -266,7 +265,7 @@ impl Calls for TrailCalls {
                 .name(input.name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TrailCall::StopLogging(input) => ct
@@ -274,7 +273,7 @@ impl Calls for TrailCalls {
                 .name(input.name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TrailCall::DeleteTrail(input) => ct
@@ -282,7 +281,7 @@ impl Calls for TrailCalls {
                 .name(input.name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
         };

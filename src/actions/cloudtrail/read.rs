@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_cloudtrail::types::{AdvancedEventSelector, EventSelector};
 use serde_json::{Map, Value, json};
 
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 use super::kind::{Trail, Trails};
 use super::plan::sort_trails;
@@ -85,7 +85,7 @@ pub(super) async fn read_trails(clients: &RegionClients) -> Result<Trails> {
         .include_shadow_trails(true)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("DescribeTrails", &e)))?;
+        .or_failure("DescribeTrails")?;
     let mut trails = Vec::new();
     for t in out.trail_list() {
         let (Some(name), Some(arn)) = (t.name(), t.trail_arn()) else {
@@ -99,8 +99,8 @@ pub(super) async fn read_trails(clients: &RegionClients) -> Result<Trails> {
             home.get_trail_status().name(arn).send(),
             home.get_event_selectors().trail_name(arn).send(),
         );
-        let status = status.map_err(|e| Error::Aws(failure("GetTrailStatus", &e)))?;
-        let selectors = selectors.map_err(|e| Error::Aws(failure("GetEventSelectors", &e)))?;
+        let status = status.or_failure("GetTrailStatus")?;
+        let selectors = selectors.or_failure("GetEventSelectors")?;
         trails.push(Trail {
             name: name.to_string(),
             arn: arn.to_string(),
@@ -131,7 +131,7 @@ pub(super) async fn read_trails(clients: &RegionClients) -> Result<Trails> {
             .set_resource_id_list(Some(own))
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("ListTags", &e)))?;
+            .or_failure("ListTags")?;
         for entry in tags.resource_tag_list() {
             let Some(trail) = trails
                 .iter_mut()

@@ -8,8 +8,8 @@ use serde_json::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::{Applied, Calls, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 use crate::plan::Change;
 
 use super::read::read_setup;
@@ -137,7 +137,6 @@ impl Calls for RecorderCalls {
     ) -> Result<Applied> {
         let config = &clients.config;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<ConfigCall>(change)? {
             ConfigCall::PutConfigurationRecorder(input) => {
                 let r = input.configuration_recorder;
@@ -158,7 +157,7 @@ impl Calls for RecorderCalls {
                     .configuration_recorder(recorder)
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -172,7 +171,7 @@ impl Calls for RecorderCalls {
                 )
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             ConfigCall::StartConfigurationRecorder(input) => config
@@ -180,7 +179,7 @@ impl Calls for RecorderCalls {
                 .configuration_recorder_name(input.configuration_recorder_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             ConfigCall::StopConfigurationRecorder(input) => config
@@ -188,7 +187,7 @@ impl Calls for RecorderCalls {
                 .configuration_recorder_name(input.configuration_recorder_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             ConfigCall::DeleteDeliveryChannel(input) => config
@@ -196,7 +195,7 @@ impl Calls for RecorderCalls {
                 .delivery_channel_name(input.delivery_channel_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             ConfigCall::DeleteConfigurationRecorder(input) => config
@@ -204,7 +203,7 @@ impl Calls for RecorderCalls {
                 .configuration_recorder_name(input.configuration_recorder_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
         };

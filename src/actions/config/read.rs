@@ -1,5 +1,5 @@
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 use super::kind::{ConfigRecorder, ConfigSetup, DeliveryChannel};
 
@@ -11,11 +11,9 @@ pub async fn read_setup(clients: &RegionClients) -> Result<ConfigSetup> {
         config.describe_configuration_recorder_status().send(),
         config.describe_delivery_channels().send(),
     );
-    let recorders =
-        recorders.map_err(|e| Error::Aws(failure("DescribeConfigurationRecorders", &e)))?;
-    let statuses =
-        statuses.map_err(|e| Error::Aws(failure("DescribeConfigurationRecorderStatus", &e)))?;
-    let channels = channels.map_err(|e| Error::Aws(failure("DescribeDeliveryChannels", &e)))?;
+    let recorders = recorders.or_failure("DescribeConfigurationRecorders")?;
+    let statuses = statuses.or_failure("DescribeConfigurationRecorderStatus")?;
+    let channels = channels.or_failure("DescribeDeliveryChannels")?;
     let recorder = recorders.configuration_recorders().first().map(|r| {
         let name = r.name().unwrap_or_default().to_string();
         let status = statuses

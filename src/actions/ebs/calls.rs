@@ -5,7 +5,7 @@ use serde_json::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::{Applied, Calls, NoInput, dry_run_answer, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{AwsFailure, Error, Result};
 use crate::plan::{Change, Probe};
 
@@ -44,7 +44,7 @@ pub(super) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             if out.ebs_encryption_by_default() != Some(true) {
                 return Err(Error::Aws(AwsFailure {
                     operation: operation.into(),
@@ -63,7 +63,7 @@ pub(super) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
         EbsCall::ModifyEbsDefaultKmsKeyId(input) => {
@@ -74,7 +74,7 @@ pub(super) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
     }

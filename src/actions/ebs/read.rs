@@ -1,4 +1,4 @@
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients, failure};
 use crate::error::{Error, Result};
 
 use super::kind::EbsEncryptionDefault;
@@ -9,7 +9,7 @@ pub(super) async fn read_setting(clients: &RegionClients) -> Result<EbsEncryptio
         .get_ebs_encryption_by_default()
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("GetEbsEncryptionByDefault", &e)))?;
+        .or_failure("GetEbsEncryptionByDefault")?;
     // The key is unknown rather than an error where the endpoint cannot say: the
     // emulators do not implement GetEbsDefaultKmsKeyId, and a caller without the right
     // may still turn encryption on. A key asked for then fails its read-back.

@@ -1,8 +1,9 @@
 //! An instance swap's calls, typed, with their waits: stop, start, detach, attach,
 //! DeleteOnTermination, the was-running tag, and each volume's calls.
 
-#[allow(unused_imports)]
 use super::*;
+#[allow(unused_imports)]
+use crate::aws::Answer;
 
 /// The calls on the instance itself in a swap, as a plan stores them (EC2's field
 /// names); the swap's other calls are its volumes' ([`ebs_volumes::VolumeCall`]).
@@ -157,7 +158,7 @@ pub(super) async fn stop(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     clients
         .ec2
         .wait_until_instance_stopped()
@@ -182,7 +183,7 @@ pub(super) async fn start(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     clients
         .ec2
         .wait_until_instance_running()
@@ -213,7 +214,7 @@ pub(super) async fn detach(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     clients
         .ec2
         .wait_until_volume_available()
@@ -250,7 +251,7 @@ pub(super) async fn attach(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     clients
         .ec2
         .wait_until_volume_in_use()
@@ -298,7 +299,7 @@ pub(super) async fn set_delete_on_termination(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     Ok(Applied::request(out.request_id()))
 }
 
@@ -321,7 +322,7 @@ pub(super) async fn mark_running(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
         None => {
@@ -334,7 +335,7 @@ pub(super) async fn mark_running(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
     }

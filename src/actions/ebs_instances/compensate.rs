@@ -1,8 +1,9 @@
 //! Putting an instance back when its swap stopped part-way: the originals at their
 //! devices, DeleteOnTermination and the instance state as they were.
 
-#[allow(unused_imports)]
 use super::*;
+#[allow(unused_imports)]
+use crate::aws::Answer;
 
 /// How long each wait of a compensation may take: detaching, attaching, stopping and
 /// starting take seconds to minutes.
@@ -211,7 +212,7 @@ pub(super) async fn undo(
         .tags(Tag::builder().key(ROLLED_BACK_TAG).value(cause).build())
         .send()
         .await
-        .map_err(|e| Error::Aws(failure(operation, &e)))?;
+        .or_failure(operation)?;
     done.request_ids
         .extend(out.request_id().map(str::to_string));
     Ok(())

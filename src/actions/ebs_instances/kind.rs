@@ -1,8 +1,9 @@
 //! Reading instances: their EBS devices, the unencrypted volumes and what harden made
 //! to replace them; the `ec2:instance` kind.
 
-#[allow(unused_imports)]
 use super::*;
+#[allow(unused_imports)]
+use crate::aws::Answer;
 
 /// An instance as `DescribeInstances` gives it, before its volumes are joined in.
 pub(super) struct Described {
@@ -30,7 +31,7 @@ pub(super) async fn describe(
     let mut found = Vec::new();
     let mut pages = request.into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeInstances", &e)))?;
+        let page = page.or_failure("DescribeInstances")?;
         for instance in page.reservations().iter().flat_map(|r| r.instances()) {
             let Some(id) = instance.instance_id() else {
                 continue;

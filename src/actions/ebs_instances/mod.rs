@@ -54,7 +54,7 @@ use super::{
     RecordedChange, ec2_tags, typed_call,
 };
 use crate::actions::{Resource, ResourceKind};
-use crate::aws::{RegionClients, failure};
+use crate::aws::RegionClients;
 use crate::error::{AwsFailure, Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing, REPLACED_BY_TAG, SOURCE_VOLUME_TAG, Volume};

@@ -15,7 +15,7 @@ use super::kind::{RUN_ID_TAG, SOURCE_VOLUME_TAG};
 use super::plan::state;
 use super::read::{filter, list_volumes};
 use crate::actions::{Applied, Calls, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients, failure};
 use crate::error::{AwsFailure, Error, Result};
 use crate::plan::{Change, Probe};
 use crate::template::KNOWN_AFTER_APPLY;
@@ -329,10 +329,7 @@ async fn made_by_this_call(
         };
         request = request.filters(filter(&format!("tag:{key}"), vec![value.to_string()]));
     }
-    let out = request
-        .send()
-        .await
-        .map_err(|e| Error::Aws(failure("DescribeSnapshots", &e)))?;
+    let out = request.send().await.or_failure("DescribeSnapshots")?;
     Ok(out
         .snapshots()
         .iter()
@@ -354,7 +351,6 @@ pub(in crate::actions) async fn call(
     let ec2 = &clients.ec2;
     let operation = change.call.operation.as_str();
     let limit = wait_limit(change);
-    let aws = |e| Error::Aws(e);
     match typed_call::<VolumeCall>(change)? {
         VolumeCall::CreateSnapshot(input) => {
             let specs = &input.tag_specifications;
@@ -434,7 +430,7 @@ pub(in crate::actions) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             let id = out.volume_id().unwrap_or_default().to_string();
             ec2.wait_until_volume_available()
                 .volume_ids(&id)
@@ -459,7 +455,7 @@ pub(in crate::actions) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
         VolumeCall::DeleteTags(input) => {
@@ -471,7 +467,7 @@ pub(in crate::actions) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
         VolumeCall::DeleteSnapshot(input) => {
@@ -503,7 +499,7 @@ pub(in crate::actions) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
         VolumeCall::DeleteVolume(input) => {
@@ -513,7 +509,7 @@ pub(in crate::actions) async fn call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             Ok(Applied::request(out.request_id()))
         }
     }

@@ -4,8 +4,8 @@ use aws_sdk_ec2::types::Filter;
 
 use super::kind::{Artifact, Placed, SOURCE_VOLUME_TAG, Volume, VolumeShape};
 use crate::actions::ec2_tags;
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 const MAX_PAGE: i32 = 500;
 
@@ -44,7 +44,7 @@ pub(in crate::actions) async fn describe_volumes(
     let mut volumes = Vec::new();
     let mut pages = request.into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeVolumes", &e)))?;
+        let page = page.or_failure("DescribeVolumes")?;
         for v in page.volumes() {
             let Some(id) = v.volume_id() else { continue };
             volumes.push(Volume {
@@ -107,7 +107,7 @@ pub(in crate::actions) async fn find_artifacts(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeSnapshots", &e)))?;
+        let page = page.or_failure("DescribeSnapshots")?;
         for s in page.snapshots() {
             let tags = ec2_tags(s.tags());
             let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {
@@ -154,7 +154,7 @@ pub(in crate::actions) async fn find_artifacts(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeVolumes", &e)))?;
+        let page = page.or_failure("DescribeVolumes")?;
         for v in page.volumes() {
             let tags = ec2_tags(v.tags());
             let Some(source) = tags.get(SOURCE_VOLUME_TAG) else {

@@ -16,7 +16,7 @@ use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, state_of, typed_args, typed_call,
 };
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::CLOUDTRAIL_DETAIL_TYPE;
 use crate::event::KnownEvent;
@@ -305,7 +305,7 @@ async fn remove_targets(
         .set_ids(Some(ids))
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("RemoveTargets", &e)))?;
+        .or_failure("RemoveTargets")?;
     if let Some(refused) = answer.failed_entries().first() {
         return Err(Error::Aws(crate::error::AwsFailure {
             operation: "RemoveTargets".into(),
@@ -365,7 +365,7 @@ impl Calls for RuleCalls {
                 .set_description(input.description)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             RuleCall::PutTargets(input) => {
@@ -387,7 +387,7 @@ impl Calls for RuleCalls {
                     .set_targets(Some(targets))
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                    .or_failure(operation)?;
                 // A refused target is in a successful answer.
                 if let Some(refused) = answer.failed_entries().first() {
                     return Err(Error::Aws(crate::error::AwsFailure {
@@ -418,7 +418,7 @@ impl Calls for RuleCalls {
                     .name(input.name)
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -446,14 +446,14 @@ pub async fn read_rule(clients: &RegionClients, name: &str) -> Result<EventRule>
         .rule(name)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("ListTargetsByRule", &e)))?;
+        .or_failure("ListTargetsByRule")?;
     let tags = match &arn {
         Some(arn) => events
             .list_tags_for_resource()
             .resource_arn(arn)
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("ListTagsForResource", &e)))?
+            .or_failure("ListTagsForResource")?
             .tags()
             .iter()
             .map(|t| (t.key().to_string(), t.value().to_string()))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::actions::{Applied, Calls, dry_run_answer, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{AwsFailure, Error, Result};
 use crate::plan::{Change, Probe};
 
@@ -114,7 +114,7 @@ async fn create(
         .dry_run(dry_run)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("CreateFlowLogs", &e)))
+        .or_failure("CreateFlowLogs")
 }
 
 #[async_trait]
@@ -156,7 +156,7 @@ impl Calls for FlowLogCalls {
                 .set_flow_log_ids(Some(ids))
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure("DeleteFlowLogs", &e)))?;
+                .or_failure("DeleteFlowLogs")?;
             if let Some(refused) = out.unsuccessful().first() {
                 return Err(Error::Aws(AwsFailure {
                     operation: "DeleteFlowLogs".into(),

@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::Filter;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing};
 
@@ -111,7 +111,7 @@ impl Kind for Vpc {
         let mut pages = request.into_paginator().send();
         let mut vpcs = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::Aws(failure("DescribeVpcs", &e)))?;
+            let page = page.or_failure("DescribeVpcs")?;
             for v in page.vpcs() {
                 let Some(id) = v.vpc_id() else { continue };
                 vpcs.push(Vpc {

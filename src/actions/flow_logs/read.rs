@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 use super::kind::FlowLog;
 
@@ -21,7 +21,7 @@ pub(super) async fn list_flow_logs(
     let mut pages = request.into_paginator().send();
     let mut logs: BTreeMap<String, Vec<FlowLog>> = BTreeMap::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeFlowLogs", &e)))?;
+        let page = page.or_failure("DescribeFlowLogs")?;
         for f in page.flow_logs() {
             let Some(resource) = f.resource_id() else {
                 continue;

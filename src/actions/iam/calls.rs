@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{Applied, Calls, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
@@ -122,7 +122,7 @@ impl Calls for ServiceLinkedRoleCalls {
             .aws_service_name(input.aws_service_name)
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("CreateServiceLinkedRole", &e)))?;
+            .or_failure("CreateServiceLinkedRole")?;
         Ok(Applied::request(out.request_id()))
     }
 }
@@ -145,7 +145,7 @@ async fn delete_service_linked_role(
         .role_name(name)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("DeleteServiceLinkedRole", &e)))?;
+        .or_failure("DeleteServiceLinkedRole")?;
     let limit = change
         .wait_timeout_seconds
         .map_or(SERVICE_LINKED_ROLE_DELETION, std::time::Duration::from_secs);
@@ -157,7 +157,7 @@ async fn delete_service_linked_role(
             .deletion_task_id(out.deletion_task_id())
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("GetServiceLinkedRoleDeletionStatus", &e)))?;
+            .or_failure("GetServiceLinkedRoleDeletionStatus")?;
         match status.status() {
             DeletionTaskStatusType::Succeeded => return Ok(Applied::request(out.request_id())),
             DeletionTaskStatusType::Failed => {
@@ -228,7 +228,6 @@ impl Calls for RoleCalls {
     ) -> Result<Applied> {
         let iam = &clients.iam;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<RoleCall>(change)? {
             RoleCall::CreateRole(input) => iam
                 .create_role()
@@ -237,7 +236,7 @@ impl Calls for RoleCalls {
                 .set_description(input.description)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             RoleCall::UpdateAssumeRolePolicy(input) => iam
@@ -246,7 +245,7 @@ impl Calls for RoleCalls {
                 .policy_document(input.policy_document)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             RoleCall::PutRolePolicy(input) => iam
@@ -256,7 +255,7 @@ impl Calls for RoleCalls {
                 .policy_document(input.policy_document)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             RoleCall::DeleteRolePolicy(input) => iam
@@ -265,7 +264,7 @@ impl Calls for RoleCalls {
                 .policy_name(input.policy_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             RoleCall::DeleteRole(RoleName { role_name: name }) => {
@@ -282,13 +281,13 @@ impl Calls for RoleCalls {
                         .policy_name(policy)
                         .send()
                         .await
-                        .map_err(|e| aws(failure("DeleteRolePolicy", &e)))?;
+                        .or_failure("DeleteRolePolicy")?;
                 }
                 iam.delete_role()
                     .role_name(name)
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }

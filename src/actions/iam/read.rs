@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients, failure};
 use crate::error::{Error, Result};
 
 use super::kind::{Role, ServiceLinkedRole};
@@ -27,7 +27,7 @@ pub(super) async fn read_service_linked_role(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListRoles", &e)))?;
+        let page = page.or_failure("ListRoles")?;
         // A prefix also matches deeper paths; the service's own path must be exact.
         found.extend(
             page.roles()
@@ -64,7 +64,7 @@ async fn inline_policies(clients: &RegionClients, name: &str) -> Result<BTreeMap
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListRolePolicies", &e)))?;
+        let page = page.or_failure("ListRolePolicies")?;
         names.extend(page.policy_names().iter().cloned());
     }
     let documents = futures::future::try_join_all(names.iter().map(|policy| async move {
@@ -76,7 +76,7 @@ async fn inline_policies(clients: &RegionClients, name: &str) -> Result<BTreeMap
             .send()
             .await
             .map(|out| decode_policy(out.policy_document()))
-            .map_err(|e| Error::Aws(failure("GetRolePolicy", &e)))
+            .or_failure("GetRolePolicy")
     }))
     .await?;
     Ok(names.into_iter().zip(documents).collect())

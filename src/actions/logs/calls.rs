@@ -5,7 +5,7 @@ use serde_json::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::{Applied, Calls, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
@@ -94,7 +94,6 @@ impl Calls for LogGroupCalls {
     ) -> Result<Applied> {
         let logs = &clients.logs;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<LogsCall>(change)? {
             LogsCall::CreateLogGroup(input) => logs
                 .create_log_group()
@@ -102,7 +101,7 @@ impl Calls for LogGroupCalls {
                 .set_kms_key_id(input.kms_key_id)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             LogsCall::PutRetentionPolicy(input) => logs
@@ -111,7 +110,7 @@ impl Calls for LogGroupCalls {
                 .retention_in_days(input.retention_in_days)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             LogsCall::AssociateKmsKey(input) => logs
@@ -120,7 +119,7 @@ impl Calls for LogGroupCalls {
                 .kms_key_id(input.kms_key_id)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             LogsCall::DeleteLogGroup(GroupInput {
@@ -134,7 +133,7 @@ impl Calls for LogGroupCalls {
                     .limit(1)
                     .send()
                     .await
-                    .map_err(|e| aws(failure("DescribeLogStreams", &e)))?;
+                    .or_failure("DescribeLogStreams")?;
                 if let Some(stream) = streams.log_streams().first() {
                     return Err(Error::NotEmpty {
                         resource: format!("log group {name}"),
@@ -148,7 +147,7 @@ impl Calls for LogGroupCalls {
                     .log_group_name(name)
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -157,7 +156,7 @@ impl Calls for LogGroupCalls {
                 .log_group_name(input.log_group_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             LogsCall::DisassociateKmsKey(input) => logs
@@ -165,7 +164,7 @@ impl Calls for LogGroupCalls {
                 .log_group_name(input.log_group_name)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
         };

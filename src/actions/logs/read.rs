@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 use super::kind::LogGroup;
 
@@ -15,7 +15,7 @@ pub async fn read_log_group(clients: &RegionClients, name: &str) -> Result<LogGr
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeLogGroups", &e)))?;
+        let page = page.or_failure("DescribeLogGroups")?;
         if let Some(group) = page
             .log_groups()
             .iter()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{Applied, Calls, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 use crate::plan::Change;
 
@@ -169,7 +169,6 @@ impl Calls for BucketCalls {
     ) -> Result<Applied> {
         let s3 = &clients.s3;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<BucketCall>(change)? {
             BucketCall::CreateBucket(input) => {
                 let mut request = s3.create_bucket().bucket(input.bucket);
@@ -185,7 +184,7 @@ impl Calls for BucketCalls {
                 request
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -203,7 +202,7 @@ impl Calls for BucketCalls {
                     )
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -240,7 +239,7 @@ impl Calls for BucketCalls {
                     .server_side_encryption_configuration(config)
                     .send()
                     .await
-                    .map_err(|e| aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -256,7 +255,7 @@ impl Calls for BucketCalls {
                 )
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             BucketCall::PutBucketPolicy(input) => s3
@@ -265,7 +264,7 @@ impl Calls for BucketCalls {
                 .policy(input.policy.to_string())
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             BucketCall::DeleteBucket(input) => s3
@@ -273,7 +272,7 @@ impl Calls for BucketCalls {
                 .bucket(input.bucket)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             BucketCall::DeletePublicAccessBlock(input) => s3
@@ -281,7 +280,7 @@ impl Calls for BucketCalls {
                 .bucket(input.bucket)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             BucketCall::DeleteBucketEncryption(input) => s3
@@ -289,7 +288,7 @@ impl Calls for BucketCalls {
                 .bucket(input.bucket)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             BucketCall::DeleteBucketPolicy(input) => s3
@@ -297,7 +296,7 @@ impl Calls for BucketCalls {
                 .bucket(input.bucket)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
         };

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::kind::{self, s3control};
 use crate::actions::{Applied, Calls, typed_call};
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 use crate::inventory::PublicAccessBlock;
 use crate::plan::Change;
 
@@ -105,7 +105,7 @@ impl Calls for S3ControlCalls {
                     .public_access_block_configuration(configuration)
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure("PutPublicAccessBlock", &e)))?;
+                    .or_failure("PutPublicAccessBlock")?;
                 Ok(Applied::request(request_id(&out)))
             }
             S3ControlCall::DeletePublicAccessBlock(input) => {
@@ -114,7 +114,7 @@ impl Calls for S3ControlCalls {
                     .account_id(input.account_id)
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure("DeletePublicAccessBlock", &e)))?;
+                    .or_failure("DeletePublicAccessBlock")?;
                 Ok(Applied::request(request_id(&out)))
             }
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actions::{Applied, Calls, RegionRead, state_of, typed_call};
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Probe};
 use crate::template::KNOWN_AFTER_APPLY;
@@ -369,7 +369,7 @@ async fn apply_call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             if out.r#return() == Some(false) || !out.unknown_ip_permissions().is_empty() {
                 return Err(refused(operation, out.request_id()));
             }
@@ -388,7 +388,7 @@ async fn apply_call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             if out.r#return() == Some(false) {
                 return Err(refused(operation, out.request_id()));
             }
@@ -416,7 +416,7 @@ async fn apply_call(
                 .dry_run(dry_run)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?;
+                .or_failure(operation)?;
             if out.r#return() == Some(false) {
                 return Err(refused(operation, out.request_id()));
             }

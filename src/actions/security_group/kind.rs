@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing};
 
@@ -118,7 +118,7 @@ impl Kind for SecurityGroup {
         let mut pages = request.into_paginator().send();
         let mut groups = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroups", &e)))?;
+            let page = page.or_failure("DescribeSecurityGroups")?;
             for g in page.security_groups() {
                 let Some(id) = g.group_id() else { continue };
                 groups.push(SecurityGroup {

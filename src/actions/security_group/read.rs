@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::Value;
 
 use crate::actions::state_of;
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 
 use super::kind::SecurityGroupRules;
 use super::rule::{Peer, Rule, sort_rules};
@@ -65,7 +65,7 @@ pub(super) async fn list_rules(
     let mut pages = request.into_paginator().send();
     let mut rules = RulesByGroup::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeSecurityGroupRules", &e)))?;
+        let page = page.or_failure("DescribeSecurityGroupRules")?;
         add_rules(&mut rules, page.security_group_rules());
     }
     Ok(rules)
@@ -87,7 +87,7 @@ pub(super) async fn list_region_rules(
             .set_next_token(next_token)
             .send()
             .await
-            .map_err(|e| Error::Aws(failure("DescribeSecurityGroupRules", &e)))?;
+            .or_failure("DescribeSecurityGroupRules")?;
         add_rules(&mut rules, page.security_group_rules());
         next_token = page
             .next_token()
@@ -140,7 +140,7 @@ pub(super) async fn interface_counts(
     let mut pages = request.into_paginator().send();
     let mut counts: HashMap<String, usize> = HashMap::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("DescribeNetworkInterfaces", &e)))?;
+        let page = page.or_failure("DescribeNetworkInterfaces")?;
         for interface in page.network_interfaces() {
             for g in interface.groups() {
                 if let Some(id) = g.group_id() {

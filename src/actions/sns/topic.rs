@@ -15,8 +15,8 @@ use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, state_of, typed_args, typed_call,
 };
-use crate::aws::{RegionClients, failure};
-use crate::error::{Error, Result};
+use crate::aws::{Answer, RegionClients};
+use crate::error::Result;
 use crate::inventory::{Filters, Kind, Narrowing, named};
 use crate::plan::{ApiCall, Change, ChangeKind};
 
@@ -255,7 +255,6 @@ impl Calls for TopicCalls {
     ) -> Result<Applied> {
         let sns = &clients.sns;
         let operation = change.call.operation.as_str();
-        let aws = |e| Error::Aws(e);
         let request_id = match typed_call::<TopicCall>(change)? {
             TopicCall::CreateTopic(input) => sns
                 .create_topic()
@@ -263,7 +262,7 @@ impl Calls for TopicCalls {
                 .set_attributes(Some(input.attributes.into_iter().collect()))
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TopicCall::SetTopicAttributes(input) => sns
@@ -273,7 +272,7 @@ impl Calls for TopicCalls {
                 .attribute_value(input.attribute_value)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TopicCall::Subscribe(input) => sns
@@ -283,7 +282,7 @@ impl Calls for TopicCalls {
                 .endpoint(input.endpoint)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             TopicCall::DeleteTopic(input) => sns
@@ -291,7 +290,7 @@ impl Calls for TopicCalls {
                 .topic_arn(input.topic_arn)
                 .send()
                 .await
-                .map_err(|e| aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
         };
@@ -307,7 +306,7 @@ pub async fn read_topic(clients: &RegionClients, name: &str) -> Result<Topic> {
     let mut pages = sns.list_topics().into_paginator().send();
     let mut arn = None;
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListTopics", &e)))?;
+        let page = page.or_failure("ListTopics")?;
         if let Some(found) = page
             .topics()
             .iter()
@@ -326,7 +325,7 @@ pub async fn read_topic(clients: &RegionClients, name: &str) -> Result<Topic> {
         .topic_arn(&arn)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("GetTopicAttributes", &e)))?;
+        .or_failure("GetTopicAttributes")?;
     let mut emails = Vec::new();
     let mut subscriptions = sns
         .list_subscriptions_by_topic()
@@ -334,7 +333,7 @@ pub async fn read_topic(clients: &RegionClients, name: &str) -> Result<Topic> {
         .into_paginator()
         .send();
     while let Some(page) = subscriptions.next().await {
-        let page = page.map_err(|e| Error::Aws(failure("ListSubscriptionsByTopic", &e)))?;
+        let page = page.or_failure("ListSubscriptionsByTopic")?;
         emails.extend(
             page.subscriptions()
                 .iter()
@@ -349,7 +348,7 @@ pub async fn read_topic(clients: &RegionClients, name: &str) -> Result<Topic> {
         .resource_arn(&arn)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("ListTagsForResource", &e)))?
+        .or_failure("ListTagsForResource")?
         .tags()
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
@@ -389,7 +388,7 @@ pub async fn publish(
         .message(message)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("Publish", &e)))?;
+        .or_failure("Publish")?;
     Ok(answer.message_id().unwrap_or_default().to_string())
 }
 

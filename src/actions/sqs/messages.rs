@@ -3,7 +3,7 @@
 //! deleted comes back after the queue's visibility timeout (and, past the redrive
 //! policy's count, goes to the dead-letter queue).
 
-use crate::aws::failure;
+use crate::aws::Answer;
 use crate::error::{Error, Result};
 
 /// SQS's longest long-poll wait.
@@ -42,7 +42,7 @@ pub async fn receive(
         .message_system_attribute_names(Attribute::SentTimestamp)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("ReceiveMessage", &e)))?;
+        .or_failure("ReceiveMessage")?;
     Ok(answer
         .messages()
         .iter()
@@ -89,7 +89,7 @@ pub async fn delete_batch(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("DeleteMessageBatch", &e)))?;
+        .or_failure("DeleteMessageBatch")?;
     Ok((0..batch.len())
         .map(|n| {
             let id = n.to_string();

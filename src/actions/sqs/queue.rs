@@ -17,7 +17,7 @@ use crate::actions::{
     Action, ActionInfo, ActionPlan, Applied, ArgSpec, Calls, DraftChain, Inverse, Resource,
     ResourceKind, arguments_of, call_input, state_of, typed_args, typed_call,
 };
-use crate::aws::{RegionClients, failure};
+use crate::aws::{Answer, RegionClients, failure};
 use crate::error::{Error, Result};
 use crate::event::KnownEvent;
 use crate::inventory::{Filters, Kind, Narrowing, named};
@@ -371,7 +371,7 @@ async fn delete_empty_queue(
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("GetQueueAttributes", &e)))?;
+        .or_failure("GetQueueAttributes")?;
     let held: u64 = counts
         .attributes()
         .into_iter()
@@ -389,7 +389,7 @@ async fn delete_empty_queue(
         .queue_url(&input.queue_url)
         .send()
         .await
-        .map_err(|e| Error::Aws(failure("DeleteQueue", &e)))?
+        .or_failure("DeleteQueue")?
         .request_id()
         .map(str::to_string);
     let until = tokio::time::Instant::now() + QUEUE_DELETION;
@@ -462,7 +462,7 @@ impl Calls for QueueCalls {
                 .set_attributes(Some(attribute_map(input.attributes)))
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure(operation, &e)))?
+                .or_failure(operation)?
                 .request_id()
                 .map(str::to_string),
             QueueCall::SetQueueAttributes(input) => {
@@ -482,7 +482,7 @@ impl Calls for QueueCalls {
                     .set_attributes(Some(attribute_map(input.attributes)))
                     .send()
                     .await
-                    .map_err(|e| Error::Aws(failure(operation, &e)))?
+                    .or_failure(operation)?
                     .request_id()
                     .map(str::to_string)
             }
@@ -523,14 +523,14 @@ pub async fn read_queue(clients: &RegionClients, name: &str) -> Result<Queue> {
                 .attribute_names(QueueAttributeName::All)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure("GetQueueAttributes", &e)))
+                .or_failure("GetQueueAttributes")
         },
         async {
             sqs.list_queue_tags()
                 .queue_url(&url)
                 .send()
                 .await
-                .map_err(|e| Error::Aws(failure("ListQueueTags", &e)))
+                .or_failure("ListQueueTags")
         }
     )?;
     let attributes = attributes.attributes().cloned().unwrap_or_default();
