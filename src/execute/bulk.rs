@@ -112,16 +112,6 @@ fn region_page(rate: Option<Rate>) -> usize {
     }
 }
 
-/// Each called change's state read back, against its after: held as a marker when the
-/// change shows made exactly as planned.
-fn as_made(called: &[&Change], states: impl Iterator<Item = Option<Value>>) -> Vec<Option<Seen>> {
-    called
-        .iter()
-        .zip(states)
-        .map(|(change, state)| state.map(|state| Seen::of(state, &change.after)))
-        .collect()
-}
-
 /// `chains` in pages of `size`, each with its share of `states` (one per chain, in
 /// order) when there are some.
 fn in_pages(
@@ -203,23 +193,19 @@ impl Run<'_> {
                 .map(|(chain, known)| self.walk(stage, chain, known, how));
             walked.extend(future::join_all(walks).await);
         }
-        let called: Vec<&Change> = walked
+        let ids: Vec<String> = walked
             .iter()
             .filter_map(|w| w.pending.as_ref())
-            .map(|(index, _, _)| &self.plan.changes[*index])
+            .map(|(index, _, _)| self.plan.changes[*index].resource.id.clone())
             .collect();
+        // A listing's states are made as each change is concluded, never a page of
+        // them at once.
         let mut read_back = match read_back {
             ReadBack::ByRegion { requests } => {
-                self.read_back_region(calls, &clients, &called, requests)
-                    .await
+                self.read_back_region(calls, &clients, &ids, requests).await
             }
-            ReadBack::ByFilter => {
-                let ids: Vec<String> = called.iter().map(|c| c.resource.id.clone()).collect();
-                let states = self.read_many(calls, &clients, &ids).await;
-                as_made(&called, states.into_iter())
-            }
-        }
-        .into_iter();
+            ReadBack::ByFilter => Box::new(self.read_many(calls, &clients, &ids).await.into_iter()),
+        };
         self.hold_records(account, region);
         let mut ended = Vec::with_capacity(page.len());
         for (chain, mut walked) in page.iter().zip(walked) {
@@ -346,28 +332,27 @@ impl Run<'_> {
         &self,
         calls: &dyn Calls,
         clients: &RegionClients,
-        called: &[&Change],
+        ids: &[String],
         requests: usize,
-    ) -> Vec<Option<Seen>> {
-        if called.is_empty() {
-            return Vec::new();
+    ) -> Box<dyn Iterator<Item = Option<Value>> + Send> {
+        if ids.is_empty() {
+            return Box::new(std::iter::empty());
         }
-        let ids: Vec<String> = called.iter().map(|c| c.resource.id.clone()).collect();
         let read = persist::persist(self.deadline, || {
-            calls.read_from_region(clients, &ids, requests + 1)
+            calls.read_from_region(clients, ids, requests + 1)
         })
         .await;
         let states = match read {
             Ok(Some(read)) if read.states.len() == ids.len() => {
-                return as_made(called, read.states.map(Some));
+                return Box::new(read.states.map(Some));
             }
-            Ok(_) => self.read_many(calls, clients, &ids).await,
+            Ok(_) => self.read_many(calls, clients, ids).await,
             Err(e) => {
                 tracing::warn!(resources = ids.len(), error = %e, "listing the region failed; reading back by filter");
-                self.read_many(calls, clients, &ids).await
+                self.read_many(calls, clients, ids).await
             }
         };
-        as_made(called, states.into_iter())
+        Box::new(states.into_iter())
     }
 
     /// The states of `ids` read in bulk ([`Calls::read_many_limit`] a call), throttling

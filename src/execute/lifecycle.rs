@@ -15,9 +15,9 @@ use crate::aws::persist;
 use crate::error::{Error, Result};
 use crate::plan::{Change, state_matches};
 
-/// A resource's state as read, held as a marker when it is exactly what the plan says
-/// (a change's before, or its after once made): a page of thousands of changes read in
-/// bulk then holds only the states that differ, not a copy of the plan's.
+/// A resource's state as read before a change, held as a marker when it is exactly the
+/// change's before: a page of thousands of changes read in bulk then holds only the
+/// states that differ, not a copy of the plan's.
 #[derive(Debug)]
 pub(super) enum Seen {
     /// Equal to the plan's state it was read against.
@@ -308,7 +308,7 @@ impl Run<'_> {
         change: &Change,
         ready: Ready,
         result: Result<actions::Applied>,
-        read_back: Option<Seen>,
+        read_back: Option<Value>,
     ) -> (Outcome, Option<Value>) {
         let Ready {
             calls,
@@ -339,40 +339,43 @@ impl Run<'_> {
                 );
             }
         };
-        let read_back = read_back
-            .map(|seen| seen.into_value(&change.after))
-            .filter(|state| state_matches(&change.after, state).is_ok());
-        let after = match read_back {
-            Some(state) => Ok(state),
-            None => self.read(calls, &clients, change).await,
-        };
-        let after = match after {
-            Ok(state) => state,
-            Err(e) => {
-                return self.fail_with(
-                    change,
-                    current.into_value(&change.before),
-                    Value::Null,
-                    &e,
-                    applied.request_ids,
-                    started,
-                );
+        // A bulk read-back that shows the change made is its verification; one that
+        // does not is read again alone (the bulk read may have come before the service
+        // settled), and only that read can fail it.
+        let shown = read_back.filter(|state| state_matches(&change.after, state).is_ok());
+        let after = match shown {
+            Some(state) => state,
+            None => {
+                let state = match self.read(calls, &clients, change).await {
+                    Ok(state) => state,
+                    Err(e) => {
+                        return self.fail_with(
+                            change,
+                            current.into_value(&change.before),
+                            Value::Null,
+                            &e,
+                            applied.request_ids,
+                            started,
+                        );
+                    }
+                };
+                if let Err(detail) = state_matches(&change.after, &state) {
+                    let error = Error::Verification {
+                        resource: change.resource.to_string(),
+                        detail,
+                    };
+                    return self.fail_with(
+                        change,
+                        current.into_value(&change.before),
+                        state,
+                        &error,
+                        applied.request_ids,
+                        started,
+                    );
+                }
+                state
             }
         };
-        if let Err(detail) = state_matches(&change.after, &after) {
-            let error = Error::Verification {
-                resource: change.resource.to_string(),
-                detail,
-            };
-            return self.fail_with(
-                change,
-                current.into_value(&change.before),
-                after,
-                &error,
-                applied.request_ids,
-                started,
-            );
-        }
         let outcome = Outcome::Succeeded;
         self.finish(
             change,
