@@ -262,6 +262,16 @@ impl Aws {
         }
     }
 
+    /// As [`Aws::with_ec2_client`], reporting `rates` as its EC2 buckets (what pages
+    /// are sized by; the mocked client itself is not slowed).
+    #[cfg(test)]
+    pub fn with_paced_ec2_client(ec2: aws_sdk_ec2::Client, rates: Ec2Rates) -> Self {
+        Self {
+            pacing: Some((rates, default_https_client())),
+            ..Self::with_ec2_client(ec2)
+        }
+    }
+
     fn config_for(&self, region: &str) -> SdkConfig {
         self.config
             .clone()

@@ -101,7 +101,7 @@ pub(super) fn chains(
 
 /// The chains of a page reading back by listing the region, calls paced by `rate`
 /// (`None`: not paced).
-fn region_page(rate: Option<Rate>) -> usize {
+fn paced_page(rate: Option<Rate>) -> usize {
     match rate {
         Some(rate) => {
             let paced = f64::from(rate.burst) + rate.per_second * PAGE_SECONDS;
@@ -280,7 +280,7 @@ impl Run<'_> {
             .sessions
             .get(lead.account_id.as_str())
             .and_then(|session| session.aws.ec2_rate(&lead.call.operation));
-        region_page(rate)
+        paced_page(rate)
     }
 
     /// Each chain's listed state against its first change's `before`.
@@ -393,13 +393,13 @@ mod tests {
 
     #[test]
     fn a_paced_page_holds_about_a_minute_of_calls_and_an_unpaced_one_the_most() {
-        assert_eq!(region_page(None), REGION_PAGE);
+        assert_eq!(paced_page(None), REGION_PAGE);
         let mutating = Rate {
             burst: 50,
             per_second: 5.0,
         };
         assert_eq!(
-            region_page(Some(mutating)),
+            paced_page(Some(mutating)),
             350,
             "the burst, then 60 s at 5 a second"
         );
@@ -407,11 +407,11 @@ mod tests {
             burst: u32::MAX,
             per_second: f64::INFINITY,
         };
-        assert_eq!(region_page(Some(unbounded)), REGION_PAGE);
+        assert_eq!(paced_page(Some(unbounded)), REGION_PAGE);
         let stalled = Rate {
             burst: 0,
             per_second: 0.0,
         };
-        assert_eq!(region_page(Some(stalled)), 1, "a page always holds a chain");
+        assert_eq!(paced_page(Some(stalled)), 1, "a page always holds a chain");
     }
 }

@@ -136,13 +136,14 @@ async fn run(client: Client, plan: &Plan) -> Outcomes {
 }
 
 async fn run_with(client: Client, plan: &Plan, interrupted: bool, fail_fast: bool) -> Outcomes {
-    run_prepared(client, plan, interrupted, fail_fast, |_| {}).await
+    let aws = crate::aws::Aws::with_ec2_client(client);
+    run_prepared(aws, plan, interrupted, fail_fast, |_| {}).await
 }
 
 /// As [`run_with`], with `prepare` given the state directory before the run's
 /// journal is created.
 async fn run_prepared(
-    client: Client,
+    aws: crate::aws::Aws,
     plan: &Plan,
     interrupted: bool,
     fail_fast: bool,
@@ -159,7 +160,7 @@ async fn run_prepared(
             },
             plan.regions(),
         ),
-        aws: crate::aws::Aws::with_ec2_client(client),
+        aws,
     };
     let audit = Mutex::new(AuditLog::open(dir.path()).expect("audit"));
     let journal = Journal::create(dir.path(), "run-1", plan).expect("journal");
@@ -389,7 +390,8 @@ async fn an_interrupted_apply_starts_nothing_and_records_why() {
 #[tokio::test]
 async fn a_run_that_cannot_record_stops_and_says_what_went_unrecorded() {
     let (client, _, revoke) = revoking_ec2("none");
-    let out = run_prepared(client, &revokes(&["sg-1", "sg-2"]), false, false, |dir| {
+    let aws = crate::aws::Aws::with_ec2_client(client);
+    let out = run_prepared(aws, &revokes(&["sg-1", "sg-2"]), false, false, |dir| {
         let run = dir.join("runs").join("run-1");
         std::fs::create_dir_all(&run).expect("run folder");
         std::os::unix::fs::symlink("/dev/full", run.join("journal.jsonl"))
@@ -652,6 +654,34 @@ async fn a_region_grown_past_one_more_listing_call_is_read_back_by_filter() {
         let group = &record.resource.id;
         assert_eq!(record.after, rule_state(None), "{group} read back");
     }
+}
+
+/// The same whole region, its calls paced by EC2's default buckets: a page holds what
+/// the mutation bucket lets through in a minute (350 chains), so 700 groups are two
+/// pages, each read back by its own listing, and the first records are written after
+/// 350 calls rather than 700.
+#[tokio::test]
+async fn paced_calls_make_pages_of_a_minute_of_calls() {
+    let groups: Vec<String> = (0..700).map(|i| format!("sg-{i:03}")).collect();
+    let (client, describe, revoke_call) = revoking_ec2_in("sg-none", groups.clone());
+    let aws = crate::aws::Aws::with_paced_ec2_client(client, crate::aws::Ec2Rates::default());
+    let out = run_prepared(aws, &revokes(&groups), false, false, |_| {}).await;
+    assert_all_succeeded(&out.report);
+    assert_eq!(revoke_call.num_calls(), 700);
+    assert_eq!(
+        describe.num_calls(),
+        1 + 2,
+        "the region listed once before the stage, and once after each page of 350"
+    );
+    let journal = out.journal();
+    let first_ended = journal
+        .iter()
+        .position(|e| e.phase == journal::Phase::Succeeded)
+        .expect("ends");
+    assert_eq!(
+        first_ended, 350,
+        "a page of 350 is concluded once it is read back"
+    );
 }
 
 #[tokio::test]
